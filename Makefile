@@ -1,0 +1,29 @@
+# RetinaFace (MXNet) -- set-up, tests, demo, benchmarks.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements.stamp
+KERNELS := cython_ext/anchors.pyx cython_ext/bbox.pyx cython_ext/cpu_nms.pyx
+KERNEL_STAMP := cython_ext/.built.stamp
+PYTEST_ARGS ?= -q
+
+.PHONY: setup test clean
+
+setup: $(STAMP) $(KERNEL_STAMP)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+$(KERNEL_STAMP): $(KERNELS) setup.py $(STAMP)
+	$(PY) setup.py -q build_ext --inplace
+	touch $@
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf build cython_ext/*.so cython_ext/*.c $(KERNEL_STAMP)

@@ -1,0 +1,1 @@
+"""RetinaFace training and inference library (MXNet)."""

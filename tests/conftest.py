@@ -1,0 +1,31 @@
+"""Shared fixtures: the project root on sys.path and the real data in ../shared."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get('RETINAFACE_SHARED', ROOT.parent / 'shared'))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def shared_path(*parts):
+    """Path under ../shared, or skip the calling test with a clear reason when absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip('real data %s not found (../shared is absent; see ../shared/README.md)' % path)
+    return path
+
+
+@pytest.fixture
+def mnet25_prefix():
+    """Prefix of the released mnet.25 checkpoint (epoch 0)."""
+    return str(shared_path('models', 'mnet.25') / 'mnet.25')
+
+
+@pytest.fixture
+def dlib_faces():
+    """Root of the real dlib photos in the RetinaFace layout (train/ and val/)."""
+    return shared_path('data', 'dlib_faces')
