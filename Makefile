@@ -27,3 +27,7 @@ test: setup
 
 clean:
 	rm -rf build cython_ext/*.so cython_ext/*.c $(KERNEL_STAMP)
+
+.PHONY: bench
+bench: setup
+	$(PY) -m bench.run_all

@@ -4,7 +4,6 @@ import numpy as np
 cimport numpy as cnp
 
 cnp.import_array()
-ctypedef cnp.float32_t DTYPE_t
 
 
 def cpu_nms(dets, float thresh):
@@ -14,40 +13,39 @@ def cpu_nms(dets, float thresh):
         dets: (N, 5) float32, x1 y1 x2 y2 score.
         thresh: a box is suppressed when its IoU with a kept, higher-scoring box is > thresh.
     Returns:
-        list of kept indices into ``dets``, in descending score order.
+        list of kept indices into ``dets``, in descending score order (ties keep input order).
     """
-    cdef cnp.ndarray[DTYPE_t, ndim=2] d = np.ascontiguousarray(dets, dtype=np.float32).reshape(-1, 5)
+    d = np.asarray(dets, dtype=np.float32).reshape(-1, 5)
     cdef Py_ssize_t n = d.shape[0]
     if n == 0:
         return []
-    cdef cnp.ndarray[DTYPE_t, ndim=1] areas = (d[:, 2] - d[:, 0] + 1) * (d[:, 3] - d[:, 1] + 1)
-    # stable sort so equal scores keep their input order
-    cdef cnp.ndarray[cnp.intp_t, ndim=1] order = np.argsort(-d[:, 4], kind='stable')
-    cdef cnp.ndarray[cnp.uint8_t, ndim=1] suppressed = np.zeros(n, dtype=np.uint8)
-    cdef Py_ssize_t oi, oj, i, j
-    cdef DTYPE_t ix1, iy1, ix2, iy2, iarea, w, h, inter
+    order_arr = np.argsort(-d[:, 4], kind='stable')
+    # coordinates in score order, one contiguous array each, for a cache-friendly inner loop
+    cdef float[::1] x1 = np.ascontiguousarray(d[order_arr, 0])
+    cdef float[::1] y1 = np.ascontiguousarray(d[order_arr, 1])
+    cdef float[::1] x2 = np.ascontiguousarray(d[order_arr, 2])
+    cdef float[::1] y2 = np.ascontiguousarray(d[order_arr, 3])
+    cdef float[::1] areas = np.ascontiguousarray(
+        (d[order_arr, 2] - d[order_arr, 0] + 1) * (d[order_arr, 3] - d[order_arr, 1] + 1))
+    cdef cnp.intp_t[::1] order = order_arr
+    cdef unsigned char[::1] suppressed = np.zeros(n, dtype=np.uint8)
+    cdef Py_ssize_t i, j
+    cdef float w, h, inter
     keep = []
-    for oi in range(n):
-        i = order[oi]
+    for i in range(n):
         if suppressed[i]:
             continue
-        keep.append(i)
-        ix1 = d[i, 0]
-        iy1 = d[i, 1]
-        ix2 = d[i, 2]
-        iy2 = d[i, 3]
-        iarea = areas[i]
-        for oj in range(oi + 1, n):
-            j = order[oj]
+        keep.append(order[i])
+        for j in range(i + 1, n):
             if suppressed[j]:
                 continue
-            w = min(ix2, d[j, 2]) - max(ix1, d[j, 0]) + 1
+            w = min(x2[i], x2[j]) - max(x1[i], x1[j]) + 1
             if w <= 0:
                 continue
-            h = min(iy2, d[j, 3]) - max(iy1, d[j, 1]) + 1
+            h = min(y2[i], y2[j]) - max(y1[i], y1[j]) + 1
             if h <= 0:
                 continue
             inter = w * h
-            if inter / (iarea + areas[j] - inter) > thresh:
+            if inter / (areas[i] + areas[j] - inter) > thresh:
                 suppressed[j] = 1
     return keep
