@@ -1,0 +1,671 @@
+"""RetinaFace / WIDER FACE label reader: ``label.txt`` -> roidb (one dict per image).
+
+Layout read (as the original insightface RetinaFace data)::
+
+    <dataset_path>/<image_set>/label.txt
+    <dataset_path>/<image_set>/images/<event>/<file>.jpg
+
+``label.txt`` is a sequence of image blocks. A block starts with ``# <path>``
+(relative to ``images/``), optionally followed by ``<width> <height>`` when the
+file states the image size (then the image header is not read, only its
+existence is checked). Each following line is one face, in one of two formats
+decided per line by its count of numbers:
+
+* 20 numbers (train): ``x y w h`` then 5 x ``(px py flag)`` then ``blur``.
+  Points are left eye, right eye, nose, left and right mouth corners. In the
+  file, flag ``0.0`` means visible and ``1.0`` (any value > 0) not visible;
+  a point written ``-1 -1 -1`` is missing. ``blur`` < 0 means "no attribute".
+* 4 numbers (val): ``x y w h`` only.
+
+A block with no face lines is an image without boxes (the test split has only
+``# path`` lines).
+
+Roidb entry (dict), K faces::
+
+    image          str, full path of the image file
+    height, width  int, image size in pixels (as ``cv2.imread`` returns it)
+    boxes          (K, 4) float32, x1 y1 x2 y2 with x2 = x + w, y2 = y + h,
+                   clipped to [0, width - 1] x [0, height - 1]
+    landmarks      (K, 5, 3) float32, (x, y, visibility): 1.0 visible, 0.0 not
+                   visible; all three -1 for a missing point (a face without
+                   landmarks, e.g. every val face, is all -1)
+    blur           (K,) float32; a train face whose blur is < 0 gets 0.3 and a
+                   val face (4 numbers) 0.0, as in the original reader
+    gt_classes     (K,) int32, 1 for every face
+    flipped        bool, False (``append_flipped_images`` adds True entries)
+    max_num_boxes  int, the largest K over the whole roidb (the same value in
+                   every entry, as the original's running maximum ended up)
+
+Boxes that are empty after clipping (x2 <= x1 or y2 <= y1), or narrower /
+shorter than ``cfg.TRAIN.MIN_BOX_SIZE``, are dropped; for the ``train`` image
+set, images left without boxes are dropped too. Both counts are logged (INFO).
+
+Image sizes come from the file header (JPEG SOF marker, honouring the EXIF
+orientation like ``cv2.imread`` does; PNG IHDR chunk); other formats, or
+headers this parser does not understand, fall back to a full ``cv2.imread``.
+A missing or unreadable image raises :class:`ImageReadError` naming it. Note
+that a header-only read does not detect a file truncated after its header.
+
+Cache: the parsed roidb is pickled under ``<root_path>/cache/`` (created when
+needed; ``root_path=None`` disables caching). The file name holds the dataset
+name and a short hash of the label file's path; the pickle holds the roidb in
+column form (a few concatenated arrays, see :func:`build_columns`; much faster
+to pickle than 12,880 dicts of small arrays) and a key, the SHA-256 of the
+cache format version, the image set, the images directory, the reader options
+and the label file's bytes, so a changed label file never loads a stale cache.
+Changes to the image files themselves are not detected. The cache is written
+atomically (temporary file + ``os.replace``); an unwritable
+cache directory is logged and the reader continues without it.
+
+Note: ``rcnn.dataset`` re-exports the class, so the attribute
+``rcnn.dataset.retinaface`` is the class; import helpers with
+``from rcnn.dataset.retinaface import read_image_size``.
+"""
+import hashlib
+import logging
+import os
+import pickle
+import struct
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+__all__ = ['retinaface', 'append_flipped_images', 'flip_roidb_entry', 'read_image_size',
+           'parse_label_text', 'ParsedLabels', 'build_columns', 'roidb_from_columns',
+           'build_roidb', 'LabelFormatError', 'ImageReadError', 'CACHE_FORMAT_VERSION']
+
+CACHE_FORMAT_VERSION = 1
+NUM_LANDMARKS = 5
+TRAIN_LINE_LENGTH = 4 + 3 * NUM_LANDMARKS + 1   # x y w h, 5 x (x y flag), blur
+BOX_ONLY_LINE_LENGTH = 4                        # x y w h
+MISSING = -1.0
+MISSING_BLUR = 0.3                # original: a train face with blur < 0 gets 0.3
+FLIP_LANDMARK_ORDER = [1, 0, 2, 4, 3]   # eyes and mouth corners swap sides
+SIZE_THREADS = 4
+SIZE_CHUNK = 64                   # image headers read per thread-pool task
+PROGRESS_MIN_IMAGES = 200         # show a progress bar from this many images on
+
+
+class LabelFormatError(ValueError):
+    """A label file line that cannot be read; the message starts with ``file:line:``."""
+
+
+class ImageReadError(OSError):
+    """An image that is missing or whose size cannot be read; the message names it."""
+
+
+# ----------------------------------------------------------------------------
+# Image size from the file header
+# ----------------------------------------------------------------------------
+
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+# Start-of-frame markers carry the frame size (C4 = DHT, C8 = JPG, CC = DAC are not frames).
+_JPEG_SOF_MARKERS = frozenset([0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7,
+                               0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF])
+_JPEG_STANDALONE_MARKERS = frozenset([0x01] + list(range(0xD0, 0xD8)))   # TEM, RST0-7
+_JPEG_APP1 = 0xE1
+_EXIF_ORIENTATION_TAG = 0x0112
+_TRANSPOSING_ORIENTATIONS = frozenset([5, 6, 7, 8])   # rotated by 90 degrees
+
+
+def _png_size(head):
+    """(height, width) from the first 24 bytes of a PNG file, or None if IHDR is not first."""
+    if len(head) < 24 or head[12:16] != b'IHDR':
+        return None
+    width, height = struct.unpack('>II', head[16:24])
+    return (height, width) if width > 0 and height > 0 else None
+
+
+def _exif_orientation(app1_payload):
+    """EXIF orientation (1..8) from an APP1 segment payload, or None if absent."""
+    if not app1_payload.startswith(b'Exif\x00\x00'):
+        return None
+    tiff = app1_payload[6:]
+    if len(tiff) < 8:
+        return None
+    endian = {b'II': '<', b'MM': '>'}.get(tiff[:2])
+    if endian is None:
+        return None
+    magic, ifd_offset = struct.unpack(endian + 'HI', tiff[2:8])
+    if magic != 42 or ifd_offset + 2 > len(tiff):
+        return None
+    (num_entries,) = struct.unpack(endian + 'H', tiff[ifd_offset:ifd_offset + 2])
+    for i in range(num_entries):
+        start = ifd_offset + 2 + 12 * i
+        if start + 12 > len(tiff):
+            return None
+        tag, = struct.unpack(endian + 'H', tiff[start:start + 2])
+        if tag == _EXIF_ORIENTATION_TAG:
+            # SHORT value, stored left-justified in the 4-byte value field
+            value, = struct.unpack(endian + 'H', tiff[start + 8:start + 10])
+            return value if 1 <= value <= 8 else None
+    return None
+
+
+def _jpeg_size(stream):
+    """(height, width) from a JPEG stream positioned after SOI, or None if not found.
+
+    Walks the marker segments up to the first start-of-frame marker; an EXIF
+    orientation of 5..8 (a 90-degree rotation, which ``cv2.imread`` applies)
+    swaps the two sides.
+    """
+    orientation = None
+    while True:
+        byte = stream.read(1)
+        if byte != b'\xff':
+            return None                      # end of file or not at a marker
+        marker = 0xFF
+        while marker == 0xFF:                # fill bytes
+            byte = stream.read(1)
+            if not byte:
+                return None
+            marker = byte[0]
+        if marker in _JPEG_STANDALONE_MARKERS:
+            continue
+        if marker in (0xD8, 0xD9, 0xDA):     # SOI again, EOI, SOS: no frame header before data
+            return None
+        length_bytes = stream.read(2)
+        if len(length_bytes) < 2:
+            return None
+        (length,) = struct.unpack('>H', length_bytes)
+        if length < 2:
+            return None
+        if marker in _JPEG_SOF_MARKERS:
+            frame = stream.read(5)
+            if len(frame) < 5:
+                return None
+            _precision, height, width = struct.unpack('>BHH', frame)
+            if height == 0 or width == 0:    # height given later by a DNL marker
+                return None
+            if orientation in _TRANSPOSING_ORIENTATIONS:
+                height, width = width, height
+            return height, width
+        if marker == _JPEG_APP1 and orientation is None:
+            orientation = _exif_orientation(stream.read(length - 2))
+            continue
+        stream.seek(length - 2, os.SEEK_CUR)
+
+
+def _decoded_size(path):
+    """(height, width) by decoding the whole image with OpenCV (fallback)."""
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageReadError('cannot read image %s (unknown format or corrupt file)' % path)
+    return int(image.shape[0]), int(image.shape[1])
+
+
+def read_image_size(path):
+    """Return ``(height, width)`` of the image at ``path`` as ``cv2.imread`` would load it.
+
+    JPEG and PNG sizes come from the header (no decoding); anything else is
+    decoded with OpenCV. Raises :class:`ImageReadError` naming ``path`` when the
+    file is missing or unreadable.
+    """
+    try:
+        with open(path, 'rb') as stream:
+            head = stream.read(24)
+            if head.startswith(_PNG_SIGNATURE):
+                size = _png_size(head)
+            elif head[:2] == b'\xff\xd8':
+                stream.seek(2)
+                size = _jpeg_size(stream)
+            else:
+                size = None
+    except FileNotFoundError:
+        raise ImageReadError('image not found: %s' % path) from None
+    except OSError as err:
+        raise ImageReadError('cannot read image %s: %s' % (path, err)) from err
+    if size is None:
+        size = _decoded_size(path)
+    return size
+
+
+def _read_size_chunk(paths):
+    return [read_image_size(path) for path in paths]
+
+
+def _read_image_sizes(paths, known_sizes):
+    """(M,) heights and widths int64 for ``paths``; ``known_sizes[i]`` (h, w) or None.
+
+    Unknown sizes are read from the headers by a few threads, each taking
+    chunks of SIZE_CHUNK files (one task per file would cost more than the
+    header read itself when the files are in the page cache; threads pay off on
+    slow or network disks). Known sizes only need the file to exist.
+    """
+    heights = np.zeros(len(paths), np.int64)
+    widths = np.zeros(len(paths), np.int64)
+    to_read = []
+    for i, (path, size) in enumerate(zip(paths, known_sizes)):
+        if size is None:
+            to_read.append(i)
+            continue
+        if not os.path.isfile(path):
+            raise ImageReadError('image not found: %s' % path)
+        heights[i], widths[i] = size
+    read_paths = [paths[i] for i in to_read]
+    chunks = [read_paths[start:start + SIZE_CHUNK]
+              for start in range(0, len(read_paths), SIZE_CHUNK)]
+    sizes = []
+    with tqdm(total=len(read_paths), desc='image sizes', unit='img', leave=False,
+              disable=len(read_paths) < PROGRESS_MIN_IMAGES) as progress:
+        if len(chunks) < 2:
+            results = map(_read_size_chunk, chunks)
+        else:
+            pool = ThreadPoolExecutor(max_workers=min(SIZE_THREADS, len(chunks)))
+            results = pool.map(_read_size_chunk, chunks)
+        try:
+            for chunk_sizes in results:
+                sizes.extend(chunk_sizes)
+                progress.update(len(chunk_sizes))
+        finally:
+            if len(chunks) >= 2:
+                pool.shutdown(wait=True, cancel_futures=True)
+    for i, (height, width) in zip(to_read, sizes):
+        heights[i], widths[i] = height, width
+    return heights, widths
+
+
+# ----------------------------------------------------------------------------
+# Label file parsing
+# ----------------------------------------------------------------------------
+
+class ParsedLabels:
+    """Raw content of a label file, before image sizes and clipping.
+
+    Attributes:
+        image_names   list of M str, paths relative to ``images/``, file order
+        header_sizes  list of M (height, width) from ``# path W H`` lines, or None
+        face_rows     (N, 20) float64, x y w h, 5 x (x y flag), blur; 4-number
+                      lines are padded with -1 landmarks and blur 0.0
+        face_image    (N,) int64, index into ``image_names`` of each face
+        face_lines    (N,) int64, 1-based line number of each face
+    """
+
+    def __init__(self, image_names, header_sizes, face_rows, face_image, face_lines):
+        self.image_names = image_names
+        self.header_sizes = header_sizes
+        self.face_rows = face_rows
+        self.face_image = face_image
+        self.face_lines = face_lines
+
+
+_BOX_ONLY_PADDING = [MISSING] * (3 * NUM_LANDMARKS) + [0.0]
+
+
+def _parse_header_line(line, label_path, line_no):
+    """``# path [W H]`` -> (path, (height, width) or None)."""
+    tokens = line[1:].split()
+    if not tokens:
+        raise LabelFormatError('%s:%d: "#" line without an image path' % (label_path, line_no))
+    if len(tokens) == 1:
+        return tokens[0], None
+    if len(tokens) == 3:
+        try:
+            width, height = int(tokens[1]), int(tokens[2])
+        except ValueError:
+            width = height = 0
+        if width > 0 and height > 0:
+            return tokens[0], (height, width)
+    raise LabelFormatError('%s:%d: expected "# <image path>" or "# <image path> <width> <height>",'
+                           ' got %r' % (label_path, line_no, line))
+
+
+def _bad_count_error(tokens, label_path, line_no):
+    return LabelFormatError('%s:%d: expected %d numbers (x y w h) or %d (x y w h, 5 x (x y flag),'
+                            ' blur), got %d' % (label_path, line_no, BOX_ONLY_LINE_LENGTH,
+                                                TRAIN_LINE_LENGTH, len(tokens)))
+
+
+def _not_a_number_error(tokens, label_path, line_no):
+    bad = next(token for token in tokens if not _is_float(token))
+    return LabelFormatError('%s:%d: %r is not a number' % (label_path, line_no, bad))
+
+
+def _is_float(token):
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_label_text(text, label_path='label.txt'):
+    """Parse the text of a label file into :class:`ParsedLabels`.
+
+    ``label_path`` is only used in error messages. Raises
+    :class:`LabelFormatError` (``file:line: reason``) on a face line before any
+    ``# path`` line, a repeated image path, a wrong count of numbers, a
+    non-number, a non-finite value, a negative width or height, or an
+    inconsistent landmark point (``-1 -1`` coordinates with a flag other than
+    -1, or a negative flag on a present point).
+    """
+    image_names, header_sizes, first_line_of = [], [], {}
+    values, row_image, row_lines = [], [], []
+    extend_values = values.extend
+    for line_no, raw_line in enumerate(text.splitlines(), 1):
+        line = raw_line.strip()
+        if not line:
+            continue
+        if line.startswith('#'):
+            name, size = _parse_header_line(line, label_path, line_no)
+            if name in first_line_of:
+                raise LabelFormatError('%s:%d: image %s already listed at line %d' % (
+                    label_path, line_no, name, first_line_of[name]))
+            first_line_of[name] = line_no
+            image_names.append(name)
+            header_sizes.append(size)
+            continue
+        if not image_names:
+            raise LabelFormatError('%s:%d: face line before any "# <image path>" line' % (
+                label_path, line_no))
+        tokens = line.split()
+        if len(tokens) != TRAIN_LINE_LENGTH and len(tokens) != BOX_ONLY_LINE_LENGTH:
+            raise _bad_count_error(tokens, label_path, line_no)
+        try:
+            extend_values(map(float, tokens))   # flat list: ~2x faster than a list per line
+        except ValueError:
+            raise _not_a_number_error(tokens, label_path, line_no) from None
+        if len(tokens) == BOX_ONLY_LINE_LENGTH:
+            extend_values(_BOX_ONLY_PADDING)
+        row_image.append(len(image_names) - 1)
+        row_lines.append(line_no)
+    face_rows = np.array(values, np.float64).reshape(-1, TRAIN_LINE_LENGTH)
+    face_lines = np.array(row_lines, np.int64)
+    _check_face_values(face_rows, face_lines, label_path)
+    return ParsedLabels(image_names, header_sizes, face_rows, np.array(row_image, np.int64),
+                        face_lines)
+
+
+def _raise_at_first(bad_rows, face_lines, label_path, reason):
+    """Raise LabelFormatError for the first True in ``bad_rows`` (N,) bool, if any."""
+    if bad_rows.any():
+        first = int(np.argmax(bad_rows))
+        raise LabelFormatError('%s:%d: %s' % (label_path, face_lines[first], reason(first)))
+
+
+def _check_face_values(face_rows, face_lines, label_path):
+    """Vectorised value checks on (N, 20) face rows; errors name the first bad line."""
+    _raise_at_first(~np.isfinite(face_rows).all(axis=1), face_lines, label_path,
+                    lambda i: 'non-finite value')
+    _raise_at_first((face_rows[:, 2:4] < 0).any(axis=1), face_lines, label_path,
+                    lambda i: 'negative box size w=%g h=%g' % tuple(face_rows[i, 2:4]))
+    points = face_rows[:, 4:4 + 3 * NUM_LANDMARKS].reshape(-1, NUM_LANDMARKS, 3)
+    missing_xy = (points[:, :, 0] == MISSING) & (points[:, :, 1] == MISSING)
+    flags = points[:, :, 2]
+    bad_point = (missing_xy & (flags != MISSING)) | (~missing_xy & (flags < 0))
+    _raise_at_first(bad_point.any(axis=1), face_lines, label_path,
+                    lambda i: 'landmark point %d: missing points must be "-1 -1 -1" and present'
+                              ' points need a flag >= 0' % int(np.argmax(bad_point[i])))
+
+
+# ----------------------------------------------------------------------------
+# Roidb construction
+# ----------------------------------------------------------------------------
+
+def _clip_boxes(face_rows, face_heights, face_widths):
+    """(N, 4) float32 x1 y1 x2 y2 from x y w h rows, clipped to [0, W-1] x [0, H-1]."""
+    x, y, w, h = (face_rows[:, i] for i in range(4))
+    max_x = (face_widths - 1).astype(np.float64)
+    max_y = (face_heights - 1).astype(np.float64)
+    boxes = np.stack([np.clip(x, 0, max_x), np.clip(y, 0, max_y),
+                      np.clip(x + w, 0, max_x), np.clip(y + h, 0, max_y)], axis=1)
+    return boxes.astype(np.float32)
+
+
+def _convert_landmarks(face_rows):
+    """(N, 5, 3) float32 landmarks, file flags (0 = visible) turned into visibility (1 = visible)."""
+    points = face_rows[:, 4:4 + 3 * NUM_LANDMARKS].reshape(-1, NUM_LANDMARKS, 3).copy()
+    flags = points[:, :, 2]
+    missing = flags == MISSING
+    points[:, :, 2] = np.where(missing, MISSING, np.where(flags == 0.0, 1.0, 0.0))
+    return points.astype(np.float32)
+
+
+def _convert_blur(face_rows):
+    """(N,) float32 blur; a negative (absent) train attribute becomes MISSING_BLUR."""
+    blur = face_rows[:, TRAIN_LINE_LENGTH - 1]
+    return np.where(blur < 0, MISSING_BLUR, blur).astype(np.float32)
+
+
+def build_columns(parsed, images_dir, min_box_size=0, drop_empty_images=False):
+    """Column form of the roidb from :class:`ParsedLabels`: reads sizes, clips, drops.
+
+    Args:
+        parsed: the label file content.
+        images_dir: directory the image paths are relative to.
+        min_box_size: boxes with x2 - x1 or y2 - y1 below this are dropped.
+        drop_empty_images: drop images left without boxes (the train set).
+
+    Returns a dict (M images, N faces in image order)::
+
+        image       list of M str, full paths
+        height      (M,) int64
+        width       (M,) int64
+        num_boxes   (M,) int64, faces per image (they sum to N)
+        boxes       (N, 4) float32, x1 y1 x2 y2
+        landmarks   (N, 5, 3) float32
+        blur        (N,) float32
+    """
+    image_paths = [os.path.join(images_dir, name) for name in parsed.image_names]
+    heights, widths = _read_image_sizes(image_paths, parsed.header_sizes)
+
+    face_image = parsed.face_image
+    boxes = _clip_boxes(parsed.face_rows, heights[face_image], widths[face_image])
+    box_w, box_h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    non_empty = (box_w > 0) & (box_h > 0)
+    keep = non_empty & (box_w >= min_box_size) & (box_h >= min_box_size)
+    num_empty, num_small = int((~non_empty).sum()), int((non_empty & ~keep).sum())
+    if num_empty or num_small:
+        logger.info('%s: dropped %d boxes empty after clipping to the image and %d smaller than'
+                    ' %g pixels (of %d)', images_dir, num_empty, num_small, min_box_size, len(keep))
+
+    kept_rows = parsed.face_rows[keep]
+    num_boxes = np.bincount(face_image[keep], minlength=len(image_paths))
+    kept_images = num_boxes > 0 if drop_empty_images else np.ones(len(image_paths), bool)
+    num_dropped_images = int((~kept_images).sum())
+    if num_dropped_images:
+        logger.info('%s: dropped %d images left without boxes (of %d)', images_dir,
+                    num_dropped_images, len(image_paths))
+    # faces of dropped images were all dropped already, so face columns need no filtering
+    return {'image': [path for path, kept in zip(image_paths, kept_images) if kept],
+            'height': heights[kept_images], 'width': widths[kept_images],
+            'num_boxes': num_boxes[kept_images], 'boxes': boxes[keep],
+            'landmarks': _convert_landmarks(kept_rows), 'blur': _convert_blur(kept_rows)}
+
+
+def roidb_from_columns(columns):
+    """List of roidb dicts (see the module docstring) from :func:`build_columns` output.
+
+    Per-image arrays are slices of the column arrays; ``max_num_boxes`` is the
+    largest face count over all images.
+    """
+    num_boxes = columns['num_boxes']
+    ends = np.cumsum(num_boxes).tolist()
+    starts = [0] + ends[:-1]
+    max_num_boxes = int(num_boxes.max()) if len(num_boxes) else 0
+    boxes, landmarks, blur = columns['boxes'], columns['landmarks'], columns['blur']
+    return [{'image': path, 'height': height, 'width': width,
+             'boxes': boxes[start:end], 'landmarks': landmarks[start:end], 'blur': blur[start:end],
+             'gt_classes': np.ones(end - start, np.int32), 'flipped': False,
+             'max_num_boxes': max_num_boxes}
+            for path, height, width, start, end in zip(
+                columns['image'], columns['height'].tolist(), columns['width'].tolist(),
+                starts, ends)]
+
+
+def build_roidb(parsed, images_dir, min_box_size=0, drop_empty_images=False):
+    """Roidb list from :class:`ParsedLabels` (see :func:`build_columns` for the arguments)."""
+    return roidb_from_columns(build_columns(parsed, images_dir, min_box_size, drop_empty_images))
+
+
+# ----------------------------------------------------------------------------
+# Horizontal flip
+# ----------------------------------------------------------------------------
+
+def flip_roidb_entry(entry):
+    """Mirror one roidb entry left-right; returns a new dict with ``flipped`` toggled.
+
+    boxes: x1' = W - x2 - 1, x2' = W - x1 - 1; landmarks: x' = W - 1 - x for
+    present points (missing ones stay -1), then the points are reordered
+    [1, 0, 2, 4, 3] so left/right eye and mouth corners keep their meaning.
+    Flipping twice gives the original entry back.
+    """
+    width = entry['width']
+    boxes = entry['boxes']
+    flipped_boxes = boxes.copy()
+    flipped_boxes[:, 0] = width - boxes[:, 2] - 1
+    flipped_boxes[:, 2] = width - boxes[:, 0] - 1
+    landmarks = entry['landmarks'].copy()
+    present = landmarks[:, :, 2] != MISSING
+    landmarks[:, :, 0] = np.where(present, width - 1 - landmarks[:, :, 0], landmarks[:, :, 0])
+    flipped = dict(entry)
+    flipped.update(boxes=flipped_boxes, landmarks=landmarks[:, FLIP_LANDMARK_ORDER, :],
+                   blur=entry['blur'].copy(), gt_classes=entry['gt_classes'].copy(),
+                   flipped=not entry['flipped'])
+    return flipped
+
+
+def append_flipped_images(roidb):
+    """Return ``roidb`` followed by the mirrored copy of every entry (input left unchanged)."""
+    return list(roidb) + [flip_roidb_entry(entry) for entry in roidb]
+
+
+# ----------------------------------------------------------------------------
+# Dataset
+# ----------------------------------------------------------------------------
+
+def _atomic_pickle(obj, path):
+    """Pickle ``obj`` to ``path`` via a temporary file in the same directory + os.replace."""
+    fd, tmp_path = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp-',
+                                    suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, 'wb') as stream:
+            pickle.dump(obj, stream, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+class retinaface(object):  # noqa: N801 -- lowercase class name as in the original
+    """RetinaFace-format face dataset (WIDER FACE with 5-point landmarks).
+
+    Args:
+        image_set: sub-directory of ``dataset_path`` (``train``, ``val``, ``test``).
+        root_path: the cache goes to ``<root_path>/cache/``; None disables it.
+        dataset_path: directory holding ``<image_set>/label.txt`` and ``<image_set>/images/``.
+        cfg: recipe (``cfg.TRAIN.MIN_BOX_SIZE``); defaults to ``rcnn.config.config``.
+        drop_empty_images: drop images without boxes; default True for ``train`` only.
+
+    Attributes: ``name`` (``retinaface_<image_set>``), ``image_set``,
+    ``num_images`` (images listed in the label file, then the roidb length after
+    ``gt_roidb()`` / ``append_flipped_images()``), ``classes``, ``num_classes``,
+    ``label_file``, ``images_dir``, ``cache_path``.
+    """
+
+    classes = ('__background__', 'face')
+    num_classes = 2
+
+    def __init__(self, image_set, root_path, dataset_path, cfg=None, drop_empty_images=None):
+        if cfg is None:
+            from rcnn.config import config as cfg
+        self.image_set = image_set
+        self.name = 'retinaface_%s' % image_set
+        self.root_path = root_path
+        self.dataset_path = dataset_path
+        self.label_file = os.path.join(dataset_path, image_set, 'label.txt')
+        self.images_dir = os.path.join(dataset_path, image_set, 'images')
+        self.cache_path = None if root_path is None else os.path.join(root_path, 'cache')
+        self.min_box_size = float(cfg.TRAIN.MIN_BOX_SIZE)
+        self.drop_empty_images = (image_set == 'train') if drop_empty_images is None \
+            else bool(drop_empty_images)
+        self.num_images = sum(1 for line in self._read_label_bytes().splitlines()
+                              if line.lstrip().startswith(b'#'))
+
+    def _read_label_bytes(self):
+        try:
+            with open(self.label_file, 'rb') as stream:
+                return stream.read()
+        except FileNotFoundError:
+            raise FileNotFoundError('label file not found: %s' % self.label_file) from None
+
+    def _cache_key(self, label_bytes):
+        digest = hashlib.sha256()
+        for part in (CACHE_FORMAT_VERSION, self.image_set, os.path.abspath(self.images_dir),
+                     self.min_box_size, self.drop_empty_images):
+            digest.update(repr(part).encode('utf-8') + b'\0')
+        digest.update(label_bytes)
+        return digest.hexdigest()
+
+    @property
+    def cache_file(self):
+        """Path of the roidb cache pickle, or None when caching is disabled."""
+        if self.cache_path is None:
+            return None
+        label_id = hashlib.sha1(os.path.abspath(self.label_file).encode('utf-8')).hexdigest()[:10]
+        return os.path.join(self.cache_path, '%s_gt_roidb_%s.pkl' % (self.name, label_id))
+
+    def _load_cache(self, key):
+        path = self.cache_file
+        if path is None or not os.path.isfile(path):
+            return None
+        try:
+            with open(path, 'rb') as stream:
+                content = pickle.load(stream)
+        except Exception as err:  # noqa: BLE001 -- any unreadable cache is just rebuilt
+            logger.warning('ignoring unreadable roidb cache %s: %s', path, err)
+            return None
+        if not isinstance(content, dict) or content.get('key') != key:
+            logger.info('roidb cache %s is stale (label file or options changed); rebuilding', path)
+            return None
+        logger.info('%s gt roidb loaded from %s', self.name, path)
+        return content['columns']
+
+    def _save_cache(self, key, columns):
+        path = self.cache_file
+        if path is None:
+            return
+        try:
+            os.makedirs(self.cache_path, exist_ok=True)
+            _atomic_pickle({'key': key, 'version': CACHE_FORMAT_VERSION, 'columns': columns}, path)
+        except OSError as err:
+            logger.warning('cannot write roidb cache %s (%s); continuing without cache', path, err)
+            return
+        logger.info('wrote %s gt roidb to %s', self.name, path)
+
+    def gt_roidb(self):
+        """List of roidb dicts, one per image (see the module docstring), cached on disk."""
+        label_bytes = self._read_label_bytes()
+        key = self._cache_key(label_bytes)
+        columns = self._load_cache(key)
+        if columns is None:
+            try:
+                text = label_bytes.decode('utf-8')
+            except UnicodeDecodeError as err:
+                raise LabelFormatError('%s: not UTF-8 text (%s)' % (self.label_file, err)) from None
+            parsed = parse_label_text(text, self.label_file)
+            columns = build_columns(parsed, self.images_dir, self.min_box_size,
+                                    self.drop_empty_images)
+            self._save_cache(key, columns)
+        roidb = roidb_from_columns(columns)
+        self.num_images = len(roidb)
+        logger.info('%s: %d images, %d faces', self.name, len(roidb),
+                    sum(len(entry['boxes']) for entry in roidb))
+        return roidb
+
+    def append_flipped_images(self, roidb):
+        """``roidb`` plus a mirrored copy of each entry; ``num_images`` becomes the new length."""
+        logger.info('%s: appending %d flipped images', self.name, len(roidb))
+        roidb = append_flipped_images(roidb)
+        self.num_images = len(roidb)
+        return roidb
+
+    def __repr__(self):
+        return '%s(image_set=%r, dataset_path=%r, num_images=%d)' % (
+            type(self).__name__, self.image_set, self.dataset_path, self.num_images)
