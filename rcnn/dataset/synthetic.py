@@ -26,9 +26,10 @@ Labels (exact by construction)
       and written as ``x y w h`` with ``x2 = x + w``, ``y2 = y + h`` (``x + w <= W - 1``).
     * landmarks, in RetinaFace/WIDER order: 0 = eye on the image's left, 1 = eye on the
       image's right, 2 = nose tip, 3 / 4 = mouth corner on the image's left / right; each the
-      exact drawn point (pupil centre, nose-tip centre, slit end). Flag 0.0 = visible, 1.0 =
-      not visible: a point counts as visible when the 3x3 pixels around it still belong to its
-      face after everything else was drawn (occluders, other faces, distractors). Faces under
+      exact drawn point (pupil centre, nose-tip centre, pointed ends of the mouth slit).
+      Flag 0.0 = visible, 1.0 = not visible: a point counts as visible when the 3x3 pixels
+      around it still belong to its face after everything else was drawn (occluders, other
+      faces, distractors). Faces under
       :data:`LANDMARK_MIN_HEIGHT` px tall or with a point outside the image get ``-1 -1 -1``
       for all five points.
     * blur: ``-1`` for faces without landmarks, else ``0.2 + 0.7 * min(1, 10 * sigma / h)``
@@ -48,8 +49,8 @@ Evaluation settings (by size; nested, hard >= medium >= easy), from the clipped 
 Determinism
     Image ``i`` of split ``s`` draws everything from ``numpy.random.default_rng(
     SeedSequence([seed, split_code, i]))`` and is written with a fixed JPEG quality, so the same
-    seed gives the same bytes for every image, label file and ``.mat`` file, with any number
-    of worker processes.
+    seed gives the same bytes for every image, label file and ``.mat`` file (whose header text
+    is fixed instead of scipy's creation time), with any number of worker processes.
 """
 import dataclasses
 import io
@@ -69,8 +70,8 @@ from tqdm import tqdm
 __all__ = ['EVENTS', 'SETTINGS', 'LANDMARK_MIN_HEIGHT', 'SETTING_RULES', 'FaceSpec',
            'FaceLabel', 'Scene', 'ellipse_bounds', 'face_box', 'face_landmarks', 'draw_face',
            'label_face', 'render_scene', 'image_rng', 'make_sample_dataset',
-           'format_train_line', 'format_val_line', 'write_wider_mat_files',
-           'settings_description']
+           'image_name', 'blur_score', 'format_train_line', 'format_val_line',
+           'write_wider_mat_files', 'settings_description', 'PUPIL_COLOUR', 'MOUTH_SLIT_COLOUR']
 
 logger = logging.getLogger(__name__)
 
@@ -128,14 +129,19 @@ _FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_CO
 
 
 def settings_description():
-    """One line per evaluation setting, for the CLI's --help and the summary."""
+    """One line per evaluation setting (hard, medium, easy), for --help and the docs."""
     lines = []
     for name in ('hard', 'medium', 'easy'):
         rule = SETTING_RULES[name]
-        lines.append('%-6s: min(w, h) >= %d, h >= %d, >= %d%% of the head box inside the image, '
-                     '<= %d occluded landmark points'
-                     % (name, rule['min_side'], rule['min_height'], round(100 * rule['min_inside']),
-                        rule['max_occluded']))
+        clauses = ['min(w, h) >= %d' % rule['min_side']]
+        if rule['min_height']:
+            clauses.append('h >= %d' % rule['min_height'])
+        if rule['min_inside']:
+            clauses.append('>= %d%% of the head box inside the image'
+                           % round(100 * rule['min_inside']))
+        if rule['max_occluded'] < 5:
+            clauses.append('<= %d occluded landmark points' % rule['max_occluded'])
+        lines.append('%-6s: %s' % (name, ', '.join(clauses)))
     return lines
 
 
@@ -209,7 +215,8 @@ def _feature_uv(spec):
     mouth_shift = YAW_SHIFT['mouth'] * spec.yaw
     nose_u = YAW_SHIFT['nose'] * spec.yaw
     return {
-        'eyes': np.array([[-EYE_U - eye_du + eye_shift, eye_v], [EYE_U + eye_du + eye_shift, eye_v]]),
+        'eyes': np.array([[-EYE_U - eye_du + eye_shift, eye_v],
+                          [EYE_U + eye_du + eye_shift, eye_v]]),
         'nose': np.array([[0.75 * nose_u, NOSE_ROOT_V], [nose_u, NOSE_TIP_V + spec.nose_jitter]]),
         'mouth': np.array([[-MOUTH_U - mouth_du + mouth_shift, mouth_v],
                            [MOUTH_U + mouth_du + mouth_shift, mouth_v]]),
@@ -261,10 +268,10 @@ class _Painter:
         cv2.line(self.canvas, _fixed(start), _fixed(end), _colour(colour), int(thickness),
                  self.line_type, _SHIFT)
 
-    def polygon(self, points, colour):
+    def polygon(self, points, colour, own=True):
         pts = np.round(np.asarray(points) * _ONE).astype(np.int32).reshape(-1, 1, 2)
         cv2.fillPoly(self.canvas, [pts], _colour(colour), self.line_type, _SHIFT)
-        if self.id_map is not None:
+        if own and self.id_map is not None:
             cv2.fillPoly(self.id_map, [pts], self.object_id, cv2.LINE_8, _SHIFT)
 
 
@@ -312,7 +319,11 @@ def draw_face(canvas, id_map, spec, object_id, antialias=True):
     lips = (0.55 * spec.skin[0] + 40, 0.45 * spec.skin[1] + 20, 0.5 * spec.skin[2] + 90)
     painter.ellipse(mouth_centre, (mouth_half_len, max(1.0, 0.09 * half_h)), mouth_angle, lips,
                     own=False)
-    painter.line(mouth[0], mouth[1], MOUTH_SLIT_COLOUR, max(1, int(round(0.03 * half_h))))
+    # the slit: a thin lens pointed at the two corners, so the corners are its extreme points
+    normal = np.array([-(mouth[1][1] - mouth[0][1]), mouth[1][0] - mouth[0][0]])
+    normal *= max(0.6, 0.025 * half_h) / max(1e-9, float(np.hypot(*normal)))
+    painter.polygon([mouth[0], mouth_centre + normal, mouth[1], mouth_centre - normal],
+                    MOUTH_SLIT_COLOUR, own=False)
     return face_landmarks(spec)
 
 
@@ -453,7 +464,8 @@ def _add_fine_noise(rng, image, amplitude):
 
 def _sample_image_size(rng):
     short = int(rng.integers(MIN_SHORT_SIDE, MAX_SHORT_SIDE + 1))
-    long_side = min(MAX_LONG_SIDE, int(round(short * ASPECT_RATIOS[rng.integers(len(ASPECT_RATIOS))])))
+    ratio = ASPECT_RATIOS[rng.integers(len(ASPECT_RATIOS))]
+    long_side = min(MAX_LONG_SIDE, int(round(short * ratio)))
     return (short, long_side) if rng.random() < 0.7 else (long_side, short)
 
 
@@ -552,8 +564,10 @@ def _overlaps_too_much(footprint, placed):
     if len(placed) == 0:
         return False
     placed = np.asarray(placed)
-    inter_w = np.clip(np.minimum(placed[:, 2], footprint[2]) - np.maximum(placed[:, 0], footprint[0]), 0, None)
-    inter_h = np.clip(np.minimum(placed[:, 3], footprint[3]) - np.maximum(placed[:, 1], footprint[1]), 0, None)
+    inter_w = np.maximum(0.0, np.minimum(placed[:, 2], footprint[2])
+                         - np.maximum(placed[:, 0], footprint[0]))
+    inter_h = np.maximum(0.0, np.minimum(placed[:, 3], footprint[3])
+                         - np.maximum(placed[:, 1], footprint[1]))
     areas = (placed[:, 2] - placed[:, 0]) * (placed[:, 3] - placed[:, 1])
     own_area = (footprint[2] - footprint[0]) * (footprint[3] - footprint[1])
     return bool((inter_w * inter_h > MAX_OVERLAP * np.minimum(areas, own_area)).any())
@@ -638,7 +652,8 @@ def render_scene(rng, post_effects=True, antialias=True):
     occluded = rng.random(len(specs)) < 0.15
 
     # draw faces and distractors in random order; an occluder right after its face
-    items = [('face', k) for k in range(len(specs))] + [('distractor', k) for k in range(len(distractors))]
+    items = ([('face', k) for k in range(len(specs))]
+             + [('distractor', k) for k in range(len(distractors))])
     for item in rng.permutation(len(items)):
         kind, k = items[item]
         if kind == 'face':
@@ -667,7 +682,8 @@ MARKER_NAME = 'sample_set.json'
 
 def image_rng(seed, split, index):
     """The numpy Generator that draws image ``index`` of ``split`` ('train' | 'val')."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed), SPLIT_CODES[split], int(index)]))
+    entropy = [int(seed), SPLIT_CODES[split], int(index)]
+    return np.random.default_rng(np.random.SeedSequence(entropy))
 
 
 def image_name(split, index):
@@ -835,8 +851,11 @@ def make_sample_dataset(out_dir, n_train=400, n_val=100, seed=0, workers=1, jpeg
     bar = tqdm(total=len(tasks), desc='sample set', unit='img', disable=not progress)
     records = []
     if workers > 1 and len(tasks) > 1:
-        context = multiprocessing.get_context('fork' if os.name == 'posix' else 'spawn')
-        with context.Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+        # 'spawn', never 'fork': a forked child inherits locks held by the parent's threads
+        # (OpenCV / MXNet / OpenMP pools) and can deadlock on its first parallel call
+        context = multiprocessing.get_context('spawn')
+        with context.Pool(min(workers, len(tasks)), initializer=cv2.setNumThreads,
+                          initargs=(1,)) as pool:
             for record in pool.imap_unordered(_generate_image, tasks, chunksize=4):
                 records.append(record)
                 bar.update(1)
