@@ -1,0 +1,33 @@
+"""RetinaFace graphs: ``get_symbol_train(network, cfg)`` / ``get_symbol_test(network, cfg)``.
+
+Networks: ``mnet`` (:mod:`rcnn.symbol.symbol_mnet`) and ``resnet``
+(:mod:`rcnn.symbol.symbol_resnet`). Inputs, outputs and their order are documented in
+:mod:`rcnn.symbol.symbol_common`; the OHEM operator in :mod:`rcnn.symbol.ohem`.
+"""
+from rcnn.symbol.symbol_common import (deploy_output_names, feature_shapes, label_names,
+                                       label_shapes)
+from rcnn.symbol.symbol_mnet import get_mnet_test, get_mnet_train
+from rcnn.symbol.symbol_resnet import get_resnet_test, get_resnet_train
+
+__all__ = ['NETWORKS', 'get_symbol_train', 'get_symbol_test', 'deploy_output_names',
+           'label_names', 'feature_shapes', 'label_shapes']
+
+_BUILDERS = {'mnet': (get_mnet_train, get_mnet_test),
+             'resnet': (get_resnet_train, get_resnet_test)}
+NETWORKS = tuple(sorted(_BUILDERS))
+
+
+def _builders(network):
+    if network not in _BUILDERS:
+        raise ValueError('unknown network %r; choose from %s' % (network, list(NETWORKS)))
+    return _BUILDERS[network]
+
+
+def get_symbol_train(network, cfg=None):
+    """Training graph of ``network`` ('mnet' or 'resnet'); ``cfg`` defaults to its preset."""
+    return _builders(network)[0](cfg)
+
+
+def get_symbol_test(network, cfg=None):
+    """Deploy graph of ``network`` ('mnet' or 'resnet'); ``cfg`` defaults to its preset."""
+    return _builders(network)[1](cfg)

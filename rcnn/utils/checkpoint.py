@@ -1,0 +1,254 @@
+"""MXNet checkpoints: ``<prefix>-symbol.json`` + ``<prefix>-%04d.params``.
+
+* :func:`load_checkpoint` / :func:`load_params` read a checkpoint and rename legacy BatchNorm
+  statistics: a params file saved from a Gluon block (as the released mnet.25 backbone) stores
+  ``aux:<bn>_running_mean`` / ``aux:<bn>_running_var`` while the symbol asks for
+  ``<bn>_moving_mean`` / ``<bn>_moving_var``.
+* :func:`check_params` compares a parameter set with what a symbol needs and raises
+  :class:`ParamMismatchError` (a ``ValueError``) listing every missing, unexpected and
+  mis-shaped array.
+* :func:`save_checkpoint` writes both files atomically (temporary file in the same folder,
+  then ``os.replace``): a crash mid-save never leaves a truncated checkpoint behind.
+
+Neck naming: the two released RetinaFace models name their neck differently (mnet.25:
+``rf_c3_lateral``, ``rf_c2_det_conv1``, ``rf_c1_red_conv`` ...; R50: ``ssh_c3_lateral``,
+``ssh_m2_det_conv1``, ``ssh_m1_red_conv`` ...). Our graphs reproduce each release's naming
+(:mod:`rcnn.symbol`), so no renaming is needed or done here: a released checkpoint loads into
+our deploy and training graphs as is (after the BatchNorm mapping above).
+"""
+import json
+import logging
+import os
+import re
+import tempfile
+
+import mxnet as mx
+import numpy as np
+
+__all__ = ['ParamMismatchError', 'LEGACY_AUX_SUFFIXES', 'LABEL_INPUT_PATTERN', 'symbol_path',
+           'params_path', 'load_symbol', 'load_params', 'load_checkpoint', 'map_legacy_names',
+           'check_params', 'save_checkpoint']
+
+logger = logging.getLogger(__name__)
+
+#: legacy auxiliary-state suffix -> the suffix MXNet's BatchNorm symbol uses
+LEGACY_AUX_SUFFIXES = {'_running_mean': '_moving_mean', '_running_var': '_moving_var'}
+#: graph inputs that are labels of the training graph, not parameters
+LABEL_INPUT_PATTERN = re.compile(
+    r'^face_(label|bbox_target|bbox_weight|landmark_target|landmark_weight)_stride\d+$')
+DEFAULT_DATA_SHAPES = {'data': (1, 3, 640, 640)}
+_MAX_LISTED = 20
+
+
+class ParamMismatchError(ValueError):
+    """Parameters do not fit a symbol; ``missing``, ``unexpected``, ``misshaped`` hold the details."""
+
+    def __init__(self, message, missing=(), unexpected=(), misshaped=()):
+        super().__init__(message)
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.misshaped = list(misshaped)
+
+
+def symbol_path(prefix):
+    """``<prefix>-symbol.json``."""
+    return '%s-symbol.json' % prefix
+
+
+def params_path(prefix, epoch):
+    """``<prefix>-%04d.params``."""
+    return '%s-%04d.params' % (prefix, int(epoch))
+
+
+def _require_file(path, what):
+    if not os.path.isfile(path):
+        raise FileNotFoundError('%s %s not found' % (what, path))
+
+
+def _error_summary(exc):
+    """The informative line of an MXNet error (its message follows a C++ traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines
+              if not line.startswith(('Traceback', 'File ', 'Stack trace', '[bt]'))]
+    return useful[0] if useful else (lines[-1] if lines else type(exc).__name__)
+
+
+def load_symbol(prefix):
+    """Load ``<prefix>-symbol.json``; a missing or unreadable file raises naming the file."""
+    path = symbol_path(prefix)
+    _require_file(path, 'checkpoint symbol file')
+    try:
+        with open(path, 'r') as handle:
+            json.load(handle)
+        return mx.sym.load(path)
+    except (ValueError, mx.base.MXNetError) as exc:
+        raise ValueError('checkpoint symbol file %s is corrupt or not an MXNet symbol: %s'
+                         % (path, _error_summary(exc))) from exc
+
+
+def map_legacy_names(aux_params, source='params'):
+    """Rename ``*_running_mean/var`` auxiliary states to ``*_moving_mean/var``.
+
+    Args:
+        aux_params: name -> array.
+        source: shown in errors (the file the names come from).
+    Returns:
+        a new dict with the mapped names (other names unchanged).
+    Raises:
+        ValueError: when a legacy name and its mapped name are both present.
+    """
+    mapped = {}
+    for name, value in aux_params.items():
+        new_name = name
+        for legacy, current in LEGACY_AUX_SUFFIXES.items():
+            if name.endswith(legacy):
+                new_name = name[:-len(legacy)] + current
+                break
+        if new_name in mapped or (new_name != name and new_name in aux_params):
+            raise ValueError('%s holds both %s and %s' % (source, name, new_name))
+        mapped[new_name] = value
+    return mapped
+
+
+def load_params(prefix, epoch):
+    """Load ``<prefix>-%04d.params`` -> ``(arg_params, aux_params)`` (name -> NDArray, CPU).
+
+    Keys in the file are ``arg:<name>`` / ``aux:<name>``; legacy BatchNorm statistics are
+    renamed (:func:`map_legacy_names`). Missing, corrupt or malformed files raise an error
+    naming the file.
+    """
+    path = params_path(prefix, epoch)
+    _require_file(path, 'checkpoint params file')
+    try:
+        saved = mx.nd.load(path)
+    except mx.base.MXNetError as exc:
+        raise ValueError('checkpoint params file %s is corrupt or not an MXNet params file: %s'
+                         % (path, _error_summary(exc))) from exc
+    if not isinstance(saved, dict):
+        raise ValueError('checkpoint params file %s holds an unnamed list of %d arrays, '
+                         'expected arg:/aux: names' % (path, len(saved)))
+    arg_params, aux_params = {}, {}
+    for key, value in saved.items():
+        kind, sep, name = key.partition(':')
+        if not sep or kind not in ('arg', 'aux') or not name:
+            raise ValueError('checkpoint params file %s: key %r is neither arg:<name> nor '
+                             'aux:<name>' % (path, key))
+        (arg_params if kind == 'arg' else aux_params)[name] = value
+    aux_params = map_legacy_names(aux_params, source=path)
+    renamed = sum(1 for name in saved if name.startswith('aux:')
+                  and name.endswith(tuple(LEGACY_AUX_SUFFIXES)))
+    if renamed:
+        logger.info('%s: renamed %d legacy BatchNorm statistics (*_running_mean/var)', path, renamed)
+    return arg_params, aux_params
+
+
+def load_checkpoint(prefix, epoch):
+    """Load a checkpoint -> ``(symbol, arg_params, aux_params)`` (legacy BN names mapped)."""
+    sym = load_symbol(prefix)
+    arg_params, aux_params = load_params(prefix, epoch)
+    return sym, arg_params, aux_params
+
+
+def _shape_of(value):
+    return tuple(int(d) for d in value.shape)
+
+
+def _format_list(title, items):
+    shown = ', '.join(items[:_MAX_LISTED])
+    more = '' if len(items) <= _MAX_LISTED else ' ... (%d more)' % (len(items) - _MAX_LISTED)
+    return '%s (%d): %s%s' % (title, len(items), shown, more)
+
+
+def check_params(sym, arg_params, aux_params, data_shapes=None, input_names=None):
+    """Check that ``arg_params`` / ``aux_params`` are exactly what ``sym`` needs.
+
+    Args:
+        sym: the symbol (deploy or training graph).
+        arg_params, aux_params: name -> NDArray or numpy array.
+        data_shapes: input name -> shape used to infer the parameter shapes
+            (default ``{'data': (1, 3, 640, 640)}``).
+        input_names: graph arguments that are inputs, not parameters; by default the keys of
+            ``data_shapes`` plus the training labels (:data:`LABEL_INPUT_PATTERN`).
+    Raises:
+        ParamMismatchError: listing missing, unexpected and mis-shaped parameters
+            (``name: expected (..), got (..)``).
+    """
+    data_shapes = dict(DEFAULT_DATA_SHAPES if data_shapes is None else data_shapes)
+    if input_names is None:
+        input_names = set(data_shapes) | {name for name in sym.list_arguments()
+                                          if LABEL_INPUT_PATTERN.match(name)}
+    else:
+        input_names = set(input_names) | set(data_shapes)
+    arg_shapes, _, aux_shapes = sym.infer_shape_partial(**data_shapes)
+    expected_args = {name: tuple(shape) for name, shape in zip(sym.list_arguments(), arg_shapes)
+                     if name not in input_names}
+    expected_aux = {name: tuple(shape)
+                    for name, shape in zip(sym.list_auxiliary_states(), aux_shapes)}
+
+    missing, unexpected, misshaped = [], [], []
+    for kind, expected, given in (('arg', expected_args, arg_params),
+                                  ('aux', expected_aux, aux_params)):
+        for name in sorted(set(expected) - set(given)):
+            missing.append('%s:%s' % (kind, name))
+        for name in sorted(set(given) - set(expected)):
+            unexpected.append('%s:%s' % (kind, name))
+        for name in sorted(set(expected) & set(given)):
+            want, got = expected[name], _shape_of(given[name])
+            if want and 0 not in want and want != got:
+                misshaped.append('%s:%s expected %s, got %s' % (kind, name, want, got))
+    if missing or unexpected or misshaped:
+        parts = [_format_list(title, items) for title, items in
+                 (('missing', missing), ('unexpected', unexpected), ('mis-shaped', misshaped))
+                 if items]
+        raise ParamMismatchError('parameters do not fit the symbol: ' + '; '.join(parts),
+                                 missing, unexpected, misshaped)
+
+
+def _as_ndarray(value):
+    if isinstance(value, mx.nd.NDArray):
+        return value.as_in_context(mx.cpu())
+    return mx.nd.array(np.asarray(value), dtype=np.asarray(value).dtype)
+
+
+def _atomic_write(path, write):
+    """Call ``write(tmp_path)`` then move the file onto ``path`` atomically."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp_path = tempfile.mkstemp(dir=folder, prefix='.%s.' % os.path.basename(path),
+                                        suffix='.tmp')
+    os.close(handle)
+    try:
+        write(tmp_path)
+        with open(tmp_path, 'rb') as written:
+            os.fsync(written.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def save_checkpoint(prefix, epoch, sym, arg_params, aux_params):
+    """Write ``<prefix>-symbol.json`` and ``<prefix>-%04d.params`` atomically.
+
+    Args:
+        prefix: path prefix; its folder is created if needed.
+        epoch: integer epoch number in the params file name.
+        sym: symbol to save (``None`` saves the params only).
+        arg_params, aux_params: name -> NDArray or numpy array, stored as ``arg:`` / ``aux:``.
+    Returns:
+        ``(symbol_path or None, params_path)``.
+    """
+    overlap = set(arg_params) & set(aux_params)
+    if overlap:
+        raise ValueError('names in both arg_params and aux_params: %s' % sorted(overlap))
+    saved = {'arg:%s' % name: _as_ndarray(value) for name, value in arg_params.items()}
+    saved.update({'aux:%s' % name: _as_ndarray(value) for name, value in aux_params.items()})
+    sym_file = None
+    if sym is not None:
+        sym_file = symbol_path(prefix)
+        _atomic_write(sym_file, sym.save)
+    param_file = params_path(prefix, epoch)
+    _atomic_write(param_file, lambda tmp: mx.nd.save(tmp, saved))
+    logger.info('saved checkpoint %s', param_file)
+    return sym_file, param_file
