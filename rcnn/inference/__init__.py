@@ -1,0 +1,32 @@
+"""Inference: network backends and the post-processing that turns their outputs into faces.
+
+A backend is an object with ``forward(data) -> list of 9 numpy arrays``: ``data`` is
+``(B, 3, H, W)`` float32 (RGB, raw pixels) and the outputs are, for each stride ``s`` of
+32, 16, 8 in turn, ``face_rpn_cls_prob_reshape_stride{s}``, ``face_rpn_bbox_pred_stride{s}``,
+``face_rpn_landmark_pred_stride{s}``, each ``(B, C, H_s, W_s)``.
+:func:`create_backend` builds one by name from a checkpoint.
+"""
+__all__ = ['BACKENDS', 'create_backend']
+
+
+def _mxnet_backend(prefix, epoch, ctx_id, threads, strides):
+    from rcnn.inference.mxnet_backend import MXNetBackend
+    return MXNetBackend.from_checkpoint(prefix, epoch, ctx_id=ctx_id, threads=threads,
+                                        strides=strides)
+
+
+#: backend name -> factory(prefix, epoch, ctx_id, threads, strides)
+BACKENDS = {'mxnet': _mxnet_backend}
+
+
+def create_backend(name, prefix, epoch, ctx_id=-1, threads=None, strides=(32, 16, 8)):
+    """The backend ``name`` (see :data:`BACKENDS`) running checkpoint ``prefix``/``epoch``.
+
+    Raises:
+        ValueError for an unknown backend name.
+    """
+    factory = BACKENDS.get(name)
+    if factory is None:
+        raise ValueError('unknown backend %r; available: %s'
+                         % (name, ', '.join(sorted(BACKENDS))))
+    return factory(prefix, epoch, ctx_id, threads, tuple(strides))

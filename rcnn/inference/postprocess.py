@@ -1,0 +1,277 @@
+"""From the deploy graph's outputs to faces: decoding, flip-back, NMS and box voting.
+
+The deploy graph has three outputs per feature stride ``s`` (32, 16, 8 for ``net3``), each
+``(B, C, H_s, W_s)``:
+
+* ``face_rpn_cls_prob_reshape_stride{s}``: C = 2A, channels ``[0, A)`` background and
+  ``[A, 2A)`` face probability of anchor ``a``;
+* ``face_rpn_bbox_pred_stride{s}``: C = 4A, channel ``4a + k`` = delta k (dx dy dw dh) of anchor a;
+* ``face_rpn_landmark_pred_stride{s}``: C = 10A, channel ``10a + 2p + c`` = coordinate c of
+  point p (left eye, right eye, nose, left and right mouth corners) of anchor a.
+
+Anchors are laid out position-major, anchor-minor (``anchors_plane(H, W, ...).reshape(-1, 4)``:
+index ``(h * W + w) * A + a``), which is also the order in which passing anchors are pooled,
+as in the original. Only the anchors whose face probability reaches the threshold are decoded,
+and the strides are decoded together (one ``nonlinear_pred`` / ``landmark_pred`` call).
+"""
+import numpy as np
+
+from cython_ext.cpu_nms import cpu_nms
+from rcnn.processing.bbox_transform import clip_boxes, landmark_pred, nonlinear_pred
+from rcnn.processing.generate_anchor import anchors_plane
+
+__all__ = ['OUTPUT_KINDS', 'output_names', 'FLIP_LANDMARK_ORDER', 'VOTE_MAX_RESULTS',
+           'AnchorCache', 'Detections', 'decode_detections', 'flip_back', 'merge_detections',
+           'bbox_vote', 'empty_faces']
+
+#: the three head outputs of each stride, in the deploy graph's order
+OUTPUT_KINDS = ('face_rpn_cls_prob_reshape', 'face_rpn_bbox_pred', 'face_rpn_landmark_pred')
+#: a mirrored face's left eye is its right eye, etc.: point p of the flip is point ORDER[p]
+FLIP_LANDMARK_ORDER = [1, 0, 2, 4, 3]
+#: box voting keeps at most this many faces (as the original)
+VOTE_MAX_RESULTS = 750
+NUM_LANDMARKS = 5
+
+
+def output_names(strides):
+    """Deploy output names (without MXNet's ``_output`` suffix) in the order backends return
+    them: the three kinds of stride ``strides[0]``, then of ``strides[1]``, ...
+
+    >>> output_names((32, 16, 8))[:2]
+    ['face_rpn_cls_prob_reshape_stride32', 'face_rpn_bbox_pred_stride32']
+    """
+    return ['%s_stride%d' % (kind, stride) for stride in strides for kind in OUTPUT_KINDS]
+
+
+def empty_faces():
+    """The result of a detection that found nothing: (0, 5) and (0, 5, 2) float32."""
+    return np.zeros((0, 5), dtype=np.float32), np.zeros((0, NUM_LANDMARKS, 2), dtype=np.float32)
+
+
+class AnchorCache(object):
+    """All anchors of a feature map, computed once per (stride, height, width).
+
+    Args:
+        base_anchors: {stride: (A, 4) float32 anchors of cell (0, 0)}.
+    """
+
+    def __init__(self, base_anchors):
+        self.base_anchors = {int(s): np.asarray(a, dtype=np.float32)
+                             for s, a in base_anchors.items()}
+        self._planes = {}
+
+    def num_anchors(self, stride):
+        return len(self.base_anchors[stride])
+
+    def get(self, stride, height, width):
+        """(height * width * A, 4) float32, index ``(h * width + w) * A + a``."""
+        key = (stride, height, width)
+        plane = self._planes.get(key)
+        if plane is None:
+            plane = anchors_plane(height, width, stride, self.base_anchors[stride]).reshape(-1, 4)
+            plane.setflags(write=False)
+            self._planes[key] = plane
+        return plane
+
+    def __len__(self):
+        return len(self._planes)
+
+
+class Detections(object):
+    """Candidate faces of one or more passes, before NMS.
+
+    Attributes:
+        boxes: (N, 4) float32, x1 y1 x2 y2 in the coordinates of the pass input.
+        scores: (N,) float32 face probabilities.
+        landmarks: (N, 5, 2) float32 points.
+    """
+    __slots__ = ('boxes', 'scores', 'landmarks')
+
+    def __init__(self, boxes, scores, landmarks):
+        self.boxes = boxes
+        self.scores = scores
+        self.landmarks = landmarks
+
+    def __len__(self):
+        return len(self.scores)
+
+    @classmethod
+    def concatenate(cls, parts):
+        parts = list(parts)
+        if not parts:
+            faces, points = empty_faces()
+            return cls(faces[:, :4], faces[:, 4], points)
+        return cls(np.concatenate([p.boxes for p in parts]),
+                   np.concatenate([p.scores for p in parts]),
+                   np.concatenate([p.landmarks for p in parts]))
+
+
+def _select_level(scores, box_out, landmark_out, num_anchors, threshold, batch_index,
+                  decay=1.0):
+    """Passing anchors of one stride.
+
+    Args:
+        scores: (B, 2A, H, W) class probabilities; box_out (B, 4A, H, W); landmark_out
+            (B, 10A, H, W).
+        decay: factor applied to the face scores before thresholding.
+    Returns:
+        flat anchor indices (n,) int64 (position-major, anchor-minor), their scores (n,),
+        box deltas (n, 4) and landmark deltas (n, 5, 2).
+    """
+    height, width = box_out.shape[2], box_out.shape[3]
+    face_scores = scores[batch_index, num_anchors:, :height, :width]           # (A, H, W)
+    if decay != 1.0:
+        face_scores = face_scores * np.float32(decay)
+    rows, cols, anchor_ids = np.nonzero((face_scores >= threshold).transpose(1, 2, 0))
+    flat = (rows.astype(np.int64) * width + cols) * num_anchors + anchor_ids
+    level_scores = face_scores[anchor_ids, rows, cols]
+    deltas = box_out[batch_index].reshape(num_anchors, 4, height, width)
+    deltas = deltas[anchor_ids, :, rows, cols]                                  # (n, 4)
+    points = landmark_out[batch_index].reshape(num_anchors, NUM_LANDMARKS, 2, height, width)
+    points = points[anchor_ids, :, :, rows, cols]                               # (n, 5, 2)
+    return flat, level_scores, deltas, points
+
+
+def decode_detections(outputs, strides, anchor_cache, threshold, clip_shape, batch_index=0,
+                      score_decay=None):
+    """Faces of one network pass whose score reaches ``threshold``.
+
+    Args:
+        outputs: the 9 deploy outputs in :func:`output_names` order, numpy arrays
+            (B, C, H_s, W_s).
+        strides: e.g. (32, 16, 8), the order of ``outputs``.
+        anchor_cache: :class:`AnchorCache` with base anchors for those strides.
+        threshold: minimum face probability (after ``score_decay``).
+        clip_shape: (height, width) the boxes are clipped to, in input pixels.
+        batch_index: which image of the batch.
+        score_decay: {stride: factor} multiplying that stride's scores before thresholding
+            (the original's ``decay4`` on a stride-4 level).
+    Returns:
+        :class:`Detections` in input coordinates, pooled stride by stride (coarse first).
+    """
+    if len(outputs) != 3 * len(strides):
+        raise ValueError('expected %d outputs (3 per stride %s), got %d'
+                         % (3 * len(strides), list(strides), len(outputs)))
+    anchors, scores, deltas, points = [], [], [], []
+    for level, stride in enumerate(strides):
+        cls_out, box_out, landmark_out = outputs[3 * level:3 * level + 3]
+        num_anchors = anchor_cache.num_anchors(stride)
+        decay = (score_decay or {}).get(stride, 1.0)
+        flat, level_scores, level_deltas, level_points = _select_level(
+            cls_out, box_out, landmark_out, num_anchors, threshold, batch_index, decay)
+        plane = anchor_cache.get(stride, box_out.shape[2], box_out.shape[3])
+        anchors.append(plane[flat])
+        scores.append(level_scores)
+        deltas.append(level_deltas)
+        points.append(level_points)
+    anchors = np.concatenate(anchors)
+    boxes = nonlinear_pred(anchors, np.concatenate(deltas).astype(np.float32, copy=False))
+    clip_boxes(boxes, clip_shape)
+    landmarks = landmark_pred(anchors, np.concatenate(points).astype(np.float32, copy=False))
+    return Detections(boxes.astype(np.float32, copy=False),
+                      np.concatenate(scores).astype(np.float32, copy=False),
+                      landmarks.astype(np.float32, copy=False))
+
+
+def flip_back(detections, width):
+    """Mirror detections of a horizontally flipped input back, in place.
+
+    Args:
+        detections: :class:`Detections` found on the flipped image.
+        width: width of the flipped image in pixels (x' = width - x - 1).
+    Returns:
+        ``detections``: boxes with x1' = width - x2 - 1, x2' = width - x1 - 1; landmark x
+        mirrored the same way and points reordered by :data:`FLIP_LANDMARK_ORDER`.
+    """
+    boxes = detections.boxes
+    old_x1 = boxes[:, 0].copy()
+    boxes[:, 0] = width - boxes[:, 2] - 1
+    boxes[:, 2] = width - old_x1 - 1
+    points = detections.landmarks[:, FLIP_LANDMARK_ORDER, :]
+    points[:, :, 0] = width - points[:, :, 0] - 1
+    detections.landmarks = points
+    return detections
+
+
+def _iou_with(box, boxes):
+    """IoU (+1 convention) of one box (4,) with boxes (N, 4+) -> (N,) float."""
+    inter_w = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]) + 1
+    inter_h = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]) + 1
+    inter = np.maximum(inter_w, 0.0) * np.maximum(inter_h, 0.0)
+    area = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
+    areas = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+    return inter / (area + areas - inter)
+
+
+def bbox_vote(dets, landmarks, iou_thresh, max_results=VOTE_MAX_RESULTS):
+    """Box voting, as the original ``bbox_vote`` (including its quirk).
+
+    Repeatedly take the highest-scoring remaining box and every remaining box whose IoU with it
+    (+1 convention) is >= ``iou_thresh`` (the top box included) as a cluster, and remove the
+    cluster. A cluster of two or more boxes yields the score-weighted mean of its boxes with
+    the cluster's maximum score. **A cluster of a single box is dropped, unless it is the last
+    cluster** (nothing remains after it), in which case that box is kept as is. This quirk of
+    the original removes isolated low-score boxes and shapes the published WIDER FACE numbers,
+    so it is kept. At most ``max_results`` faces are returned.
+
+    Unlike the original (which returned no landmarks when voting), each face carries the
+    landmarks of its cluster's top box. The original returned a placeholder box for an empty
+    input; here an empty input gives an empty result (``detect`` never votes on nothing).
+
+    Args:
+        dets: (N, 5) float, x1 y1 x2 y2 score, sorted by descending score.
+        landmarks: (N, 5, 2) float.
+        iou_thresh: clustering IoU.
+        max_results: cap on the number of faces.
+    Returns:
+        (M, 5) float32 faces in cluster order (descending score), (M, 5, 2) float32 landmarks.
+    """
+    dets = np.asarray(dets, dtype=np.float64).reshape(-1, 5)
+    landmarks = np.asarray(landmarks, dtype=np.float32).reshape(-1, NUM_LANDMARKS, 2)
+    if len(dets) != len(landmarks):
+        raise ValueError('dets and landmarks differ in length: %d vs %d'
+                         % (len(dets), len(landmarks)))
+    remaining = np.arange(len(dets))
+    faces, points = [], []
+    while remaining.size and len(faces) < max_results:
+        top = remaining[0]
+        in_cluster = _iou_with(dets[top], dets[remaining]) >= iou_thresh
+        cluster = remaining[in_cluster]
+        remaining = remaining[~in_cluster]
+        if cluster.size <= 1:
+            if remaining.size == 0:          # the quirk: a lone box survives only when last
+                faces.append(dets[top])
+                points.append(landmarks[top])
+            continue
+        weights = dets[cluster, 4]
+        mean_box = (dets[cluster, :4] * weights[:, None]).sum(axis=0) / weights.sum()
+        faces.append(np.append(mean_box, weights.max()))
+        points.append(landmarks[top])
+    if not faces:
+        return empty_faces()
+    return np.asarray(faces, dtype=np.float32), np.asarray(points, dtype=np.float32)
+
+
+def merge_detections(detections, nms_thresh, vote=False):
+    """Final faces from the pooled candidates of every pass.
+
+    Candidates are sorted by descending score (stable), then reduced by greedy NMS (a box whose
+    IoU with a kept, higher-scoring box is > ``nms_thresh`` is suppressed) or, with ``vote``,
+    by :func:`bbox_vote` at IoU >= ``nms_thresh``.
+
+    Args:
+        detections: :class:`Detections` in original-image coordinates.
+    Returns:
+        faces (N, 5) float32 x1 y1 x2 y2 score, landmarks (N, 5, 2) float32, by descending score.
+    """
+    if len(detections) == 0:
+        return empty_faces()
+    order = np.argsort(-detections.scores, kind='stable')
+    dets = np.empty((len(order), 5), dtype=np.float32)
+    dets[:, :4] = detections.boxes[order]
+    dets[:, 4] = detections.scores[order]
+    landmarks = detections.landmarks[order]
+    if vote:
+        return bbox_vote(dets, landmarks, nms_thresh)
+    keep = np.asarray(cpu_nms(dets, nms_thresh), dtype=np.int64)
+    return dets[keep], np.ascontiguousarray(landmarks[keep], dtype=np.float32)

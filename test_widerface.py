@@ -1,0 +1,221 @@
+"""Run a RetinaFace checkpoint over a WIDER FACE split and write the submission files.
+
+Example (the released MobileNet-0.25 on the CPU, fast mode, then the evaluation)::
+
+    python test_widerface.py --prefix ../shared/models/mnet.25/mnet.25 --epoch 0 --gpu -1 \\
+        --dataset-path ./data/retinaface --image-set val --mode 0 --output ./wout
+    python evaluate_widerface.py --pred ./wout --gt <folder with the wider_*_val.mat files>
+
+Modes (as the original):
+  0  fast: one scale, short side 1600 px, long side at most 2150 px; NMS.
+  1  accurate (default): an image pyramid of short sides [500, 800, 1100, 1400, 1700] relative
+     to a base scale (short side 800, long side at most 1200), each also flipped; box voting.
+  2  the pyramid and flips of mode 1, with NMS instead of box voting.
+
+Output: ``<output>/<event>/<image>.txt``, line 1 ``event/image.jpg``, line 2 the number of
+boxes, then ``x y w h score`` per box (``%d %d %d %d %g``, w = x2 - x1). Files are written
+atomically; an existing readable file is kept and its image skipped (resume an interrupted
+run; ``--overwrite`` recomputes). ``--part K --parts N`` processes images K, K+N, K+2N, ...
+of the label file (run N processes in parallel). On a split whose labels have boxes (val) the
+recall at IoU >= 0.5 is logged, as the original did.
+"""
+import argparse
+import logging
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from rcnn.dataset.retinaface import ImageReadError, retinaface
+from rcnn.evaluation.widerface import (PredictionFormatError, count_recalled,
+                                       read_prediction_file, write_prediction_file)
+from retinaface import RetinaFace
+
+logger = logging.getLogger('test_widerface')
+
+DATASETS = {'retinaface': retinaface}
+#: mode 0: one scale
+SINGLE_TARGET_SIZE, SINGLE_MAX_SIZE = 1600, 2150
+#: modes 1 and 2: pyramid short sides relative to a base scale
+PYRAMID_SIZES = (500, 800, 1100, 1400, 1700)
+PYRAMID_TARGET_SIZE, PYRAMID_MAX_SIZE = 800, 1200
+MODES = {0: 'fast: one scale, NMS', 1: 'accurate: pyramid + flip + box voting',
+         2: 'pyramid + flip, NMS'}
+RECALL_IOU = 0.5
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--network', default='net3',
+                        help='anchor layout of the checkpoint (only net3: strides 32/16/8)')
+    parser.add_argument('--dataset', default='retinaface', choices=sorted(DATASETS),
+                        help='dataset reader (the RetinaFace label.txt format)')
+    parser.add_argument('--image-set', default='val',
+                        help='sub-folder of --dataset-path to test: val, test, ...')
+    parser.add_argument('--root-path', default='./data',
+                        help='the label cache goes to <root-path>/cache')
+    parser.add_argument('--dataset-path', default='./data/retinaface',
+                        help='folder holding <image-set>/label.txt and <image-set>/images/')
+    parser.add_argument('--gpu', type=int, default=0,
+                        help='GPU id, or -1 for the CPU (a CPU-only MXNet needs -1)')
+    parser.add_argument('--prefix', required=True,
+                        help='checkpoint prefix: <prefix>-symbol.json, <prefix>-%%04d.params')
+    parser.add_argument('--epoch', type=int, default=0, help='checkpoint epoch')
+    parser.add_argument('--output', default='./wout',
+                        help='folder for the <event>/<image>.txt prediction files')
+    parser.add_argument('--nocrop', action='store_true',
+                        help='zero-pad every network input up to a multiple of 32')
+    parser.add_argument('--thresh', type=float, default=0.02,
+                        help='minimum face score written (low, so the evaluation sees the '
+                             'whole precision/recall curve)')
+    parser.add_argument('--mode', type=int, default=1, choices=sorted(MODES),
+                        help='; '.join('%d %s' % kv for kv in sorted(MODES.items())))
+    parser.add_argument('--part', type=int, default=0,
+                        help='this process handles the images i with i %% parts == part')
+    parser.add_argument('--parts', type=int, default=1, help='number of shards')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='recompute images whose output file already exists')
+    parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    args = parser.parse_args(argv)
+    if args.parts < 1 or not 0 <= args.part < args.parts:
+        parser.error('--part must be in [0, --parts), got --part %d --parts %d'
+                     % (args.part, args.parts))
+    if not 0.0 <= args.thresh <= 1.0:
+        parser.error('--thresh must be in [0, 1], got %g' % args.thresh)
+    return args
+
+
+def _base_scale(height, width, target_size, max_size):
+    """Scale bringing the short side to ``target_size`` unless the long side would exceed
+    ``max_size`` (after rounding), in which case the long side is brought to ``max_size``."""
+    scale = float(target_size) / min(height, width)
+    if np.round(scale * max(height, width)) > max_size:
+        scale = float(max_size) / max(height, width)
+    return scale
+
+
+def scales_for_image(height, width, mode):
+    """Scales and flip of a test mode for an image of ``height x width``.
+
+    Returns:
+        (list of float scales, do_flip)
+    """
+    if mode == 0:
+        return [_base_scale(height, width, SINGLE_TARGET_SIZE, SINGLE_MAX_SIZE)], False
+    base = _base_scale(height, width, PYRAMID_TARGET_SIZE, PYRAMID_MAX_SIZE)
+    return [float(size) / PYRAMID_TARGET_SIZE * base for size in PYRAMID_SIZES], True
+
+
+def prediction_target(image_path, images_dir, output_dir):
+    """``('event/image.jpg', '<output>/event/image.txt')`` for an image of the split."""
+    relative = os.path.relpath(image_path, images_dir).replace(os.sep, '/')
+    if relative.startswith('../'):        # not under images/: keep the last two components
+        relative = '/'.join(image_path.replace(os.sep, '/').split('/')[-2:])
+    stem = os.path.splitext(relative)[0]
+    return relative, os.path.join(output_dir, *stem.split('/')) + '.txt'
+
+
+def read_existing(path, name_line):
+    """Boxes (N, 5) x1 y1 x2 y2 score of a complete earlier output, or None to recompute."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        xywh = read_prediction_file(path, os.path.splitext(os.path.basename(name_line))[0])
+    except (PredictionFormatError, OSError, UnicodeDecodeError) as err:
+        logger.warning('recomputing %s: the existing file is unreadable (%s)', path, err)
+        return None
+    return np.column_stack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:4], xywh[:, 4]])
+
+
+def detect_image(detector, image_path, mode, thresh):
+    """Faces (N, 5) x1 y1 x2 y2 score of one image in a test mode."""
+    image = cv2.imread(image_path)
+    if image is None:
+        raise ImageReadError('cannot read image %s (missing or not an image)' % image_path)
+    scales, do_flip = scales_for_image(image.shape[0], image.shape[1], mode)
+    faces, _ = detector.detect(image, threshold=thresh, scales=scales, do_flip=do_flip)
+    return faces
+
+
+class RecallCounter(object):
+    """Recall at IoU >= 0.5 over the images seen so far (faces found / faces annotated)."""
+
+    def __init__(self):
+        self.found = 0
+        self.total = 0
+
+    def add(self, boxes, gt_boxes):
+        found = count_recalled(boxes, gt_boxes, RECALL_IOU)
+        self.found += found
+        self.total += len(gt_boxes)
+        return found
+
+    @property
+    def recall(self):
+        return self.found / float(self.total) if self.total else float('nan')
+
+
+def run(args):
+    """Test the split; returns a summary dict (images, detected, resumed, seconds,
+    images_per_s, recall, found, faces)."""
+    detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network,
+                          nocrop=args.nocrop, vote=(args.mode == 1))
+    imdb = DATASETS[args.dataset](args.image_set, args.root_path, args.dataset_path)
+    roidb = imdb.gt_roidb()
+    entries = [entry for i, entry in enumerate(roidb) if i % args.parts == args.part]
+    has_boxes = any(len(entry['boxes']) for entry in roidb)
+    logger.info('%s: %d of %d images (part %d/%d), mode %d (%s), threshold %g, %s',
+                imdb.name, len(entries), len(roidb), args.part, args.parts, args.mode,
+                MODES[args.mode], args.thresh, detector)
+    recall = RecallCounter()
+    detected = resumed = 0
+    start = time.perf_counter()
+    progress = tqdm(entries, desc='test_widerface', unit='img', disable=args.quiet)
+    for entry in progress:
+        name_line, out_path = prediction_target(entry['image'], imdb.images_dir, args.output)
+        boxes = None if args.overwrite else read_existing(out_path, name_line)
+        if boxes is None:
+            boxes = detect_image(detector, entry['image'], args.mode, args.thresh)
+            write_prediction_file(out_path, name_line, boxes)
+            detected += 1
+        else:
+            resumed += 1
+        if has_boxes:
+            found = recall.add(boxes, entry['boxes'])
+            logger.debug('%s: recall %d/%d with %d boxes; overall %.4f', name_line, found,
+                         len(entry['boxes']), len(boxes), recall.recall)
+            progress.set_postfix(recall='%.4f' % recall.recall, refresh=False)
+        else:
+            logger.debug('%s: %d faces', name_line, len(boxes))
+    seconds = time.perf_counter() - start
+    return {'images': len(entries), 'detected': detected, 'resumed': resumed,
+            'seconds': seconds, 'images_per_s': detected / seconds if detected else 0.0,
+            'recall': recall.recall if has_boxes else None, 'found': recall.found,
+            'faces': recall.total, 'output': args.output}
+
+
+def format_summary(summary):
+    line = ('%d images (%d detected, %d resumed) in %.1f s: %.2f images/s'
+            % (summary['images'], summary['detected'], summary['resumed'], summary['seconds'],
+               summary['images_per_s']))
+    if summary['recall'] is not None:
+        line += '; recall at IoU %.1f: %.4f (%d / %d faces)' % (
+            RECALL_IOU, summary['recall'], summary['found'], summary['faces'])
+    return line + '; predictions in %s' % summary['output']
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    logger.info('called with %s', vars(args))
+    summary = run(args)
+    print(format_summary(summary))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""test_widerface.py: test scales, output files, resume, sharding, and end-to-end runs on the
+real dlib val split with the released mnet.25, scored by the WIDER evaluator."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, shared_path
+import test_widerface as twf
+
+
+def test_mode0_scale_by_hand():
+    # 332 x 500: 1600 / 332 = 4.82 would make the long side 2410 > 2150 -> 2150 / 500
+    assert twf.scales_for_image(332, 500, 0) == ([4.3], False)
+    # 600 x 800: 1600 / 600 -> long side 2133 <= 2150: the short side rule holds
+    scales, flip = twf.scales_for_image(600, 800, 0)
+    assert scales == [pytest.approx(1600 / 600)] and flip is False
+
+
+def test_pyramid_scales_by_hand():
+    # 332 x 500: base 800 / 332 -> long side 1205 > 1200 -> base 1200 / 500 = 2.4
+    scales, flip = twf.scales_for_image(332, 500, 1)
+    assert flip is True
+    np.testing.assert_allclose(scales, [1.5, 2.4, 3.3, 4.2, 5.1])
+    # 1000 x 1000: base 0.8, sizes 500..1700 -> 0.5 .. 1.7
+    np.testing.assert_allclose(twf.scales_for_image(1000, 1000, 2)[0], [0.5, 0.8, 1.1, 1.4, 1.7])
+
+
+def test_prediction_target(tmp_path):
+    images = os.path.join('data', 'val', 'images')
+    name, path = twf.prediction_target(os.path.join(images, '0--Parade', 'a_1.jpg'), images,
+                                       str(tmp_path))
+    assert name == '0--Parade/a_1.jpg'
+    assert path == os.path.join(str(tmp_path), '0--Parade', 'a_1.txt')
+
+
+def test_bad_flags_exit():
+    for argv in (['--prefix', 'p', '--part', '2', '--parts', '2'],
+                 ['--prefix', 'p', '--mode', '3'], ['--prefix', 'p', '--thresh', '1.5'],
+                 ['--prefix', 'p', '--dataset', 'coco'], []):
+        with pytest.raises(SystemExit):
+            twf.parse_args(argv)
+
+
+def test_help_explains_flags():
+    out = subprocess.run([sys.executable, str(ROOT / 'test_widerface.py'), '--help'],
+                         capture_output=True, text=True, cwd=str(ROOT), timeout=120)
+    assert out.returncode == 0
+    for flag in ('--network', '--dataset', '--image-set', '--root-path', '--dataset-path',
+                 '--gpu', '--prefix', '--epoch', '--output', '--nocrop', '--thresh', '--mode',
+                 '--part', '--parts', '--overwrite'):
+        assert flag in out.stdout
+
+
+def test_read_existing(tmp_path):
+    path = tmp_path / 'e' / 'img.txt'
+    path.parent.mkdir()
+    path.write_text('e/img.jpg\n2\n10 20 30 40 0.9\n1 2 3 4 0.5\n')
+    np.testing.assert_allclose(twf.read_existing(str(path), 'e/img.jpg'),
+                               [[10, 20, 40, 60, 0.9], [1, 2, 4, 6, 0.5]])
+    path.write_text('e/img.jpg\n3\n10 20 30 40 0.9\n')       # truncated: recompute
+    assert twf.read_existing(str(path), 'e/img.jpg') is None
+    assert twf.read_existing(str(tmp_path / 'missing.txt'), 'e/missing.jpg') is None
+
+
+def dlib_argv(prefix, dataset, tmp_path, out, *extra):
+    return ['--prefix', prefix, '--epoch', '0', '--gpu', '-1', '--dataset-path', str(dataset),
+            '--root-path', str(tmp_path / 'root'), '--output', str(out), '--quiet'] + list(extra)
+
+
+def read_submission(path):
+    lines = path.read_text().splitlines()
+    return lines[0], int(lines[1]), [line.split() for line in lines[2:]]
+
+
+def test_shard_resume_and_overwrite(mnet25_prefix, dlib_faces, tmp_path):
+    out = tmp_path / 'wout'
+    names = [line[1:].strip() for line in (dlib_faces / 'val' / 'label.txt').read_text()
+             .splitlines() if line.startswith('#')]
+    # shard 1 of 3 -> images 1 and 4 of the label file, mode 0, only the sure faces
+    argv = dlib_argv(mnet25_prefix, dlib_faces, tmp_path, out, '--mode', '0', '--thresh', '0.5',
+                     '--part', '1', '--parts', '3')
+    summary = twf.run(twf.parse_args(argv))
+    assert (summary['images'], summary['detected'], summary['resumed']) == (2, 2, 0)
+    written = sorted(str(p.relative_to(out)) for p in out.rglob('*.txt'))
+    assert written == sorted(os.path.splitext(names[i])[0] + '.txt' for i in (1, 4))
+    first = out / (os.path.splitext(names[1])[0] + '.txt')
+    header, count, rows = read_submission(first)
+    assert header == names[1] and count == len(rows) > 0
+    assert all(len(r) == 5 and float(r[4]) >= 0.5 for r in rows)
+    assert summary['recall'] == 1.0 and summary['faces'] == summary['found'] > 0
+    # a second run resumes both; a corrupt file is recomputed
+    second = out / (os.path.splitext(names[4])[0] + '.txt')
+    second.write_text('garbage\n')
+    before = first.read_text()
+    summary = twf.run(twf.parse_args(argv))
+    assert (summary['detected'], summary['resumed']) == (1, 1)
+    assert first.read_text() == before
+    assert read_submission(second)[0] == names[4]
+    assert summary['recall'] == 1.0
+    # --overwrite recomputes everything
+    summary = twf.run(twf.parse_args(argv + ['--overwrite']))
+    assert (summary['detected'], summary['resumed']) == (2, 0)
+    assert not list(out.rglob('*.tmp'))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('mode', [0, 1])
+def test_end_to_end_dlib_val(mnet25_prefix, dlib_faces, tmp_path, mode, capsys):
+    """Mode 0 and mode 1 (pyramid, flips, voting) over the 5 dlib val images on the CPU, then
+    the evaluator on the official-format .mat ground truth: every face is large and clear."""
+    from rcnn.evaluation.widerface import evaluate
+    gt_dir = shared_path('data', 'dlib_faces', 'val', 'gt')
+    out = tmp_path / ('wout%d' % mode)
+    assert twf.main(dlib_argv(mnet25_prefix, dlib_faces, tmp_path, out, '--mode', str(mode))) == 0
+    printed = capsys.readouterr().out
+    assert '5 images (5 detected, 0 resumed)' in printed and 'images/s' in printed
+    assert 'recall at IoU 0.5: 1.0000 (25 / 25 faces)' in printed
+    assert len(list(out.rglob('*.txt'))) == 5
+    scores = [float(r[4]) for p in out.rglob('*.txt') for r in read_submission(p)[2]]
+    assert min(scores) >= 0.02
+    aps = evaluate(str(out), str(gt_dir))
+    assert aps == {'easy': 1.0, 'medium': 1.0, 'hard': 1.0}
