@@ -14,8 +14,11 @@ setup: $(STAMP) $(KERNEL_STAMP)
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): requirements.txt | $(VENV)/bin/python
+# the runtime plus the optional deployment extras (onnx, onnxruntime), so the ONNX tests run;
+# -c keeps numpy at the version mxnet 1.9.1 needs
+$(STAMP): requirements.txt requirements-deploy.txt | $(VENV)/bin/python
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-deploy.txt -c requirements.txt
 	touch $@
 
 $(KERNEL_STAMP): $(KERNELS) setup.py $(STAMP)

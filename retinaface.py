@@ -43,7 +43,7 @@ from rcnn.inference import create_backend
 from rcnn.inference.postprocess import (AnchorCache, Detections, decode_detections, flip_back,
                                         merge_detections)
 
-__all__ = ['RetinaFace', 'as_bgr_image', 'network_input', 'SUPPORTED_NETWORKS', 'MIN_IMAGE_SIDE',
+__all__ = ['RetinaFace', 'as_bgr_image', 'check_scales', 'network_input', 'SUPPORTED_NETWORKS', 'MIN_IMAGE_SIDE',
            'PAD_MULTIPLE']
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,8 @@ def network_input(image, flip=False, pad_multiple=None):
     return data
 
 
-def _check_scales(scales):
+def check_scales(scales):
+    """Scales as a list of positive floats (a single number is accepted); ValueError otherwise."""
     if isinstance(scales, numbers.Real):
         scales = [scales]
     scales = [float(s) for s in scales]
@@ -144,7 +145,8 @@ class RetinaFace(object):
         decay4: factor on the scores of a stride-4 level before thresholding, as the original;
             accepted for compatibility, it has no effect on ``net3`` (no stride 4).
         vote: box voting instead of NMS (WIDER FACE "accurate" mode).
-        backend: ``'mxnet'`` (see :data:`rcnn.inference.BACKENDS`).
+        backend: ``'mxnet'`` or ``'onnxruntime'`` (CPU only, ``ctx_id=-1``; needs the extras of
+            ``requirements-deploy.txt``); see :data:`rcnn.inference.BACKENDS`.
         threads: CPU threads for the backend (MXNet: only before mxnet is first imported).
     """
 
@@ -246,12 +248,22 @@ class RetinaFace(object):
             raise ValueError('threshold must be a finite number, got %r' % (threshold,))
         flips = (False, True) if do_flip else (False,)
         candidates = []
-        for scale in _check_scales(scales):
+        for scale in check_scales(scales):
             scaled = self.scaled_image(image, scale)
             for flip in flips:
                 outputs = self.backend.forward(self.prepare_input(scaled, flip))
                 candidates.append(self.decode_pass(outputs, scaled.shape, scale, flip, threshold))
         return self.merge(candidates)
+
+    def detect_batch(self, images, threshold=0.5, scales=(1.0,), do_flip=False, max_batch=8,
+                     pad=False):
+        """``detect()`` on several images, batching the forward passes.
+
+        Returns a list with one ``(faces, landmarks)`` per image, equal to ``detect()`` on that
+        image; see :func:`rcnn.inference.batch.detect_batch` for ``max_batch`` and ``pad``.
+        """
+        from rcnn.inference.batch import detect_batch
+        return detect_batch(self, images, threshold, scales, do_flip, max_batch, pad)
 
     def __repr__(self):
         return ('RetinaFace(network=%r, nms=%g, nocrop=%s, vote=%s, backend=%r)'

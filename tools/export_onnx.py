@@ -1,0 +1,82 @@
+"""Export a RetinaFace deploy checkpoint to ONNX and check it against MXNet.
+
+    python tools/export_onnx.py --prefix ../shared/models/mnet.25/mnet.25 --epoch 0 \\
+        --out mnet25.onnx --dynamic
+
+Works on our deploy checkpoints and on the released insightface graphs (their
+``SoftmaxActivation(mode=channel)`` is rewritten to ``softmax(axis=1)``; legacy BatchNorm
+parameter names are mapped by the checkpoint loader). Weights are stored as initializers.
+The check runs MXNet and onnxruntime on the same random input (and, with --dynamic, on a
+second input of another batch and size) and prints max |diff| per output; it fails (exit 1)
+when an output differs by more than --tol (absolute for outputs within +-1, else relative to
+the largest value of the output).
+Needs the optional extras: pip install -r requirements-deploy.txt -c requirements.txt
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ''):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rcnn.deploy import onnx_export  # noqa: E402
+
+
+def _input_shape(text):
+    try:
+        return onnx_export.parse_input_shape(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--prefix', required=True,
+                        help='checkpoint prefix: reads <prefix>-symbol.json and <prefix>-EPOCH.params')
+    parser.add_argument('--epoch', type=int, default=0, help='checkpoint epoch (default 0)')
+    parser.add_argument('--out', required=True, help='ONNX file to write')
+    parser.add_argument('--input-shape', type=_input_shape, default=(1, 3, 640, 640),
+                        help='B,C,H,W of the data input (default 1,3,640,640): the fixed model '
+                             'input, or with --dynamic the shape used for export and the check')
+    parser.add_argument('--dynamic', action='store_true',
+                        help='symbolic batch, height and width (one file for every input size)')
+    parser.add_argument('--opset', type=int, default=onnx_export.DEFAULT_OPSET, choices=(12, 13),
+                        help='ONNX opset (default %d)' % onnx_export.DEFAULT_OPSET)
+    parser.add_argument('--tol', type=float, default=1e-4,
+                        help='largest accepted difference to MXNet (default 1e-4)')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='onnxruntime threads for the check (default: its own default)')
+    parser.add_argument('--no-verify', action='store_true', help='skip the check against MXNet')
+    parser.add_argument('-v', '--verbose', action='store_true', help='log every export step')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format='%(levelname)s %(name)s: %(message)s')
+    try:
+        path, rows = onnx_export.export_checkpoint(
+            args.prefix, args.epoch, args.out, input_shape=args.input_shape, dynamic=args.dynamic,
+            opset=args.opset, verify=not args.no_verify, tol=args.tol, threads=args.threads)
+    except onnx_export.ExportMismatchError as exc:
+        print('FAILED: %s' % exc, file=sys.stderr)
+        return 1
+    print('wrote %s (%s input %s, opset %d)' % (
+        path, 'dynamic' if args.dynamic else 'fixed',
+        'batch x 3 x height x width' if args.dynamic else 'x'.join(map(str, args.input_shape)),
+        args.opset))
+    if rows:
+        print('%-40s %-18s %-16s %12s %12s' % ('output', 'input', 'shape', 'max|diff|', 'max err'))
+        for row in rows:
+            print('%-40s %-18s %-16s %12.3g %12.3g' % (
+                row['output'], 'x'.join(map(str, row['input_shape'])),
+                'x'.join(map(str, row['shape'])), row['max_abs'], row['max_err']))
+        print('OK: every output within %.3g of MXNet' % args.tol)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

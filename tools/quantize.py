@@ -1,0 +1,121 @@
+"""INT8 post-training quantization of a RetinaFace deploy checkpoint (MXNet MKLDNN backend).
+
+    python tools/quantize.py --prefix ../shared/models/mnet.25/mnet.25 --epoch 0 \\
+        --out model/mnet25-int8 --calib ../shared/data/dlib_faces/train/images ../shared/images \\
+        --eval ../shared/data/dlib_faces/val
+
+writes <out>-symbol.json and <out>-0000.params, loadable as RetinaFace(<out>, 0, ctx_id=-1).
+With --eval, the FP32 and INT8 detectors are scored on each RetinaFace val layout given
+(label.txt + images/): recall of the faces at score >= 0.5 (IoU >= 0.5) and the WIDER-protocol
+AP with every face counted; with --bench, the bare forward latency at --input-size.
+"""
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ''):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rcnn.deploy import quantize  # noqa: E402
+
+
+def _size(text):
+    try:
+        width, height = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected WIDTHxHEIGHT, got %r' % text)
+    if width < 32 or height < 32:
+        raise argparse.ArgumentTypeError('width and height must be >= 32, got %r' % text)
+    return width, height
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--prefix', required=True, help='FP32 checkpoint prefix')
+    parser.add_argument('--epoch', type=int, default=0, help='FP32 checkpoint epoch (default 0)')
+    parser.add_argument('--out', required=True,
+                        help='output prefix: writes <out>-symbol.json and <out>-0000.params')
+    parser.add_argument('--calib', nargs='+', default=[],
+                        help='calibration images: files or folders (searched recursively)')
+    parser.add_argument('--max-images', type=int, default=None,
+                        help='use at most this many calibration images (default all)')
+    parser.add_argument('--input-size', type=_size, default=quantize.DEFAULT_INPUT_SIZE,
+                        help='WIDTHxHEIGHT calibration images are resized to (default 640x480)')
+    parser.add_argument('--calib-mode', default='entropy', choices=quantize.CALIB_MODES,
+                        help='entropy: KL-optimal thresholds (default); naive: observed min/max; '
+                             'none: ranges computed at run time')
+    parser.add_argument('--dtype', default='auto', choices=quantize.QUANTIZED_DTYPES,
+                        help='quantized type: auto (uint8 after ReLU, int8 elsewhere; default)')
+    parser.add_argument('--granularity', default='tensor-wise', choices=quantize.GRANULARITIES,
+                        help='weight scales per tensor (default) or per output channel')
+    parser.add_argument('--exclude', nargs='*', default=[],
+                        help='node names to keep in FP32 (e.g. the first convolution)')
+    parser.add_argument('--eval', nargs='*', default=[], metavar='SET_ROOT',
+                        help='val sets (label.txt + images/) on which to compare FP32 and INT8')
+    parser.add_argument('--bench', action='store_true',
+                        help='also time the bare FP32 and INT8 forward at --input-size')
+    parser.add_argument('-v', '--verbose', action='store_true', help='log calibration steps')
+    return parser.parse_args(argv)
+
+
+def _forward_ms(prefix, epoch, input_size, repeat=30):
+    import mxnet as mx
+    import numpy as np
+    from rcnn.utils.checkpoint import load_checkpoint
+    sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
+    width, height = input_size
+    module = mx.mod.Module(sym, data_names=['data'], label_names=None, context=mx.cpu())
+    module.bind(data_shapes=[('data', (1, 3, height, width))], for_training=False)
+    module.set_params(arg_params, aux_params)
+    batch = mx.io.DataBatch([mx.nd.array(np.random.RandomState(0).uniform(
+        0, 255, (1, 3, height, width)).astype(np.float32))])
+    times = []
+    for i in range(repeat + 3):
+        t0 = time.perf_counter()
+        module.forward(batch, is_train=False)
+        for out in module.get_outputs():
+            out.wait_to_read()
+        if i >= 3:
+            times.append((time.perf_counter() - t0) * 1000.0)
+    return float(np.median(times))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format='%(levelname)s %(name)s: %(message)s')
+    if args.calib_mode != 'none' and not args.calib:
+        print('error: --calib is required unless --calib-mode none', file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    symbol_path, params_path, qsym = quantize.quantize_prefix(
+        args.prefix, args.epoch, args.out, args.calib, input_size=args.input_size,
+        max_images=args.max_images, calib_mode=args.calib_mode, quantized_dtype=args.dtype,
+        granularity=args.granularity, excluded_sym_names=args.exclude)
+    counts = quantize.quantized_op_counts(qsym)
+    print('wrote %s and %s in %.1f s' % (symbol_path, params_path, time.perf_counter() - t0))
+    print('ops: %s' % ', '.join('%s x%d' % kv for kv in sorted(counts.items())))
+
+    if args.bench:
+        fp32 = _forward_ms(args.prefix, args.epoch, args.input_size)
+        int8 = _forward_ms(args.out, 0, args.input_size)
+        print('forward %dx%d: FP32 %.2f ms, INT8 %.2f ms (x%.2f)'
+              % (args.input_size + (fp32, int8, fp32 / int8)))
+    if args.eval:
+        from retinaface import RetinaFace
+        detectors = {'FP32': RetinaFace(args.prefix, args.epoch, ctx_id=-1, network='net3'),
+                     'INT8': RetinaFace(args.out, 0, ctx_id=-1, network='net3')}
+        for set_root in args.eval:
+            for label, detector in detectors.items():
+                result = quantize.evaluate_on_label_set(detector, set_root)
+                print('%s %s: recall@0.5 %d/%d (%.4f), AP %.4f, %d detections >= 0.5' % (
+                    set_root, label, result['recalled'], result['faces'], result['recall'],
+                    result['ap'], result['detections']))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
