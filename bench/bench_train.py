@@ -1,0 +1,148 @@
+"""Training throughput of ``mnet`` at 640x640, batch 8, on the CPU, and how a step splits.
+
+One step = wait for the loader's batch + forward/backward (OHEM included) + SGD update +
+metric update, exactly the Module calls of ``rcnn.core.trainer.Trainer``. The OHEM share is
+timed inside its CustomOp (``rcnn.symbol.ohem``), which runs during the forward pass.
+Data: the real dlib photos of ``../shared/data/dlib_faces/train`` with their mirrored copies
+(8 records = one batch), cropped and labelled by the CropLoader's worker processes.
+
+Usage: ``python -m bench.bench_train [--quick] [--workers N]``.
+"""
+import argparse
+import logging
+import time
+
+import numpy as np
+
+from bench.common import SHARED, print_rows
+
+BATCH = 8
+
+
+def _dlib_roidb(cfg):
+    from rcnn.dataset.retinaface import retinaface
+    path = SHARED / 'data' / 'dlib_faces'
+    if not path.exists():
+        raise FileNotFoundError('real data %s not found (../shared is absent)' % path)
+    imdb = retinaface('train', None, str(path), cfg=cfg)
+    roidb = imdb.append_flipped_images(imdb.gt_roidb())
+    while len(roidb) < BATCH:
+        roidb = roidb + roidb
+    return roidb
+
+
+class _OhemTimer(object):
+    """Accumulates the wall time spent in the OHEM CustomOp's forward."""
+
+    def __init__(self):
+        from rcnn.symbol import ohem
+        self.ohem = ohem
+        self.original = ohem._OHEMOp.forward
+        self.seconds = 0.0
+
+    def __enter__(self):
+        timer = self
+
+        def timed_forward(op, *args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return timer.original(op, *args, **kwargs)
+            finally:
+                timer.seconds += time.perf_counter() - t0
+
+        self.ohem._OHEMOp.forward = timed_forward
+        return self
+
+    def __exit__(self, *exc):
+        self.ohem._OHEMOp.forward = self.original
+
+
+def _build(cfg, roidb, workers):
+    import mxnet as mx
+    from rcnn.core.loader import CropLoader
+    from rcnn.core.metric import build_train_metrics
+    from rcnn.core.trainer import XAVIER
+    from rcnn.symbol import get_symbol_train
+
+    sym = get_symbol_train('mnet', cfg)
+    feat_sym = [sym.get_internals()['face_rpn_cls_score_stride%d_output' % s]
+                for s in cfg.RPN_FEAT_STRIDE]
+    loader = CropLoader(feat_sym, roidb, BATCH, shuffle=True, cfg=cfg, num_workers=workers,
+                        seed=0, prefetch=2)
+    mod = mx.mod.Module(sym, data_names=['data'],
+                        label_names=[d.name for d in loader.provide_label], context=[mx.cpu()])
+    mod.bind(data_shapes=loader.provide_data, label_shapes=loader.provide_label)
+    mx.random.seed(0)
+    mod.init_params(mx.init.Xavier(**XAVIER))
+    mod.init_optimizer(optimizer='sgd', optimizer_params={
+        'learning_rate': 0.01, 'momentum': 0.9, 'wd': 0.0005, 'rescale_grad': 1.0})
+    return mod, loader, build_train_metrics(cfg.RPN_FEAT_STRIDE)
+
+
+def _next_batch(loader):
+    try:
+        return next(loader)
+    except StopIteration:
+        loader.reset()
+        return next(loader)
+
+
+def run(quick=False, workers=2):
+    import mxnet as mx
+    from rcnn.config import generate_config
+
+    cfg, _ = generate_config('mnet', 'retinaface')
+    cfg.TRAIN.BATCH_IMAGES = BATCH
+    roidb = _dlib_roidb(cfg)
+    mod, loader, metrics = _build(cfg, roidb, workers)
+    steps = 2 if quick else 6
+    split = {'loader wait': [], 'forward+backward': [], 'update': [], 'metrics': [], 'OHEM': [],
+             'step': []}
+    try:
+        with _OhemTimer() as ohem:
+            for i in range(steps + 1):  # the first step warms up (graph, memory, workers)
+                t0 = time.perf_counter()
+                batch = _next_batch(loader)
+                t1 = time.perf_counter()
+                ohem_before = ohem.seconds
+                mod.forward_backward(batch)
+                mx.nd.waitall()
+                t2 = time.perf_counter()
+                mod.update()
+                mx.nd.waitall()
+                t3 = time.perf_counter()
+                mod.update_metric(metrics, batch.label)
+                t4 = time.perf_counter()
+                if i == 0:
+                    continue
+                for key, value in (('loader wait', t1 - t0), ('forward+backward', t2 - t1),
+                                   ('update', t3 - t2), ('metrics', t4 - t3),
+                                   ('OHEM', ohem.seconds - ohem_before), ('step', t4 - t0)):
+                    split[key].append(value * 1000.0)
+    finally:
+        loader.close()
+    step_ms = float(np.median(split['step']))
+    rows = [{'name': 'train mnet 640x640 batch %d CPU (%d loader workers)' % (BATCH, workers),
+             'median_ms': step_ms, 'p10_ms': float(np.percentile(split['step'], 10)),
+             'p90_ms': float(np.percentile(split['step'], 90)),
+             'min_ms': float(np.min(split['step'])), 'repeat': steps,
+             'images_per_s': round(BATCH * 1000.0 / step_ms, 2)}]
+    for key in ('loader wait', 'forward+backward', 'OHEM', 'update', 'metrics'):
+        values = split[key]
+        label = '  of which OHEM (inside forward)' if key == 'OHEM' else '  ' + key
+        rows.append({'name': label, 'median_ms': float(np.median(values)),
+                     'p10_ms': float(np.percentile(values, 10)),
+                     'p90_ms': float(np.percentile(values, 90)), 'min_ms': float(np.min(values)),
+                     'repeat': steps,
+                     'share_of_step': '%.1f%%' % (100.0 * np.median(values) / step_ms)})
+    return rows
+
+
+if __name__ == '__main__':
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--quick', action='store_true', help='2 measured steps instead of 6')
+    parser.add_argument('--workers', type=int, default=2, help='loader worker processes')
+    cli = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    print_rows(run(quick=cli.quick, workers=cli.workers))

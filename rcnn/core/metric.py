@@ -1,0 +1,112 @@
+"""Training metrics per feature stride, read from the training graph's outputs.
+
+The training graph has six outputs per stride (strides 32, 16, 8 in that order)::
+
+    6k + 0  class probabilities   (B, 2, A*H*W)    channel 1 = face
+    6k + 1  sampled anchor labels (B, A*H*W)       1 face, 0 background, -1 ignored
+    6k + 2  box smooth-L1 loss    (B, 4A, H*W)     already multiplied by the box weights
+    6k + 3  box weights           (B, 4A, H*W)     > 0 on the anchors that carry a box loss
+    6k + 4  landmark loss         (B, 10A, H*W)
+    6k + 5  landmark weights      (B, 10A, H*W)
+
+``RPNAcc_s{s}``: share of non-ignored anchors whose arg-max class equals the label.
+``RPNL1Loss_s{s}`` / ``RPNLandMarkL1Loss_s{s}``: summed loss per weighted anchor
+(weighted values / 4 for boxes, / 10 for landmarks), i.e. the mean smooth-L1 loss of
+one positive anchor's box (4 values) or landmarks (10 values).
+"""
+import mxnet as mx
+import numpy as np
+
+__all__ = ['OUTPUTS_PER_STRIDE', 'RPNAcc', 'RPNL1Loss', 'RPNLandMarkL1Loss',
+           'build_train_metrics', 'loss_output_indices']
+
+OUTPUTS_PER_STRIDE = 6
+BOX_VALUES_PER_ANCHOR = 4
+LANDMARK_VALUES_PER_ANCHOR = 10
+
+
+class RPNAcc(mx.metric.EvalMetric):
+    """Anchor classification accuracy over the anchors whose label is not -1.
+
+    Args:
+        pred_idx: index of the class-probability output ``(B, 2, N)``.
+        label_idx: index of the label output ``(B, N)``.
+    """
+
+    def __init__(self, pred_idx, label_idx, name='RPNAcc'):
+        super(RPNAcc, self).__init__(name)
+        self.pred_idx = pred_idx
+        self.label_idx = label_idx
+
+    def update(self, labels, preds):
+        prob = preds[self.pred_idx].asnumpy()
+        label = preds[self.label_idx].asnumpy()
+        if prob.ndim != 3 or prob.shape[1] != 2 or label.shape != (prob.shape[0], prob.shape[2]):
+            raise ValueError('%s: expected probabilities (B, 2, N) and labels (B, N), got %s and %s'
+                             % (self.name, prob.shape, label.shape))
+        predicted = prob.argmax(axis=1)
+        kept = label != -1
+        correct = int(np.count_nonzero(predicted[kept] == label[kept]))
+        count = int(np.count_nonzero(kept))
+        self.sum_metric += correct
+        self.global_sum_metric += correct
+        self.num_inst += count
+        self.global_num_inst += count
+
+
+class RPNL1Loss(mx.metric.EvalMetric):
+    """Smooth-L1 loss per weighted anchor.
+
+    Args:
+        loss_idx: index of the loss output (weighted smooth-L1 values).
+        weight_idx: index of the weight output, same shape.
+        values_per_anchor: regression values of one anchor (4 boxes, 10 landmarks).
+    """
+
+    def __init__(self, loss_idx, weight_idx, name='RPNL1Loss',
+                 values_per_anchor=BOX_VALUES_PER_ANCHOR):
+        super(RPNL1Loss, self).__init__(name)
+        self.loss_idx = loss_idx
+        self.weight_idx = weight_idx
+        self.values_per_anchor = values_per_anchor
+
+    def update(self, labels, preds):
+        loss = preds[self.loss_idx].asnumpy()
+        weight = preds[self.weight_idx].asnumpy()
+        if loss.shape != weight.shape:
+            raise ValueError('%s: loss %s and weight %s shapes differ'
+                             % (self.name, loss.shape, weight.shape))
+        total = float(loss.sum(dtype=np.float64))
+        anchors = np.count_nonzero(weight > 0) / float(self.values_per_anchor)
+        self.sum_metric += total
+        self.global_sum_metric += total
+        self.num_inst += anchors
+        self.global_num_inst += anchors
+
+
+class RPNLandMarkL1Loss(RPNL1Loss):
+    """Landmark smooth-L1 loss per weighted anchor (10 values per anchor)."""
+
+    def __init__(self, loss_idx, weight_idx, name='RPNLandMarkL1Loss'):
+        super(RPNLandMarkL1Loss, self).__init__(loss_idx, weight_idx, name=name,
+                                                values_per_anchor=LANDMARK_VALUES_PER_ANCHOR)
+
+
+def build_train_metrics(strides=(32, 16, 8)):
+    """CompositeEvalMetric with, per stride, RPNAcc_s{s}, RPNL1Loss_s{s}, RPNLandMarkL1Loss_s{s}."""
+    metrics = mx.metric.CompositeEvalMetric()
+    for k, stride in enumerate(strides):
+        base = OUTPUTS_PER_STRIDE * k
+        metrics.add(RPNAcc(base, base + 1, name='RPNAcc_s%d' % stride))
+        metrics.add(RPNL1Loss(base + 2, base + 3, name='RPNL1Loss_s%d' % stride))
+        metrics.add(RPNLandMarkL1Loss(base + 4, base + 5, name='RPNLandMarkL1Loss_s%d' % stride))
+    return metrics
+
+
+def loss_output_indices(num_strides=3):
+    """Indices of the outputs that must stay finite: probabilities, box and landmark losses."""
+    indices = []
+    for k in range(num_strides):
+        base = OUTPUTS_PER_STRIDE * k
+        indices += [base, base + 2, base + 4]
+    return indices
