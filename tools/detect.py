@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 if __package__ in (None, ''):
@@ -26,6 +25,8 @@ if __package__ in (None, ''):
 
 import cv2  # noqa: E402
 from tqdm import tqdm  # noqa: E402
+
+from rcnn.utils.fileio import atomic_write  # noqa: E402
 
 logger = logging.getLogger('detect')
 
@@ -117,26 +118,11 @@ def faces_to_json(faces, landmarks):
             for face, points in zip(faces, landmarks)]
 
 
-def _atomic_write(path, write):
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix=os.path.splitext(path)[1], dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _write_image(path, image):
     def write(tmp):
         if not cv2.imwrite(tmp, image):
             raise OSError('cannot write image %s' % path)
-    _atomic_write(path, write)
+    atomic_write(path, write, suffix=os.path.splitext(path)[1])
 
 
 def _write_json(path, records):
@@ -144,7 +130,7 @@ def _write_json(path, records):
         with open(tmp, 'w') as f:
             json.dump(records, f, indent=1)
             f.write('\n')
-    _atomic_write(path, write)
+    atomic_write(path, write, suffix=os.path.splitext(path)[1])
 
 
 def run(args):

@@ -22,10 +22,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 
-__all__ = ['STATE_FORMAT', 'CorruptCheckpointError', 'checkpoint_files', 'atomic_write_bytes',
-           'sha256_file', 'write_train_record', 'read_train_record', 'list_train_records',
+from rcnn.utils.fileio import atomic_write_bytes
+
+__all__ = ['STATE_FORMAT', 'CorruptCheckpointError', 'checkpoint_files', 'sha256_file',
+           'write_train_record', 'read_train_record', 'list_train_records',
            'latest_checkpoint']
 
 STATE_FORMAT = 1
@@ -44,30 +45,6 @@ def checkpoint_files(prefix, number):
             'symbol': '%s-symbol.json' % prefix,
             'states': '%s-%04d.states' % (prefix, number),
             'record': '%s-%04d.train.json' % (prefix, number)}
-
-
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
-                               dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def sha256_file(path):

@@ -28,6 +28,7 @@ from rcnn.core import train_state
 from rcnn.core.callback import (NonFiniteLossError, Speedometer, check_finite_outputs,
                                 format_metric, non_finite_params)
 from rcnn.core.metric import build_train_metrics, loss_output_indices
+from rcnn.utils.fileio import atomic_write, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -252,12 +253,10 @@ class Trainer(object):
                 position.epoch, position.batch_in_epoch, position.iteration - 1)
         deploy_args, deploy_aux = select_params(self.deploy_sym, arg_params, aux_params)
         save_checkpoint(self.prefix, number, self.deploy_sym, deploy_args, deploy_aux)
-        tmp_states = files['states'] + '.writing'
         if self.save_optimizer_states:
-            self.mod.save_optimizer_states(tmp_states)
+            atomic_write(files['states'], self.mod.save_optimizer_states)
         else:
-            open(tmp_states, 'wb').close()
-        os.replace(tmp_states, files['states'])
+            atomic_write_bytes(files['states'], b'')
         record = dict(self.record, optimizer_states=self.save_optimizer_states)
         record.update(epoch=position.epoch, batch_in_epoch=position.batch_in_epoch,
                       iteration=position.iteration, lr=self.schedule.lr_at(position.iteration),

@@ -66,12 +66,13 @@ import logging
 import os
 import pickle
 import struct
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 from tqdm import tqdm
+
+from rcnn.utils.fileio import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -541,16 +542,7 @@ def append_flipped_images(roidb):
 
 def _atomic_pickle(obj, path):
     """Pickle ``obj`` to ``path`` via a temporary file in the same directory + os.replace."""
-    fd, tmp_path = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp-',
-                                    suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, 'wb') as stream:
-            pickle.dump(obj, stream, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    atomic_write_bytes(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 class retinaface(object):  # noqa: N801 -- lowercase class name as in the original

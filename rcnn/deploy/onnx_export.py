@@ -30,10 +30,11 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 
 import numpy as np
+
+from rcnn.utils.fileio import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -232,17 +233,7 @@ def export_onnx(sym, arg_params, aux_params, onnx_path, input_shape=(1, 3, 640, 
         entry.key, entry.value = str(key), str(value)
     onnx.checker.check_model(model)
 
-    out_dir = os.path.dirname(os.path.abspath(onnx_path))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(suffix='.onnx.tmp', dir=out_dir)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp_path, onnx_path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    atomic_write_bytes(onnx_path, model.SerializeToString())
     logger.info('exported %s (opset %d, %s input %s)', onnx_path, opset,
                 'dynamic' if dynamic else 'fixed', DYNAMIC_DATA_SHAPE if dynamic else input_shape)
     return onnx_path

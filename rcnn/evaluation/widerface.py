@@ -42,11 +42,12 @@ Protocol (the standard WIDER FACE evaluation)
 """
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm import tqdm
+
+from rcnn.utils.fileio import atomic_write_text
 
 __all__ = ['SETTINGS', 'LABEL_MIN_HEIGHT', 'PredictionFormatError', 'WiderGroundTruth',
            'SettingResult', 'load_ground_truth', 'load_mat_ground_truth',
@@ -318,18 +319,7 @@ def write_prediction_file(path, image_name_line, boxes):
     lines = [name, str(len(dets))]
     lines += ['%d %d %d %d %g' % (x1, y1, x2 - x1, y2 - y1, score)
               for x1, y1, x2, y2, score in dets.tolist()]
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
-                               dir=folder)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write('\n'.join(lines) + '\n')
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, '\n'.join(lines) + '\n')
 
 
 def _format_error(path, line_no, message):

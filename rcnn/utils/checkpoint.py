@@ -20,10 +20,11 @@ import json
 import logging
 import os
 import re
-import tempfile
 
 import mxnet as mx
 import numpy as np
+
+from rcnn.utils.fileio import atomic_write
 
 __all__ = ['ParamMismatchError', 'LEGACY_AUX_SUFFIXES', 'LABEL_INPUT_PATTERN', 'symbol_path',
            'params_path', 'load_symbol', 'load_params', 'load_checkpoint', 'map_legacy_names',
@@ -210,24 +211,6 @@ def _as_ndarray(value):
     return mx.nd.array(np.asarray(value), dtype=np.asarray(value).dtype)
 
 
-def _atomic_write(path, write):
-    """Call ``write(tmp_path)`` then move the file onto ``path`` atomically."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(dir=folder, prefix='.%s.' % os.path.basename(path),
-                                        suffix='.tmp')
-    os.close(handle)
-    try:
-        write(tmp_path)
-        with open(tmp_path, 'rb') as written:
-            os.fsync(written.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-
-
 def save_checkpoint(prefix, epoch, sym, arg_params, aux_params):
     """Write ``<prefix>-symbol.json`` and ``<prefix>-%04d.params`` atomically.
 
@@ -247,8 +230,8 @@ def save_checkpoint(prefix, epoch, sym, arg_params, aux_params):
     sym_file = None
     if sym is not None:
         sym_file = symbol_path(prefix)
-        _atomic_write(sym_file, sym.save)
+        atomic_write(sym_file, sym.save)
     param_file = params_path(prefix, epoch)
-    _atomic_write(param_file, lambda tmp: mx.nd.save(tmp, saved))
+    atomic_write(param_file, lambda tmp: mx.nd.save(tmp, saved))
     logger.info('saved checkpoint %s', param_file)
     return sym_file, param_file

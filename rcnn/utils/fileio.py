@@ -1,0 +1,57 @@
+"""Atomic file writes: a crash or a kill never leaves a truncated file under the final name.
+
+Each writer fills a temporary file in the destination folder, flushes it to disk, gives it
+the usual permissions (``mkstemp`` creates 0600) and renames it over the destination.
+"""
+import os
+import tempfile
+
+__all__ = ['atomic_write', 'atomic_write_bytes', 'atomic_write_text']
+
+
+def _default_mode():
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write(path, write, suffix='.tmp'):
+    """Create ``path`` by calling ``write(tmp_path)`` on a temporary file, then renaming it.
+
+    Args:
+        path: destination; its folder is created when missing.
+        write: callable filling the file it is given (e.g. ``mx.nd.save``, ``cv2.imwrite``).
+        suffix: ending of the temporary name (writers that pick a format by extension, like
+            ``cv2.imwrite``, need the destination's extension here).
+    Returns:
+        ``path``.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp_path = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix=suffix,
+                                        dir=folder)
+    os.close(handle)
+    try:
+        write(tmp_path)
+        with open(tmp_path, 'rb') as written:
+            os.fsync(written.fileno())
+        os.chmod(tmp_path, _default_mode())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+    return path
+
+
+def atomic_write_bytes(path, data):
+    """Write ``data`` (bytes) to ``path`` atomically."""
+    def _write(tmp_path):
+        with open(tmp_path, 'wb') as f:
+            f.write(data)
+    return atomic_write(path, _write)
+
+
+def atomic_write_text(path, text):
+    """Write ``text`` (str, UTF-8) to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode('utf-8'))
