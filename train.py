@@ -429,13 +429,11 @@ def train(args, cfg):
     deploy_sym = get_symbol_test(args.network, cfg)
     feat_sym = [train_sym.get_internals()['face_rpn_cls_score_stride%d_output' % s]
                 for s in cfg.RPN_FEAT_STRIDE]
-    # crops differ per worker. CropLoader numbers its epochs from 0, so a run (re)started at
-    # epoch e draws from a stream of its own: a resume inside the run's first epoch sees
-    # exactly the batches of the uninterrupted run; a resume in a later epoch gets different
-    # (reproducible) crops -- exact continuation there needs a start-epoch loader argument
+    # crops differ per worker; a run (re)started at epoch e draws that epoch's batches of the
+    # same stream, so a resume sees exactly the batches of the uninterrupted run
     loader = CropLoader(feat_sym, roidb, batch_size, shuffle=not args.no_shuffle, ctx=contexts,
                         work_load_list=args.work_load_list, cfg=cfg, num_workers=args.workers,
-                        seed=seed + 1000003 * rank + 7919 * position.epoch)
+                        seed=seed + 1000003 * rank, first_epoch=position.epoch)
     try:
         data_shapes = loader.provide_data + loader.provide_label
         arg_shapes, aux_shapes = train_param_shapes(train_sym, data_shapes)

@@ -202,6 +202,20 @@ def test_same_seed_same_batches_with_workers_and_inline(roidb):
     assert not np.array_equal(other[0][0][0], inline[0][0][0])
 
 
+def test_first_epoch_continues_the_stream_of_a_loader_started_at_epoch_0(roidb):
+    """A resumed run builds its loader at its epoch: it must see that epoch's batches."""
+    cfg = _cfg()
+    with CropLoader(_feat_syms(cfg), roidb, BATCH, cfg=cfg, num_workers=0, seed=5) as loader:
+        from_zero = _epochs(loader, 3)
+    with CropLoader(_feat_syms(cfg), roidb, BATCH, cfg=cfg, num_workers=2, seed=5,
+                    first_epoch=1) as loader:
+        assert loader.epoch == 1
+        from_one = _epochs(loader, 2)
+    _assert_same_stream(from_one, from_zero[1:])
+    with pytest.raises(ValueError, match='first_epoch'):
+        CropLoader(_feat_syms(cfg), roidb, BATCH, cfg=cfg, num_workers=0, first_epoch=-1)
+
+
 def test_epochs_reshuffle_and_reset_before_the_first_batch_is_a_no_op(roidb):
     cfg = _cfg()
     with CropLoader(_feat_syms(cfg), roidb, BATCH, cfg=cfg, num_workers=0, seed=3) as loader:

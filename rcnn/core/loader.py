@@ -127,7 +127,8 @@ class _WorkerPool(object):
     """
 
     def __init__(self, roidb, cfg, feat_shapes, seed, order_of_epoch, batch_size, num_batches,
-                 layout, buffer_bytes, make_batch, num_workers, prefetch, start_method):
+                 layout, buffer_bytes, make_batch, num_workers, prefetch, start_method,
+                 first_epoch=0):
         self.roidb = roidb
         self.batch_size = batch_size
         self.num_batches = num_batches
@@ -146,9 +147,9 @@ class _WorkerPool(object):
         self._free = collections.deque(range(num_buffers))
         self._ready = {}                          # (epoch, batch_no) -> DataBatch
         self._orders = {}
-        self._epoch = 0
+        self._epoch = first_epoch
         self._cur = 0
-        self._submitted = (0, 0)                  # next (epoch, batch_no) to submit
+        self._submitted = (first_epoch, 0)        # next (epoch, batch_no) to submit
         self._error = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -157,7 +158,7 @@ class _WorkerPool(object):
         context = multiprocessing.get_context(start_method)
         self._task_queue = context.Queue()
         self._result_queue = context.Queue()
-        self._current_epoch = context.Value('q', 0)
+        self._current_epoch = context.Value('q', first_epoch)
         self._workers = []
         try:
             for worker_id in range(num_workers):
@@ -367,6 +368,8 @@ class CropLoader(mx.io.DataIter):
         prefetch: batches prepared past the one being returned (workers only).
         start_method: multiprocessing start method of the workers ('spawn' unless you know the
             parent has not started MXNet's engine).
+        first_epoch: number of the first epoch served (a resumed run passes its epoch, so its
+            batches are those the uninterrupted run would have drawn).
 
     Attributes: ``provide_data``, ``provide_label`` (lists of ``mx.io.DataDesc``),
     ``data_name``, ``label_name``, ``slices`` (per-device batch slices), ``epoch``,
@@ -375,7 +378,8 @@ class CropLoader(mx.io.DataIter):
     """
 
     def __init__(self, feat_sym, roidb, batch_size=1, shuffle=True, ctx=None, work_load_list=None,
-                 cfg=None, num_workers=2, seed=None, prefetch=2, start_method='spawn'):
+                 cfg=None, num_workers=2, seed=None, prefetch=2, start_method='spawn',
+                 first_epoch=0):
         super(CropLoader, self).__init__(batch_size)
         if cfg is None:
             from rcnn.config import config as cfg
@@ -416,7 +420,9 @@ class CropLoader(mx.io.DataIter):
         logger.debug('CropLoader seed %d', self.seed)
         self.num_workers = int(num_workers)
         self.prefetch = max(1, int(prefetch))
-        self.epoch = 0
+        if first_epoch < 0:
+            raise ValueError('first_epoch must be >= 0, got %d' % first_epoch)
+        self.epoch = int(first_epoch)         # epochs are numbered from first_epoch
         self.cur = 0                          # batches returned in the current epoch
         self._pool = None
         self._finalizer = None
@@ -424,7 +430,7 @@ class CropLoader(mx.io.DataIter):
             self._pool = _WorkerPool(
                 roidb, cfg, self.feat_shapes, self.seed, self._epoch_order_function(),
                 batch_size, self.num_batches, self._layout, buffer_bytes, self._make_batch,
-                self.num_workers, self.prefetch, start_method)
+                self.num_workers, self.prefetch, start_method, first_epoch=self.epoch)
             self._finalizer = weakref.finalize(self, self._pool.shutdown)
         else:
             self._inline_views = rpn_io.batch_buffer_views(
