@@ -48,7 +48,7 @@ import mxnet as mx
 from rcnn.symbol.ohem import ohem_symbol
 
 __all__ = ['FEATURE_STRIDES', 'BOX_VALUES', 'LANDMARK_VALUES', 'NECK_BN_EPS', 'NeckNames',
-           'deploy_output_names', 'label_names', 'check_graph_config', 'conv_bn',
+           'deploy_output_names', 'label_names', 'check_graph_config', 'graph_config', 'conv_bn',
            'ssh_context_module', 'fpn_neck', 'ssh_features', 'detection_heads',
            'deploy_outputs', 'smooth_l1_loss', 'train_outputs', 'feature_shapes', 'label_shapes']
 
@@ -85,6 +85,15 @@ def deploy_output_names(strides=FEATURE_STRIDES):
 def label_names(strides=FEATURE_STRIDES):
     """Training label input names: per stride label, bbox target/weight, landmark target/weight."""
     return [template % stride for stride in strides for template in _LABEL_TEMPLATES]
+
+
+def graph_config(network, cfg=None):
+    """``cfg``, or the ``network`` preset when None, after :func:`check_graph_config`."""
+    if cfg is None:
+        from rcnn.config import generate_config
+        cfg, _ = generate_config(network, 'retinaface')
+    check_graph_config(cfg)
+    return cfg
 
 
 def check_graph_config(cfg):

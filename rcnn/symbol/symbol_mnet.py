@@ -13,7 +13,7 @@ reach the heads). Input: raw RGB pixels (``cfg.PIXEL_MEANS`` 0, stds 1).
 """
 import mxnet as mx
 
-from rcnn.symbol.symbol_common import (FEATURE_STRIDES, NeckNames, check_graph_config,
+from rcnn.symbol.symbol_common import (FEATURE_STRIDES, NeckNames, graph_config,
                                        deploy_outputs, fpn_neck, ssh_features, train_outputs)
 
 __all__ = ['MNET_NECK_NAMES', 'WIDTH_MULTIPLIER', 'mobilenet_backbone', 'mnet_features',
@@ -68,22 +68,14 @@ def mnet_features(cfg):
     return ssh_features(neck, neck_filters // 2, MNET_NECK_NAMES)
 
 
-def _config(cfg):
-    if cfg is None:
-        from rcnn.config import generate_config
-        cfg, _ = generate_config('mnet', 'retinaface')
-    check_graph_config(cfg)
-    return cfg
-
-
 def get_mnet_train(cfg=None):
     """Training graph (18 outputs, see :mod:`rcnn.symbol.symbol_common`); ``cfg`` defaults to
     the mnet preset."""
-    cfg = _config(cfg)
+    cfg = graph_config('mnet', cfg)
     return train_outputs(mnet_features(cfg), cfg)
 
 
 def get_mnet_test(cfg=None):
     """Deploy graph (9 outputs); ``cfg`` defaults to the mnet preset."""
-    cfg = _config(cfg)
+    cfg = graph_config('mnet', cfg)
     return deploy_outputs(mnet_features(cfg), cfg)

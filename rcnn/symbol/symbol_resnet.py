@@ -15,7 +15,7 @@ are twice as wide relative to the neck as mnet's: a 256-channel 3x3 branch and t
 """
 import mxnet as mx
 
-from rcnn.symbol.symbol_common import (NeckNames, check_graph_config, deploy_outputs, fpn_neck,
+from rcnn.symbol.symbol_common import (NeckNames, graph_config, deploy_outputs, fpn_neck,
                                        ssh_features, train_outputs)
 
 __all__ = ['RESNET_NECK_NAMES', 'RESNET50_UNITS', 'resnet_backbone', 'resnet_features',
@@ -90,22 +90,14 @@ def resnet_features(cfg):
     return ssh_features(neck, neck_filters, RESNET_NECK_NAMES)
 
 
-def _config(cfg):
-    if cfg is None:
-        from rcnn.config import generate_config
-        cfg, _ = generate_config('resnet', 'retinaface')
-    check_graph_config(cfg)
-    return cfg
-
-
 def get_resnet_train(cfg=None):
     """Training graph (18 outputs, see :mod:`rcnn.symbol.symbol_common`); ``cfg`` defaults to
     the resnet preset."""
-    cfg = _config(cfg)
+    cfg = graph_config('resnet', cfg)
     return train_outputs(resnet_features(cfg), cfg)
 
 
 def get_resnet_test(cfg=None):
     """Deploy graph (9 outputs); ``cfg`` defaults to the resnet preset."""
-    cfg = _config(cfg)
+    cfg = graph_config('resnet', cfg)
     return deploy_outputs(resnet_features(cfg), cfg)
