@@ -12,21 +12,7 @@ if not mx.runtime.Features().is_enabled('MKLDNN'):
 
 from conftest import shared_path  # noqa: E402
 from rcnn.deploy import quantize  # noqa: E402
-
-
-def _read_val_labels(label_path):
-    """{relative image path: (G, 4) x1 y1 x2 y2} from a val label.txt (x y w h per face)."""
-    faces, current = {}, None
-    with open(label_path) as f:
-        for line in f:
-            line = line.strip()
-            if line.startswith('#'):
-                current = line[1:].strip()
-                faces[current] = []
-            elif line:
-                x, y, w, h = (float(v) for v in line.split()[:4])
-                faces[current].append([x, y, x + w, y + h])
-    return {k: np.array(v).reshape(-1, 4) for k, v in faces.items()}
+from test_retinaface import read_val_labels  # noqa: E402
 
 
 def _iou(a, b):
@@ -84,7 +70,7 @@ def test_quantized_detector_finds_every_dlib_val_face(int8_prefix):
     import cv2
     from retinaface import RetinaFace
     val = shared_path('data', 'dlib_faces', 'val')
-    labels = _read_val_labels(str(val / 'label.txt'))
+    labels = read_val_labels(str(val / 'label.txt'))
     detector = RetinaFace(int8_prefix, 0, ctx_id=-1, network='net3')
     missed = []
     for image_name, gt_boxes in labels.items():
