@@ -34,3 +34,8 @@ clean:
 .PHONY: bench
 bench: setup
 	$(PY) -m bench.run_all
+
+# train mnet from scratch on a generated sample set (CPU, ~15 min), test, evaluate, draw
+.PHONY: demo
+demo: setup
+	$(PY) tools/demo.py

@@ -20,7 +20,10 @@ Devices: GPUs from CUDA_VISIBLE_DEVICES as in the original (empty or unset: the 
 number of devices. ``--cpus N`` runs N CPU contexts to exercise the multi-device path.
 
 Schedule: ``--lr`` with the steps of ``--lr_step`` (see rcnn/core/schedule.py); training
-ends at the last step, at ``--end_epoch`` or at ``--max_iters``, whichever comes first.
+ends at the last step, at ``--end_epoch``, at ``--max_iters`` or after ``--max_minutes`` of
+training (a time budget, e.g. for ``make demo``), whichever comes first; it always ends with a
+checkpoint, and ``<prefix>-train-summary.json`` then lists the iterations, why training
+stopped, the final checkpoint, seconds, images/s and the first and last logged metrics.
 SGD with momentum 0.9, ``--wd``, ``rescale_grad = 1 / devices`` (all workers' devices
 with a ``dist_*sync`` kvstore).
 
@@ -136,6 +139,10 @@ def parse_args(argv=None):
     train.add_argument('--max_iters', type=int, default=None,
                        help='stop once this many iterations (batches, counted from the first '
                             'run) are done; for smoke runs')
+    train.add_argument('--max_minutes', type=float, default=None,
+                       help='time budget: stop (with a checkpoint) before the first batch that '
+                            'would start after this many minutes of this run\'s training; not '
+                            'with a dist_* kvstore (default: none)')
     train.add_argument('--seed', type=int, default=None,
                        help='seed of the initialisation and the loader (default: random)')
     train.add_argument('--frequent', type=int, default=dflt.frequent,
@@ -167,6 +174,11 @@ def _check_args(parser, args):
         value = getattr(args, flag)
         if value is not None and value <= 0:
             parser.error('--%s must be positive, got %d' % (flag, value))
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        parser.error('--max_minutes must be positive, got %g' % args.max_minutes)
+    if args.max_minutes is not None and 'dist' in args.kvstore:
+        parser.error('--max_minutes cannot be used with --kvstore %s: the workers would stop '
+                     'at different iterations' % args.kvstore)
     if args.workers < 0 or args.checkpoint_iters < 0 or args.cpus < 0:
         parser.error('--workers, --checkpoint_iters and --cpus must be >= 0')
     if args.work_load_list:
@@ -466,7 +478,8 @@ def train(args, cfg):
                     'num_workers': num_workers, 'fixed_params': fixed,
                     'begin_epoch': record['begin_epoch'] if record else args.begin_epoch,
                     'dataset_path': os.path.abspath(args.dataset_path)},
-            strides=cfg.RPN_FEAT_STRIDE, saver=rank == 0, save_optimizer_states=states_saved)
+            strides=cfg.RPN_FEAT_STRIDE, saver=rank == 0, save_optimizer_states=states_saved,
+            max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
         if record is not None:
             trainer.last_checkpoint = (record['checkpoint'], record['iteration'])
         position = trainer.fit(position)

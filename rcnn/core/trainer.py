@@ -9,6 +9,11 @@ One iteration (batch) of :meth:`Trainer.fit`::
     update the metrics, log every --frequent iterations    (callback.Speedometer)
     checkpoint every --checkpoint_iters iterations and at every epoch end
 
+Training stops at the last lr step, ``--max_iters``, ``--end_epoch`` or, with
+``--max_minutes``, once this run has trained that long (checked before each batch), always
+with a checkpoint; rank 0 then writes ``<prefix>-train-summary.json`` (see
+:meth:`Trainer.summary`).
+
 Positions: ``epoch`` counts from the run's ``begin_epoch`` (absolute, as the
 checkpoint numbers), ``iteration`` counts batches from the start of the schedule
 (iteration 0 = the first batch of ``begin_epoch`` of the first run),
@@ -17,6 +22,7 @@ checkpoint numbers), ``iteration`` counts batches from the start of the schedule
 original's count. Checkpoint ``N`` belongs to epoch ``N - 1`` (0-based), i.e. it is
 the state after, or during, the N-th epoch.
 """
+import json
 import logging
 import os
 import time
@@ -28,7 +34,7 @@ from rcnn.core import train_state
 from rcnn.core.callback import (NonFiniteLossError, Speedometer, check_finite_outputs,
                                 format_metric, non_finite_params)
 from rcnn.core.metric import build_train_metrics, loss_output_indices
-from rcnn.utils.fileio import atomic_write, atomic_write_bytes
+from rcnn.utils.fileio import atomic_write, atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -193,11 +199,13 @@ class Trainer(object):
         saver: this process writes checkpoints (rank 0).
         save_optimizer_states: False when the optimizer state lives on kvstore servers
             (dist_async); the ``.states`` file is then empty and the record says so.
+        max_seconds: time budget of this run (None: none); training stops before the first
+            batch that would start after it.
     """
 
     def __init__(self, mod, deploy_sym, feed, schedule, prefix, batch_size, iters_per_epoch,
                  end_epoch, max_iters=None, checkpoint_iters=0, frequent=20, record=None,
-                 strides=(32, 16, 8), saver=True, save_optimizer_states=True):
+                 strides=(32, 16, 8), saver=True, save_optimizer_states=True, max_seconds=None):
         self.mod = mod
         self.deploy_sym = deploy_sym
         self.feed = feed
@@ -216,6 +224,10 @@ class Trainer(object):
         self.speedometer = Speedometer(batch_size, frequent)
         self.watched = loss_output_indices(len(strides))
         self.last_checkpoint = None  # (number, iteration) of the last good checkpoint
+        self.max_seconds = max_seconds
+        self._fit_start = None       # perf_counter() when fit() began
+        self._first_window = None    # metric name -> value of the first logged window
+        self._last_window = None     # ... and of the last one
 
     # ------------------------------------------------------------------ stop rule
     def stop_iteration(self):
@@ -223,10 +235,26 @@ class Trainer(object):
         candidates = [v for v in (self.schedule.end_iteration, self.max_iters) if v is not None]
         return min(candidates) if candidates else None
 
+    def _out_of_time(self):
+        return self.max_seconds is not None and self._fit_start is not None and \
+            time.perf_counter() - self._fit_start >= self.max_seconds
+
+    def stop_reason(self, position):
+        """Why training stops at ``position``: 'schedule' (last lr step), 'max_iters',
+        'end_epoch', 'max_minutes' (time budget), or None when it goes on."""
+        end = self.schedule.end_iteration
+        if end is not None and position.iteration >= end:
+            return 'schedule'
+        if self.max_iters is not None and position.iteration >= self.max_iters:
+            return 'max_iters'
+        if position.epoch >= self.end_epoch:
+            return 'end_epoch'
+        if self._out_of_time():
+            return 'max_minutes'
+        return None
+
     def _finished(self, position):
-        stop = self.stop_iteration()
-        return (stop is not None and position.iteration >= stop) or \
-            position.epoch >= self.end_epoch
+        return self.stop_reason(position) is not None
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, position, number=None):
@@ -302,16 +330,57 @@ class Trainer(object):
         logger.info('training from %s to %s (end_epoch %d, %d iterations per epoch, batch %d)',
                     position, 'iteration %d' % stop if stop is not None else 'no iteration limit',
                     self.end_epoch, self.iters_per_epoch, self.batch_size)
+        if self.max_seconds is not None:
+            logger.info('time budget: training stops with a checkpoint after %.1f minutes',
+                        self.max_seconds / 60.0)
         self.speedometer.start()
+        self._fit_start = time.perf_counter()
+        start_iteration = position.iteration
         try:
             while not self._finished(position):
                 position = self._run_epoch(position)
         except NonFiniteLossError as exc:
             self._report_failure(exc)
             raise
-        logger.info('training finished at %s; final checkpoint %s-%04d', position, self.prefix,
-                    self.last_checkpoint[0] if self.last_checkpoint else -1)
+        reason = self.stop_reason(position)
+        logger.info('training finished at %s (stopped by %s); final checkpoint %s-%04d', position,
+                    reason, self.prefix, self.last_checkpoint[0] if self.last_checkpoint else -1)
+        if self.saver:
+            path = '%s-train-summary.json' % self.prefix
+            atomic_write_text(path, json.dumps(
+                self.summary(position, start_iteration, reason), indent=1, sort_keys=True) + '\n')
+            logger.info('training summary: %s', path)
         return position
+
+    def summary(self, position, start_iteration, reason):
+        """The machine-readable summary of a finished run (``<prefix>-train-summary.json``).
+
+        Returns a dict: ``iterations`` (global, as the checkpoints count them),
+        ``iterations_this_run``, ``epoch`` / ``batch_in_epoch`` (the final position),
+        ``iters_per_epoch``, ``batch_size``, ``checkpoint`` (the final checkpoint's number),
+        ``lr`` (of the last update), ``stopped_by`` (:meth:`stop_reason`), ``seconds`` and
+        ``images_per_s`` of this run, ``window`` (iterations per log window) and
+        ``first_metrics`` / ``last_metrics``: metric name -> value (None when the window had
+        nothing to count) of the first and last logged windows; a run shorter than one
+        window reports its unlogged batches as both.
+        """
+        seconds = time.perf_counter() - self._fit_start
+        done = position.iteration - start_iteration
+        unlogged = dict(self.metrics.get_name_value())
+        first, last = self._first_window or unlogged, self._last_window or unlogged
+
+        def clean(values):
+            return {k: (None if v is None or not np.isfinite(v) else float(v))
+                    for k, v in values.items()}
+        return {
+            'iterations': position.iteration, 'iterations_this_run': done,
+            'epoch': position.epoch, 'batch_in_epoch': position.batch_in_epoch,
+            'iters_per_epoch': self.iters_per_epoch, 'batch_size': self.batch_size,
+            'checkpoint': self.last_checkpoint[0] if self.last_checkpoint else None,
+            'lr': self.schedule.lr_at(max(position.iteration - 1, 0)), 'stopped_by': reason,
+            'seconds': seconds, 'images_per_s': done * self.batch_size / seconds if seconds else 0.0,
+            'window': self.speedometer.frequent,
+            'first_metrics': clean(first), 'last_metrics': clean(last)}
 
     def _run_epoch(self, position):
         """Batches of ``position.epoch`` from ``position.batch_in_epoch`` until the epoch ends
@@ -330,8 +399,11 @@ class Trainer(object):
                 lr = self.schedule.lr_at(position.iteration)
                 position.iteration += 1
                 position.batch_in_epoch += 1
-                self.speedometer(position.epoch, position.batch_in_epoch, position.iteration,
-                                 self.metrics, lr, data_time, step_time)
+                window = dict(self.metrics.get_name_value())
+                if self.speedometer(position.epoch, position.batch_in_epoch, position.iteration,
+                                    self.metrics, lr, data_time, step_time):
+                    self._first_window = self._first_window or window
+                    self._last_window = window
                 if self.checkpoint_iters and position.iteration % self.checkpoint_iters == 0 \
                         and position.batch_in_epoch < self.iters_per_epoch \
                         and not self._finished(position):

@@ -1,0 +1,341 @@
+"""tools/demo.py (``make demo``): plan, argument checks, parsing of the steps' outputs, and one
+tiny end-to-end run (a few iterations on a generated set of a dozen images, marked slow)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from rcnn.dataset.synthetic import make_sample_dataset
+
+sys.path.insert(0, str(ROOT / 'tools'))
+import demo  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def tiny_set(tmp_path_factory):
+    """A generated set of 6 train / 4 val images (seed 3)."""
+    out = tmp_path_factory.mktemp('demo') / 'sample'
+    make_sample_dataset(str(out), n_train=6, n_val=4, seed=3, workers=1, progress=False)
+    return out
+
+
+def _val_boxes(label_path):
+    """{'event/name.jpg': (N, 4) x y w h} from a val label.txt (written independently of
+    demo.pick_pictures)."""
+    boxes, name = {}, None
+    for line in open(label_path).read().splitlines():
+        if line.startswith('# '):
+            name = line[2:]
+            boxes[name] = []
+        elif line.strip():
+            boxes[name].append([float(v) for v in line.split()[:4]])
+    return {k: np.array(v, np.float64).reshape(-1, 4) for k, v in boxes.items()}
+
+
+# ------------------------------------------------------------------ arguments and plan
+def test_defaults_give_the_documented_schedule(tmp_path):
+    args = demo.parse_args(['--data', str(tmp_path / 'not-yet')])
+    plan = demo.make_plan(args, python='py')
+    # before generation: 400 train images + their mirrors (an upper bound), batch 8
+    assert not plan.train_roidb_known
+    assert plan.train_roidb == 800 and plan.iters_per_epoch == 100
+    assert plan.schedule_iters == 1000 and plan.total_iters == 1000
+    assert plan.lr_step == '8,10'
+    train = demo.commands(plan)['train']
+    assert train[:2] == ['py', str(ROOT / 'train.py')]
+    flags = dict(zip(train[2::2], train[3::2]))
+    assert flags['--network'] == 'mnet' and flags['--lr_step'] == '8,10'
+    assert flags['--batch_images'] == '8' and float(flags['--max_minutes']) == 14.0
+    assert '--pretrained' not in flags          # from scratch
+
+
+def test_generated_set_gives_the_exact_image_count(tiny_set):
+    # independent count: train.py's roidb length (images with a face, plus mirrors)
+    with_faces = sum(len(b) > 0 for b in _val_boxes(tiny_set / 'train' / 'label.txt').values())
+    plan = demo.make_plan(demo.parse_args(['--data', str(tiny_set), '--train-images', '6',
+                                           '--val-images', '4', '--data-seed', '3',
+                                           '--batch-images', '2', '--epochs', '3',
+                                           '--decay-epoch', '2']))
+    assert plan.train_roidb_known and plan.train_roidb == 2 * with_faces
+    assert plan.schedule_iters == 3 * with_faces
+    assert 'at most' not in demo.format_plan(plan)
+
+
+def test_face_count_names_a_malformed_line(tmp_path):
+    label = tmp_path / 'label.txt'
+    label.write_text('# a/0.jpg\n1 2 3 4\n# a/1.jpg\n# a/2.jpg\n5 6 0 4\n# a/3.jpg\n1 2 x 4\n')
+    with pytest.raises(ValueError, match='label.txt:7'):
+        demo.count_images_with_faces(str(label))
+    label.write_text('# a/0.jpg\n1 2 3 4\n# a/1.jpg\n# a/2.jpg\n5 6 0 4\n# a/3.jpg\n1 2 3 4\n')
+    assert demo.count_images_with_faces(str(label)) == 2
+
+
+def test_max_iters_caps_the_iterations_and_reaches_train_py():
+    plan = demo.make_plan(demo.parse_args(['--max-iters', '7', '--batch-images', '2']))
+    assert plan.total_iters == 7
+    train = demo.commands(plan)['train']
+    assert train[train.index('--max_iters') + 1] == '7'
+
+
+@pytest.mark.parametrize('argv', [['--decay-epoch', '10'], ['--decay-epoch', '12'],
+                                  ['--epochs', '0'], ['--lr', '0'], ['--mode', '3'],
+                                  ['--train-minutes', '-1'], ['--pictures', '-2']])
+def test_bad_arguments_are_refused_by_name(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        demo.parse_args(argv)
+    assert exc.value.code == 2
+    assert argv[0].lstrip('-').split('-')[0] in capsys.readouterr().err
+
+
+def test_plan_lists_every_step_with_budget_and_commands(tmp_path):
+    args = demo.parse_args(['--data', str(tmp_path / 'nothing'), '--train-minutes', '9',
+                            '--mode', '0'])
+    text = demo.format_plan(demo.make_plan(args))
+    for step in ('1. set-up', '2. sample set', '3. train mnet', '4. test on val',
+                 '5. evaluate', '6. draw', '7. summary'):
+        assert step in text
+    assert 'capped at 9 min' in text
+    assert 'generated now' in text              # the folder does not exist
+    assert 'test_widerface.py --prefix' in text and '--mode 0' in text
+    assert 'evaluate_widerface.py --pred' in text
+    assert 'train.py --network mnet' in text and '--max_minutes 9.0' in text
+
+
+def test_data_ready_checks_the_marker_sizes_and_seed(tiny_set):
+    def ready(*argv):
+        return demo.make_plan(demo.parse_args(['--data', str(tiny_set)] + list(argv))).data_ready()
+    assert ready('--train-images', '6', '--val-images', '4', '--data-seed', '3')
+    assert not ready('--train-images', '6', '--val-images', '4', '--data-seed', '0')
+    assert not ready('--train-images', '7', '--val-images', '4', '--data-seed', '3')
+    assert not ready()                          # defaults: 400 / 100 / seed 0
+
+
+def test_missing_set_is_generated_then_reused(tmp_path):
+    args = demo.parse_args(['--data', str(tmp_path / 'set'), '--train-images', '2',
+                            '--val-images', '3', '--data-seed', '4'])
+    plan = demo.make_plan(args)
+    assert not plan.data_ready()
+    assert demo.ensure_sample_set(plan).startswith('generated')
+    assert plan.data_ready()
+    assert len(_val_boxes(tmp_path / 'set' / 'val' / 'label.txt')) == 3
+    assert demo.ensure_sample_set(plan).startswith('reused')
+    # a folder that is not a generated set is never overwritten
+    other = tmp_path / 'mine'
+    other.mkdir()
+    (other / 'notes.txt').write_text('keep me')
+    with pytest.raises(FileExistsError):
+        demo.ensure_sample_set(demo.make_plan(demo.parse_args(['--data', str(other)])))
+    assert (other / 'notes.txt').read_text() == 'keep me'
+
+
+def test_remove_old_checkpoints_touches_only_a_demo_prefix(tmp_path):
+    for name in ('mnet-symbol.json', 'mnet-0003.params', 'mnet-train.log', 'mnetx-0001.params',
+                 'other.txt'):
+        (tmp_path / name).write_text('x')
+    # not marked as the demo's: refused, nothing removed
+    with pytest.raises(demo.StepError, match='not written by a demo run'):
+        demo.remove_old_checkpoints(str(tmp_path / 'mnet'))
+    assert len(os.listdir(tmp_path)) == 5
+    demo.mark_demo_prefix(str(tmp_path / 'mnet'))
+    assert demo.remove_old_checkpoints(str(tmp_path / 'mnet')) == 4      # with the marker
+    assert sorted(os.listdir(tmp_path)) == ['mnetx-0001.params', 'other.txt']
+    assert demo.remove_old_checkpoints(str(tmp_path / 'absent' / 'mnet')) == 0
+    assert demo.remove_old_checkpoints(str(tmp_path / 'fresh')) == 0
+
+
+# ------------------------------------------------------------------ parsing the steps' output
+def test_ap_lines_of_the_real_evaluator_with_perfect_predictions(tiny_set, tmp_path):
+    """Predictions = the val labels themselves, score 1: the evaluator must print AP 1."""
+    pred = tmp_path / 'pred'
+    for name, boxes in _val_boxes(tiny_set / 'val' / 'label.txt').items():
+        event, image = name.split('/')
+        (pred / event).mkdir(parents=True, exist_ok=True)
+        lines = [name, str(len(boxes))] + ['%d %d %d %d 1.0' % tuple(b) for b in boxes]
+        (pred / event / (image[:-4] + '.txt')).write_text('\n'.join(lines) + '\n')
+    out = subprocess.run([sys.executable, str(ROOT / 'evaluate_widerface.py'), '--pred',
+                          str(pred), '--gt', str(tiny_set / 'val' / 'gt'), '--quiet'],
+                         capture_output=True, text=True, check=True).stdout
+    assert demo.parse_ap_lines(out) == {'easy': 1.0, 'medium': 1.0, 'hard': 1.0}
+
+
+def test_ap_lines_hand_written_and_missing():
+    text = ('Easy   Val AP: 0.9123  (10 faces)\nMedium Val AP: 0.5000  (12 faces)\n'
+            'Hard   Val AP: 0.0100  (20 faces)\n')
+    assert demo.parse_ap_lines(text) == {'easy': 0.9123, 'medium': 0.5, 'hard': 0.01}
+    with pytest.raises(ValueError, match='medium, hard'):
+        demo.parse_ap_lines('Easy   Val AP: 0.9  (1 faces)\n')
+
+
+def test_test_line_parsing():
+    text = ('noise\n100 images (90 detected, 10 resumed) in 79.7 s: 1.13 images/s; recall at '
+            'IoU 0.5: 0.9485 (460 / 485 faces); predictions in /x/wout\n')
+    assert demo.parse_test_line(text) == {'images': 100, 'seconds': 79.7, 'images_per_s': 1.13,
+                                          'recall': 0.9485, 'found': 460, 'faces': 485}
+    no_boxes = '5 images (5 detected, 0 resumed) in 2.0 s: 2.50 images/s; predictions in /x\n'
+    assert demo.parse_test_line(no_boxes)['recall'] is None
+    assert demo.parse_test_line('nothing here') is None
+
+
+def test_loss_summary_averages_the_strides():
+    metrics = {'RPNAcc_s32': 0.9, 'RPNAcc_s16': 0.8, 'RPNAcc_s8': 1.0,
+               'RPNL1Loss_s32': 0.3, 'RPNL1Loss_s16': None, 'RPNL1Loss_s8': 0.1,
+               'RPNLandMarkL1Loss_s32': 2.0, 'RPNLandMarkL1Loss_s16': 1.0,
+               'RPNLandMarkL1Loss_s8': 3.0}
+    summary = demo.loss_summary(metrics)
+    assert summary['acc'] == pytest.approx(0.9)
+    assert summary['box'] == pytest.approx(0.2)          # the empty window is left out
+    assert summary['landmark'] == pytest.approx(2.0)
+    assert demo.loss_summary({}) == {'acc': None, 'box': None, 'landmark': None}
+
+
+def test_pictures_spread_over_the_face_counts(tmp_path):
+    label = tmp_path / 'label.txt'
+    counts = {'a/0.jpg': 3, 'a/1.jpg': 0, 'b/2.jpg': 7, 'b/3.jpg': 1, 'c/4.jpg': 12}
+    label.write_text(''.join('# %s\n' % n + '1 2 3 4\n' * c for n, c in counts.items()))
+    images = tmp_path / 'images'
+    picked = demo.pick_pictures(str(label), str(images), 3)
+    # with faces, by count: 3.jpg (1), 0.jpg (3), 2.jpg (7), 4.jpg (12); 1.jpg has none;
+    # positions 0, 1.5 -> 2, 3
+    assert picked == [str(images / 'b' / '3.jpg'), str(images / 'b' / '2.jpg'),
+                      str(images / 'c' / '4.jpg')]
+    assert len(demo.pick_pictures(str(label), str(images), 10)) == 4
+    assert demo.pick_pictures(str(label), str(images), 1) == [str(images / 'b' / '2.jpg')]
+    assert demo.pick_pictures(str(label), str(images), 0) == []
+    bad = tmp_path / 'bad.txt'
+    bad.write_text('1 2 3 4\n# a/0.jpg\n')
+    with pytest.raises(ValueError, match='bad.txt:1'):
+        demo.pick_pictures(str(bad), str(images), 2)
+
+
+def test_plan_only_prints_and_runs_nothing(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / 'tools' / 'demo.py'), '--plan-only',
+                          '--data', str(tmp_path / 'data'), '--out', str(tmp_path / 'out')],
+                         capture_output=True, text=True, check=True, cwd=str(tmp_path)).stdout
+    assert 'Plan (about' in out and '3. train mnet' in out
+    assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------ end to end
+@pytest.mark.slow
+def test_tiny_end_to_end_run(tiny_set, tmp_path):
+    """Every step for real: 4 iterations of batch 2, test mode 0, evaluate, draw 2 pictures."""
+    argv = [sys.executable, str(ROOT / 'tools' / 'demo.py'), '--data', str(tiny_set),
+            '--train-images', '6', '--val-images', '4', '--data-seed', '3',
+            '--prefix', str(tmp_path / 'model' / 'mnet'), '--out', str(tmp_path / 'out'),
+            '--batch-images', '2', '--max-iters', '4', '--workers', '1', '--mode', '0',
+            '--pictures', '2', '--train-minutes', '5']
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert out.index('Plan (about') < out.index('[2/7]') < out.index('RetinaFace demo: summary')
+    assert 'reused' in out                      # the fixture's set matches the arguments
+
+    result = json.loads((tmp_path / 'out' / 'summary.json').read_text())
+    assert result['train']['iterations'] == 4 and result['train']['batch_size'] == 2
+    assert result['train']['stopped_by'] == 'max_iters'
+    for key in ('start', 'end'):
+        assert 0.0 <= result['losses'][key]['acc'] <= 1.0
+    # the checkpoint the test used exists, and the AP lines came from the real evaluator
+    assert os.path.isfile(tmp_path / 'model' / 'mnet-0001.params')
+    evaluate_log = (tmp_path / 'out' / 'logs' / 'evaluate.log').read_text()
+    assert demo.parse_ap_lines(evaluate_log) == result['ap']
+    assert all(0.0 <= result['ap'][s] <= 1.0 for s in ('easy', 'medium', 'hard'))
+    # one prediction file per val image, and the two pictures
+    predictions = [f for _, _, files in os.walk(tmp_path / 'out' / 'wout') for f in files]
+    assert len(predictions) == 4
+    drawn = json.loads((tmp_path / 'out' / 'pictures' / 'detections.json').read_text())
+    assert len(drawn) == 2 and all(os.path.isfile(r['drawn']) for r in drawn)
+    assert 'AP (val)   Easy %.4f' % result['ap']['easy'] in out
+
+    # --skip-train reuses that checkpoint
+    again = subprocess.run(argv + ['--skip-train', '--pictures', '0'], capture_output=True,
+                           text=True, cwd=str(tmp_path), timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert 'reusing checkpoint' in again.stdout
+
+
+def test_summary_block_shows_the_numbers():
+    result = {
+        'train': {'iterations': 952, 'batch_size': 8, 'images': 762, 'epochs': 10.02,
+                  'seconds': 672.0, 'images_per_s': 11.33, 'stopped_by': 'max_minutes',
+                  'window': 20},
+        'losses': {'start': {'acc': 0.85, 'box': 0.41, 'landmark': 1.02},
+                   'end': {'acc': 0.99, 'box': 0.12, 'landmark': None}},
+        'checkpoint': 'model/demo/mnet-0011.params', 'mode': 1,
+        'test': {'images': 100, 'seconds': 91.2, 'recall': 0.9361},
+        'ap': {'easy': 0.979, 'medium': 0.8954, 'hard': 0.7596}, 'gt': 'data/sample/val/gt',
+        'pictures_dir': 'demo_out/pictures/', 'pictures': 6, 'picture_faces': 31,
+        'logs': 'demo_out/logs/', 'seconds': 840.0}
+    text = demo.format_summary(result)
+    assert '952 iterations of batch 8 (10.0 epochs of 762 images) in 11.2 min' in text
+    assert 'time budget' in text
+    assert 'box 0.410 -> 0.120, landmark 1.020 -> n/a' in text
+    assert 'anchor accuracy 0.850 -> 0.990' in text
+    assert 'Easy 0.9790   Medium 0.8954   Hard 0.7596' in text
+    assert 'mode 1 (accurate' in text and '100 val images in 91 s' in text
+    assert 'demo_out/pictures/ (6 val images, 31 faces' in text
+
+
+# ------------------------------------------------------------------ train.py additions
+_ITER_LINE = r'Iter\[(\d+)\] Speed: .*per batch  (.*)$'
+
+
+def _logged_windows(log_text):
+    """{iteration: {metric: value}} from train.py's Speedometer lines ('n/a' -> None)."""
+    import re
+    windows = {}
+    for line in log_text.splitlines():
+        match = re.search(_ITER_LINE, line)
+        if match:
+            pairs = (item.split('=') for item in match.group(2).split())
+            windows[int(match.group(1))] = {k: None if v == 'n/a' else float(v) for k, v in pairs}
+    return windows
+
+
+def _train_tiny(tiny_set, prefix, *extra):
+    argv = [sys.executable, str(ROOT / 'train.py'), '--network', 'mnet', '--dataset_path',
+            str(tiny_set), '--root_path', str(prefix.parent), '--prefix', str(prefix),
+            '--batch_images', '2', '--workers', '1', '--seed', '5'] + list(extra)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_time_budget_stops_with_a_checkpoint_and_a_summary(tiny_set, tmp_path):
+    prefix = tmp_path / 'm'
+    # 0.003 min = 0.18 s: over after the first batch or two, long before --max_iters 40
+    proc = _train_tiny(tiny_set, prefix, '--max_minutes', '0.003', '--max_iters', '40',
+                       '--frequent', '1')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / 'm-train-summary.json').read_text())
+    assert summary['stopped_by'] == 'max_minutes'
+    assert 1 <= summary['iterations'] < 40
+    assert summary['iterations_this_run'] == summary['iterations']
+    assert summary['seconds'] >= 0.18 and summary['batch_size'] == 2
+    # the final checkpoint is the one the summary names, at the same iteration
+    record = json.loads((tmp_path / ('m-%04d.train.json' % summary['checkpoint'])).read_text())
+    assert record['iteration'] == summary['iterations']
+    assert (tmp_path / ('m-%04d.params' % summary['checkpoint'])).is_file()
+    # first / last windows: the values of the first and the last logged line
+    windows = _logged_windows((tmp_path / 'm-train.log').read_text())
+    assert sorted(windows) == list(range(1, summary['iterations'] + 1))
+    for key, iteration in (('first_metrics', 1), ('last_metrics', summary['iterations'])):
+        assert summary[key].keys() == windows[iteration].keys()
+        for name, value in windows[iteration].items():
+            assert summary[key][name] == (None if value is None else pytest.approx(value, abs=1e-6))
+
+
+@pytest.mark.slow
+def test_summary_of_a_run_shorter_than_one_log_window(tiny_set, tmp_path):
+    """3 iterations, --frequent 20: nothing logged, the 3 batches are both windows."""
+    prefix = tmp_path / 'm'
+    proc = _train_tiny(tiny_set, prefix, '--max_iters', '3')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / 'm-train-summary.json').read_text())
+    assert summary['stopped_by'] == 'max_iters' and summary['iterations'] == 3
+    assert summary['first_metrics'] == summary['last_metrics']
+    assert 0.0 <= summary['first_metrics']['RPNAcc_s8'] <= 1.0
+    assert _logged_windows((tmp_path / 'm-train.log').read_text()) == {}
