@@ -49,8 +49,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-__all__ = ['DemoPlan', 'parse_args', 'count_images_with_faces', 'make_plan', 'format_plan', 'commands', 'parse_ap_lines',
-           'parse_test_line', 'loss_summary', 'pick_pictures', 'format_summary', 'main']
+from rcnn.utils.cli import non_negative_int, positive_float, positive_int  # noqa: E402
+
+__all__ = ['DemoPlan', 'parse_args', 'count_images_with_faces', 'make_plan', 'format_plan',
+           'commands', 'parse_ap_lines', 'parse_test_line', 'loss_summary', 'pick_pictures',
+           'format_summary', 'main']
 
 #: test_widerface.py modes, as its --help names them
 TEST_MODES = {0: 'fast: one scale, short side 1600, NMS',
@@ -82,38 +85,17 @@ ITER_LINE = re.compile(r'Iter\[(\d+)\] Speed: ([0-9.]+) samples/sec lr=([0-9.eE+
 
 
 # ---------------------------------------------------------------------------- arguments
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError('must be >= 1, got %d' % value)
-    return value
-
-
-def _non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError('must be >= 0, got %d' % value)
-    return value
-
-
-def _positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError('must be > 0, got %s' % text)
-    return value
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group('sample set')
     data.add_argument('--data', default='data/sample',
                       help='sample set folder, generated when missing (default %(default)s)')
-    data.add_argument('--train-images', type=_positive_int, default=400,
+    data.add_argument('--train-images', type=positive_int, default=400,
                       help='training images to generate (default %(default)s)')
-    data.add_argument('--val-images', type=_positive_int, default=100,
+    data.add_argument('--val-images', type=positive_int, default=100,
                       help='val images to generate (default %(default)s)')
-    data.add_argument('--data-seed', type=_non_negative_int, default=0,
+    data.add_argument('--data-seed', type=non_negative_int, default=0,
                       help='seed of the generated set (default %(default)s)')
 
     train = parser.add_argument_group('training (train.py)')
@@ -121,24 +103,24 @@ def parse_args(argv=None):
                        help='checkpoint prefix; the files of an earlier demo run there are '
                             'removed before training, anything else makes the demo refuse '
                             '(default %(default)s)')
-    train.add_argument('--epochs', type=_positive_int, default=10,
+    train.add_argument('--epochs', type=positive_int, default=10,
                        help='epochs of the flipped train set (default %(default)s)')
-    train.add_argument('--decay-epoch', type=_positive_int, default=8,
+    train.add_argument('--decay-epoch', type=positive_int, default=8,
                        help='epoch where the lr drops x0.1 (default %(default)s; must be below '
                             '--epochs)')
-    train.add_argument('--lr', type=_positive_float, default=0.01,
+    train.add_argument('--lr', type=positive_float, default=0.01,
                        help='base lr (default %(default)s)')
-    train.add_argument('--batch-images', type=_positive_int, default=8,
+    train.add_argument('--batch-images', type=positive_int, default=8,
                        help='images per batch (default %(default)s)')
-    train.add_argument('--train-minutes', type=_positive_float, default=14.0,
+    train.add_argument('--train-minutes', type=positive_float, default=14.0,
                        help='time budget of training: train.py --max_minutes stops it there '
                             'with a checkpoint, even before the end of the schedule (default '
                             '%(default)s)')
-    train.add_argument('--workers', type=_non_negative_int, default=2,
+    train.add_argument('--workers', type=non_negative_int, default=2,
                        help='loader worker processes (default %(default)s)')
-    train.add_argument('--seed', type=_non_negative_int, default=0,
+    train.add_argument('--seed', type=non_negative_int, default=0,
                        help='seed of the initialisation and the loader (default %(default)s)')
-    train.add_argument('--max-iters', type=_positive_int, default=None,
+    train.add_argument('--max-iters', type=positive_int, default=None,
                        help='stop training after this many iterations (smoke runs, tests)')
     train.add_argument('--skip-train', action='store_true',
                        help='reuse the latest checkpoint of --prefix instead of training')
@@ -151,7 +133,7 @@ def parse_args(argv=None):
     test.add_argument('--out', default='demo_out',
                       help='folder of the predictions, pictures, logs and summary (default '
                            '%(default)s)')
-    test.add_argument('--pictures', type=_non_negative_int, default=6,
+    test.add_argument('--pictures', type=non_negative_int, default=6,
                       help='val images drawn with their detections (default %(default)s)')
     parser.add_argument('--plan-only', action='store_true',
                         help='print the plan and the commands, run nothing')

@@ -19,22 +19,9 @@ if __package__ in (None, ''):
 
 from rcnn.dataset.synthetic import (LANDMARK_MIN_HEIGHT, make_sample_dataset,  # noqa: E402
                                     settings_description)
+from rcnn.utils.cli import non_negative_int, positive_int  # noqa: E402
 
 __all__ = ['make_sample_dataset', 'parse_args', 'main']
-
-
-def _non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError('must be >= 0, got %d' % value)
-    return value
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError('must be >= 1, got %d' % value)
-    return value
 
 
 def _jpeg_quality(text):
@@ -65,14 +52,14 @@ def parse_args(argv=None):
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', default='data/sample',
                         help='output directory (created; default: %(default)s)')
-    parser.add_argument('--train', type=_non_negative_int, default=400,
+    parser.add_argument('--train', type=non_negative_int, default=400,
                         help='number of training images (default: %(default)s)')
-    parser.add_argument('--val', type=_non_negative_int, default=100,
+    parser.add_argument('--val', type=non_negative_int, default=100,
                         help='number of validation images (default: %(default)s)')
-    parser.add_argument('--seed', type=_non_negative_int, default=0,
+    parser.add_argument('--seed', type=non_negative_int, default=0,
                         help='random seed; image i of a split is drawn from (seed, split, i) '
                              '(default: %(default)s)')
-    parser.add_argument('--workers', type=_positive_int, default=min(2, os.cpu_count() or 1),
+    parser.add_argument('--workers', type=positive_int, default=min(2, os.cpu_count() or 1),
                         help='processes drawing images in parallel; does not change the output '
                              '(default: %(default)s)')
     parser.add_argument('--jpeg-quality', type=_jpeg_quality, default=90,
