@@ -17,7 +17,8 @@ and the strides are decoded together (one ``nonlinear_pred`` / ``landmark_pred``
 import numpy as np
 
 from cython_ext.cpu_nms import cpu_nms
-from rcnn.processing.bbox_transform import clip_boxes, landmark_pred, nonlinear_pred
+from rcnn.processing.bbox_transform import (bbox_overlaps, clip_boxes, landmark_pred,
+                                            nonlinear_pred)
 from rcnn.processing.generate_anchor import anchors_plane
 
 __all__ = ['OUTPUT_KINDS', 'output_names', 'FLIP_LANDMARK_ORDER', 'VOTE_MAX_RESULTS',
@@ -193,16 +194,6 @@ def flip_back(detections, width):
     return detections
 
 
-def _iou_with(box, boxes):
-    """IoU (+1 convention) of one box (4,) with boxes (N, 4+) -> (N,) float."""
-    inter_w = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]) + 1
-    inter_h = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]) + 1
-    inter = np.maximum(inter_w, 0.0) * np.maximum(inter_h, 0.0)
-    area = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
-    areas = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
-    return inter / (area + areas - inter)
-
-
 def bbox_vote(dets, landmarks, iou_thresh, max_results=VOTE_MAX_RESULTS):
     """Box voting, as the original ``bbox_vote`` (including its quirk).
 
@@ -235,7 +226,7 @@ def bbox_vote(dets, landmarks, iou_thresh, max_results=VOTE_MAX_RESULTS):
     faces, points = [], []
     while remaining.size and len(faces) < max_results:
         top = remaining[0]
-        in_cluster = _iou_with(dets[top], dets[remaining]) >= iou_thresh
+        in_cluster = bbox_overlaps(dets[remaining, :4], dets[top:top + 1, :4])[:, 0] >= iou_thresh
         cluster = remaining[in_cluster]
         remaining = remaining[~in_cluster]
         if cluster.size <= 1:
