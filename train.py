@@ -294,6 +294,7 @@ def starting_params(args, record, arg_shapes, aux_shapes):
     missing).
     """
     from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.utils.param_names import fit_names
     if record is not None:
         source = '%s-%04d' % (args.prefix, record['checkpoint'])
         _, arg_params, aux_params = load_checkpoint(args.prefix, record['checkpoint'])
@@ -303,6 +304,10 @@ def starting_params(args, record, arg_shapes, aux_shapes):
     else:
         logger.info('training from scratch: every parameter gets the initialiser')
         return {}, {}
+    # BatchNorm statistics in the training graph's spelling (a Gluon backbone's checkpoint
+    # says _running_ where our graphs say _moving_)
+    arg_params = fit_names(arg_shapes, arg_params)[0]
+    aux_params = fit_names(aux_shapes, aux_params)[0]
     missing, unexpected, mismatched = split_missing_params(arg_shapes, aux_shapes, arg_params,
                                                            aux_params)
     if mismatched:

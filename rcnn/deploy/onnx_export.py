@@ -334,7 +334,8 @@ def verify_onnx(onnx_path, sym, arg_params, aux_params, inputs, tol=1e-4, thread
 
 def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dynamic=False,
                       opset=DEFAULT_OPSET, verify=True, tol=1e-4, threads=None):
-    """Load ``<prefix>-symbol.json`` / ``<prefix>-%04d.params`` (legacy BN names mapped), export,
+    """Load ``<prefix>-symbol.json`` / ``<prefix>-%04d.params`` (BatchNorm spellings fitted to the
+    graph, see :func:`rcnn.utils.checkpoint.load_checkpoint`), export,
     and (``verify``) check against MXNet. Returns ``(onnx_path, rows)`` (rows empty when not
     verified)."""
     from rcnn.utils.checkpoint import load_checkpoint

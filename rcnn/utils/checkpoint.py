@@ -1,9 +1,15 @@
 """MXNet checkpoints: ``<prefix>-symbol.json`` + ``<prefix>-%04d.params``.
 
-* :func:`load_checkpoint` / :func:`load_params` read a checkpoint and rename legacy BatchNorm
-  statistics: a params file saved from a Gluon block (as the released mnet.25 backbone) stores
-  ``aux:<bn>_running_mean`` / ``aux:<bn>_running_var`` while the symbol asks for
-  ``<bn>_moving_mean`` / ``<bn>_moving_var``.
+* :func:`load_checkpoint` reads a checkpoint and fits the params file to its own graph
+  (:func:`fit_params`): BatchNorm statistics are renamed between their two spellings
+  (``_running_mean/var`` of Gluon blocks, ``_moving_mean/var`` of the symbol API) in the
+  direction the graph asks for, only to fill a name the graph needs
+  (:mod:`rcnn.utils.param_names`). The released mnet.25 (graph ``_moving_``, backbone params
+  ``_running_``) and the checkpoints the original ``train.py`` writes from a Gluon backbone
+  (``_running_`` in both) load alike. A graph array still missing, an array whose shape differs
+  from the graph's, or a NaN/Inf value is refused at load with the file and the arrays named.
+* :func:`load_params` reads a params file alone (no graph to ask): BatchNorm statistics get the
+  ``_moving_`` spelling of this project's graphs; NaN/Inf values are refused.
 * :func:`check_params` compares a parameter set with what a symbol needs and raises
   :class:`ParamMismatchError` (a ``ValueError``) listing every missing, unexpected and
   mis-shaped array.
@@ -25,19 +31,24 @@ import mxnet as mx
 import numpy as np
 
 from rcnn.utils.fileio import atomic_write
+from rcnn.utils.param_names import BN_STAT_SPELLINGS, fit_names
 
 __all__ = ['ParamMismatchError', 'LEGACY_AUX_SUFFIXES', 'LABEL_INPUT_PATTERN', 'symbol_path',
            'params_path', 'load_symbol', 'load_params', 'load_checkpoint', 'map_legacy_names',
-           'check_params', 'save_checkpoint']
+           'check_params', 'fit_params', 'is_graph_input', 'save_checkpoint']
 
 logger = logging.getLogger(__name__)
 
 #: legacy auxiliary-state suffix -> the suffix MXNet's BatchNorm symbol uses
-LEGACY_AUX_SUFFIXES = {'_running_mean': '_moving_mean', '_running_var': '_moving_var'}
+LEGACY_AUX_SUFFIXES = dict(BN_STAT_SPELLINGS)
 #: graph inputs that are labels of the training graph, not parameters
 LABEL_INPUT_PATTERN = re.compile(
     r'^face_(label|bbox_target|bbox_weight|landmark_target|landmark_weight)_stride\d+$')
 DEFAULT_DATA_SHAPES = {'data': (1, 3, 640, 640)}
+#: a second input size: parameter shapes that change with the input size are not checked
+_OTHER_DATA_SHAPES = {'data': (1, 3, 480, 352)}
+#: MXNet's suffix of label variables (``SoftmaxOutput`` makes ``<name>_label``)
+_LABEL_SUFFIX = '_label'
 _MAX_LISTED = 20
 
 
@@ -111,14 +122,9 @@ def map_legacy_names(aux_params, source='params'):
     return mapped
 
 
-def load_params(prefix, epoch):
-    """Load ``<prefix>-%04d.params`` -> ``(arg_params, aux_params)`` (name -> NDArray, CPU).
-
-    Keys in the file are ``arg:<name>`` / ``aux:<name>``; legacy BatchNorm statistics are
-    renamed (:func:`map_legacy_names`). Missing, corrupt or malformed files raise an error
-    naming the file.
-    """
-    path = params_path(prefix, epoch)
+def _read_params(path):
+    """``path`` -> ``(arg_params, aux_params)`` with the names as stored (``arg:`` / ``aux:``
+    stripped). Missing, corrupt or malformed files and NaN/Inf values raise naming the file."""
     _require_file(path, 'checkpoint params file')
     try:
         saved = mx.nd.load(path)
@@ -135,19 +141,133 @@ def load_params(prefix, epoch):
             raise ValueError('checkpoint params file %s: key %r is neither arg:<name> nor '
                              'aux:<name>' % (path, key))
         (arg_params if kind == 'arg' else aux_params)[name] = value
+    _check_finite(path, arg_params, aux_params)
+    return arg_params, aux_params
+
+
+def _check_finite(path, arg_params, aux_params):
+    """Raise ValueError naming every floating-point array of the file holding NaN or Inf."""
+    broken = []
+    for kind, params in (('arg', arg_params), ('aux', aux_params)):
+        for name in sorted(params):
+            values = params[name].asnumpy()
+            if values.dtype.kind != 'f' or np.isfinite(values).all():
+                continue
+            broken.append('%s:%s (%d NaN, %d Inf of %d values)' % (
+                kind, name, int(np.isnan(values).sum()), int(np.isinf(values).sum()),
+                values.size))
+    if broken:
+        raise ValueError('checkpoint params file %s holds non-finite values (NaN/Inf), refusing '
+                         'to load it: %s' % (path, _format_list('array(s)', broken)))
+
+
+def load_params(prefix, epoch):
+    """Load ``<prefix>-%04d.params`` -> ``(arg_params, aux_params)`` (name -> NDArray, CPU).
+
+    Keys in the file are ``arg:<name>`` / ``aux:<name>``. With no graph to ask, BatchNorm
+    statistics get the ``_moving_`` spelling of this project's graphs
+    (:func:`map_legacy_names`); :func:`load_checkpoint` fits the names to the checkpoint's
+    own graph instead. Missing, corrupt or malformed files, and NaN/Inf values, raise an error
+    naming the file (and the arrays).
+    """
+    path = params_path(prefix, epoch)
+    arg_params, aux_params = _read_params(path)
+    renamed = sum(1 for name in aux_params if name.endswith(tuple(LEGACY_AUX_SUFFIXES)))
     aux_params = map_legacy_names(aux_params, source=path)
-    renamed = sum(1 for name in saved if name.startswith('aux:')
-                  and name.endswith(tuple(LEGACY_AUX_SUFFIXES)))
     if renamed:
         logger.info('%s: renamed %d legacy BatchNorm statistics (*_running_mean/var)', path, renamed)
     return arg_params, aux_params
 
 
 def load_checkpoint(prefix, epoch):
-    """Load a checkpoint -> ``(symbol, arg_params, aux_params)`` (legacy BN names mapped)."""
+    """Load a checkpoint -> ``(symbol, arg_params, aux_params)``, the params fitted to the
+    symbol (:func:`fit_params`: BatchNorm spellings reconciled, every graph array present and
+    of the graph's shape, all values finite); arrays the graph does not use are kept."""
     sym = load_symbol(prefix)
-    arg_params, aux_params = load_params(prefix, epoch)
+    path = params_path(prefix, epoch)
+    arg_params, aux_params = _read_params(path)
+    arg_params, aux_params = fit_params(sym, arg_params, aux_params,
+                                        source='checkpoint %s (graph %s)' % (path, symbol_path(prefix)))
     return sym, arg_params, aux_params
+
+
+def is_graph_input(name):
+    """Whether a graph argument is an input rather than a parameter: ``data``, the training
+    labels (:data:`LABEL_INPUT_PATTERN`) or an MXNet label variable (``*_label``)."""
+    return (name in DEFAULT_DATA_SHAPES or bool(LABEL_INPUT_PATTERN.match(name))
+            or name.endswith(_LABEL_SUFFIX))
+
+
+def _size_independent_shapes(sym):
+    """``(arg shapes, aux shapes)`` of ``sym``'s arrays whose shape does not depend on the input
+    size (inferred at two sizes; partially known shapes are left out); ``({}, {})`` when the
+    graph has no ``data`` input or MXNet cannot infer its shapes."""
+    if 'data' not in sym.list_arguments():
+        return {}, {}
+    inferred = []
+    for data_shapes in (DEFAULT_DATA_SHAPES, _OTHER_DATA_SHAPES):
+        try:
+            arg_shapes, _, aux_shapes = sym.infer_shape_partial(**data_shapes)
+        except mx.base.MXNetError as exc:
+            logger.warning('cannot infer the graph\'s parameter shapes (%s); shapes not checked '
+                           'at load', _error_summary(exc))
+            return {}, {}
+        inferred.append((dict(zip(sym.list_arguments(), arg_shapes or [])),
+                         dict(zip(sym.list_auxiliary_states(), aux_shapes or []))))
+    stable = []
+    for first, second in zip(*inferred):
+        stable.append({name: tuple(shape) for name, shape in first.items()
+                       if shape and 0 not in shape and tuple(shape) == tuple(second.get(name, ()))})
+    return stable[0], stable[1]
+
+
+def fit_params(sym, arg_params, aux_params, source='parameters'):
+    """Fit ``arg_params`` / ``aux_params`` to what ``sym`` asks for.
+
+    Each kind's names are reconciled with :func:`rcnn.utils.param_names.fit_names` (BatchNorm
+    ``_running_`` <-> ``_moving_``, only to fill a name the graph needs); then every graph
+    array must be present and have the graph's shape (where it does not depend on the input
+    size). Arrays the graph does not use are kept.
+
+    Args:
+        sym: the graph; its inputs (:func:`is_graph_input`) need no value.
+        source: what the params come from, for messages (e.g. the params file).
+    Returns:
+        ``(arg_params, aux_params)``, new dicts.
+    Raises:
+        ParamMismatchError: listing the graph arrays still missing (and the unused arrays of
+            ``source``), or the mis-shaped arrays with both shapes.
+    """
+    wanted_args = [name for name in sym.list_arguments() if not is_graph_input(name)]
+    arg_params, renamed_args, missing_args = fit_names(wanted_args, arg_params)
+    aux_params, renamed_aux, missing_aux = fit_names(sym.list_auxiliary_states(), aux_params)
+    renamed = renamed_args + renamed_aux
+    if renamed:
+        logger.info('%s: %d BatchNorm statistic(s) renamed to the graph\'s spelling (%s -> %s%s)',
+                    source, len(renamed), renamed[0][0], renamed[0][1],
+                    ', ...' if len(renamed) > 1 else '')
+    missing = ['arg:%s' % n for n in missing_args] + ['aux:%s' % n for n in missing_aux]
+    if missing:
+        unused = ['arg:%s' % n for n in sorted(set(arg_params) - set(wanted_args))]
+        unused += ['aux:%s' % n for n in sorted(set(aux_params) - set(sym.list_auxiliary_states()))]
+        message = ('%s does not fit its graph: %s (BatchNorm statistics were looked up under both '
+                   'spellings, _running_ and _moving_)' % (source, _format_list(
+                       'array(s) the graph needs are missing', missing)))
+        if unused:
+            message += '; %s' % _format_list('array(s) of the file the graph does not use', unused)
+        raise ParamMismatchError(message, missing=missing, unexpected=unused)
+    arg_shapes, aux_shapes = _size_independent_shapes(sym)
+    misshaped = []
+    for kind, shapes, params in (('arg', arg_shapes, arg_params), ('aux', aux_shapes, aux_params)):
+        for name in sorted(shapes):
+            got = _shape_of(params[name])
+            if got != shapes[name]:
+                misshaped.append('%s:%s has shape %s, the graph needs %s'
+                                 % (kind, name, got, shapes[name]))
+    if misshaped:
+        raise ParamMismatchError('%s does not fit its graph: %s' % (
+            source, _format_list('mis-shaped array(s)', misshaped)), misshaped=misshaped)
+    return arg_params, aux_params
 
 
 def _shape_of(value):
