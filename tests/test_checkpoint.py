@@ -131,3 +131,55 @@ def test_malformed_keys_and_ambiguous_legacy_names_raise(tmp_path):
                                          'aux:bn_moving_mean': mx.nd.ones(1)})
     with pytest.raises(ValueError, match='both'):
         load_params(prefix, 2)
+
+
+def _copy_released(src_prefix, prefix, change):
+    """Copy the released checkpoint to ``prefix``, its params dict passed through ``change``."""
+    import shutil
+    shutil.copyfile(src_prefix + '-symbol.json', prefix + '-symbol.json')
+    saved = mx.nd.load(src_prefix + '-0000.params')
+    change(saved)
+    mx.nd.save(prefix + '-0000.params', saved)
+
+
+def test_non_finite_values_are_refused_at_load_naming_the_arrays(tmp_path, mnet25_prefix):
+    prefix = str(tmp_path / 'nan')
+
+    def poison(saved):
+        weight = saved['arg:face_rpn_bbox_pred_stride16_weight'].asnumpy()
+        weight[0, 0, 0, 0] = np.nan
+        saved['arg:face_rpn_bbox_pred_stride16_weight'] = mx.nd.array(weight)
+        var = saved['aux:mobilenet0_batchnorm2_running_var'].asnumpy()
+        var[:2] = np.inf
+        saved['aux:mobilenet0_batchnorm2_running_var'] = mx.nd.array(var)
+
+    _copy_released(mnet25_prefix, prefix, poison)
+    for load in (load_checkpoint, load_params):
+        with pytest.raises(ValueError) as info:
+            load(prefix, 0)
+        message = str(info.value)
+        for text in ('nan-0000.params', 'arg:face_rpn_bbox_pred_stride16_weight (1 NaN',
+                     'aux:mobilenet0_batchnorm2_running_var (0 NaN, 2 Inf'):
+            assert text in message
+        assert '\n' not in message
+    from retinaface import RetinaFace
+    with pytest.raises(ValueError, match='non-finite.*face_rpn_bbox_pred_stride16_weight'):
+        RetinaFace(prefix, 0, ctx_id=-1)
+
+
+def test_wrong_shaped_array_fails_at_load_not_at_detect(tmp_path, mnet25_prefix):
+    prefix = str(tmp_path / 'shape')
+    name = 'face_rpn_landmark_pred_stride8_weight'
+
+    def reshape(saved):
+        assert saved['arg:' + name].shape == (20, 64, 1, 1)
+        saved['arg:' + name] = mx.nd.zeros((20, 32, 1, 1))
+
+    _copy_released(mnet25_prefix, prefix, reshape)
+    from retinaface import RetinaFace
+    with pytest.raises(ParamMismatchError) as info:
+        RetinaFace(prefix, 0, ctx_id=-1)          # before any detect()
+    message = str(info.value)
+    assert 'shape-0000.params' in message and 'arg:%s' % name in message
+    assert '(20, 32, 1, 1)' in message and '(20, 64, 1, 1)' in message
+    assert '\n' not in message

@@ -4,12 +4,15 @@
         --out mnet25.onnx --dynamic
 
 Works on our deploy checkpoints and on the released insightface graphs (their
-``SoftmaxActivation(mode=channel)`` is rewritten to ``softmax(axis=1)``; legacy BatchNorm
-parameter names are mapped by the checkpoint loader). Weights are stored as initializers.
+``SoftmaxActivation(mode=channel)`` is rewritten to ``softmax(axis=1)``; BatchNorm statistics
+saved as ``_running_`` or ``_moving_`` are fitted to the graph's spelling by the checkpoint
+loader). Weights are stored as initializers.
 The check runs MXNet and onnxruntime on the same random input (and, with --dynamic, on a
 second input of another batch and size) and prints max |diff| per output; it fails (exit 1)
 when an output differs by more than --tol (absolute for outputs within +-1, else relative to
 the largest value of the output).
+Any other failure (missing or mismatched checkpoint, unwritable --out, ...) is one line on
+stderr and exit status 1; --debug shows the traceback.
 Needs the optional extras: pip install -r requirements-deploy.txt -c requirements.txt
 """
 import argparse
@@ -21,6 +24,9 @@ if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rcnn.deploy import onnx_export  # noqa: E402
+from rcnn.utils.cli_errors import run_reporting_errors  # noqa: E402
+
+PROG = 'export_onnx.py'
 
 
 def _input_shape(text):
@@ -50,13 +56,21 @@ def parse_args(argv=None):
                         help='onnxruntime threads for the check (default: its own default)')
     parser.add_argument('--no-verify', action='store_true', help='skip the check against MXNet')
     parser.add_argument('-v', '--verbose', action='store_true', help='log every export step')
+    parser.add_argument('--debug', action='store_true',
+                        help='on an error, show the full traceback instead of a one-line message')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    logging.basicConfig(level=logging.DEBUG if args.debug else
+                        logging.INFO if args.verbose else logging.WARNING,
                         format='%(levelname)s %(name)s: %(message)s')
+    return run_reporting_errors(PROG, lambda: export(args), debug=args.debug)
+
+
+def export(args):
+    """Export (and check) as ``args`` say; returns the exit status."""
     try:
         path, rows = onnx_export.export_checkpoint(
             args.prefix, args.epoch, args.out, input_shape=args.input_shape, dynamic=args.dynamic,

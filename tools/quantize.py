@@ -8,6 +8,8 @@ writes <out>-symbol.json and <out>-0000.params, loadable as RetinaFace(<out>, 0,
 With --eval, the FP32 and INT8 detectors are scored on each RetinaFace val layout given
 (label.txt + images/): recall of the faces at score >= 0.5 (IoU >= 0.5) and the WIDER-protocol
 AP with every face counted; with --bench, the bare forward latency at --input-size.
+A failure (missing checkpoint, missing, empty or unreadable calibration folder or image, ...)
+is one line on stderr and exit status 1; --debug shows the traceback.
 """
 import argparse
 import logging
@@ -19,6 +21,9 @@ if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rcnn.deploy import quantize  # noqa: E402
+from rcnn.utils.cli_errors import run_reporting_errors  # noqa: E402
+
+PROG = 'quantize.py'
 
 
 def _size(text):
@@ -58,6 +63,8 @@ def parse_args(argv=None):
     parser.add_argument('--bench', action='store_true',
                         help='also time the bare FP32 and INT8 forward at --input-size')
     parser.add_argument('-v', '--verbose', action='store_true', help='log calibration steps')
+    parser.add_argument('--debug', action='store_true',
+                        help='on an error, show the full traceback instead of a one-line message')
     return parser.parse_args(argv)
 
 
@@ -85,11 +92,17 @@ def _forward_ms(prefix, epoch, input_size, repeat=30):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    logging.basicConfig(level=logging.DEBUG if args.debug else
+                        logging.INFO if args.verbose else logging.WARNING,
                         format='%(levelname)s %(name)s: %(message)s')
     if args.calib_mode != 'none' and not args.calib:
-        print('error: --calib is required unless --calib-mode none', file=sys.stderr)
+        print('%s: error: --calib is required unless --calib-mode none' % PROG, file=sys.stderr)
         return 2
+    return run_reporting_errors(PROG, lambda: run(args), debug=args.debug)
+
+
+def run(args):
+    """Quantize (and optionally benchmark and evaluate) as ``args`` say; returns the exit status."""
     t0 = time.perf_counter()
     symbol_path, params_path, qsym = quantize.quantize_prefix(
         args.prefix, args.epoch, args.out, args.calib, input_size=args.input_size,

@@ -42,10 +42,16 @@ def check_mkldnn():
                            '(pip package mxnet, not mxnet-native)')
 
 
+def _raise_unreadable(error):
+    raise PermissionError('calibration folder %s is not readable: %s'
+                          % (error.filename, error.strerror or error)) from error
+
+
 def list_images(sources):
     """Image files under ``sources`` (files or folders, searched recursively), sorted per source.
 
-    Raises FileNotFoundError for a missing source or when no image is found.
+    Raises FileNotFoundError for a missing source or when no image is found, PermissionError
+    naming a folder that cannot be listed.
     """
     paths = []
     for source in sources:
@@ -54,14 +60,15 @@ def list_images(sources):
             paths.append(source)
         elif os.path.isdir(source):
             found = []
-            for root, _, files in os.walk(source):
+            for root, _, files in os.walk(source, onerror=_raise_unreadable):
                 found += [os.path.join(root, name) for name in files
                           if name.lower().endswith(IMAGE_EXTENSIONS)]
             paths += sorted(found)
         else:
             raise FileNotFoundError('calibration source %s not found' % source)
     if not paths:
-        raise FileNotFoundError('no image (%s) found in %s' % ('/'.join(IMAGE_EXTENSIONS), list(sources)))
+        raise FileNotFoundError('no calibration image (%s) found in %s'
+                                % ('/'.join(IMAGE_EXTENSIONS), ', '.join(map(str, sources))))
     return paths
 
 
@@ -196,17 +203,17 @@ def save_checkpoint(out_prefix, sym, arg_params, aux_params, epoch=0):
 
 def quantize_prefix(prefix, epoch, out_prefix, calib_sources, input_size=DEFAULT_INPUT_SIZE,
                     max_images=None, **options):
-    """Load a checkpoint (legacy BN names mapped), calibrate on the images of ``calib_sources``
+    """Load a checkpoint (BatchNorm spellings fitted to its graph), calibrate on the images of ``calib_sources``
     (at most ``max_images``), quantize (``options`` as :func:`quantize_checkpoint`) and save as
     epoch 0 under ``out_prefix``. Returns ``(symbol_path, params_path, qsym)``."""
     from rcnn.utils.checkpoint import load_checkpoint
-    sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
-    paths = list_images(calib_sources)
-    if max_images:
-        paths = paths[:int(max_images)]
     calib_data = None
     if options.get('calib_mode', 'entropy') != 'none':
+        paths = list_images(calib_sources)
+        if max_images:
+            paths = paths[:int(max_images)]
         calib_data = load_calibration_batch(paths, input_size)
+    sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
     qsym, qarg_params, qaux_params = quantize_checkpoint(sym, arg_params, aux_params,
                                                          calib_data=calib_data, **options)
     symbol_path, params_path = save_checkpoint(out_prefix, qsym, qarg_params, qaux_params)

@@ -1,0 +1,109 @@
+"""tools/export_onnx.py and tools/quantize.py: every bad input is one line on stderr naming
+the file or argument, a non-zero exit and no traceback (the traceback only with --debug)."""
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import pytest
+
+from conftest import ROOT
+from tools import export_onnx as export_cli
+from tools import quantize as quantize_cli
+
+
+def _one_line_error(capsys, prog):
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith('%s: error: ' % prog), err
+    assert 'Traceback' not in err
+    return lines[0]
+
+
+@pytest.fixture
+def calib_dir(dlib_faces):
+    return str(dlib_faces / 'train' / 'images')
+
+
+def test_export_missing_checkpoint(tmp_path, capsys):
+    prefix = str(tmp_path / 'absent')
+    assert export_cli.main(['--prefix', prefix, '--out', str(tmp_path / 'x.onnx')]) != 0
+    assert 'absent-symbol.json not found' in _one_line_error(capsys, 'export_onnx.py')
+    with pytest.raises(FileNotFoundError):
+        export_cli.main(['--prefix', prefix, '--out', str(tmp_path / 'x.onnx'), '--debug'])
+
+
+def test_export_mismatched_checkpoint_names_the_array(tmp_path, capsys, mnet25_prefix):
+    import shutil
+    prefix = str(tmp_path / 'cut')
+    shutil.copyfile(mnet25_prefix + '-symbol.json', prefix + '-symbol.json')
+    saved = mx.nd.load(mnet25_prefix + '-0000.params')
+    del saved['arg:face_rpn_cls_score_stride32_bias']
+    mx.nd.save(prefix + '-0000.params', saved)
+    assert export_cli.main(['--prefix', prefix, '--out', str(tmp_path / 'x.onnx')]) != 0
+    line = _one_line_error(capsys, 'export_onnx.py')
+    assert 'cut-0000.params' in line and 'arg:face_rpn_cls_score_stride32_bias' in line
+    assert not os.path.exists(tmp_path / 'x.onnx')
+
+
+def test_quantize_missing_checkpoint(tmp_path, capsys, calib_dir):
+    assert quantize_cli.main(['--prefix', str(tmp_path / 'absent'), '--calib', calib_dir,
+                              '--out', str(tmp_path / 'q')]) != 0
+    assert 'absent-symbol.json not found' in _one_line_error(capsys, 'quantize.py')
+
+
+def test_quantize_empty_calibration_folder(tmp_path, capsys, mnet25_prefix):
+    empty = tmp_path / 'empty'
+    (empty / 'sub').mkdir(parents=True)
+    (empty / 'notes.txt').write_text('no images here')
+    assert quantize_cli.main(['--prefix', mnet25_prefix, '--calib', str(empty),
+                              '--out', str(tmp_path / 'q')]) != 0
+    line = _one_line_error(capsys, 'quantize.py')
+    assert 'no calibration image' in line and str(empty) in line
+
+
+def test_quantize_missing_calibration_source(tmp_path, capsys, mnet25_prefix):
+    assert quantize_cli.main(['--prefix', mnet25_prefix, '--calib', str(tmp_path / 'nowhere'),
+                              '--out', str(tmp_path / 'q')]) != 0
+    assert 'nowhere not found' in _one_line_error(capsys, 'quantize.py')
+
+
+def test_quantize_unreadable_calibration_images(tmp_path, capsys, mnet25_prefix):
+    folder = tmp_path / 'corrupt'
+    folder.mkdir()
+    (folder / 'a.jpg').write_bytes(b'\xff\xd8 not really a jpeg')
+    assert quantize_cli.main(['--prefix', mnet25_prefix, '--calib', str(folder),
+                              '--out', str(tmp_path / 'q')]) != 0
+    assert 'a.jpg could not be read' in _one_line_error(capsys, 'quantize.py')
+    assert not os.path.exists(str(tmp_path / 'q-symbol.json'))
+
+
+def test_quantize_unlistable_calibration_folder(tmp_path, capsys, mnet25_prefix, monkeypatch):
+    """A folder that cannot be listed (permissions; simulated, the tests may run as root)."""
+    folder = tmp_path / 'locked'
+    (folder / 'inner').mkdir(parents=True)
+    real_scandir = os.scandir
+
+    def scandir(path='.'):
+        if os.fspath(path) == str(folder / 'inner'):
+            raise PermissionError(13, 'Permission denied', os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, 'scandir', scandir)
+    assert quantize_cli.main(['--prefix', mnet25_prefix, '--calib', str(folder),
+                              '--out', str(tmp_path / 'q')]) != 0
+    line = _one_line_error(capsys, 'quantize.py')
+    assert 'locked/inner is not readable' in line and 'Permission denied' in line
+
+
+def test_quantize_cli_process_has_no_traceback(tmp_path):
+    """The real process: exit status and stderr, as a user sees them."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / 'tools' / 'quantize.py'), '--prefix', str(tmp_path / 'absent'),
+         '--calib', str(tmp_path), '--out', str(tmp_path / 'q')],
+        capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    assert result.returncode == 1
+    assert 'Traceback' not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(tmp_path) in lines[0], result.stderr
