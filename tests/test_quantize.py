@@ -85,7 +85,7 @@ def test_quantized_detector_finds_every_dlib_val_face(int8_prefix):
 def test_bad_arguments_are_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match='not found'):
         quantize.list_images([str(tmp_path / 'absent')])
-    with pytest.raises(FileNotFoundError, match='no image'):
+    with pytest.raises(FileNotFoundError, match='no calibration image'):
         quantize.list_images([str(tmp_path)])
     bad = tmp_path / 'broken.jpg'
     bad.write_bytes(b'not a jpeg')
