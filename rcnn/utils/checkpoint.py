@@ -31,7 +31,7 @@ import mxnet as mx
 import numpy as np
 
 from rcnn.utils.fileio import atomic_write
-from rcnn.utils.param_names import BN_STAT_SPELLINGS, fit_names
+from rcnn.utils.param_names import BN_STAT_SPELLINGS, fit_names, other_spelling
 
 __all__ = ['ParamMismatchError', 'LEGACY_AUX_SUFFIXES', 'LABEL_INPUT_PATTERN', 'symbol_path',
            'params_path', 'load_symbol', 'load_params', 'load_checkpoint', 'map_legacy_names',
@@ -186,8 +186,8 @@ def load_checkpoint(prefix, epoch):
     sym = load_symbol(prefix)
     path = params_path(prefix, epoch)
     arg_params, aux_params = _read_params(path)
-    arg_params, aux_params = fit_params(sym, arg_params, aux_params,
-                                        source='checkpoint %s (graph %s)' % (path, symbol_path(prefix)))
+    arg_params, aux_params = fit_params(sym, arg_params, aux_params, source='params file %s' % path,
+                                        graph='graph %s' % symbol_path(prefix))
     return sym, arg_params, aux_params
 
 
@@ -221,7 +221,7 @@ def _size_independent_shapes(sym):
     return stable[0], stable[1]
 
 
-def fit_params(sym, arg_params, aux_params, source='parameters'):
+def fit_params(sym, arg_params, aux_params, source='the parameters', graph='the graph'):
     """Fit ``arg_params`` / ``aux_params`` to what ``sym`` asks for.
 
     Each kind's names are reconciled with :func:`rcnn.utils.param_names.fit_names` (BatchNorm
@@ -231,7 +231,7 @@ def fit_params(sym, arg_params, aux_params, source='parameters'):
 
     Args:
         sym: the graph; its inputs (:func:`is_graph_input`) need no value.
-        source: what the params come from, for messages (e.g. the params file).
+        source, graph: what the params and the graph come from, for messages (their files).
     Returns:
         ``(arg_params, aux_params)``, new dicts.
     Raises:
@@ -250,9 +250,11 @@ def fit_params(sym, arg_params, aux_params, source='parameters'):
     if missing:
         unused = ['arg:%s' % n for n in sorted(set(arg_params) - set(wanted_args))]
         unused += ['aux:%s' % n for n in sorted(set(aux_params) - set(sym.list_auxiliary_states()))]
-        message = ('%s does not fit its graph: %s (BatchNorm statistics were looked up under both '
-                   'spellings, _running_ and _moving_)' % (source, _format_list(
-                       'array(s) the graph needs are missing', missing)))
+        message = '%s does not fit %s: %s' % (source, graph, _format_list(
+            'array(s) the graph needs are missing', missing))
+        if any(other_spelling(name) for name in missing):
+            message += ' (BatchNorm statistics were looked up under both spellings, _running_ and ' \
+                       '_moving_)'
         if unused:
             message += '; %s' % _format_list('array(s) of the file the graph does not use', unused)
         raise ParamMismatchError(message, missing=missing, unexpected=unused)
@@ -265,8 +267,8 @@ def fit_params(sym, arg_params, aux_params, source='parameters'):
                 misshaped.append('%s:%s has shape %s, the graph needs %s'
                                  % (kind, name, got, shapes[name]))
     if misshaped:
-        raise ParamMismatchError('%s does not fit its graph: %s' % (
-            source, _format_list('mis-shaped array(s)', misshaped)), misshaped=misshaped)
+        raise ParamMismatchError('%s does not fit %s: %s' % (
+            source, graph, _format_list('mis-shaped array(s)', misshaped)), misshaped=misshaped)
     return arg_params, aux_params
 
 
