@@ -107,3 +107,13 @@ def test_quantize_cli_process_has_no_traceback(tmp_path):
     assert 'Traceback' not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and str(tmp_path) in lines[0], result.stderr
+
+
+def test_one_line_messages_by_hand():
+    from rcnn.utils.cli_errors import one_line
+    assert one_line(KeyError('parameters missing for 2 graph inputs: a, b')) == \
+        'parameters missing for 2 graph inputs: a, b'
+    assert one_line(ValueError('')) == 'ValueError'
+    mxnet_style = RuntimeError('Traceback (most recent call last):\n  File "x.cc", line 1\n'
+                               'MXNetError: Check failed: shape mismatch\n[bt] (0) lib.so')
+    assert one_line(mxnet_style) == 'MXNetError: Check failed: shape mismatch'
