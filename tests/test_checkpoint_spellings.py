@@ -270,3 +270,37 @@ def test_running_spelled_pretrained_checkpoint_feeds_the_training_graph(variant_
     for name, value in aux.items():
         np.testing.assert_array_equal(value.asnumpy(), released_aux[name].asnumpy())
     assert set(arg) == set(released_arg) & set(arg_shapes)
+
+
+def test_backends_take_arrays_in_the_other_spelling(variant_prefixes, released_prefix, tmp_path):
+    """The graph says _running_, the arrays handed over say _moving_ (as ``load_params``
+    gives them): the MXNet backend, the ONNX exporter and the quantizer each fit the names."""
+    from rcnn.inference.mxnet_backend import MXNetBackend
+    from rcnn.utils.checkpoint import load_params
+    sym = mx.sym.load(variant_prefixes['all_running'] + '-symbol.json')
+    arg, aux = load_params(released_prefix, 0)
+    assert not [n for n in aux if RUNNING in n]
+    data = np.random.RandomState(0).uniform(0, 255, (1, 3, 96, 128)).astype(np.float32)
+    released = MXNetBackend(*load_checkpoint(released_prefix, 0)).forward(data)
+    for got, want in zip(MXNetBackend(sym, arg, aux).forward(data), released):
+        np.testing.assert_array_equal(got, want)
+
+    onnx_export = pytest.importorskip('rcnn.deploy.onnx_export')
+    pytest.importorskip('onnxruntime')
+    path = onnx_export.export_onnx(sym, arg, aux, str(tmp_path / 'x.onnx'),
+                                   input_shape=(1, 3, 96, 128))
+    outputs = onnx_export.onnxruntime_forward(path, data, threads=1)
+    names = [onnx_export.onnx_output_name(n) for n in sym.list_outputs()]
+    for name, want in zip(names, released):
+        np.testing.assert_allclose(outputs[name], want, atol=1e-4, rtol=1e-4)
+
+    if mx.runtime.Features().is_enabled('MKLDNN'):
+        from rcnn.deploy import quantize
+        photos = sorted(shared_path('data', 'dlib_faces').glob('train/images/*/*.jpg'))[:2]
+        calib = quantize.load_calibration_batch([str(p) for p in photos], (160, 128))
+        int8 = [MXNetBackend(*quantize.quantize_checkpoint(graph, arg_params, aux_params, calib,
+                                                           calib_mode='naive')).forward(data)
+                for graph, arg_params, aux_params in ((sym, arg, aux),
+                                                      load_checkpoint(released_prefix, 0))]
+        for got, want in zip(*int8):
+            np.testing.assert_array_equal(got, want)

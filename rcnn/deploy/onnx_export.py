@@ -35,6 +35,7 @@ import warnings
 import numpy as np
 
 from rcnn.utils.fileio import atomic_write_bytes
+from rcnn.utils.param_names import fit_to_graph
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +212,7 @@ def export_onnx(sym, arg_params, aux_params, onnx_path, input_shape=(1, 3, 640, 
         raise ValueError('opset %r: mxnet 1.9.1 translates to opsets 12 and 13 only' % (opset,))
     if DATA_NAME not in sym.list_inputs():
         raise ValueError('the graph has no input named %r' % DATA_NAME)
+    arg_params, aux_params = fit_to_graph(sym, arg_params, aux_params)
     check_params_complete(sym, arg_params, aux_params)
     export_sym, export_args, export_aux = make_exportable(sym, arg_params, aux_params)
     params = dict(export_args)

@@ -25,6 +25,8 @@ import os
 
 import numpy as np
 
+from rcnn.utils.param_names import fit_to_graph
+
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
@@ -111,6 +113,7 @@ def quantize_checkpoint(sym, arg_params, aux_params, calib_data=None, calib_mode
     if granularity not in GRANULARITIES:
         raise ValueError('granularity %r: expected one of %s' % (granularity, GRANULARITIES))
     excluded_fused = fused_node_names(sym, excluded_sym_names)
+    arg_params, aux_params = fit_to_graph(sym, arg_params, aux_params)
 
     calib_iter, num_examples = None, None
     if calib_mode != 'none':

@@ -30,6 +30,7 @@ from collections import OrderedDict
 import numpy as np
 
 from rcnn.inference.postprocess import output_names
+from rcnn.utils.param_names import fit_to_graph
 
 __all__ = ['DATA_NAME', 'DEFAULT_STRIDES', 'import_mxnet', 'make_context', 'select_outputs',
            'MXNetBackend']
@@ -107,7 +108,8 @@ class MXNetBackend(object):
 
     Args:
         symbol: the deploy (or training) symbol.
-        arg_params, aux_params: name -> NDArray, as from ``load_checkpoint``.
+        arg_params, aux_params: name -> NDArray, as from ``load_checkpoint`` (BatchNorm
+            statistics in either spelling, see :mod:`rcnn.utils.param_names`).
         ctx: MXNet context (default CPU).
         strides: feature strides whose outputs are returned, coarse to fine.
         max_shapes: bound executors kept (least recently used dropped first).
@@ -127,6 +129,7 @@ class MXNetBackend(object):
         if DATA_NAME not in self.symbol.list_arguments():
             raise ValueError('the graph has no %r input (its inputs: %s)'
                              % (DATA_NAME, ', '.join(self.symbol.list_arguments())))
+        arg_params, aux_params = fit_to_graph(self.symbol, arg_params, aux_params)
         self.arg_params = self._params_on_ctx(
             [n for n in self.symbol.list_arguments() if n != DATA_NAME], arg_params, 'argument')
         self.aux_params = self._params_on_ctx(

@@ -15,7 +15,7 @@ only when the graph asks for that spelling, the file lacks it, the file holds th
 spelling, and the graph does not ask for the other spelling too. Names the graph asks for
 that are still absent afterwards are reported, never invented.
 """
-__all__ = ['BN_STAT_SPELLINGS', 'other_spelling', 'fit_names']
+__all__ = ['BN_STAT_SPELLINGS', 'other_spelling', 'fit_names', 'fit_to_graph']
 
 #: (Gluon spelling, symbol-API spelling) of each BatchNorm statistic
 BN_STAT_SPELLINGS = (('_running_mean', '_moving_mean'), ('_running_var', '_moving_var'))
@@ -52,3 +52,10 @@ def fit_names(wanted, given):
             renamed.append((source, name))
     missing = sorted(wanted - set(fitted))
     return fitted, renamed, missing
+
+
+def fit_to_graph(sym, arg_params, aux_params):
+    """``(arg_params, aux_params)`` with names renamed to the spelling ``sym`` asks for, by
+    :func:`fit_names` (new dicts; nothing is checked: the caller reports what is missing)."""
+    return (fit_names(sym.list_arguments(), arg_params or {})[0],
+            fit_names(sym.list_auxiliary_states(), aux_params or {})[0])
