@@ -29,14 +29,16 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from rcnn.dataset.retinaface import ImageReadError, retinaface
+from rcnn.config import generate_config
+from rcnn.dataset import RetinaFaceDataset
+from rcnn.dataset.image_header import ImageReadError
 from rcnn.evaluation.widerface import (PredictionFormatError, count_recalled,
                                        read_prediction_file, write_prediction_file)
 from retinaface import RetinaFace
 
 logger = logging.getLogger('test_widerface')
 
-DATASETS = {'retinaface': retinaface}
+DATASETS = {'retinaface': RetinaFaceDataset}
 #: mode 0: one scale
 SINGLE_TARGET_SIZE, SINGLE_MAX_SIZE = 1600, 2150
 #: modes 1 and 2: pyramid short sides relative to a base scale
@@ -164,7 +166,8 @@ def run(args):
     images_per_s, recall, found, faces)."""
     detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network,
                           nocrop=args.nocrop, vote=(args.mode == 1))
-    imdb = DATASETS[args.dataset](args.image_set, args.root_path, args.dataset_path)
+    cfg, _ = generate_config(args.network, args.dataset)
+    imdb = DATASETS[args.dataset](args.image_set, args.root_path, args.dataset_path, cfg)
     roidb = imdb.gt_roidb()
     entries = [entry for i, entry in enumerate(roidb) if i % args.parts == args.part]
     has_boxes = any(len(entry['boxes']) for entry in roidb)

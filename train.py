@@ -220,7 +220,7 @@ def seed_everything(seed):
 
 def load_roidb(args, cfg):
     """Roidb of every '+'-joined image set, with mirrored copies unless --no_flip."""
-    from rcnn.dataset.retinaface import retinaface
+    from rcnn.dataset import RetinaFaceDataset as retinaface
     roidb = []
     for image_set in args.image_set.split('+'):
         imdb = retinaface(image_set, args.root_path, args.dataset_path, cfg=cfg)

@@ -37,11 +37,13 @@ LOADER_BATCH = 8
 
 
 def _dlib_roidb():
-    from rcnn.dataset.retinaface import append_flipped_images, retinaface
+    from rcnn.config import generate_config
+    from rcnn.dataset.retinaface_dataset import RetinaFaceDataset, append_flipped_images
     root = SHARED / 'data' / 'dlib_faces'
     if not (root / 'train' / 'label.txt').exists():
         raise FileNotFoundError('%s not found (see ../shared/README.md)' % root)
-    return append_flipped_images(retinaface('train', None, str(root)).gt_roidb())
+    cfg, _ = generate_config('mnet', 'retinaface')
+    return append_flipped_images(RetinaFaceDataset('train', None, str(root), cfg).gt_roidb())
 
 
 def _random_faces(rng, count, size=640):

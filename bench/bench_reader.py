@@ -12,7 +12,6 @@ sizes alone) and, for comparison, the cost of decoding images in full
 (measured on a subset, extrapolated to all images).
 """
 import argparse
-import importlib
 import os
 import shutil
 import tempfile
@@ -22,10 +21,11 @@ import cv2
 import numpy as np
 
 from bench.common import measure, print_rows
-from rcnn.dataset import retinaface
+from rcnn.config import generate_config
+from rcnn.dataset import label_file
+from rcnn.dataset import retinaface_dataset as reader
+from rcnn.dataset.retinaface_dataset import RetinaFaceDataset
 
-# the module itself: the attribute rcnn.dataset.retinaface is the re-exported class
-reader = importlib.import_module('rcnn.dataset.retinaface')
 
 WIDER_TRAIN_IMAGES = 12880
 SOURCE_HEIGHTS = (683, 768, 1366, 576, 1536, 819, 1024, 681)
@@ -105,16 +105,17 @@ def run(quick=False, num_images=WIDER_TRAIN_IMAGES):
         dataset_path, num_faces = make_synthetic_dataset(root, num_images)
         setup_s = time.perf_counter() - t0
         cache_root = os.path.join(root, 'work')
-        imdb = retinaface('train', cache_root, dataset_path)
+        cfg, _ = generate_config('mnet', 'retinaface')
+        imdb = RetinaFaceDataset('train', cache_root, dataset_path, cfg)
         extra = dict(images=num_images, faces=num_faces)
 
         def cold_load():
             if os.path.exists(imdb.cache_file):
                 os.remove(imdb.cache_file)
-            return retinaface('train', cache_root, dataset_path).gt_roidb()
+            return RetinaFaceDataset('train', cache_root, dataset_path, cfg).gt_roidb()
 
         def warm_load():
-            return retinaface('train', cache_root, dataset_path).gt_roidb()
+            return RetinaFaceDataset('train', cache_root, dataset_path, cfg).gt_roidb()
 
         rows = [measure('reader cold (parse + headers + cache write)', cold_load,
                         repeat=repeat, warmup=1, **extra)]
@@ -124,7 +125,7 @@ def run(quick=False, num_images=WIDER_TRAIN_IMAGES):
 
         with open(imdb.label_file) as stream:
             text = stream.read()
-        rows.append(measure('  part: parse label text', lambda: reader.parse_label_text(text),
+        rows.append(measure('  part: parse label text', lambda: label_file.parse_label_text(text),
                             repeat=repeat, warmup=0, lines=text.count('\n')))
         paths = [entry['image'] for entry in roidb]
         rows.append(measure('  part: image sizes from headers (thread pool)',

@@ -20,11 +20,11 @@ BATCH = 8
 
 
 def _dlib_roidb(cfg):
-    from rcnn.dataset.retinaface import retinaface
+    from rcnn.dataset import RetinaFaceDataset
     path = SHARED / 'data' / 'dlib_faces'
     if not path.exists():
         raise FileNotFoundError('real data %s not found (../shared is absent)' % path)
-    imdb = retinaface('train', None, str(path), cfg=cfg)
+    imdb = RetinaFaceDataset('train', None, str(path), cfg)
     roidb = imdb.append_flipped_images(imdb.gt_roidb())
     while len(roidb) < BATCH:
         roidb = roidb + roidb

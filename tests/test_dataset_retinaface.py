@@ -1,5 +1,5 @@
-"""RetinaFace dataset reader: label formats, clipping, errors, flip, cache, image-size headers."""
-import importlib
+"""RetinaFace dataset (rcnn/dataset/retinaface_dataset.py): label formats, clipping, errors,
+flip, cache, image sizes of a whole set."""
 import logging
 import os
 import pickle
@@ -10,12 +10,27 @@ import cv2
 import numpy as np
 import pytest
 
-from rcnn.dataset import retinaface
-from rcnn.dataset.retinaface import (ImageReadError, LabelFormatError, append_flipped_images,
-                                     flip_roidb_entry, read_image_size)
+import rcnn.dataset
+from rcnn.config import generate_config
+from rcnn.dataset import image_header
+from rcnn.dataset import retinaface_dataset as reader
+from rcnn.dataset.image_header import ImageReadError, read_image_size
+from rcnn.dataset.label_file import LabelFormatError
+from rcnn.dataset.retinaface_dataset import (RetinaFaceDataset, append_flipped_images,
+                                             flip_roidb_entry)
 
-# the module object itself (``rcnn.dataset.retinaface`` as an attribute is the re-exported class)
-reader = importlib.import_module('rcnn.dataset.retinaface')
+DEFAULT_CFG, _ = generate_config('mnet', 'retinaface')
+
+
+def retinaface(image_set, root_path, dataset_path, cfg=None, **options):
+    """The dataset under test with the default recipe unless ``cfg`` is given."""
+    return RetinaFaceDataset(image_set, root_path, dataset_path,
+                             DEFAULT_CFG if cfg is None else cfg, **options)
+
+
+def test_original_class_name_is_an_alias():
+    assert rcnn.dataset.retinaface is RetinaFaceDataset is reader.retinaface
+    assert rcnn.dataset.RetinaFaceDataset is RetinaFaceDataset
 
 
 # ---------------------------------------------------------------------------
@@ -77,7 +92,7 @@ def no_decoding(monkeypatch):
     """Make the full-decode fallback fail: sizes must come from the headers alone."""
     def fail(path):
         raise AssertionError('%s was decoded in full instead of read from its header' % path)
-    monkeypatch.setattr(reader, '_decoded_size', fail)
+    monkeypatch.setattr(image_header, '_decoded_size', fail)
 
 
 def insert_after_soi(jpeg, segment):
@@ -225,7 +240,7 @@ def test_clipping_and_empty_boxes_dropped(tmp_path, caplog):
              '100 100 5 5\n')      # outside: the image has no box left
     images = [('a.png', 30, 40), ('sub/b.png', 30, 40)]
     dataset_path, _ = make_dataset(tmp_path, label, images)
-    with caplog.at_level(logging.INFO, logger='rcnn.dataset.retinaface'):
+    with caplog.at_level(logging.INFO, logger='rcnn.dataset.retinaface_dataset'):
         roidb = retinaface('train', None, dataset_path).gt_roidb()
     assert len(roidb) == 1
     np.testing.assert_array_equal(roidb[0]['boxes'], [[0, 0, 10, 10], [35, 20, 39, 29]])
@@ -372,7 +387,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path, caplog):
     imdb.gt_roidb()
     with open(imdb.cache_file, 'wb') as stream:
         stream.write(b'not a pickle')
-    with caplog.at_level(logging.WARNING, logger='rcnn.dataset.retinaface'):
+    with caplog.at_level(logging.WARNING, logger='rcnn.dataset.retinaface_dataset'):
         roidb = imdb.gt_roidb()
     assert 'ignoring unreadable roidb cache' in caplog.text
     np.testing.assert_array_equal(roidb[0]['boxes'], [[1, 1, 6, 6]])
@@ -382,68 +397,10 @@ def test_unwritable_cache_dir_continues(tmp_path, caplog):
     dataset_path, _ = make_dataset(tmp_path, '# a.png\n1 1 5 5\n', [('a.png', 20, 30)])
     root_is_a_file = tmp_path / 'root_file'
     root_is_a_file.write_text('x')
-    with caplog.at_level(logging.WARNING, logger='rcnn.dataset.retinaface'):
+    with caplog.at_level(logging.WARNING, logger='rcnn.dataset.retinaface_dataset'):
         roidb = retinaface('train', str(root_is_a_file), dataset_path).gt_roidb()
     assert len(roidb) == 1
     assert 'continuing without cache' in caplog.text
-
-
-# ---------------------------------------------------------------------------
-# image size from headers
-# ---------------------------------------------------------------------------
-
-def test_png_header_size_hand_made(tmp_path, no_decoding):
-    path = tmp_path / 'hand.png'
-    path.write_bytes(hand_made_png(width=13, height=7))
-    assert cv2.imread(str(path)).shape[:2] == (7, 13)       # OpenCV agrees the file is valid
-    assert read_image_size(str(path)) == (7, 13)
-
-
-def test_png_and_other_formats_match_opencv(tmp_path):
-    for name, (height, width) in [('a.png', (31, 57)), ('b.bmp', (12, 5)), ('c.jpg', (70, 3))]:
-        path = str(tmp_path / name)
-        image = np.full((height, width, 3), 128, np.uint8)
-        assert cv2.imwrite(path, image)
-        assert read_image_size(path) == cv2.imread(path).shape[:2] == (height, width)
-
-
-def test_jpeg_header_variants_match_opencv(tmp_path, no_decoding):
-    base = jpeg_bytes(23, 41)
-    variants = {
-        'baseline.jpg': base,
-        'progressive.jpg': jpeg_bytes(23, 41, progressive=True),
-        # a 40 kB comment segment before the frame header must be skipped
-        'comment.jpg': insert_after_soi(base, b'\xff\xfe' + struct.pack('>H', 40002) + b'c' * 40000),
-        # fill bytes (0xFF padding) before a marker are allowed
-        'fill.jpg': insert_after_soi(base, b'\xff\xff\xff\xfe\x00\x04ab'),
-    }
-    for name, data in variants.items():
-        path = tmp_path / name
-        path.write_bytes(data)
-        assert read_image_size(str(path)) == cv2.imread(str(path)).shape[:2] == (23, 41), name
-
-
-@pytest.mark.parametrize('byte_order', [b'II', b'MM'])
-def test_jpeg_exif_orientation_matches_opencv(tmp_path, byte_order, no_decoding):
-    base = jpeg_bytes(23, 41)
-    for orientation, expected in [(1, (23, 41)), (3, (23, 41)), (6, (41, 23)), (8, (41, 23))]:
-        path = tmp_path / ('o%d.jpg' % orientation)
-        path.write_bytes(insert_after_soi(base, exif_app1(orientation, byte_order)))
-        assert cv2.imread(str(path)).shape[:2] == expected          # OpenCV rotates on load
-        assert read_image_size(str(path)) == expected, orientation
-
-
-def test_read_image_size_errors_name_the_file(tmp_path):
-    with pytest.raises(ImageReadError, match='missing.png'):
-        read_image_size(str(tmp_path / 'missing.png'))
-    garbage = tmp_path / 'garbage.png'
-    garbage.write_bytes(b'hello, not an image')
-    with pytest.raises(ImageReadError, match='garbage.png'):
-        read_image_size(str(garbage))
-    truncated = tmp_path / 'truncated.jpg'
-    truncated.write_bytes(jpeg_bytes(10, 10)[:30])      # ends before the frame header
-    with pytest.raises(ImageReadError, match='truncated.jpg'):
-        read_image_size(str(truncated))
 
 
 def test_many_images_use_the_thread_pool(tmp_path, no_decoding):

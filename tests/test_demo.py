@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from rcnn.dataset.synthetic import make_sample_dataset
+from tools.sample_data import make_sample_dataset
 
 sys.path.insert(0, str(ROOT / 'tools'))
 import demo  # noqa: E402

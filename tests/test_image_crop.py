@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rcnn.config import generate_config
-from rcnn.dataset.retinaface import flip_roidb_entry
+from rcnn.dataset.retinaface_dataset import flip_roidb_entry
 from rcnn.io.image import (ImageReadError, color_aug, get_crop_image1, get_image, read_image,
                            transform)
 

@@ -308,7 +308,8 @@ def test_a_killed_worker_is_an_error_not_a_hang(roidb):
 
 
 def test_worker_module_does_not_import_mxnet():
-    code = 'import sys, rcnn.io.rpn; assert "mxnet" not in sys.modules, "mxnet imported"'
+    code = ('import sys, rcnn.core.loader_worker, rcnn.io.rpn; '
+            'assert "mxnet" not in sys.modules, "mxnet imported"')
     subprocess.run([sys.executable, '-c', code], cwd=str(ROOT), check=True)
 
 
@@ -339,10 +340,10 @@ def test_work_load_list_slices_the_batch_like_the_module(roidb):
 
 
 def test_real_dlib_photos_give_positive_anchors(dlib_faces):
-    from rcnn.dataset.retinaface import append_flipped_images
-    from rcnn.dataset.retinaface import retinaface as reader
-    records = append_flipped_images(reader('train', None, str(dlib_faces)).gt_roidb())
+    from rcnn.dataset.retinaface_dataset import RetinaFaceDataset, append_flipped_images
     cfg = _cfg()
+    records = append_flipped_images(RetinaFaceDataset('train', None, str(dlib_faces),
+                                                      cfg).gt_roidb())
     with CropLoader(_feat_syms(cfg), records, 4, cfg=cfg, num_workers=0, seed=0) as loader:
         batches = list(loader)
     positives = sum(int((label.asnumpy() == 1).sum()) for b in batches for label in b.label[0::5])

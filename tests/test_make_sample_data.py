@@ -14,8 +14,8 @@ import pytest
 import scipy.io as sio
 
 from conftest import ROOT, shared_path
-from rcnn.dataset import synthetic
-from rcnn.dataset.synthetic import (PUPIL_COLOUR, MOUTH_SLIT_COLOUR, FaceSpec, draw_face,
+import tools.sample_data as synthetic
+from tools.sample_data import (PUPIL_COLOUR, MOUTH_SLIT_COLOUR, FaceSpec, draw_face,
                                     face_box, face_landmarks, label_face, make_sample_dataset,
                                     render_scene)
 
@@ -397,9 +397,11 @@ def _require(module):
 
 
 def test_reader_parses_generated_labels(sample_set):
-    reader = _require('rcnn.dataset.retinaface')
+    from rcnn.config import generate_config
+    from rcnn.dataset import RetinaFaceDataset
     out = sample_set[0]
-    roidb = reader.retinaface('train', None, str(out)).gt_roidb()
+    cfg, _ = generate_config('mnet', 'retinaface')
+    roidb = RetinaFaceDataset('train', None, str(out), cfg).gt_roidb()
     entries = [e for e in _read_label_file(out / 'train' / 'label.txt') if e[1]]
     assert len(roidb) == len(entries)
     for entry, (rel_path, rows) in zip(roidb, entries):

@@ -337,7 +337,8 @@ def val_faces_found(prefix, epoch, val_roidb):
 @pytest.mark.slow
 def test_fine_tuning_from_the_release_loads_everything_and_still_finds_the_val_faces(
         tmp_path, dlib_faces, mnet25_prefix):
-    from rcnn.dataset.retinaface import retinaface
+    from rcnn.config import generate_config
+    from rcnn.dataset import RetinaFaceDataset
     from rcnn.utils.checkpoint import load_params
     prefix = tmp_path / 'ft'
     proc = run_train(train_cmd(prefix, '--pretrained', mnet25_prefix, '--pretrained_epoch', '0',
@@ -354,7 +355,8 @@ def test_fine_tuning_from_the_release_loads_everything_and_still_finds_the_val_f
         np.testing.assert_array_equal(trained[name].asnumpy(), released[name].asnumpy())
     assert not np.array_equal(trained['mobilenet0_conv2_weight'].asnumpy(),
                               released['mobilenet0_conv2_weight'].asnumpy())
-    val = retinaface('val', None, str(dlib_faces)).gt_roidb()
+    cfg, _ = generate_config('mnet', 'retinaface')
+    val = RetinaFaceDataset('val', None, str(dlib_faces), cfg).gt_roidb()
     total = sum(len(entry['boxes']) for entry in val)
     reference = val_faces_found(mnet25_prefix, 0, val)
     assert reference >= total - 2

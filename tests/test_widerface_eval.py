@@ -8,6 +8,7 @@ import scipy.io
 
 from conftest import shared_path
 import evaluate_widerface
+from rcnn.dataset.label_file import LabelFormatError
 from rcnn.evaluation.widerface import (PredictionFormatError, SETTINGS, count_recalled,
                                        evaluate, evaluate_predictions, load_ground_truth,
                                        load_label_ground_truth, pairwise_iou,
@@ -242,7 +243,13 @@ def test_malformed_ground_truth(tmp_path):
     with pytest.raises(ValueError, match=r'label\.txt:3'):
         load_label_ground_truth(str(label))
     label.write_text('1 2 3 4\n')
-    with pytest.raises(ValueError, match=r'label\.txt:1: box line before'):
+    with pytest.raises(LabelFormatError, match=r'label\.txt:1: face line before'):
+        load_label_ground_truth(str(label))
+    label.write_text('# a/b.jpg\n1 2 3\n')
+    with pytest.raises(LabelFormatError, match=r'label\.txt:2: expected "x y w h'):
+        load_label_ground_truth(str(label))
+    label.write_text('\n')
+    with pytest.raises(LabelFormatError, match=r'label\.txt: no "# image" line'):
         load_label_ground_truth(str(label))
     (tmp_path / 'no_gt').mkdir()
     with pytest.raises(FileNotFoundError, match='no wider_face_val.mat'):

@@ -8,7 +8,7 @@ Steps (each a real command line of the project; the plan printed first lists the
 
 1. set-up: ``make setup`` (run by ``make demo`` before this script);
 2. the sample set: ``data/sample`` (400 train / 100 val images, seed 0) from
-   :func:`rcnn.dataset.synthetic.make_sample_dataset`, reused when already generated with
+   :func:`tools.sample_data.make_sample_dataset`, reused when already generated with
    the same settings;
 3. ``train.py``: ``mnet`` from scratch on the CPU, the original recipe (640x640 crops,
    OHEM, the three losses) with a schedule that fits a short run (lr 0.01, x0.1 at epoch 8,
@@ -186,7 +186,8 @@ class DemoPlan(object):
 
     def data_ready(self):
         """True when ``data`` holds a generated set with the requested sizes and seed."""
-        marker = os.path.join(self.data, 'sample_set.json')
+        from tools.sample_data import MARKER_NAME
+        marker = os.path.join(self.data, MARKER_NAME)
         try:
             with open(marker) as handle:
                 info = json.load(handle)
@@ -201,23 +202,12 @@ class DemoPlan(object):
 
 def count_images_with_faces(label_path):
     """Images of a RetinaFace ``label.txt`` with at least one box of positive width and height
-    (the ones train.py keeps). Raises ValueError naming the file and line of a malformed box."""
-    images = 0
-    has_face = False
-    with open(label_path) as handle:
-        for line_no, line in enumerate(handle, 1):
-            line = line.strip()
-            if line.startswith('#'):
-                images += has_face
-                has_face = False
-            elif line:
-                try:
-                    width, height = float(line.split()[2]), float(line.split()[3])
-                except (IndexError, ValueError):
-                    raise ValueError('%s:%d: expected "x y w h ...", got %r'
-                                     % (label_path, line_no, line)) from None
-                has_face = has_face or (width > 0 and height > 0)
-    return images + has_face
+    (the ones train.py keeps). Raises ``LabelFormatError`` (a ValueError) naming the file and
+    line of a malformed line."""
+    from rcnn.dataset.label_file import read_label_file
+    parsed = read_label_file(label_path)
+    sized = (parsed.face_rows[:, 2] > 0) & (parsed.face_rows[:, 3] > 0)
+    return len(set(parsed.face_image[sized].tolist()))
 
 
 def make_plan(args, python=sys.executable):
@@ -345,17 +335,9 @@ def pick_pictures(label_path, images_dir, count):
     images with at least one face by number of faces (ties by name) and takes evenly spaced
     ones. Returns paths.
     """
-    entries = []
-    with open(label_path) as handle:
-        for line_no, line in enumerate(handle, 1):
-            line = line.strip()
-            if line.startswith('#'):
-                entries.append([line[1:].strip(), 0])
-            elif line:
-                if not entries:
-                    raise ValueError('%s:%d: a box line before the first "# image" line'
-                                     % (label_path, line_no))
-                entries[-1][1] += 1
+    from rcnn.dataset.label_file import read_label_file
+    parsed = read_label_file(label_path)
+    entries = list(zip(parsed.image_names, parsed.faces_per_image().tolist()))
     ordered = sorted((e for e in entries if e[1] > 0), key=lambda e: (e[1], e[0]))
     if count <= 0 or not ordered:
         return []
@@ -434,7 +416,7 @@ def ensure_sample_set(plan):
     """Generate the sample set unless it is already there; returns a short description."""
     if plan.data_ready():
         return 'reused %s' % _shown(plan.data)
-    from rcnn.dataset.synthetic import make_sample_dataset
+    from tools.sample_data import make_sample_dataset
     summary = make_sample_dataset(plan.data, n_train=plan.args.train_images,
                                   n_val=plan.args.val_images, seed=plan.args.data_seed,
                                   workers=min(2, os.cpu_count() or 1), progress=False)

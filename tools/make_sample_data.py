@@ -5,7 +5,7 @@
 writes ``<out>/train/images/<event>/*.jpg`` + ``train/label.txt`` (boxes, 5 landmarks with
 visibility flags, blur), ``<out>/val/images/<event>/*.jpg`` + ``val/label.txt`` (boxes only) and
 ``<out>/val/gt/wider_{face,easy,medium,hard}_val.mat`` in the official evaluation format.
-The drawing and labelling rules are documented in :mod:`rcnn.dataset.synthetic`; the Python
+The drawing and labelling rules are documented in :mod:`tools.sample_data`; the Python
 API is :func:`make_sample_dataset` (re-exported here).
 """
 import argparse
@@ -17,8 +17,8 @@ from pathlib import Path
 if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rcnn.dataset.synthetic import (LANDMARK_MIN_HEIGHT, make_sample_dataset,  # noqa: E402
-                                    settings_description)
+from tools.sample_data import (LANDMARK_MIN_HEIGHT, make_sample_dataset,  # noqa: E402
+                                settings_description)
 from rcnn.utils.cli import non_negative_int, positive_int  # noqa: E402
 
 __all__ = ['make_sample_dataset', 'parse_args', 'main']

@@ -4,7 +4,7 @@ Stream
     An epoch visits ``len(roidb) // batch_size`` batches (a last partial batch is dropped, as in
     the original) in an order that is a permutation drawn from ``(seed, epoch)`` (or the roidb
     order with ``shuffle=False``). Sample ``position`` of epoch ``e`` is cropped and labelled with
-    the random stream ``rcnn.io.rpn.sample_rng(seed, e, position)``, so the batches depend on the
+    the random stream ``rcnn.io.sample.sample_rng(seed, e, position)``, so the batches depend on the
     seed and on the sequence of ``next()`` / ``reset()`` calls only, never on which worker
     computed what, nor on ``num_workers`` (0 gives the same batches as 4).
 
@@ -13,8 +13,9 @@ Stream
 
 Workers
     ``num_workers`` processes started with the ``spawn`` method (MXNet's engine is not fork-safe)
-    run :func:`rcnn.io.rpn.sample_worker_loop`: decode, crop, colour and label one image per task,
-    NumPy / OpenCV only, and write the sample straight into a batch buffer in shared memory
+    run :func:`rcnn.core.loader_worker.sample_worker_loop`: decode, crop, colour and label one
+    image per task, NumPy / OpenCV only, and write the sample straight into a batch buffer in
+    shared memory
     (``prefetch + 1`` buffers of about 7 MB per image, in ``/dev/shm``, checked for space at
     start). A collector thread of the calling process gathers the workers' answers and copies each
     finished buffer into NDArrays (MXNet releases the GIL while copying), so ``next()`` only hands
@@ -53,7 +54,10 @@ import mxnet as mx
 import numpy as np
 from mxnet.executor_manager import _split_input_slice
 
-from rcnn.io import rpn as rpn_io
+from rcnn.core import worker_protocol as protocol
+from rcnn.core.loader_worker import sample_worker_loop
+from rcnn.io.anchor_labels import assign_anchor_fpn, label_names
+from rcnn.io.sample import epoch_order, load_training_sample
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +68,12 @@ _JOIN_TIMEOUT_S = 5.0
 _SHM_DIR = '/dev/shm'
 
 
-def feature_symbols(train_symbol, cfg=None, prefix='face'):
+def feature_symbols(train_symbol, cfg, prefix='face'):
     """Per-stride class-score outputs of a training graph (the ``feat_sym`` of CropLoader).
 
     Returns:
         list of symbols ``{prefix}_rpn_cls_score_stride{s}_output`` for s in cfg.RPN_FEAT_STRIDE.
     """
-    if cfg is None:
-        from rcnn.config import config as cfg
     internals = train_symbol.get_internals()
     names = set(internals.list_outputs())
     symbols = []
@@ -139,7 +141,7 @@ class _WorkerPool(object):
         _check_shared_memory_space(num_buffers * buffer_bytes)
         self._blocks = [shared_memory.SharedMemory(create=True, size=buffer_bytes)
                         for _ in range(num_buffers)]
-        self._views = [rpn_io.batch_buffer_views(block.buf, layout) for block in self._blocks]
+        self._views = [protocol.batch_buffer_views(block.buf, layout) for block in self._blocks]
         self._indices = [np.full(batch_size, -1, dtype=np.int64) for _ in self._blocks]
         self._filled = [0] * num_buffers
         self._outstanding = [0] * num_buffers
@@ -163,7 +165,7 @@ class _WorkerPool(object):
         try:
             for worker_id in range(num_workers):
                 process = context.Process(
-                    target=rpn_io.sample_worker_loop, name='CropLoader-worker-%d' % worker_id,
+                    target=sample_worker_loop, name='CropLoader-worker-%d' % worker_id,
                     args=(self._task_queue, self._result_queue, roidb, feat_shapes, cfg, seed,
                           self._current_epoch, os.getpid(),
                           [block.name for block in self._blocks], layout),
@@ -244,7 +246,7 @@ class _WorkerPool(object):
             with self._current_epoch.get_lock():
                 self._current_epoch.value = np.iinfo(np.int64).max   # every task is stale
             for _ in self._workers:
-                self._task_queue.put(None)
+                self._task_queue.put(protocol.STOP)
         except (OSError, ValueError):
             pass
         for process in self._workers:
@@ -281,13 +283,14 @@ class _WorkerPool(object):
             order = self._order(epoch)
             for slot in range(self.batch_size):
                 position = batch_no * self.batch_size + slot
-                self._task_queue.put((epoch, batch_no, slot, position, int(order[position]),
-                                      buffer_id))
+                self._task_queue.put(protocol.SampleTask(
+                    epoch, batch_no, slot, position, int(order[position]), buffer_id))
             self._submitted = (epoch, batch_no + 1)
 
     def _record(self, message):
-        """Account for one worker answer; returns a buffer id whose batch is complete."""
-        status, _, _, slot, buffer_id, payload = message
+        """Account for one worker answer (a :mod:`rcnn.core.worker_protocol` message); returns
+        a buffer id whose batch is complete."""
+        buffer_id = message.buffer_id
         self._outstanding[buffer_id] -= 1
         owner = self._owner[buffer_id]
         if owner[0] < self._epoch:                 # a skipped batch: free it once quiet
@@ -296,14 +299,14 @@ class _WorkerPool(object):
                 self._free.append(buffer_id)
                 self._submit_ahead()
             return None
-        if status == 'error':
-            self._error = RuntimeError('CropLoader worker failed on %s' % payload)
+        if isinstance(message, protocol.SampleFailed):
+            self._error = RuntimeError('CropLoader worker failed on %s:\n%s'
+                                       % (message.summary, message.details))
             self._cond.notify_all()
             return None
-        if status == 'ok':
-            used_index, failures = payload
-            _log_replacements(self.roidb, used_index, failures)
-            self._indices[buffer_id][slot] = used_index
+        if isinstance(message, protocol.SampleDone):
+            _log_replacements(self.roidb, message.used_index, message.failures)
+            self._indices[buffer_id][message.slot] = message.used_index
             self._filled[buffer_id] += 1
         return buffer_id if self._filled[buffer_id] == self.batch_size else None
 
@@ -362,7 +365,7 @@ class CropLoader(mx.io.DataIter):
         ctx: list of devices the Module trains on (default ``[mx.cpu()]``).
         work_load_list: relative share of each device (default equal); validated here, applied by
             the Module.
-        cfg: config; defaults to ``rcnn.config.config``.
+        cfg: config, from ``rcnn.config.generate_config`` (required).
         num_workers: worker processes; 0 runs everything in the calling thread.
         seed: base seed of the whole stream; None draws one (logged at DEBUG).
         prefetch: batches prepared past the one being returned (workers only).
@@ -382,7 +385,8 @@ class CropLoader(mx.io.DataIter):
                  first_epoch=0):
         super(CropLoader, self).__init__(batch_size)
         if cfg is None:
-            from rcnn.config import config as cfg
+            raise TypeError('CropLoader: cfg is required (build one with '
+                            'rcnn.config.generate_config)')
         self.cfg = cfg
         self.roidb = roidb
         self.shuffle = bool(shuffle)
@@ -405,13 +409,13 @@ class CropLoader(mx.io.DataIter):
         self.crop_size = int(cfg.SCALES[0][0])
         self.with_landmarks = bool(cfg.get('FACE_LANDMARK', True))
         self.data_name = ['data']
-        self.label_name = rpn_io.label_names(cfg, prefix='face')
+        self.label_name = label_names(cfg, prefix='face')
         data_shape = (batch_size, 3, self.crop_size, self.crop_size)
         self.feat_shapes = self._feature_shapes((1, 3, self.crop_size, self.crop_size))
         _, label_shapes = self.infer_shape([('data', data_shape)])
         self._provide_data = [mx.io.DataDesc('data', data_shape)]
         self._provide_label = [mx.io.DataDesc(name, shape) for name, shape in label_shapes]
-        self._layout, buffer_bytes = rpn_io.batch_buffer_layout(
+        self._layout, buffer_bytes = protocol.batch_buffer_layout(
             [('data', data_shape)] + label_shapes)
         self._make_batch = _BatchMaker(self.label_name, self._provide_data, self._provide_label)
         self.num_batches = len(roidb) // batch_size
@@ -433,7 +437,7 @@ class CropLoader(mx.io.DataIter):
                 self.num_workers, self.prefetch, start_method, first_epoch=self.epoch)
             self._finalizer = weakref.finalize(self, self._pool.shutdown)
         else:
-            self._inline_views = rpn_io.batch_buffer_views(
+            self._inline_views = protocol.batch_buffer_views(
                 np.empty(buffer_bytes, dtype=np.uint8).data, self._layout)
 
     # ------------------------------------------------------------------ DataIter API
@@ -466,8 +470,8 @@ class CropLoader(mx.io.DataIter):
         feat_shapes = self._feature_shapes((1, channels, height, width))
         empty = {'gt_boxes': np.zeros((0, 5), dtype=np.float32),
                  'gt_landmarks': np.zeros((0, 5, 3), dtype=np.float32)}
-        labels = rpn_io.assign_anchor_fpn(feat_shapes, empty, [height, width, 1.0],
-                                          landmark=self.with_landmarks, cfg=self.cfg)
+        labels = assign_anchor_fpn(feat_shapes, empty, [height, width, 1.0],
+                                   landmark=self.with_landmarks, cfg=self.cfg)
         label_shape = [(name, (batch,) + labels[name].shape[1:]) for name in self.label_name]
         return max_data_shape, label_shape
 
@@ -531,18 +535,18 @@ class CropLoader(mx.io.DataIter):
         seed, num_records, shuffle = self.seed, len(self.roidb), self.shuffle
 
         def order_of_epoch(epoch):
-            return rpn_io.epoch_order(seed, epoch, num_records, shuffle)
+            return epoch_order(seed, epoch, num_records, shuffle)
         return order_of_epoch
 
     def _compute_inline(self, epoch, batch_no):
-        order = rpn_io.epoch_order(self.seed, epoch, len(self.roidb), self.shuffle)
+        order = epoch_order(self.seed, epoch, len(self.roidb), self.shuffle)
         indices = np.full(self.batch_size, -1, dtype=np.int64)
         for slot in range(self.batch_size):
             position = batch_no * self.batch_size + slot
-            im_tensor, labels, used_index, failures = rpn_io.load_training_sample(
+            im_tensor, labels, used_index, failures = load_training_sample(
                 self.roidb, int(order[position]), self.feat_shapes, self.cfg, self.seed, epoch,
                 position)
             _log_replacements(self.roidb, used_index, failures)
-            rpn_io.write_sample(self._inline_views, slot, im_tensor, labels)
+            protocol.write_sample(self._inline_views, slot, im_tensor, labels)
             indices[slot] = used_index
         return self._make_batch(self._inline_views, indices)

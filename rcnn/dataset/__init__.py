@@ -1,4 +1,8 @@
-"""Datasets: label files -> roidb (one dict per image)."""
-from .retinaface import retinaface
+"""Datasets: label files -> roidb (one dict per image).
 
-__all__ = ['retinaface']
+``rcnn.dataset.retinaface`` is the dataset class under its original name (an alias of
+:class:`RetinaFaceDataset`, whose module is ``rcnn.dataset.retinaface_dataset``).
+"""
+from .retinaface_dataset import RetinaFaceDataset, retinaface
+
+__all__ = ['RetinaFaceDataset', 'retinaface']

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from rcnn.dataset.label_file import LabelFormatError, read_label_file
 from rcnn.utils.fileio import atomic_write_text
 
 __all__ = ['SETTINGS', 'LABEL_MIN_HEIGHT', 'PredictionFormatError', 'WiderGroundTruth',
@@ -221,7 +222,9 @@ def load_label_ground_truth(label_path, split='size', min_height=None):
     """Read a RetinaFace ``label.txt`` as evaluation ground truth.
 
     Args:
-        label_path: file of ``# event/name.jpg`` lines, each followed by ``x y w h [...]`` lines.
+        label_path: file of ``# event/name.jpg`` lines, each followed by ``x y w h [...]`` lines,
+            read by :func:`rcnn.dataset.label_file.read_label_file` with ``boxes_only=True``
+            (errors are its ``LabelFormatError``, a ValueError naming the file and line).
         split: ``'size'`` keeps a face in a setting when its height >= ``min_height[setting]``;
             ``'all'`` counts every face in every setting.
         min_height: setting -> pixels; defaults to :data:`LABEL_MIN_HEIGHT`.
@@ -231,42 +234,14 @@ def load_label_ground_truth(label_path, split='size', min_height=None):
     if split not in ('size', 'all'):
         raise ValueError("split must be 'size' or 'all', got %r" % (split,))
     thresholds = dict(LABEL_MIN_HEIGHT if min_height is None else min_height)
-    events, names, rows = [], [], []
-    first_line = {}
-    with open(label_path, 'r') as f:
-        for line_no, line in enumerate(f, 1):
-            text = line.strip()
-            if not text:
-                continue
-            if text.startswith('#'):
-                image_path = text[1:].strip()
-                if not image_path:
-                    raise ValueError('%s:%d: empty image path after "#"' % (label_path, line_no))
-                event = os.path.dirname(image_path)
-                name = os.path.splitext(os.path.basename(image_path))[0]
-                if (event, name) in first_line:
-                    raise ValueError('%s:%d: image %s already listed at line %d' % (
-                        label_path, line_no, image_path, first_line[(event, name)]))
-                first_line[(event, name)] = line_no
-                events.append(event)
-                names.append(name)
-                rows.append([])
-                continue
-            if not names:
-                raise ValueError('%s:%d: box line before the first "# image" line'
-                                 % (label_path, line_no))
-            values = text.split()
-            try:
-                box = [float(v) for v in values[:4]]
-            except ValueError:
-                box = []
-            if len(box) < 4 or not np.all(np.isfinite(box)):
-                raise ValueError('%s:%d: expected "x y w h [...]", got %r'
-                                 % (label_path, line_no, text))
-            rows[-1].append(box)
-    if not names:
-        raise ValueError('%s: no "# image" line found' % label_path)
-    boxes = [np.asarray(r, dtype=np.float64).reshape(-1, 4) for r in rows]
+    parsed = read_label_file(label_path, boxes_only=True)
+    if not parsed.image_names:
+        raise LabelFormatError(label_path, None, 'no "# image" line found')
+    events = [os.path.dirname(path) for path in parsed.image_names]
+    names = [os.path.splitext(os.path.basename(path))[0] for path in parsed.image_names]
+    ends = np.cumsum(parsed.faces_per_image())
+    rows = np.split(parsed.face_rows[:, :4], ends[:-1])
+    boxes = [np.ascontiguousarray(r, dtype=np.float64) for r in rows]
     all_boxes = np.concatenate(boxes) if boxes else np.zeros((0, 4))
     if split == 'all':
         keep = {s: np.ones(len(all_boxes), dtype=bool) for s in SETTINGS}

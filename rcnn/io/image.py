@@ -37,7 +37,7 @@ import os
 import cv2
 import numpy as np
 
-from rcnn.dataset.retinaface import ImageReadError
+from rcnn.dataset.image_header import ImageReadError
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +47,6 @@ __all__ = ['ImageReadError', 'read_image', 'get_crop_image1', 'get_image', 'crop
 # ITU-R BT.601 luma weights in the channel order of OpenCV images (B, G, R)
 _LUMA_BGR = np.array([0.114, 0.587, 0.299], dtype=np.float32)
 _default_rng = np.random.default_rng()
-
-
-def _config(cfg):
-    if cfg is None:
-        from rcnn.config import config as cfg
-    return cfg
 
 
 def read_image(roi_rec):
@@ -228,7 +222,7 @@ def _crop_one(roi_rec, cfg, rng):
     return im_tensor, new_rec
 
 
-def get_crop_image1(roidb, cfg=None, rng=None):
+def get_crop_image1(roidb, cfg, rng=None):
     """Random training crops of a list of records (see the module docstring).
 
     Args:
@@ -236,8 +230,8 @@ def get_crop_image1(roidb, cfg=None, rng=None):
             x1 y1 x2 y2, ``landmarks`` (K, 5, 3) float32 (x, y, visibility; -1 when missing),
             ``gt_classes`` (K,) int32, ``flipped`` bool (optional ``blur`` (K,)).
         cfg: config (``SCALES``, ``PRE_SCALES``, ``CROP_TRIES``, ``COLOR_MODE``,
-            ``COLOR_JITTERING``, ``PIXEL_*``, ``TRAIN.MIN_BOX_SIZE``, ``FACE_LANDMARK``);
-            defaults to ``rcnn.config.config``.
+            ``COLOR_JITTERING``, ``PIXEL_*``, ``TRAIN.MIN_BOX_SIZE``, ``FACE_LANDMARK``), from
+            ``rcnn.config.generate_config``.
         rng: numpy Generator for every random draw; defaults to a module-level generator.
     Returns:
         (processed_ims, processed_roidb): lists with one entry per record:
@@ -249,7 +243,6 @@ def get_crop_image1(roidb, cfg=None, rng=None):
     Raises:
         ImageReadError: an image is missing or unreadable (message names the file).
     """
-    cfg = _config(cfg)
     rng = _default_rng if rng is None else rng
     processed_ims, processed_roidb = [], []
     for roi_rec in roidb:
@@ -284,7 +277,7 @@ def resize(im, target_size, max_size, stride=0, interpolation=cv2.INTER_LINEAR):
     return im, im_scale
 
 
-def get_image(roidb, cfg=None):
+def get_image(roidb, cfg):
     """Whole images resized by ``cfg.SCALES[0]`` (no crop, no colour jitter), for tests and
     evaluation.
 
@@ -296,7 +289,6 @@ def get_image(roidb, cfg=None):
         (processed_ims, processed_roidb): ``(1, 3, h, w)`` float32 tensors and record copies with
         ``boxes`` and landmark x, y multiplied by ``im_scale`` and ``im_info`` = [h, w, im_scale].
     """
-    cfg = _config(cfg)
     target_size, max_size = cfg.SCALES[0]
     processed_ims, processed_roidb = [], []
     for roi_rec in roidb:

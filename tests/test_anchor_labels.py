@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from rcnn.config import generate_config
-from rcnn.io import rpn
-from rcnn.io.rpn import assign_anchor_fpn, gt_label_from_record, label_names
+from rcnn.io import anchor_labels, rpn, sample
+from rcnn.io.anchor_labels import assign_anchor_fpn, label_names
+from rcnn.io.sample import gt_label_from_record
 
 FEAT_640 = [(1, 4, 20, 20), (1, 4, 40, 40), (1, 4, 80, 80)]
 IM_INFO = [640, 640, 1.0]
@@ -226,9 +227,9 @@ def test_tiled_iou_path_matches_the_dense_one_exactly(monkeypatch, count):
     boxes, landmarks = _random_faces(rng, count, lo=4, hi=200)
     boxes[count // 2:] = boxes[:count - count // 2]      # duplicate faces: the tie rule matters
     gt_label = _label(boxes, landmarks)
-    monkeypatch.setattr(rpn, 'DENSE_PAIRS', 0)           # always tiles
+    monkeypatch.setattr(anchor_labels, 'DENSE_PAIRS', 0)           # always tiles
     tiled = assign_anchor_fpn(FEAT_640, gt_label, IM_INFO, landmark=True, cfg=_cfg())
-    monkeypatch.setattr(rpn, 'DENSE_PAIRS', 10 ** 12)    # always dense
+    monkeypatch.setattr(anchor_labels, 'DENSE_PAIRS', 10 ** 12)    # always dense
     dense = assign_anchor_fpn(FEAT_640, gt_label, IM_INFO, landmark=True, cfg=_cfg())
     for name in dense:
         np.testing.assert_array_equal(tiled[name], dense[name], err_msg=name)
@@ -331,3 +332,13 @@ def test_allowed_border_leaves_out_anchors_crossing_the_input():
     assert np.all(targets[0][:, expected[0] == -1] == 0)
     assert np.any(targets[0][:, 8:12, 8:12] != 0)
     assert np.sum(labels['face_label_stride8'] == 1) == 1          # other strides unchanged
+
+
+def test_rpn_is_an_alias_of_the_split_modules():
+    """``rcnn.io.rpn`` (the original module name) re-exports the same objects."""
+    assert rpn.assign_anchor_fpn is anchor_labels.assign_anchor_fpn
+    assert rpn.label_names is anchor_labels.label_names
+    assert rpn.crop_and_label is sample.crop_and_label
+    assert rpn.load_training_sample is sample.load_training_sample
+    with pytest.raises(TypeError):
+        assign_anchor_fpn(FEAT_640, _label([FACE_ON_ANCHOR]), IM_INFO)     # cfg is required

@@ -1,24 +1,13 @@
-"""RetinaFace / WIDER FACE label reader: ``label.txt`` -> roidb (one dict per image).
+"""RetinaFace / WIDER FACE dataset: ``label.txt`` -> roidb (one dict per image).
 
 Layout read (as the original insightface RetinaFace data)::
 
     <dataset_path>/<image_set>/label.txt
     <dataset_path>/<image_set>/images/<event>/<file>.jpg
 
-``label.txt`` is a sequence of image blocks. A block starts with ``# <path>``
-(relative to ``images/``), optionally followed by ``<width> <height>`` when the
-file states the image size (then the image header is not read, only its
-existence is checked). Each following line is one face, in one of two formats
-decided per line by its count of numbers:
-
-* 20 numbers (train): ``x y w h`` then 5 x ``(px py flag)`` then ``blur``.
-  Points are left eye, right eye, nose, left and right mouth corners. In the
-  file, flag ``0.0`` means visible and ``1.0`` (any value > 0) not visible;
-  a point written ``-1 -1 -1`` is missing. ``blur`` < 0 means "no attribute".
-* 4 numbers (val): ``x y w h`` only.
-
-A block with no face lines is an image without boxes (the test split has only
-``# path`` lines).
+The label file format and its errors are those of :mod:`rcnn.dataset.label_file`; image sizes
+come from the file headers (:mod:`rcnn.dataset.image_header`) unless the label file states them
+(``# path W H``; then only the image's existence is checked).
 
 Roidb entry (dict), K faces::
 
@@ -40,12 +29,6 @@ Boxes that are empty after clipping (x2 <= x1 or y2 <= y1), or narrower /
 shorter than ``cfg.TRAIN.MIN_BOX_SIZE``, are dropped; for the ``train`` image
 set, images left without boxes are dropped too. Both counts are logged (INFO).
 
-Image sizes come from the file header (JPEG SOF marker, honouring the EXIF
-orientation like ``cv2.imread`` does; PNG IHDR chunk); other formats, or
-headers this parser does not understand, fall back to a full ``cv2.imread``.
-A missing or unreadable image raises :class:`ImageReadError` naming it. Note
-that a header-only read does not detect a file truncated after its header.
-
 Cache: the parsed roidb is pickled under ``<root_path>/cache/`` (created when
 needed; ``root_path=None`` disables caching). The file name holds the dataset
 name and a short hash of the label file's path; the pickle holds the roidb in
@@ -57,34 +40,31 @@ Changes to the image files themselves are not detected. The cache is written
 atomically (temporary file + ``os.replace``); an unwritable
 cache directory is logged and the reader continues without it.
 
-Note: ``rcnn.dataset`` re-exports the class, so the attribute
-``rcnn.dataset.retinaface`` is the class; import helpers with
-``from rcnn.dataset.retinaface import read_image_size``.
+The dataset class is :class:`RetinaFaceDataset`; ``retinaface`` is its original name, kept as
+an alias (``rcnn.dataset.retinaface`` is that class).
 """
 import hashlib
 import logging
 import os
 import pickle
-import struct
 from concurrent.futures import ThreadPoolExecutor
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
+from rcnn.dataset.image_header import ImageReadError, read_image_size
+from rcnn.dataset.label_file import (NUM_LANDMARKS, TRAIN_LINE_LENGTH, MISSING, LabelFormatError,
+                                     ParsedLabels, count_images, read_label_bytes,
+                                     read_label_file)
 from rcnn.utils.fileio import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['retinaface', 'append_flipped_images', 'flip_roidb_entry', 'read_image_size',
-           'parse_label_text', 'ParsedLabels', 'build_columns', 'roidb_from_columns',
-           'build_roidb', 'LabelFormatError', 'ImageReadError', 'CACHE_FORMAT_VERSION']
+__all__ = ['RetinaFaceDataset', 'retinaface', 'append_flipped_images', 'flip_roidb_entry',
+           'build_columns', 'roidb_from_columns', 'build_roidb', 'LabelFormatError',
+           'ImageReadError', 'ParsedLabels', 'CACHE_FORMAT_VERSION']
 
 CACHE_FORMAT_VERSION = 1
-NUM_LANDMARKS = 5
-TRAIN_LINE_LENGTH = 4 + 3 * NUM_LANDMARKS + 1   # x y w h, 5 x (x y flag), blur
-BOX_ONLY_LINE_LENGTH = 4                        # x y w h
-MISSING = -1.0
 MISSING_BLUR = 0.3                # original: a train face with blur < 0 gets 0.3
 FLIP_LANDMARK_ORDER = [1, 0, 2, 4, 3]   # eyes and mouth corners swap sides
 SIZE_THREADS = 4
@@ -92,139 +72,9 @@ SIZE_CHUNK = 64                   # image headers read per thread-pool task
 PROGRESS_MIN_IMAGES = 200         # show a progress bar from this many images on
 
 
-class LabelFormatError(ValueError):
-    """A label file line that cannot be read; the message starts with ``file:line:``."""
-
-
-class ImageReadError(OSError):
-    """An image that is missing or whose size cannot be read; the message names it."""
-
-
 # ----------------------------------------------------------------------------
-# Image size from the file header
+# Image sizes of a whole label file
 # ----------------------------------------------------------------------------
-
-_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-# Start-of-frame markers carry the frame size (C4 = DHT, C8 = JPG, CC = DAC are not frames).
-_JPEG_SOF_MARKERS = frozenset([0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7,
-                               0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF])
-_JPEG_STANDALONE_MARKERS = frozenset([0x01] + list(range(0xD0, 0xD8)))   # TEM, RST0-7
-_JPEG_APP1 = 0xE1
-_EXIF_ORIENTATION_TAG = 0x0112
-_TRANSPOSING_ORIENTATIONS = frozenset([5, 6, 7, 8])   # rotated by 90 degrees
-
-
-def _png_size(head):
-    """(height, width) from the first 24 bytes of a PNG file, or None if IHDR is not first."""
-    if len(head) < 24 or head[12:16] != b'IHDR':
-        return None
-    width, height = struct.unpack('>II', head[16:24])
-    return (height, width) if width > 0 and height > 0 else None
-
-
-def _exif_orientation(app1_payload):
-    """EXIF orientation (1..8) from an APP1 segment payload, or None if absent."""
-    if not app1_payload.startswith(b'Exif\x00\x00'):
-        return None
-    tiff = app1_payload[6:]
-    if len(tiff) < 8:
-        return None
-    endian = {b'II': '<', b'MM': '>'}.get(tiff[:2])
-    if endian is None:
-        return None
-    magic, ifd_offset = struct.unpack(endian + 'HI', tiff[2:8])
-    if magic != 42 or ifd_offset + 2 > len(tiff):
-        return None
-    (num_entries,) = struct.unpack(endian + 'H', tiff[ifd_offset:ifd_offset + 2])
-    for i in range(num_entries):
-        start = ifd_offset + 2 + 12 * i
-        if start + 12 > len(tiff):
-            return None
-        tag, = struct.unpack(endian + 'H', tiff[start:start + 2])
-        if tag == _EXIF_ORIENTATION_TAG:
-            # SHORT value, stored left-justified in the 4-byte value field
-            value, = struct.unpack(endian + 'H', tiff[start + 8:start + 10])
-            return value if 1 <= value <= 8 else None
-    return None
-
-
-def _jpeg_size(stream):
-    """(height, width) from a JPEG stream positioned after SOI, or None if not found.
-
-    Walks the marker segments up to the first start-of-frame marker; an EXIF
-    orientation of 5..8 (a 90-degree rotation, which ``cv2.imread`` applies)
-    swaps the two sides.
-    """
-    orientation = None
-    while True:
-        byte = stream.read(1)
-        if byte != b'\xff':
-            return None                      # end of file or not at a marker
-        marker = 0xFF
-        while marker == 0xFF:                # fill bytes
-            byte = stream.read(1)
-            if not byte:
-                return None
-            marker = byte[0]
-        if marker in _JPEG_STANDALONE_MARKERS:
-            continue
-        if marker in (0xD8, 0xD9, 0xDA):     # SOI again, EOI, SOS: no frame header before data
-            return None
-        length_bytes = stream.read(2)
-        if len(length_bytes) < 2:
-            return None
-        (length,) = struct.unpack('>H', length_bytes)
-        if length < 2:
-            return None
-        if marker in _JPEG_SOF_MARKERS:
-            frame = stream.read(5)
-            if len(frame) < 5:
-                return None
-            _precision, height, width = struct.unpack('>BHH', frame)
-            if height == 0 or width == 0:    # height given later by a DNL marker
-                return None
-            if orientation in _TRANSPOSING_ORIENTATIONS:
-                height, width = width, height
-            return height, width
-        if marker == _JPEG_APP1 and orientation is None:
-            orientation = _exif_orientation(stream.read(length - 2))
-            continue
-        stream.seek(length - 2, os.SEEK_CUR)
-
-
-def _decoded_size(path):
-    """(height, width) by decoding the whole image with OpenCV (fallback)."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageReadError('cannot read image %s (unknown format or corrupt file)' % path)
-    return int(image.shape[0]), int(image.shape[1])
-
-
-def read_image_size(path):
-    """Return ``(height, width)`` of the image at ``path`` as ``cv2.imread`` would load it.
-
-    JPEG and PNG sizes come from the header (no decoding); anything else is
-    decoded with OpenCV. Raises :class:`ImageReadError` naming ``path`` when the
-    file is missing or unreadable.
-    """
-    try:
-        with open(path, 'rb') as stream:
-            head = stream.read(24)
-            if head.startswith(_PNG_SIGNATURE):
-                size = _png_size(head)
-            elif head[:2] == b'\xff\xd8':
-                stream.seek(2)
-                size = _jpeg_size(stream)
-            else:
-                size = None
-    except FileNotFoundError:
-        raise ImageReadError('image not found: %s' % path) from None
-    except OSError as err:
-        raise ImageReadError('cannot read image %s: %s' % (path, err)) from err
-    if size is None:
-        size = _decoded_size(path)
-    return size
-
 
 def _read_size_chunk(paths):
     return [read_image_size(path) for path in paths]
@@ -269,139 +119,6 @@ def _read_image_sizes(paths, known_sizes):
     for i, (height, width) in zip(to_read, sizes):
         heights[i], widths[i] = height, width
     return heights, widths
-
-
-# ----------------------------------------------------------------------------
-# Label file parsing
-# ----------------------------------------------------------------------------
-
-class ParsedLabels:
-    """Raw content of a label file, before image sizes and clipping.
-
-    Attributes:
-        image_names   list of M str, paths relative to ``images/``, file order
-        header_sizes  list of M (height, width) from ``# path W H`` lines, or None
-        face_rows     (N, 20) float64, x y w h, 5 x (x y flag), blur; 4-number
-                      lines are padded with -1 landmarks and blur 0.0
-        face_image    (N,) int64, index into ``image_names`` of each face
-        face_lines    (N,) int64, 1-based line number of each face
-    """
-
-    def __init__(self, image_names, header_sizes, face_rows, face_image, face_lines):
-        self.image_names = image_names
-        self.header_sizes = header_sizes
-        self.face_rows = face_rows
-        self.face_image = face_image
-        self.face_lines = face_lines
-
-
-_BOX_ONLY_PADDING = [MISSING] * (3 * NUM_LANDMARKS) + [0.0]
-
-
-def _parse_header_line(line, label_path, line_no):
-    """``# path [W H]`` -> (path, (height, width) or None)."""
-    tokens = line[1:].split()
-    if not tokens:
-        raise LabelFormatError('%s:%d: "#" line without an image path' % (label_path, line_no))
-    if len(tokens) == 1:
-        return tokens[0], None
-    if len(tokens) == 3:
-        try:
-            width, height = int(tokens[1]), int(tokens[2])
-        except ValueError:
-            width = height = 0
-        if width > 0 and height > 0:
-            return tokens[0], (height, width)
-    raise LabelFormatError('%s:%d: expected "# <image path>" or "# <image path> <width> <height>",'
-                           ' got %r' % (label_path, line_no, line))
-
-
-def _bad_count_error(tokens, label_path, line_no):
-    return LabelFormatError('%s:%d: expected %d numbers (x y w h) or %d (x y w h, 5 x (x y flag),'
-                            ' blur), got %d' % (label_path, line_no, BOX_ONLY_LINE_LENGTH,
-                                                TRAIN_LINE_LENGTH, len(tokens)))
-
-
-def _not_a_number_error(tokens, label_path, line_no):
-    bad = next(token for token in tokens if not _is_float(token))
-    return LabelFormatError('%s:%d: %r is not a number' % (label_path, line_no, bad))
-
-
-def _is_float(token):
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
-
-
-def parse_label_text(text, label_path='label.txt'):
-    """Parse the text of a label file into :class:`ParsedLabels`.
-
-    ``label_path`` is only used in error messages. Raises
-    :class:`LabelFormatError` (``file:line: reason``) on a face line before any
-    ``# path`` line, a repeated image path, a wrong count of numbers, a
-    non-number, a non-finite value, a negative width or height, or an
-    inconsistent landmark point (``-1 -1`` coordinates with a flag other than
-    -1, or a negative flag on a present point).
-    """
-    image_names, header_sizes, first_line_of = [], [], {}
-    values, row_image, row_lines = [], [], []
-    extend_values = values.extend
-    for line_no, raw_line in enumerate(text.splitlines(), 1):
-        line = raw_line.strip()
-        if not line:
-            continue
-        if line.startswith('#'):
-            name, size = _parse_header_line(line, label_path, line_no)
-            if name in first_line_of:
-                raise LabelFormatError('%s:%d: image %s already listed at line %d' % (
-                    label_path, line_no, name, first_line_of[name]))
-            first_line_of[name] = line_no
-            image_names.append(name)
-            header_sizes.append(size)
-            continue
-        if not image_names:
-            raise LabelFormatError('%s:%d: face line before any "# <image path>" line' % (
-                label_path, line_no))
-        tokens = line.split()
-        if len(tokens) != TRAIN_LINE_LENGTH and len(tokens) != BOX_ONLY_LINE_LENGTH:
-            raise _bad_count_error(tokens, label_path, line_no)
-        try:
-            extend_values(map(float, tokens))   # flat list: ~2x faster than a list per line
-        except ValueError:
-            raise _not_a_number_error(tokens, label_path, line_no) from None
-        if len(tokens) == BOX_ONLY_LINE_LENGTH:
-            extend_values(_BOX_ONLY_PADDING)
-        row_image.append(len(image_names) - 1)
-        row_lines.append(line_no)
-    face_rows = np.array(values, np.float64).reshape(-1, TRAIN_LINE_LENGTH)
-    face_lines = np.array(row_lines, np.int64)
-    _check_face_values(face_rows, face_lines, label_path)
-    return ParsedLabels(image_names, header_sizes, face_rows, np.array(row_image, np.int64),
-                        face_lines)
-
-
-def _raise_at_first(bad_rows, face_lines, label_path, reason):
-    """Raise LabelFormatError for the first True in ``bad_rows`` (N,) bool, if any."""
-    if bad_rows.any():
-        first = int(np.argmax(bad_rows))
-        raise LabelFormatError('%s:%d: %s' % (label_path, face_lines[first], reason(first)))
-
-
-def _check_face_values(face_rows, face_lines, label_path):
-    """Vectorised value checks on (N, 20) face rows; errors name the first bad line."""
-    _raise_at_first(~np.isfinite(face_rows).all(axis=1), face_lines, label_path,
-                    lambda i: 'non-finite value')
-    _raise_at_first((face_rows[:, 2:4] < 0).any(axis=1), face_lines, label_path,
-                    lambda i: 'negative box size w=%g h=%g' % tuple(face_rows[i, 2:4]))
-    points = face_rows[:, 4:4 + 3 * NUM_LANDMARKS].reshape(-1, NUM_LANDMARKS, 3)
-    missing_xy = (points[:, :, 0] == MISSING) & (points[:, :, 1] == MISSING)
-    flags = points[:, :, 2]
-    bad_point = (missing_xy & (flags != MISSING)) | (~missing_xy & (flags < 0))
-    _raise_at_first(bad_point.any(axis=1), face_lines, label_path,
-                    lambda i: 'landmark point %d: missing points must be "-1 -1 -1" and present'
-                              ' points need a flag >= 0' % int(np.argmax(bad_point[i])))
 
 
 # ----------------------------------------------------------------------------
@@ -545,14 +262,14 @@ def _atomic_pickle(obj, path):
     atomic_write_bytes(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-class retinaface(object):  # noqa: N801 -- lowercase class name as in the original
+class RetinaFaceDataset(object):
     """RetinaFace-format face dataset (WIDER FACE with 5-point landmarks).
 
     Args:
         image_set: sub-directory of ``dataset_path`` (``train``, ``val``, ``test``).
         root_path: the cache goes to ``<root_path>/cache/``; None disables it.
         dataset_path: directory holding ``<image_set>/label.txt`` and ``<image_set>/images/``.
-        cfg: recipe (``cfg.TRAIN.MIN_BOX_SIZE``); defaults to ``rcnn.config.config``.
+        cfg: recipe (``cfg.TRAIN.MIN_BOX_SIZE``), from ``rcnn.config.generate_config``.
         drop_empty_images: drop images without boxes; default True for ``train`` only.
 
     Attributes: ``name`` (``retinaface_<image_set>``), ``image_set``,
@@ -564,9 +281,7 @@ class retinaface(object):  # noqa: N801 -- lowercase class name as in the origin
     classes = ('__background__', 'face')
     num_classes = 2
 
-    def __init__(self, image_set, root_path, dataset_path, cfg=None, drop_empty_images=None):
-        if cfg is None:
-            from rcnn.config import config as cfg
+    def __init__(self, image_set, root_path, dataset_path, cfg, drop_empty_images=None):
         self.image_set = image_set
         self.name = 'retinaface_%s' % image_set
         self.root_path = root_path
@@ -577,15 +292,7 @@ class retinaface(object):  # noqa: N801 -- lowercase class name as in the origin
         self.min_box_size = float(cfg.TRAIN.MIN_BOX_SIZE)
         self.drop_empty_images = (image_set == 'train') if drop_empty_images is None \
             else bool(drop_empty_images)
-        self.num_images = sum(1 for line in self._read_label_bytes().splitlines()
-                              if line.lstrip().startswith(b'#'))
-
-    def _read_label_bytes(self):
-        try:
-            with open(self.label_file, 'rb') as stream:
-                return stream.read()
-        except FileNotFoundError:
-            raise FileNotFoundError('label file not found: %s' % self.label_file) from None
+        self.num_images = count_images(read_label_bytes(self.label_file))
 
     def _cache_key(self, label_bytes):
         digest = hashlib.sha256()
@@ -633,15 +340,11 @@ class retinaface(object):  # noqa: N801 -- lowercase class name as in the origin
 
     def gt_roidb(self):
         """List of roidb dicts, one per image (see the module docstring), cached on disk."""
-        label_bytes = self._read_label_bytes()
+        label_bytes = read_label_bytes(self.label_file)
         key = self._cache_key(label_bytes)
         columns = self._load_cache(key)
         if columns is None:
-            try:
-                text = label_bytes.decode('utf-8')
-            except UnicodeDecodeError as err:
-                raise LabelFormatError('%s: not UTF-8 text (%s)' % (self.label_file, err)) from None
-            parsed = parse_label_text(text, self.label_file)
+            parsed = read_label_file(self.label_file, data=label_bytes)
             columns = build_columns(parsed, self.images_dir, self.min_box_size,
                                     self.drop_empty_images)
             self._save_cache(key, columns)
@@ -661,3 +364,6 @@ class retinaface(object):  # noqa: N801 -- lowercase class name as in the origin
     def __repr__(self):
         return '%s(image_set=%r, dataset_path=%r, num_images=%d)' % (
             type(self).__name__, self.image_set, self.dataset_path, self.num_images)
+
+
+retinaface = RetinaFaceDataset   # the original's name for the class (``rcnn.dataset.retinaface``)
