@@ -6,14 +6,14 @@ Rows:
   4 photos of about 500 x 375 plus their flips), mnet recipe (colour jitter on);
 * ``assign_anchor_fpn`` per image for 1, 50, 500 and 1,500 random faces on a 640 x 640 crop
   (16,800 anchors; faces log-uniform 8..128 px, 70% with landmarks): the default path (dense IoU
-  up to ``rcnn.io.rpn.DENSE_PAIRS`` pairs per stride, tiles above) and, for comparison, the full
+  up to ``rcnn.io.anchor_labels.DENSE_PAIRS`` pairs per stride, tiles above) and, for comparison, the full
   16,800 x K IoU matrix the original built for every image;
 * ``crop_and_label`` per image (decode + crop + colour + labels: one worker task);
 * CropLoader throughput in images/s, batch 8, with 0 (inline), 1 and 2 worker processes, on the
   dlib photos repeated to get enough batches (worker start-up excluded, reported apart).
 
 The per-image rows run in a spawned process set up like a loader worker (one OpenCV thread,
-:func:`rcnn.io.rpn.tune_malloc_for_worker`). The loader rows also give the CPU time the calling
+:func:`rcnn.core.loader_worker.tune_malloc_for_worker`). The loader rows also give the CPU time the calling
 (training) thread spends per batch: with workers it only takes ready batches.
 
 Usage: ``python -m bench.bench_data [--quick]``.
@@ -28,8 +28,10 @@ import numpy as np
 
 from bench.common import SHARED, measure, print_rows
 from rcnn.config import generate_config
-from rcnn.io import rpn
+from rcnn.core.loader_worker import tune_malloc_for_worker
+from rcnn.io import anchor_labels
 from rcnn.io.image import get_crop_image1
+from rcnn.io.sample import crop_and_label
 
 FEAT_640 = [(1, 4, 20, 20), (1, 4, 40, 40), (1, 4, 80, 80)]
 FACE_COUNTS = (1, 50, 500, 1500)
@@ -61,20 +63,20 @@ def _random_faces(rng, count, size=640):
 def _labelling_rows(cfg, quick):
     rows = []
     rng = np.random.default_rng(0)
-    default_pairs = rpn.DENSE_PAIRS
+    default_pairs = anchor_labels.DENSE_PAIRS
     for count in FACE_COUNTS:
         gt_label = _random_faces(rng, count)
         repeat = 5 if quick else (20 if count < 500 else 10)
         for label, pairs in (('default', default_pairs), ('full IoU matrix', 10 ** 15)):
-            rpn.DENSE_PAIRS = pairs
+            anchor_labels.DENSE_PAIRS = pairs
             try:
                 rows.append(measure(
                     'assign_anchor_fpn %4d faces (%s)' % (count, label),
-                    lambda: rpn.assign_anchor_fpn(FEAT_640, gt_label, [640, 640, 1.0],
-                                                  landmark=True, cfg=cfg),
+                    lambda: anchor_labels.assign_anchor_fpn(FEAT_640, gt_label, [640, 640, 1.0],
+                                                            landmark=True, cfg=cfg),
                     repeat=repeat, warmup=1, faces=count))
             finally:
-                rpn.DENSE_PAIRS = default_pairs
+                anchor_labels.DENSE_PAIRS = default_pairs
     return rows
 
 
@@ -91,7 +93,7 @@ def _crop_rows(cfg, roidb, quick):
     def one_sample():
         record = roidb[state['i'] % len(roidb)]
         state['i'] += 1
-        rpn.crop_and_label(record, FEAT_640, cfg=cfg, rng=rng)
+        crop_and_label(record, FEAT_640, cfg=cfg, rng=rng)
 
     return [measure('get_crop_image1 per image (dlib photos)', one_crop, repeat=repeat, warmup=2),
             measure('crop_and_label per image (crop + colour + labels)', one_sample,
@@ -142,7 +144,7 @@ def _loader_rows(cfg, roidb, quick):
 def _per_image_rows(quick):
     """Labelling and crop rows, run in a process set up like a loader worker."""
     cv2.setNumThreads(1)
-    rpn.tune_malloc_for_worker()
+    tune_malloc_for_worker()
     cfg, _ = generate_config('mnet', 'retinaface')
     return _labelling_rows(cfg, quick) + _crop_rows(cfg, _dlib_roidb(), quick)
 

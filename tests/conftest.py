@@ -29,3 +29,13 @@ def mnet25_prefix():
 def dlib_faces():
     """Root of the real dlib photos in the RetinaFace layout (train/ and val/)."""
     return shared_path('data', 'dlib_faces')
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Image sizes must come from the file headers alone: the full-decode fallback fails."""
+    from rcnn.dataset import image_header
+
+    def fail(path):
+        raise AssertionError('%s was decoded in full instead of read from its header' % path)
+    monkeypatch.setattr(image_header, '_decoded_size', fail)

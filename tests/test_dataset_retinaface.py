@@ -12,7 +12,6 @@ import pytest
 
 import rcnn.dataset
 from rcnn.config import generate_config
-from rcnn.dataset import image_header
 from rcnn.dataset import retinaface_dataset as reader
 from rcnn.dataset.image_header import ImageReadError, read_image_size
 from rcnn.dataset.label_file import LabelFormatError
@@ -85,14 +84,6 @@ def jpeg_bytes(height, width, progressive=False):
     ok, encoded = cv2.imencode('.jpg', image, params)
     assert ok
     return encoded.tobytes()
-
-
-@pytest.fixture
-def no_decoding(monkeypatch):
-    """Make the full-decode fallback fail: sizes must come from the headers alone."""
-    def fail(path):
-        raise AssertionError('%s was decoded in full instead of read from its header' % path)
-    monkeypatch.setattr(image_header, '_decoded_size', fail)
 
 
 def insert_after_soi(jpeg, segment):

@@ -5,18 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from rcnn.dataset import image_header
 from rcnn.dataset.image_header import ImageReadError, read_image_size
-from test_dataset_retinaface import (exif_app1, hand_made_png, insert_after_soi,  # noqa: F401
-                                     jpeg_bytes, write_png)
-
-
-@pytest.fixture
-def no_decoding(monkeypatch):
-    """Make the full-decode fallback fail: sizes must come from the headers alone."""
-    def fail(path):
-        raise AssertionError('%s was decoded in full instead of read from its header' % path)
-    monkeypatch.setattr(image_header, '_decoded_size', fail)
+from test_dataset_retinaface import exif_app1, hand_made_png, insert_after_soi, jpeg_bytes
 
 
 # ---------------------------------------------------------------------------

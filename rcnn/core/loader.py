@@ -359,7 +359,7 @@ class CropLoader(mx.io.DataIter):
         feat_sym: list of per-stride symbols (class-score outputs, in ``cfg.RPN_FEAT_STRIDE``
             order) whose shape inference, from ``data``, gives (B, 2A, H, W); see
             :func:`feature_symbols`.
-        roidb: list of records (see ``rcnn.dataset.retinaface``).
+        roidb: list of records (see ``rcnn.dataset.retinaface_dataset``).
         batch_size: images per batch (all devices together).
         shuffle: visit the records in a new random order every epoch.
         ctx: list of devices the Module trains on (default ``[mx.cpu()]``).
