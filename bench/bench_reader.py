@@ -84,17 +84,15 @@ def make_synthetic_dataset(root, num_images=WIDER_TRAIN_IMAGES, seed=0):
     images_dir = os.path.join(dataset_path, 'train', 'images')
     sources = _source_jpegs(root, rng)
     faces_per_image = np.maximum(1, rng.poisson(MEAN_FACES, num_images))
-    label_lines = []
+    images = []
     for i in range(num_images):
         event = '%d--event' % (i % 61)
         os.makedirs(os.path.join(images_dir, event), exist_ok=True)
         name = '%s/%d_synthetic_%05d.jpg' % (event, i % 61, i)
         source, height, width = sources[i % len(sources)]
         _link_or_copy(source, os.path.join(images_dir, name))
-        label_lines.append('# ' + name)
-        label_lines.extend(_face_lines(rng, int(faces_per_image[i]), height, width))
-    with open(os.path.join(dataset_path, 'train', 'label.txt'), 'w') as stream:
-        stream.write('\n'.join(label_lines) + '\n')
+        images.append((name, _face_lines(rng, int(faces_per_image[i]), height, width)))
+    label_file.write_label_file(os.path.join(dataset_path, 'train', 'label.txt'), images)
     return dataset_path, int(faces_per_image.sum())
 
 
