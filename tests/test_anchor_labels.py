@@ -336,7 +336,7 @@ def test_allowed_border_leaves_out_anchors_crossing_the_input():
 
 def test_rpn_is_an_alias_of_the_split_modules():
     """``rcnn.io.rpn`` (the original module name) re-exports the same objects."""
-    assert rpn.assign_anchor_fpn is anchor_labels.assign_anchor_fpn
+    assert rpn.assign_anchor_fpn is anchor_labels.assign_anchor_fpn is anchor_labels.label_anchors
     assert rpn.label_names is anchor_labels.label_names
     assert rpn.crop_and_label is sample.crop_and_label
     assert rpn.load_training_sample is sample.load_training_sample

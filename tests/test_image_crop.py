@@ -10,7 +10,7 @@ import pytest
 from rcnn.config import generate_config
 from rcnn.dataset.retinaface_dataset import flip_roidb_entry
 from rcnn.io.image import (ImageReadError, color_aug, get_crop_image1, get_image, read_image,
-                           transform)
+                           training_crops, transform)
 
 BACKGROUND = (40, 40, 40)
 # (x1, y1, x2, y2, BGR colour); all inside a 400 x 600 (h x w) image, asymmetric left-right
@@ -342,3 +342,9 @@ def test_missing_or_undecodable_image_raises_naming_the_file(drawn_record, tmp_p
         read_image(dict(drawn_record, image=str(garbage)))
     with pytest.raises(ImageReadError, match='record says'):
         read_image(dict(drawn_record, height=401))
+
+
+def test_original_name_is_an_alias_and_cfg_is_required(drawn_record):
+    assert get_crop_image1 is training_crops
+    with pytest.raises(TypeError):
+        training_crops([drawn_record])          # no module-level config to fall back on

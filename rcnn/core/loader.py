@@ -56,7 +56,7 @@ from mxnet.executor_manager import _split_input_slice
 
 from rcnn.core import worker_protocol as protocol
 from rcnn.core.loader_worker import sample_worker_loop
-from rcnn.io.anchor_labels import assign_anchor_fpn, label_names
+from rcnn.io.anchor_labels import label_anchors, label_names
 from rcnn.io.sample import epoch_order, load_training_sample
 
 logger = logging.getLogger(__name__)
@@ -470,8 +470,8 @@ class CropLoader(mx.io.DataIter):
         feat_shapes = self._feature_shapes((1, channels, height, width))
         empty = {'gt_boxes': np.zeros((0, 5), dtype=np.float32),
                  'gt_landmarks': np.zeros((0, 5, 3), dtype=np.float32)}
-        labels = assign_anchor_fpn(feat_shapes, empty, [height, width, 1.0],
-                                   landmark=self.with_landmarks, cfg=self.cfg)
+        labels = label_anchors(feat_shapes, empty, [height, width, 1.0],
+                               landmark=self.with_landmarks, cfg=self.cfg)
         label_shape = [(name, (batch,) + labels[name].shape[1:]) for name in self.label_name]
         return max_data_shape, label_shape
 

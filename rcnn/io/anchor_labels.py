@@ -1,9 +1,10 @@
 """Anchor labels for the RetinaFace training graph: the labels, box / landmark targets and
-weights of every anchor of one image (:func:`assign_anchor_fpn`).
+weights of every anchor of one image (:func:`label_anchors`; ``assign_anchor_fpn`` is its
+original name, kept as an alias).
 
 NumPy only (no MXNet): the loader's worker processes run it.
 
-Anchors (:func:`assign_anchor_fpn`)
+Anchors (:func:`label_anchors`)
     For each stride s of ``cfg.RPN_FEAT_STRIDE`` (32, 16, 8) and a class-score map of H x W cells,
     the anchors are ``anchors_plane(H, W, s, base anchors of s)`` ordered position-major,
     anchor-minor. An anchor reaching more than ``ALLOWED_BORDER`` pixels outside the input
@@ -46,7 +47,7 @@ from cython_ext.bbox import bbox_overlaps_cython
 from rcnn.processing.bbox_transform import landmark_transform, nonlinear_transform
 from rcnn.processing.generate_anchor import anchors_plane, generate_anchors_fpn
 
-__all__ = ['assign_anchor_fpn', 'label_names', 'best_faces', 'DENSE_PAIRS', 'TILE_CELLS']
+__all__ = ['label_anchors', 'assign_anchor_fpn', 'label_names', 'best_faces', 'DENSE_PAIRS', 'TILE_CELLS']
 
 DENSE_PAIRS = 200000       # anchor-face pairs of one stride computed densely
 TILE_CELLS = 16            # tile side in feature cells for the pruned IoU
@@ -216,8 +217,8 @@ def label_names(cfg, prefix='face'):
             for stride in cfg.RPN_FEAT_STRIDE for kind in kinds]
 
 
-def assign_anchor_fpn(feat_shape, gt_label, im_info, landmark=False, prefix='face',
-                      select_stride=0, *, cfg, rng=None):
+def label_anchors(feat_shape, gt_label, im_info, landmark=False, prefix='face',
+                  select_stride=0, *, cfg, rng=None):
     """Anchor labels, box and landmark targets and weights of one image (module docstring).
 
     Args:
@@ -236,7 +237,7 @@ def assign_anchor_fpn(feat_shape, gt_label, im_info, landmark=False, prefix='fac
         dict name -> float32 array, layouts in the module docstring.
     """
     if cfg.get('USE_BLUR', False):
-        raise ValueError('assign_anchor_fpn: cfg.USE_BLUR is not supported')
+        raise ValueError('label_anchors: cfg.USE_BLUR is not supported')
     strides = [int(s) for s in cfg.RPN_FEAT_STRIDE]
     if len(feat_shape) != len(strides):
         raise ValueError('feat_shape has %d entries but cfg.RPN_FEAT_STRIDE lists %d strides'
@@ -271,6 +272,9 @@ def assign_anchor_fpn(feat_shape, gt_label, im_info, landmark=False, prefix='fac
         _subsample(labels, cfg.TRAIN, np.random.default_rng() if rng is None else rng)
     return _per_stride_outputs(planes, strides, labels, bbox_targets, landmark_targets,
                                has_landmarks, landmark, prefix, select_stride)
+
+
+assign_anchor_fpn = label_anchors     # the original name
 
 
 def _targets(anchors, gt_boxes, gt_landmarks, matched, train_cfg):

@@ -2,7 +2,8 @@
 
 Everything here is NumPy / OpenCV only (no MXNet), so it can run in loader worker processes.
 
-Training sample (:func:`get_crop_image1`), per roidb record, as the original RetinaFace training:
+Training sample (:func:`training_crops`; ``get_crop_image1`` is its original name), per roidb
+record, as the original RetinaFace training:
 
 1. decode the image (BGR uint8); a ``flipped`` record is mirrored left-right here (its boxes and
    landmarks were already mirrored by the reader);
@@ -41,8 +42,8 @@ from rcnn.dataset.image_header import ImageReadError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['ImageReadError', 'read_image', 'get_crop_image1', 'get_image', 'crop_window_faces',
-           'color_aug', 'transform', 'resize']
+__all__ = ['ImageReadError', 'read_image', 'training_crops', 'get_crop_image1', 'get_image',
+           'crop_window_faces', 'color_aug', 'transform', 'resize']
 
 # ITU-R BT.601 luma weights in the channel order of OpenCV images (B, G, R)
 _LUMA_BGR = np.array([0.114, 0.587, 0.299], dtype=np.float32)
@@ -222,7 +223,7 @@ def _crop_one(roi_rec, cfg, rng):
     return im_tensor, new_rec
 
 
-def get_crop_image1(roidb, cfg, rng=None):
+def training_crops(roidb, cfg, rng=None):
     """Random training crops of a list of records (see the module docstring).
 
     Args:
@@ -250,6 +251,9 @@ def get_crop_image1(roidb, cfg, rng=None):
         processed_ims.append(im_tensor)
         processed_roidb.append(new_rec)
     return processed_ims, processed_roidb
+
+
+get_crop_image1 = training_crops     # the original name
 
 
 def resize(im, target_size, max_size, stride=0, interpolation=cv2.INTER_LINEAR):

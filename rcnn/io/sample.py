@@ -3,7 +3,7 @@
 NumPy / OpenCV only (no MXNet): the loader's worker processes run it.
 
 Training sample (:func:`load_training_sample`): a random crop of a record
-(:func:`rcnn.io.image.get_crop_image1`) and its labels, with the random stream fixed by
+(:func:`rcnn.io.image.training_crops`) and its labels, with the random stream fixed by
 ``(seed, epoch, position in the epoch)``; an image that cannot be read is replaced by another
 record drawn from the same stream.
 
@@ -13,8 +13,8 @@ sample's crop, colour and label subsampling from ``(seed, epoch, position, attem
 """
 import numpy as np
 
-from rcnn.io.anchor_labels import assign_anchor_fpn
-from rcnn.io.image import ImageReadError, get_crop_image1
+from rcnn.io.anchor_labels import label_anchors
+from rcnn.io.image import ImageReadError, training_crops
 
 __all__ = ['gt_label_from_record', 'crop_and_label', 'sample_rng', 'epoch_order',
            'load_training_sample', 'MAX_REPLACEMENTS', 'ImageReadError']
@@ -25,7 +25,7 @@ _SEED_TAG_SAMPLE = 2
 
 
 def gt_label_from_record(roi_rec, with_landmarks=True):
-    """``gt_label`` for :func:`assign_anchor_fpn` from a (cropped) record.
+    """``gt_label`` for :func:`rcnn.io.anchor_labels.label_anchors` from a (cropped) record.
 
     Faces of class 0 are left out. Returns ``{'gt_boxes': (K, 5) float32 x1 y1 x2 y2 class}``
     plus ``'gt_landmarks'`` (K, 5, 3) float32 (all -1 when the record has no landmarks).
@@ -49,18 +49,18 @@ def crop_and_label(roi_rec, feat_shapes, cfg, rng=None):
     """Random crop of one record and its anchor labels.
 
     Args:
-        roi_rec: roidb record (see :func:`rcnn.io.image.get_crop_image1`).
+        roi_rec: roidb record (see :func:`rcnn.io.image.training_crops`).
         feat_shapes: per stride, the class-score shape (..., H, W) for the crop size.
         cfg: config (``rcnn.config.generate_config``); rng: numpy Generator (crop, colour,
             then label subsampling).
     Returns:
-        (im_tensor (1, 3, S, S) float32, labels dict (see :func:`assign_anchor_fpn`),
+        (im_tensor (1, 3, S, S) float32, labels dict (see :func:`label_anchors`),
         cropped record).
     """
     rng = np.random.default_rng() if rng is None else rng
-    ims, records = get_crop_image1([roi_rec], cfg=cfg, rng=rng)
+    ims, records = training_crops([roi_rec], cfg=cfg, rng=rng)
     with_landmarks = bool(cfg.get('FACE_LANDMARK', True))
-    labels = assign_anchor_fpn(feat_shapes, gt_label_from_record(records[0], with_landmarks),
+    labels = label_anchors(feat_shapes, gt_label_from_record(records[0], with_landmarks),
                                records[0]['im_info'], landmark=with_landmarks, prefix='face',
                                cfg=cfg, rng=rng)
     return ims[0], labels, records[0]
