@@ -6,15 +6,15 @@ Rows:
   4 photos of about 500 x 375 plus their flips), mnet recipe (colour jitter on);
 * ``assign_anchor_fpn`` per image for 1, 50, 500 and 1,500 random faces on a 640 x 640 crop
   (16,800 anchors; faces log-uniform 8..128 px, 70% with landmarks): the default path (dense IoU
-  up to ``rcnn.io.anchor_labels.DENSE_PAIRS`` pairs per stride, tiles above) and, for comparison, the full
-  16,800 x K IoU matrix the original built for every image;
+  up to ``rcnn.io.anchor_labels.DENSE_PAIRS`` pairs per stride, tiles above) and, for comparison,
+  the full 16,800 x K IoU matrix the original built for every image;
 * ``crop_and_label`` per image (decode + crop + colour + labels: one worker task);
 * CropLoader throughput in images/s, batch 8, with 0 (inline), 1 and 2 worker processes, on the
   dlib photos repeated to get enough batches (worker start-up excluded, reported apart).
 
 The per-image rows run in a spawned process set up like a loader worker (one OpenCV thread,
-:func:`rcnn.core.loader_worker.tune_malloc_for_worker`). The loader rows also give the CPU time the calling
-(training) thread spends per batch: with workers it only takes ready batches.
+:func:`rcnn.core.loader_worker.tune_malloc_for_worker`). The loader rows also give the CPU time
+the calling (training) thread spends per batch: with workers it only takes ready batches.
 
 Usage: ``python -m bench.bench_data [--quick]``.
 """

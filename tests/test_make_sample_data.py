@@ -15,9 +15,8 @@ import scipy.io as sio
 
 from conftest import ROOT, shared_path
 import tools.sample_data as synthetic
-from tools.sample_data import (PUPIL_COLOUR, MOUTH_SLIT_COLOUR, FaceSpec, draw_face,
-                                    face_box, face_landmarks, label_face, make_sample_dataset,
-                                    render_scene)
+from tools.sample_data import (PUPIL_COLOUR, MOUTH_SLIT_COLOUR, FaceSpec, draw_face, face_box,
+                               face_landmarks, label_face, make_sample_dataset, render_scene)
 
 BACKGROUND = (200, 60, 20)          # BGR blue-ish, far from every skin tone
 SKIN = (120, 165, 215)

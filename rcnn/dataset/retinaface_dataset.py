@@ -269,7 +269,8 @@ class RetinaFaceDataset(object):
         image_set: sub-directory of ``dataset_path`` (``train``, ``val``, ``test``).
         root_path: the cache goes to ``<root_path>/cache/``; None disables it.
         dataset_path: directory holding ``<image_set>/label.txt`` and ``<image_set>/images/``.
-        cfg: recipe (``cfg.TRAIN.MIN_BOX_SIZE``), from ``rcnn.config.generate_config``.
+        cfg: training recipe (``rcnn.config.generate_config``), read for ``TRAIN.MIN_BOX_SIZE``
+            only; None (no recipe, e.g. test-time listing) keeps boxes of any size.
         drop_empty_images: drop images without boxes; default True for ``train`` only.
 
     Attributes: ``name`` (``retinaface_<image_set>``), ``image_set``,
@@ -281,7 +282,7 @@ class RetinaFaceDataset(object):
     classes = ('__background__', 'face')
     num_classes = 2
 
-    def __init__(self, image_set, root_path, dataset_path, cfg, drop_empty_images=None):
+    def __init__(self, image_set, root_path, dataset_path, cfg=None, drop_empty_images=None):
         self.image_set = image_set
         self.name = 'retinaface_%s' % image_set
         self.root_path = root_path
@@ -289,7 +290,7 @@ class RetinaFaceDataset(object):
         self.label_file = os.path.join(dataset_path, image_set, 'label.txt')
         self.images_dir = os.path.join(dataset_path, image_set, 'images')
         self.cache_path = None if root_path is None else os.path.join(root_path, 'cache')
-        self.min_box_size = float(cfg.TRAIN.MIN_BOX_SIZE)
+        self.min_box_size = 0.0 if cfg is None else float(cfg.TRAIN.MIN_BOX_SIZE)
         self.drop_empty_images = (image_set == 'train') if drop_empty_images is None \
             else bool(drop_empty_images)
         self.num_images = count_images(read_label_bytes(self.label_file))

@@ -47,7 +47,8 @@ from cython_ext.bbox import bbox_overlaps_cython
 from rcnn.processing.bbox_transform import landmark_transform, nonlinear_transform
 from rcnn.processing.generate_anchor import anchors_plane, generate_anchors_fpn
 
-__all__ = ['label_anchors', 'assign_anchor_fpn', 'label_names', 'best_faces', 'DENSE_PAIRS', 'TILE_CELLS']
+__all__ = ['label_anchors', 'assign_anchor_fpn', 'label_names', 'best_faces', 'DENSE_PAIRS',
+           'TILE_CELLS']
 
 DENSE_PAIRS = 200000       # anchor-face pairs of one stride computed densely
 TILE_CELLS = 16            # tile side in feature cells for the pruned IoU

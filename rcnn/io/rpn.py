@@ -19,7 +19,7 @@ from rcnn.io.anchor_labels import (DENSE_PAIRS, TILE_CELLS, assign_anchor_fpn, l
 from rcnn.io.sample import (MAX_REPLACEMENTS, ImageReadError, crop_and_label, epoch_order,
                             gt_label_from_record, load_training_sample, sample_rng)
 
-__all__ = ['assign_anchor_fpn', 'label_anchors', 'label_names', 'gt_label_from_record', 'crop_and_label',
-           'load_training_sample', 'sample_rng', 'epoch_order', 'batch_buffer_layout',
-           'batch_buffer_views', 'write_sample', 'tune_malloc_for_worker', 'sample_worker_loop',
-           'DENSE_PAIRS', 'TILE_CELLS', 'MAX_REPLACEMENTS', 'ImageReadError']
+__all__ = ['assign_anchor_fpn', 'label_anchors', 'label_names', 'gt_label_from_record',
+           'crop_and_label', 'load_training_sample', 'sample_rng', 'epoch_order',
+           'batch_buffer_layout', 'batch_buffer_views', 'write_sample', 'tune_malloc_for_worker',
+           'sample_worker_loop', 'DENSE_PAIRS', 'TILE_CELLS', 'MAX_REPLACEMENTS', 'ImageReadError']

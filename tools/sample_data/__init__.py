@@ -1,7 +1,8 @@
 """The sample-set generator: synthetic face scenes and the WIDER-format data set built from them.
 
 Not part of the ``rcnn`` library: used by ``tools/make_sample_data.py``, ``tools/demo.py`` and the
-tests. Modules: :mod:`tools.sample_data.scene` (drawing and exact labels of one image),
+tests. Modules: :mod:`tools.sample_data.face` (one face: geometry, drawing, exact labels),
+:mod:`tools.sample_data.scene` (one image: background, placement, distractors) and
 :mod:`tools.sample_data.dataset` (the data set on disk).
 
 WIDER FACE cannot ship with the project, so this package draws a data set whose labels are
@@ -56,14 +57,14 @@ Determinism
     seed gives the same bytes for every image, label file and ``.mat`` file (whose header text
     is fixed instead of scipy's creation time), with any number of worker processes.
 """
-from tools.sample_data.dataset import (GENERATOR_NAME, MARKER_NAME, format_train_line,  # noqa: F401
-                                       format_val_line, image_name, image_rng,
+from tools.sample_data.dataset import (EVENTS, GENERATOR_NAME, MARKER_NAME,  # noqa: F401
+                                       format_train_line, format_val_line, image_name, image_rng,
                                        make_sample_dataset, write_wider_mat_files)
-from tools.sample_data.scene import (EVENTS, LANDMARK_MIN_HEIGHT, MOUTH_SLIT_COLOUR,  # noqa: F401
-                                     PUPIL_COLOUR, SETTING_RULES, SETTINGS, FaceLabel, FaceSpec,
-                                     Scene, blur_score, draw_face, ellipse_bounds, face_box,
-                                     face_landmarks, label_face, render_scene,
-                                     settings_description)
+from tools.sample_data.face import (LANDMARK_MIN_HEIGHT, MOUTH_SLIT_COLOUR,  # noqa: F401
+                                    PUPIL_COLOUR, SETTING_RULES, SETTINGS, FaceLabel, FaceSpec,
+                                    blur_score, draw_face, ellipse_bounds, face_box,
+                                    face_landmarks, label_face, settings_description)
+from tools.sample_data.scene import Scene, render_scene  # noqa: F401
 
 __all__ = ['EVENTS', 'SETTINGS', 'LANDMARK_MIN_HEIGHT', 'SETTING_RULES', 'FaceSpec',
            'FaceLabel', 'Scene', 'ellipse_bounds', 'face_box', 'face_landmarks', 'draw_face',

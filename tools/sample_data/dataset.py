@@ -16,12 +16,17 @@ import scipy.io as sio
 from tqdm import tqdm
 
 from rcnn.dataset.label_file import format_face_line, write_label_file
-from tools.sample_data.scene import EVENTS, SETTING_RULES, SETTINGS, SPLIT_CODES, render_scene
+from tools.sample_data.face import SETTING_RULES, SETTINGS
+from tools.sample_data.scene import render_scene
 
-__all__ = ['MARKER_NAME', 'GENERATOR_NAME', 'image_rng', 'image_name', 'make_sample_dataset',
-           'format_train_line', 'format_val_line', 'write_wider_mat_files']
+__all__ = ['EVENTS', 'SPLIT_CODES', 'MARKER_NAME', 'GENERATOR_NAME', 'image_rng', 'image_name',
+           'make_sample_dataset', 'format_train_line', 'format_val_line', 'write_wider_mat_files']
 
 logger = logging.getLogger(__name__)
+
+EVENTS = ('0--Parade', '1--Handshaking', '2--Demonstration', '3--Riot', '4--Dancing',
+          '5--Car_Accident')
+SPLIT_CODES = {'train': 0, 'val': 1}
 
 # ---------------------------------------------------------------------------------------------
 # the data set on disk
