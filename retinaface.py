@@ -145,8 +145,10 @@ class RetinaFace(object):
         decay4: factor on the scores of a stride-4 level before thresholding, as the original;
             accepted for compatibility, it has no effect on ``net3`` (no stride 4).
         vote: box voting instead of NMS (WIDER FACE "accurate" mode).
-        backend: ``'mxnet'`` or ``'onnxruntime'`` (CPU only, ``ctx_id=-1``; needs the extras of
-            ``requirements-deploy.txt``); see :data:`rcnn.inference.BACKENDS`.
+        backend: ``'mxnet'``, ``'onnxruntime'`` or ``'opencv'`` (OpenCV's DNN module on a
+            fixed-size export per input size); the last two run on the CPU only (``ctx_id=-1``)
+            and need the extras of ``requirements-deploy.txt``; see
+            :data:`rcnn.inference.BACKENDS`.
         threads: CPU threads for the backend (MXNet: only before mxnet is first imported).
     """
 
