@@ -124,6 +124,9 @@ def test_video_errors(cli, mnet25_prefix, clip, tmp_path):
     image = str(shared_path('images', 'dogs.jpg'))
     assert cli.main(base + [str(tmp_path / 'x.mp4'), image]) == 2
     assert cli.main(base + [str(tmp_path / 'x.webm'), str(path)]) == 2
+    size = path.stat().st_size
+    assert cli.main(base + [str(path), str(path)]) == 2           # would overwrite its input
+    assert path.stat().st_size == size
     with pytest.raises(SystemExit):
         cli.parse_args(base + [out, str(path), '--every', '0'])
     from rcnn.utils import video as video_io

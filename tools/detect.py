@@ -191,7 +191,12 @@ def video_outputs(args, source, num_videos):
     else:
         base = os.path.join(args.out, video_io.source_name(source))
         drawn = base + '.mp4'
-    return (None if args.no_draw else drawn), (base + '.jsonl' if args.json else None)
+    drawn, lines = (None if args.no_draw else drawn), (base + '.jsonl' if args.json else None)
+    if video_io.camera_index(source) is None:
+        for path in (drawn, lines):
+            if path and os.path.realpath(path) == os.path.realpath(source):
+                raise ValueError('output %s would overwrite the input video %s' % (path, source))
+    return drawn, lines
 
 
 def run_video(args, detector, source, num_videos=1):
