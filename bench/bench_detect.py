@@ -13,7 +13,17 @@ when it is imported. Each subprocess times:
   outputs), for comparison.
 
 The image is ``bald_guys.jpg`` (a group photo) resized to 640x480.
-Usage: ``python -m bench.bench_detect [--quick]``.
+
+Mode 1 (``test_widerface.py --mode 1``: five pyramid scales, each flipped, box voting, threshold
+0.02) in one subprocess with MXNet's default threads, on the real dlib val photos and the shared
+group photos (1024 px wide): images/s of today's serial path (``detect()``, one forward per
+scale and flip, MXNet) and of the new schedules (:func:`rcnn.inference.pyramid.detect_pyramid`:
+flips batched, scales in parallel threads with onnxruntime), each run on every image in turn,
+interleaved round by round so a changing machine load hits them alike. Every row gives its
+speed relative to the serial MXNet path and the largest box difference from it (the outputs
+must agree).
+
+Usage: ``python -m bench.bench_detect [--quick] [--only-mode1]``.
 """
 import argparse
 import json
@@ -79,6 +89,96 @@ def child_rows(threads, engine, repeat):
     return rows
 
 
+#: mode-1 schedules: (name, backend, backend threads, serial, flip_batch, scale_workers)
+MODE1_SCHEDULES = [
+    ('serial detect(), mxnet (today\'s path, baseline)', 'mxnet', None, True, True, 1),
+    ('flip batch, mxnet', 'mxnet', None, False, True, 1),
+    ('serial detect(), onnxruntime', 'onnxruntime', None, True, True, 1),
+    ('flip batch, onnxruntime', 'onnxruntime', None, False, True, 1),
+    ('2 scale workers, onnxruntime 1 thread each', 'onnxruntime', 1, False, False, 2),
+    ('flip batch + 2 scale workers, onnxruntime 1 thread each', 'onnxruntime', 1, False, True, 2),
+]
+
+
+def _mode1_images(count):
+    import cv2
+    paths = sorted((SHARED / 'data' / 'dlib_faces' / 'val' / 'images').rglob('*.jpg'))
+    paths += [SHARED / 'images' / name for name in ('bald_guys.jpg', 'dogs.jpg')]
+    images = []
+    for path in paths[:count]:
+        image = cv2.imread(str(path))
+        if image is None:
+            raise FileNotFoundError('cannot read %s' % path)
+        if image.shape[1] > 1024:
+            height = int(round(image.shape[0] * 1024.0 / image.shape[1]))
+            image = cv2.resize(image, (1024, height), interpolation=cv2.INTER_AREA)
+        images.append(image)
+    return images
+
+
+def mode1_child_rows(rounds, num_images):
+    """Mode-1 images/s of every schedule, interleaved (see the module docstring)."""
+    import time
+
+    import numpy as np
+    from rcnn.inference.pyramid import detect_pyramid
+    from retinaface import RetinaFace
+    from test_widerface import scales_for_image
+
+    images = _mode1_images(num_images)
+    detectors = {}
+    for _, backend, threads, _, _, _ in MODE1_SCHEDULES:
+        if (backend, threads) not in detectors:
+            detectors[backend, threads] = RetinaFace(_prefix(), 0, ctx_id=-1, vote=True,
+                                                     backend=backend, threads=threads)
+
+    def run_schedule(schedule, image):
+        _, backend, threads, serial, flip_batch, scale_workers = schedule
+        detector = detectors[backend, threads]
+        scales, do_flip = scales_for_image(image.shape[0], image.shape[1], 1)
+        if serial:
+            return detector.detect(image, 0.02, scales, do_flip)[0]
+        return detect_pyramid(detector, image, 0.02, scales, do_flip, flip_batch=flip_batch,
+                              scale_workers=scale_workers)[0]
+
+    reference = [run_schedule(MODE1_SCHEDULES[0], image) for image in images]   # + warm-up
+    seconds = {schedule[0]: [] for schedule in MODE1_SCHEDULES}
+    max_diff = {schedule[0]: 0.0 for schedule in MODE1_SCHEDULES}
+    for schedule in MODE1_SCHEDULES[1:]:
+        run_schedule(schedule, images[0])                                    # warm-up
+    for _ in range(rounds):
+        for schedule in MODE1_SCHEDULES:
+            t0 = time.perf_counter()
+            faces = [run_schedule(schedule, image) for image in images]
+            seconds[schedule[0]].append(time.perf_counter() - t0)
+            for got, want in zip(faces, reference):
+                diff = np.inf if got.shape != want.shape else float(np.abs(got - want).max(
+                    initial=0.0))
+                max_diff[schedule[0]] = max(max_diff[schedule[0]], diff)
+    base = float(np.median(seconds[MODE1_SCHEDULES[0][0]]))
+    rows = []
+    for schedule in MODE1_SCHEDULES:
+        median = float(np.median(seconds[schedule[0]]))
+        rows.append({'name': 'mode 1: ' + schedule[0],
+                     'images_per_s': round(len(images) / median, 3),
+                     'speedup_vs_serial_mxnet': round(base / median, 2),
+                     'max_abs_diff_vs_serial': max_diff[schedule[0]],
+                     'images': len(images), 'rounds': rounds,
+                     'round_s': [round(v, 2) for v in seconds[schedule[0]]]})
+    return rows
+
+
+def _run_mode1(rounds, num_images):
+    command = [sys.executable, '-m', 'bench.bench_detect', '--mode1-child', '--rounds',
+               str(rounds), '--images', str(num_images)]
+    result = subprocess.run(command, cwd=str(ROOT), capture_output=True, text=True,
+                            timeout=3600)
+    lines = [l for l in result.stdout.splitlines() if l.startswith(_ROW_MARK)]
+    if result.returncode != 0 or not lines:
+        raise RuntimeError('mode-1 benchmark subprocess failed:\n%s' % result.stderr[-2000:])
+    return json.loads(lines[-1][len(_ROW_MARK):])
+
+
 def _run_setting(threads, engine, repeat):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     env.pop('MXNET_ENGINE_TYPE', None)
@@ -95,15 +195,16 @@ def _run_setting(threads, engine, repeat):
     return json.loads(lines[-1][len(_ROW_MARK):])
 
 
-def run(quick=False):
+def run(quick=False, only_mode1=False):
     """Rows for every setting (see the module docstring)."""
     if not (SHARED / 'models' / 'mnet.25' / 'mnet.25-symbol.json').is_file():
         raise FileNotFoundError('the released mnet.25 is not in %s' % SHARED)
     repeat = 10 if quick else 60
-    settings = SETTINGS[:2] if quick else SETTINGS
+    settings = [] if only_mode1 else SETTINGS[:2] if quick else SETTINGS
     rows = []
     for threads, engine in settings:
         rows.extend(_run_setting(threads, engine, repeat))
+    rows.extend(_run_mode1(rounds=1 if quick else 3, num_images=2 if quick else 4))
     return rows
 
 
@@ -116,12 +217,22 @@ def main(argv=None):
     parser.add_argument('--threads', type=int, default=1, help='with --child: OMP threads set')
     parser.add_argument('--engine', default='', help='with --child: MXNET_ENGINE_TYPE set')
     parser.add_argument('--repeat', type=int, default=60, help='with --child: timed calls')
+    parser.add_argument('--only-mode1', action='store_true',
+                        help='only the mode-1 (pyramid + flips) comparison')
+    parser.add_argument('--mode1-child', action='store_true',
+                        help='internal: time the mode-1 schedules here, print rows as JSON')
+    parser.add_argument('--rounds', type=int, default=3, help='with --mode1-child: rounds')
+    parser.add_argument('--images', type=int, default=4, help='with --mode1-child: images')
     args = parser.parse_args(argv)
+    if args.mode1_child:
+        rows = mode1_child_rows(args.rounds, args.images)
+        print(_ROW_MARK + json.dumps(rows), flush=True)
+        return 0
     if args.child:
         rows = child_rows(args.threads, args.engine or None, args.repeat)
         print(_ROW_MARK + json.dumps(rows), flush=True)
         return 0
-    print_rows(run(quick=args.quick))
+    print_rows(run(quick=args.quick, only_mode1=args.only_mode1))
     return 0
 
 

@@ -117,7 +117,10 @@ class MXNetBackend(object):
     Attributes:
         output_names: the 9 output names, in the order :meth:`forward` returns them.
         num_binds: executors bound so far (one per new input shape).
+        concurrent_forward: False, one :meth:`forward` at a time (the executors share memory).
     """
+
+    concurrent_forward = False
 
     def __init__(self, symbol, arg_params, aux_params, ctx=None, strides=DEFAULT_STRIDES,
                  max_shapes=DEFAULT_MAX_SHAPES):
