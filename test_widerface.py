@@ -25,6 +25,7 @@ and 2 ``--flip-batch on`` runs each scale's unflipped and flipped inputs in one 
 (a batch of 2; the default ``auto`` does so on a GPU only: on the CPU the batch of 2 measured
 slower than two passes), and ``--scale-workers K`` runs K scales at once where the backend
 allows it (onnxruntime; with ``--threads 1`` the fastest CPU setting measured on 2 cores).
+``--engine naive`` (the default on the CPU) runs MXNet's operators in the calling thread.
 ``--serial`` is the plain one-pass-at-a-time ``detect()`` path. A given backend writes the
 same files with every schedule.
 """
@@ -99,6 +100,11 @@ def parse_args(argv=None):
                        help='CPU threads of the backend (MXNet: OMP_NUM_THREADS, set before '
                             'mxnet is imported; onnxruntime: intra-op threads); default: the '
                             'backend\'s own (one per core)')
+    speed.add_argument('--engine', default='auto', choices=('auto', 'threaded', 'naive'),
+                       help='MXNet backend: naive runs each operator in the calling thread '
+                            '(faster CPU inference); auto: naive on the CPU unless '
+                            'MXNET_ENGINE_TYPE is set, MXNet\'s default (threaded) on a GPU '
+                            '(default %(default)s)')
     speed.add_argument('--flip-batch', default='auto', choices=('auto', 'on', 'off'),
                        help='modes 1/2: run the unflipped and flipped input of a scale as one '
                             'batch of 2; auto: on with --gpu >= 0, off on the CPU (where it '
@@ -208,6 +214,9 @@ class RecallCounter(object):
 def run(args):
     """Test the split; returns a summary dict (images, detected, resumed, seconds,
     images_per_s, recall, found, faces)."""
+    if args.backend == 'mxnet':
+        from rcnn.inference.mxnet_backend import choose_engine
+        logger.info('MXNet engine: %s', choose_engine(args.engine, on_gpu=args.gpu >= 0))
     detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network,
                           nocrop=args.nocrop, vote=(args.mode == 1), backend=args.backend,
                           threads=args.threads)

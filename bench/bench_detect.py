@@ -15,13 +15,14 @@ when it is imported. Each subprocess times:
 The image is ``bald_guys.jpg`` (a group photo) resized to 640x480.
 
 Mode 1 (``test_widerface.py --mode 1``: five pyramid scales, each flipped, box voting, threshold
-0.02) in one subprocess with MXNet's default threads, on the real dlib val photos and the shared
-group photos (1024 px wide): images/s of today's serial path (``detect()``, one forward per
-scale and flip, MXNet) and of the new schedules (:func:`rcnn.inference.pyramid.detect_pyramid`:
-flips batched, scales in parallel threads with onnxruntime), each run on every image in turn,
-interleaved round by round so a changing machine load hits them alike. Every row gives its
-speed relative to the serial MXNet path and the largest box difference from it (the outputs
-must agree).
+0.02) on the real dlib val photos and the shared group photos (1024 px wide), default threads:
+images/s of today's path (``detect()``, one forward per scale and flip, MXNet's threaded
+engine) and of the new schedules (MXNet's NaiveEngine, onnxruntime,
+:func:`rcnn.inference.pyramid.detect_pyramid`: flips batched, scales in parallel threads with
+onnxruntime). Two persistent child processes (one per MXNet engine, which is fixed at import)
+serve the runs; every schedule runs on all images in turn, round after round, so a changing
+machine load hits them alike. Each row gives its speed relative to today's path, whether its
+faces are bit-identical to it and the largest box difference in pixels.
 
 Usage: ``python -m bench.bench_detect [--quick] [--only-mode1]``.
 """
@@ -89,14 +90,20 @@ def child_rows(threads, engine, repeat):
     return rows
 
 
-#: mode-1 schedules: (name, backend, backend threads, serial, flip_batch, scale_workers)
+#: mode-1 schedules: (name, MXNet engine of the process, backend, backend threads, serial,
+#: flip_batch, scale_workers); the first is today's path, the baseline
 MODE1_SCHEDULES = [
-    ('serial detect(), mxnet (today\'s path, baseline)', 'mxnet', None, True, True, 1),
-    ('flip batch, mxnet', 'mxnet', None, False, True, 1),
-    ('serial detect(), onnxruntime', 'onnxruntime', None, True, True, 1),
-    ('flip batch, onnxruntime', 'onnxruntime', None, False, True, 1),
-    ('2 scale workers, onnxruntime 1 thread each', 'onnxruntime', 1, False, False, 2),
-    ('flip batch + 2 scale workers, onnxruntime 1 thread each', 'onnxruntime', 1, False, True, 2),
+    ('serial detect(), mxnet threaded engine (today\'s path, baseline)', 'threaded', 'mxnet',
+     None, True, True, 1),
+    ('flip batch, mxnet threaded engine', 'threaded', 'mxnet', None, False, True, 1),
+    ('serial detect(), mxnet NaiveEngine', 'naive', 'mxnet', None, True, True, 1),
+    ('flip batch, mxnet NaiveEngine', 'naive', 'mxnet', None, False, True, 1),
+    ('serial detect(), onnxruntime', 'threaded', 'onnxruntime', None, True, True, 1),
+    ('flip batch, onnxruntime', 'threaded', 'onnxruntime', None, False, True, 1),
+    ('2 scale workers, onnxruntime 1 thread each', 'threaded', 'onnxruntime', 1, False, False,
+     2),
+    ('flip batch + 2 scale workers, onnxruntime 1 thread each', 'threaded', 'onnxruntime', 1,
+     False, True, 2),
 ]
 
 
@@ -116,24 +123,26 @@ def _mode1_images(count):
     return images
 
 
-def mode1_child_rows(rounds, num_images):
-    """Mode-1 images/s of every schedule, interleaved (see the module docstring)."""
+def mode1_server(engine, num_images):
+    """Child process (MXNet engine ``engine``): reads schedule indices from stdin, runs that
+    schedule on every image and answers one JSON line (seconds, sha1 of the faces per image)."""
+    import hashlib
     import time
 
-    import numpy as np
     from rcnn.inference.pyramid import detect_pyramid
     from retinaface import RetinaFace
     from test_widerface import scales_for_image
 
     images = _mode1_images(num_images)
     detectors = {}
-    for _, backend, threads, _, _, _ in MODE1_SCHEDULES:
-        if (backend, threads) not in detectors:
+    for schedule in MODE1_SCHEDULES:
+        _, sched_engine, backend, threads = schedule[:4]
+        if sched_engine == engine and (backend, threads) not in detectors:
             detectors[backend, threads] = RetinaFace(_prefix(), 0, ctx_id=-1, vote=True,
                                                      backend=backend, threads=threads)
 
     def run_schedule(schedule, image):
-        _, backend, threads, serial, flip_batch, scale_workers = schedule
+        backend, threads, serial, flip_batch, scale_workers = schedule[2:]
         detector = detectors[backend, threads]
         scales, do_flip = scales_for_image(image.shape[0], image.shape[1], 1)
         if serial:
@@ -141,42 +150,81 @@ def mode1_child_rows(rounds, num_images):
         return detect_pyramid(detector, image, 0.02, scales, do_flip, flip_batch=flip_batch,
                               scale_workers=scale_workers)[0]
 
-    reference = [run_schedule(MODE1_SCHEDULES[0], image) for image in images]   # + warm-up
-    seconds = {schedule[0]: [] for schedule in MODE1_SCHEDULES}
-    max_diff = {schedule[0]: 0.0 for schedule in MODE1_SCHEDULES}
-    for schedule in MODE1_SCHEDULES[1:]:
-        run_schedule(schedule, images[0])                                    # warm-up
-    for _ in range(rounds):
+    print(_ROW_MARK + json.dumps({'ready': True}), flush=True)
+    for line in sys.stdin:
+        schedule = MODE1_SCHEDULES[int(line)]
+        t0 = time.perf_counter()
+        faces = [run_schedule(schedule, image) for image in images]
+        seconds = time.perf_counter() - t0
+        digests = [hashlib.sha1(f.tobytes()).hexdigest()[:16] for f in faces]
+        boxes = [f[:, :4].tolist() for f in faces]
+        print(_ROW_MARK + json.dumps({'seconds': seconds, 'digests': digests, 'boxes': boxes}),
+              flush=True)
+
+
+class _Server(object):
+    def __init__(self, engine, num_images):
+        env = dict(os.environ)
+        env.pop('MXNET_ENGINE_TYPE', None)
+        if engine == 'naive':
+            env['MXNET_ENGINE_TYPE'] = 'NaiveEngine'
+        self.process = subprocess.Popen(
+            [sys.executable, '-m', 'bench.bench_detect', '--mode1-server', engine, '--images',
+             str(num_images)], cwd=str(ROOT), env=env, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        self.answer()
+
+    def answer(self):
+        for line in self.process.stdout:
+            if line.startswith(_ROW_MARK):
+                return json.loads(line[len(_ROW_MARK):])
+        raise RuntimeError('mode-1 benchmark child exited with %s' % self.process.wait())
+
+    def run(self, index):
+        self.process.stdin.write('%d\n' % index)
+        self.process.stdin.flush()
+        return self.answer()
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def mode1_rows(rounds, num_images):
+    """Mode-1 images/s of every schedule, interleaved across processes (module docstring)."""
+    import numpy as np
+    servers = {}
+    try:
         for schedule in MODE1_SCHEDULES:
-            t0 = time.perf_counter()
-            faces = [run_schedule(schedule, image) for image in images]
-            seconds[schedule[0]].append(time.perf_counter() - t0)
-            for got, want in zip(faces, reference):
-                diff = np.inf if got.shape != want.shape else float(np.abs(got - want).max(
-                    initial=0.0))
-                max_diff[schedule[0]] = max(max_diff[schedule[0]], diff)
-    base = float(np.median(seconds[MODE1_SCHEDULES[0][0]]))
+            if schedule[1] not in servers:
+                servers[schedule[1]] = _Server(schedule[1], num_images)
+        results = {i: [] for i in range(len(MODE1_SCHEDULES))}
+        for index, schedule in enumerate(MODE1_SCHEDULES):   # warm-up: binds, exports, caches
+            servers[schedule[1]].run(index)
+        for _ in range(rounds):
+            for index, schedule in enumerate(MODE1_SCHEDULES):
+                results[index].append(servers[schedule[1]].run(index))
+    finally:
+        for server in servers.values():
+            server.close()
+    base = results[0][0]
+    base_median = float(np.median([r['seconds'] for r in results[0]]))
     rows = []
-    for schedule in MODE1_SCHEDULES:
-        median = float(np.median(seconds[schedule[0]]))
+    for index, schedule in enumerate(MODE1_SCHEDULES):
+        median = float(np.median([r['seconds'] for r in results[index]]))
+        diff = 0.0
+        for got, want in zip(results[index][0]['boxes'], base['boxes']):
+            got, want = np.asarray(got), np.asarray(want)
+            diff = max(diff, np.inf if got.shape != want.shape else
+                       float(np.abs(got - want).max(initial=0.0)))
         rows.append({'name': 'mode 1: ' + schedule[0],
-                     'images_per_s': round(len(images) / median, 3),
-                     'speedup_vs_serial_mxnet': round(base / median, 2),
-                     'max_abs_diff_vs_serial': max_diff[schedule[0]],
-                     'images': len(images), 'rounds': rounds,
-                     'round_s': [round(v, 2) for v in seconds[schedule[0]]]})
+                     'images_per_s': round(num_images / median, 3),
+                     'speedup_vs_today': round(base_median / median, 2),
+                     'faces_bit_identical_to_today': results[index][0]['digests'] ==
+                     base['digests'], 'max_box_diff_px': diff, 'images': num_images,
+                     'rounds': rounds,
+                     'round_s': [round(r['seconds'], 2) for r in results[index]]})
     return rows
-
-
-def _run_mode1(rounds, num_images):
-    command = [sys.executable, '-m', 'bench.bench_detect', '--mode1-child', '--rounds',
-               str(rounds), '--images', str(num_images)]
-    result = subprocess.run(command, cwd=str(ROOT), capture_output=True, text=True,
-                            timeout=3600)
-    lines = [l for l in result.stdout.splitlines() if l.startswith(_ROW_MARK)]
-    if result.returncode != 0 or not lines:
-        raise RuntimeError('mode-1 benchmark subprocess failed:\n%s' % result.stderr[-2000:])
-    return json.loads(lines[-1][len(_ROW_MARK):])
 
 
 def _run_setting(threads, engine, repeat):
@@ -204,7 +252,7 @@ def run(quick=False, only_mode1=False):
     rows = []
     for threads, engine in settings:
         rows.extend(_run_setting(threads, engine, repeat))
-    rows.extend(_run_mode1(rounds=1 if quick else 3, num_images=2 if quick else 4))
+    rows.extend(mode1_rows(rounds=1 if quick else 3, num_images=2 if quick else 4))
     return rows
 
 
@@ -219,14 +267,19 @@ def main(argv=None):
     parser.add_argument('--repeat', type=int, default=60, help='with --child: timed calls')
     parser.add_argument('--only-mode1', action='store_true',
                         help='only the mode-1 (pyramid + flips) comparison')
-    parser.add_argument('--mode1-child', action='store_true',
-                        help='internal: time the mode-1 schedules here, print rows as JSON')
-    parser.add_argument('--rounds', type=int, default=3, help='with --mode1-child: rounds')
-    parser.add_argument('--images', type=int, default=4, help='with --mode1-child: images')
+    parser.add_argument('--mode1-server', default=None, choices=('threaded', 'naive'),
+                        help='internal: serve mode-1 timings with this MXNet engine')
+    parser.add_argument('--rounds', type=int, default=None,
+                        help='with --only-mode1: rounds (default 3, --quick 1)')
+    parser.add_argument('--images', type=int, default=None,
+                        help='with --only-mode1: images per round (default 4, --quick 2)')
     args = parser.parse_args(argv)
-    if args.mode1_child:
-        rows = mode1_child_rows(args.rounds, args.images)
-        print(_ROW_MARK + json.dumps(rows), flush=True)
+    if args.mode1_server:
+        mode1_server(args.mode1_server, args.images)
+        return 0
+    if args.only_mode1 and (args.rounds or args.images):
+        print_rows(mode1_rows(args.rounds or (1 if args.quick else 3),
+                              args.images or (2 if args.quick else 4)))
         return 0
     if args.child:
         rows = child_rows(args.threads, args.engine or None, args.repeat)

@@ -124,3 +124,22 @@ def test_bad_arguments(mxnet_detector, photo):
         detect_pyramid(mxnet_detector, photo, float('nan'), SCALES)
     with pytest.raises(ValueError, match='None'):
         detect_pyramid(mxnet_detector, None, 0.5, SCALES)
+
+
+def test_choose_engine_before_and_after_the_mxnet_import(monkeypatch):
+    from rcnn.inference import mxnet_backend
+    monkeypatch.delenv('MXNET_ENGINE_TYPE', raising=False)
+    # mxnet is imported in this process: nothing changes, the current engine is reported
+    assert mxnet_backend.choose_engine('naive', on_gpu=False) == 'ThreadedEnginePerDevice'
+    assert 'MXNET_ENGINE_TYPE' not in __import__('os').environ
+    with pytest.raises(ValueError, match='engine'):
+        mxnet_backend.choose_engine('fast', on_gpu=False)
+    # before the import (simulated): auto is naive on the CPU, threaded on a GPU, the user's
+    # setting wins
+    monkeypatch.delitem(__import__('sys').modules, 'mxnet')
+    assert mxnet_backend.choose_engine('auto', on_gpu=False) == 'NaiveEngine'
+    monkeypatch.delenv('MXNET_ENGINE_TYPE')
+    assert mxnet_backend.choose_engine('auto', on_gpu=True) == 'ThreadedEnginePerDevice'
+    monkeypatch.setenv('MXNET_ENGINE_TYPE', 'ThreadedEngine')
+    assert mxnet_backend.choose_engine('auto', on_gpu=False) == 'ThreadedEngine'
+    assert mxnet_backend.choose_engine('naive', on_gpu=False) == 'NaiveEngine'

@@ -147,6 +147,28 @@ def test_mode1_schedules_write_the_files_of_the_serial_path(mnet25_prefix, dlib_
         np.testing.assert_allclose(ours[:, :4], serial[:, :4], atol=1.0)  # %d-rounded pixels
 
 
+@pytest.mark.slow
+def test_naive_and_threaded_engines_write_the_same_files(mnet25_prefix, dlib_faces, tmp_path):
+    """test_widerface.py as a script (the engine is chosen before mxnet is imported): the CPU
+    default (NaiveEngine) and MXNet's threaded engine write byte-identical mode-1 files."""
+    env = {k: v for k, v in os.environ.items() if k != 'MXNET_ENGINE_TYPE'}
+    texts = {}
+    for engine in ('auto', 'threaded'):
+        out = tmp_path / engine
+        argv = dlib_argv(mnet25_prefix, dlib_faces, tmp_path, out, '--mode', '1', '--part', '2',
+                         '--parts', '5', '--engine', engine)
+        done = subprocess.run([sys.executable, str(ROOT / 'test_widerface.py')] + argv,
+                              cwd=str(ROOT), env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        want = 'NaiveEngine' if engine == 'auto' else 'ThreadedEnginePerDevice'
+        assert 'MXNet engine: %s' % want in done.stderr
+        (path,) = out.rglob('*.txt')
+        texts[engine] = path.read_text()
+    assert read_submission_text(texts['auto'])[1] > 0
+    assert texts['auto'] == texts['threaded']
+
+
 def read_submission_text(text):
     lines = text.splitlines()
     return lines[0], int(lines[1]), [line.split() for line in lines[2:]]
