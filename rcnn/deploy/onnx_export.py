@@ -190,19 +190,10 @@ def _finish_graph(graph, output_order):
                 len(graph.node), len(graph.initializer), dropped, len(replace))
 
 
-def export_onnx(sym, arg_params, aux_params, onnx_path, input_shape=(1, 3, 640, 640),
-                dynamic=False, opset=DEFAULT_OPSET, metadata=None):
-    """Export a deploy graph to ``onnx_path`` (written atomically) and return the path.
-
-    Parameters
-    ----------
-    sym, arg_params, aux_params : the deploy checkpoint (one input named ``data``).
-    input_shape : (B, 3, H, W) used by the exporter's shape inference; it is the model's fixed
-        input shape unless ``dynamic``.
-    dynamic : symbolic ``batch``, ``height`` and ``width`` for ``data``.
-    opset : ONNX opset to declare (12 or 13).
-    metadata : optional ``{key: str}`` stored in the model's metadata_props.
-    """
+def build_onnx_model(sym, arg_params, aux_params, input_shape=(1, 3, 640, 640), dynamic=False,
+                     opset=DEFAULT_OPSET, metadata=None):
+    """The checked ``onnx.ModelProto`` of a deploy graph (see :func:`export_onnx` for the
+    arguments); nothing is written."""
     onnx = _import_onnx()
     import mxnet.onnx  # noqa: F401  (registers the op translations)
     from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
@@ -234,7 +225,24 @@ def export_onnx(sym, arg_params, aux_params, onnx_path, input_shape=(1, 3, 640, 
         entry = model.metadata_props.add()
         entry.key, entry.value = str(key), str(value)
     onnx.checker.check_model(model)
+    return model
 
+
+def export_onnx(sym, arg_params, aux_params, onnx_path, input_shape=(1, 3, 640, 640),
+                dynamic=False, opset=DEFAULT_OPSET, metadata=None):
+    """Export a deploy graph to ``onnx_path`` (written atomically) and return the path.
+
+    Parameters
+    ----------
+    sym, arg_params, aux_params : the deploy checkpoint (one input named ``data``).
+    input_shape : (B, 3, H, W) used by the exporter's shape inference; it is the model's fixed
+        input shape unless ``dynamic``.
+    dynamic : symbolic ``batch``, ``height`` and ``width`` for ``data``.
+    opset : ONNX opset to declare (12 or 13).
+    metadata : optional ``{key: str}`` stored in the model's metadata_props.
+    """
+    model = build_onnx_model(sym, arg_params, aux_params, input_shape=input_shape,
+                             dynamic=dynamic, opset=opset, metadata=metadata)
     atomic_write_bytes(onnx_path, model.SerializeToString())
     logger.info('exported %s (opset %d, %s input %s)', onnx_path, opset,
                 'dynamic' if dynamic else 'fixed', DYNAMIC_DATA_SHAPE if dynamic else input_shape)
