@@ -118,6 +118,10 @@ def parse_args(argv=None):
     data.add_argument('--dataset_path', default=dflt.dataset_path,
                       help='RetinaFace-layout data set: <path>/<image_set>/label.txt + images/ '
                            '(default %(default)s)')
+    data.add_argument('--keep_outside_boxes', action='store_true',
+                      help='clip label boxes that leave the image by more than their own size '
+                           '(e.g. w=1e9) like the original reader, instead of dropping them '
+                           'with a warning naming label.txt and the line')
     data.add_argument('--no_flip', action='store_true', help='do not add mirrored images')
     data.add_argument('--no_shuffle', action='store_true', help='do not shuffle each epoch')
     data.add_argument('--workers', type=int, default=None,
@@ -270,7 +274,8 @@ def load_roidb(args, cfg):
     from rcnn.dataset.retinaface import retinaface
     roidb = []
     for image_set in args.image_set.split('+'):
-        imdb = retinaface(image_set, args.root_path, args.dataset_path, cfg=cfg)
+        imdb = retinaface(image_set, args.root_path, args.dataset_path, cfg=cfg,
+                          drop_outside_boxes=not args.keep_outside_boxes)
         entries = imdb.gt_roidb()
         if not args.no_flip:
             entries = imdb.append_flipped_images(entries)
