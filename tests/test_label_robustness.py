@@ -190,3 +190,49 @@ def test_well_formed_files_parse_back_to_their_numbers(images, bom, newline):
     np.testing.assert_array_equal(parsed.face_rows,
                                   np.array(expected_rows, np.float64).reshape(-1, 20))
     np.testing.assert_array_equal(parsed.face_image, expected_image)
+
+
+_ANY_VALUE = st.floats(-1e12, 1e12, allow_nan=False, allow_infinity=False)
+
+
+@pytest.fixture(scope='module')
+def one_image_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('images')
+    (folder / 'a.jpg').write_bytes(b'')             # sizes come from the label file
+    return str(folder)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_ANY_VALUE, _ANY_VALUE, st.floats(0, 1e12), st.floats(0, 1e12)),
+                max_size=12),
+       st.integers(1, 2000), st.integers(1, 2000), st.booleans())
+def test_kept_boxes_lie_in_the_image_and_mostly_inside(one_image_dir, faces, width, height,
+                                                         drop_outside):
+    rows = np.array([list(face) + [-1.0] * 15 + [0.0] for face in faces],
+                    np.float64).reshape(-1, 20)
+    parsed = reader.ParsedLabels(['a.jpg'], [(height, width)], rows,
+                                 np.zeros(len(rows), np.int64),
+                                 np.arange(2, len(rows) + 2, dtype=np.int64), [1], LABEL_PATH)
+    columns = reader.build_columns(parsed, one_image_dir, drop_outside_boxes=drop_outside)
+    boxes = columns['boxes'].astype(np.float64)
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
+    assert (boxes[:, 2] <= width - 1).all() and (boxes[:, 3] <= height - 1).all()
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+    kept_rows = rows[[i for i, face in enumerate(faces) if _kept_by_hand(face, width, height,
+                                                                         drop_outside)]]
+    assert len(boxes) == len(kept_rows) == int(columns['num_boxes'].sum())
+    if drop_outside:       # less of each kept box outside than inside (float32 rounding aside)
+        inside = boxes[:, 2:4] - boxes[:, 0:2]
+        assert (kept_rows[:, 2:4] - inside <= inside * (1 + 1e-5) + 1e-3).all()
+
+
+def _kept_by_hand(face, width, height, drop_outside):
+    """One face, scalar arithmetic: does it survive clipping (and the outside rule)?"""
+    x, y, w, h = face
+    for start, size, limit in ((x, w, width - 1), (y, h, height - 1)):
+        low = np.float32(min(max(start, 0), limit))
+        high = np.float32(min(max(start + size, 0), limit))
+        inside = float(high) - float(low)
+        if inside <= 0 or (drop_outside and size - inside > inside):
+            return False
+    return True

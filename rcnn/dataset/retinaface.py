@@ -459,7 +459,7 @@ def _mostly_outside(face_rows, boxes):
     ``face_rows`` (N, 20) float64 as in the file (x y w h first), ``boxes`` (N, 4) the
     clipped x1 y1 x2 y2.
     """
-    inside = (boxes[:, 2:4] - boxes[:, 0:2]).astype(np.float64)     # (N, 2) w, h kept
+    inside = boxes[:, 2:4].astype(np.float64) - boxes[:, 0:2]     # (N, 2) w, h kept
     outside = face_rows[:, 2:4] - inside
     return (outside > inside).any(axis=1)
 
