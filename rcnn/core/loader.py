@@ -13,6 +13,8 @@ Stream
 
 Workers
     ``num_workers`` processes started with the ``spawn`` method (MXNet's engine is not fork-safe)
+    receive the roidb through shared memory (:mod:`rcnn.io.shared_roidb`: never through the
+    start-up pipe, where a worker dying at start-up would block the parent) and
     run :func:`rcnn.io.rpn.sample_worker_loop`: decode, crop, colour and label one image per task,
     NumPy / OpenCV only, and write the sample straight into a batch buffer in shared memory
     (``prefetch + 1`` buffers of about 7 MB per image, in ``/dev/shm``, checked for space at
@@ -65,7 +67,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.executor_manager import _split_input_slice
 
-from rcnn.io import rpn as rpn_io
+from rcnn.io import rpn as rpn_io, shared_roidb
 
 logger = logging.getLogger(__name__)
 
@@ -178,11 +180,14 @@ class _WorkerPool(object):
         self._order_of_epoch = order_of_epoch
         self._make_batch = make_batch
         num_buffers = prefetch + 1
+        self._roidb_block, roidb_handle = shared_roidb.share(roidb)
+        self._blocks = [self._roidb_block]        # freed with the batch buffers
         _check_shared_memory_space(num_buffers * buffer_bytes)
-        self._blocks = [shared_memory.SharedMemory(create=True, size=buffer_bytes)
-                        for _ in range(num_buffers)]
-        self._views = [rpn_io.batch_buffer_views(block.buf, layout) for block in self._blocks]
-        self._indices = [np.full(batch_size, -1, dtype=np.int64) for _ in self._blocks]
+        self._blocks += [shared_memory.SharedMemory(create=True, size=buffer_bytes)
+                         for _ in range(num_buffers)]
+        buffer_blocks = self._blocks[1:]
+        self._views = [rpn_io.batch_buffer_views(block.buf, layout) for block in buffer_blocks]
+        self._indices = [np.full(batch_size, -1, dtype=np.int64) for _ in buffer_blocks]
         self._filled = [0] * num_buffers
         self._outstanding = [0] * num_buffers
         self._owner = [None] * num_buffers        # (epoch, batch_no) being prepared in a buffer
@@ -206,13 +211,18 @@ class _WorkerPool(object):
         try:
             for worker_id in range(num_workers):
                 process = context.Process(
-                    target=rpn_io.sample_worker_loop, name='CropLoader-worker-%d' % worker_id,
-                    args=(self._task_queue, self._result_queue, roidb, feat_shapes, cfg, seed,
-                          self._current_epoch, os.getpid(),
-                          [block.name for block in self._blocks], layout),
+                    target=shared_roidb.worker_main, name='CropLoader-worker-%d' % worker_id,
+                    args=(roidb_handle, self._task_queue, self._result_queue, feat_shapes, cfg,
+                          seed, self._current_epoch, os.getpid(),
+                          [block.name for block in buffer_blocks], layout),
                     daemon=True)
                 process.start()
                 self._workers.append(process)
+        except OSError as err:       # e.g. BrokenPipeError: it died while reading its inputs
+            self.shutdown()
+            raise LoaderError('CropLoader worker %s could not be started: it died while '
+                              'receiving its inputs (%s: %s)' % (
+                                  process.name, type(err).__name__, err)) from err
         except BaseException:
             self.shutdown()
             raise
