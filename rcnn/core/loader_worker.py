@@ -12,11 +12,12 @@ import traceback
 
 import cv2
 
+from rcnn.core import shared_roidb
 from rcnn.core.worker_protocol import (STOP, SampleDone, SampleFailed, SampleSkipped,
                                        batch_buffer_views, write_sample)
-from rcnn.io.sample import load_training_sample
+from rcnn.io.sample import ImageReadError, load_training_sample
 
-__all__ = ['sample_worker_loop', 'tune_malloc_for_worker']
+__all__ = ['worker_main', 'sample_worker_loop', 'tune_malloc_for_worker']
 
 _WORKER_POLL_S = 1.0
 _M_TRIM_THRESHOLD = -1        # glibc mallopt parameters
@@ -37,6 +38,12 @@ def tune_malloc_for_worker():
                     libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30))
     except (OSError, AttributeError):
         return False
+
+
+def worker_main(roidb_handle, task_queue, result_queue, *args):
+    """Loader worker entry point: load the roidb the parent shared
+    (:func:`rcnn.core.shared_roidb.share`), then run :func:`sample_worker_loop`."""
+    sample_worker_loop(task_queue, result_queue, shared_roidb.load(roidb_handle), *args)
 
 
 def sample_worker_loop(task_queue, result_queue, roidb, feat_shapes, cfg, seed, current_epoch,
@@ -76,8 +83,11 @@ def sample_worker_loop(task_queue, result_queue, roidb, feat_shapes, cfg, seed, 
                     roidb, task.index, feat_shapes, cfg, seed, task.epoch, task.position)
                 write_sample(views[task.buffer_id], task.slot, im_tensor, labels)
                 message = SampleDone(*where, used_index=used_index, failures=failures)
-            except Exception:  # noqa: BLE001 -- reported to the parent, which raises it
-                message = SampleFailed(*where, summary='image %s' % roidb[task.index].get('image'),
+            except ImageReadError as err:      # gave up after too many unreadable images
+                message = SampleFailed(*where, summary=str(err), details=traceback.format_exc())
+            except Exception as err:  # noqa: BLE001 -- reported to the parent, which raises it
+                message = SampleFailed(*where, summary='CropLoader worker failed on image %s: %s: %s'
+                                       % (roidb[task.index].get('image'), type(err).__name__, err),
                                        details=traceback.format_exc())
             result_queue.put(message)
     finally:

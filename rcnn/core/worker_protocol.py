@@ -56,8 +56,8 @@ class SampleSkipped(NamedTuple):
 
 
 class SampleFailed(NamedTuple):
-    """The sample could not be made: ``summary`` (one line naming the image) and ``details``
-    (the worker's traceback text)."""
+    """The sample could not be made: ``summary`` (one line naming the image or, after too many
+    unreadable images, all of them) and ``details`` (the worker's traceback text, for a log)."""
     epoch: int
     batch_no: int
     slot: int

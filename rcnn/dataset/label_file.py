@@ -18,8 +18,9 @@ Format
     * 4 numbers (val): ``x y w h`` only.
 
     A block with no face lines is an image without boxes (the test split has only ``# path``
-    lines). Blank lines are skipped; line numbers in messages count every line, as an editor
-    shows them.
+    lines). Blank lines are skipped. Lines end at ``\n``, ``\r\n`` or ``\r`` (as a text-mode
+    ``open`` reads them) and line numbers in messages count every line, as an editor shows them.
+    A UTF-8 byte order mark at the start of the file is ignored (anywhere else it is an error).
 
 Strictness
     The default (training data) refuses a face line before any ``# path`` line, a repeated image
@@ -70,14 +71,20 @@ class ParsedLabels:
                       lines are padded with -1 landmarks and blur 0.0
         face_image    (N,) int64, index into ``image_names`` of each face
         face_lines    (N,) int64, 1-based line number of each face
+        image_lines   (M,) int64, 1-based line number of each ``# path`` line
+        label_path    str, the file the text came from (for messages)
     """
 
-    def __init__(self, image_names, header_sizes, face_rows, face_image, face_lines):
+    def __init__(self, image_names, header_sizes, face_rows, face_image, face_lines,
+                 image_lines=None, label_path='label.txt'):
         self.image_names = image_names
         self.header_sizes = header_sizes
         self.face_rows = face_rows
         self.face_image = face_image
         self.face_lines = face_lines
+        self.image_lines = (np.zeros(len(image_names), np.int64) if image_lines is None
+                            else np.asarray(image_lines, np.int64))
+        self.label_path = label_path
 
     def faces_per_image(self):
         """(M,) int64, the number of face lines of each image."""
@@ -89,6 +96,7 @@ class ParsedLabels:
 # ----------------------------------------------------------------------------
 
 _BOX_ONLY_PADDING = [MISSING] * (3 * NUM_LANDMARKS) + [0.0]
+_BOM = '\ufeff'
 
 
 def _parse_header_line(line, label_path, line_no):
@@ -137,7 +145,10 @@ def parse_label_text(text, label_path='label.txt', boxes_only=False):
     image_names, header_sizes, first_line_of = [], [], {}
     values, row_image, row_lines = [], [], []
     extend_values = values.extend
-    for line_no, raw_line in enumerate(text.splitlines(), 1):
+    if text.startswith(_BOM):
+        text = text[1:]
+    lines = text.replace('\r\n', '\n').replace('\r', '\n').split('\n')
+    for line_no, raw_line in enumerate(lines, 1):
         line = raw_line.strip()
         if not line:
             continue
@@ -173,7 +184,7 @@ def parse_label_text(text, label_path='label.txt', boxes_only=False):
     face_lines = np.array(row_lines, np.int64)
     _check_face_values(face_rows, face_lines, label_path, boxes_only)
     return ParsedLabels(image_names, header_sizes, face_rows, np.array(row_image, np.int64),
-                        face_lines)
+                        face_lines, [first_line_of[name] for name in image_names], label_path)
 
 
 def _raise_at_first(bad_rows, face_lines, label_path, reason):
@@ -232,6 +243,8 @@ def read_label_file(label_path, boxes_only=False, data=None):
 
 def count_images(data):
     """Number of ``# path`` lines in a label file's bytes (no parsing, no checks)."""
+    if data.startswith(_BOM.encode('utf-8')):
+        data = data[len(_BOM.encode('utf-8')):]
     return sum(1 for line in data.splitlines() if line.lstrip().startswith(b'#'))
 
 

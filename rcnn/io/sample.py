@@ -103,5 +103,6 @@ def load_training_sample(roidb, index, feat_shapes, cfg, seed, epoch, position):
             return im_tensor, labels, index, failures
         except ImageReadError as err:
             failures.append((index, roidb[index]['image'], str(err)))
-    raise ImageReadError('%d images in a row could not be read, last: %s'
-                         % (len(failures), failures[-1][2]))
+    paths = list(dict.fromkeys(path for _, path, _ in failures))     # unique, in order
+    raise ImageReadError('%d images in a row could not be read (%s), giving up: check the data '
+                         'set' % (len(failures), ', '.join(paths)))
