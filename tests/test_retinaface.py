@@ -255,10 +255,16 @@ def test_unknown_backend_and_network_raise():
     from retinaface import RetinaFace
     with pytest.raises(ValueError, match="unknown backend 'tvm'"):
         RetinaFace('no/such/prefix', 0, ctx_id=-1, backend='tvm')
-    with pytest.raises(ValueError, match='not supported'):
-        RetinaFace('no/such/prefix', 0, ctx_id=-1, network='net5')
-    with pytest.raises(ValueError, match='unknown network'):
-        RetinaFace('no/such/prefix', 0, ctx_id=-1, network='resnet152')
+    # the original's retinaface.py: net3 plus exactly these (net3l / net5b never existed)
+    original_others = 'net3a, net4, net4a, net5, net5a, net6, x3, x3a, x5, ssh, vgg'
+    for network in original_others.split(', '):
+        with pytest.raises(ValueError, match='%r of the original code is not supported.*'
+                                             "original's other layouts: %s\\)$"
+                                             % (network, original_others)):
+            RetinaFace('no/such/prefix', 0, ctx_id=-1, network=network)
+    for network in ('resnet152', 'net3l', 'net5b'):
+        with pytest.raises(ValueError, match='unknown network %r' % network):
+            RetinaFace('no/such/prefix', 0, ctx_id=-1, network=network)
 
 
 def test_gpu_on_cpu_only_build_suggests_cpu():

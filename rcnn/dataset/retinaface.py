@@ -24,8 +24,9 @@ Roidb entry (dict), K faces::
 
     image          str, full path of the image file
     height, width  int, image size in pixels (as ``cv2.imread`` returns it)
-    boxes          (K, 4) float32, x1 y1 x2 y2 with x2 = x + w, y2 = y + h,
-                   clipped to [0, width - 1] x [0, height - 1]
+    boxes          (K, 4) float32, x1 y1 x2 y2 with x1 = x, y1 = y,
+                   x2 = min(width, x + w), y2 = min(height, y + h) (the original
+                   reader's clipping: the near corner is not clipped)
     landmarks      (K, 5, 3) float32, (x, y, visibility): 1.0 visible, 0.0 not
                    visible; all three -1 for a missing point (a face without
                    landmarks, e.g. every val face, is all -1)
@@ -36,7 +37,7 @@ Roidb entry (dict), K faces::
     max_num_boxes  int, the largest K over the whole roidb (the same value in
                    every entry, as the original's running maximum ended up)
 
-Boxes that are empty after clipping (x2 <= x1 or y2 <= y1), or narrower /
+Boxes that are empty after clipping (x1 >= x2 or y1 >= y2), or narrower /
 shorter than ``cfg.TRAIN.MIN_BOX_SIZE``, are dropped; for the ``train`` image
 set, images left without boxes are dropped too. Both counts are logged (INFO).
 
@@ -80,7 +81,7 @@ __all__ = ['retinaface', 'append_flipped_images', 'flip_roidb_entry', 'read_imag
            'parse_label_text', 'ParsedLabels', 'build_columns', 'roidb_from_columns',
            'build_roidb', 'LabelFormatError', 'ImageReadError', 'CACHE_FORMAT_VERSION']
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 NUM_LANDMARKS = 5
 TRAIN_LINE_LENGTH = 4 + 3 * NUM_LANDMARKS + 1   # x y w h, 5 x (x y flag), blur
 BOX_ONLY_LINE_LENGTH = 4                        # x y w h
@@ -409,12 +410,11 @@ def _check_face_values(face_rows, face_lines, label_path):
 # ----------------------------------------------------------------------------
 
 def _clip_boxes(face_rows, face_heights, face_widths):
-    """(N, 4) float32 x1 y1 x2 y2 from x y w h rows, clipped to [0, W-1] x [0, H-1]."""
+    """(N, 4) float32 x1 y1 x2 y2 from x y w h rows, as the original reader: x1 = x, y1 = y,
+    x2 = min(W, x + w), y2 = min(H, y + h) (only the far corner is clipped, to W / H)."""
     x, y, w, h = (face_rows[:, i] for i in range(4))
-    max_x = (face_widths - 1).astype(np.float64)
-    max_y = (face_heights - 1).astype(np.float64)
-    boxes = np.stack([np.clip(x, 0, max_x), np.clip(y, 0, max_y),
-                      np.clip(x + w, 0, max_x), np.clip(y + h, 0, max_y)], axis=1)
+    boxes = np.stack([x, y, np.minimum(x + w, face_widths.astype(np.float64)),
+                      np.minimum(y + h, face_heights.astype(np.float64))], axis=1)
     return boxes.astype(np.float32)
 
 
