@@ -365,7 +365,10 @@ def choose_frozen(cfg, param_names, loaded):
     fixed = frozen_param_names(cfg.LAYER_FIX, param_names, loaded)
     if cfg.LAYER_FIX:
         not_loaded = [n for n in layer_fix_candidates(param_names) if n not in fixed]
-        if not_loaded:
+        if not loaded:
+            logger.info('LAYER_FIX: nothing frozen when training from scratch (only loaded '
+                        'arrays are frozen)')
+        elif not_loaded:
             logger.warning('LAYER_FIX: not freezing %d arrays that were not loaded from '
                            '--pretrained: %s', len(not_loaded), not_loaded)
     return fixed
