@@ -280,6 +280,17 @@ def test_wrong_shapes_are_refused_naming_the_first_mismatching_array(tmp_path):
         load_pretrained(path, 0, 'mnet', graph_args, graph_aux)
 
 
+def test_non_finite_values_in_a_pretrained_file_are_refused_naming_the_array(tmp_path):
+    graph_args, graph_aux = _graph_shapes('mnet')
+    weight = np.zeros(graph_args['mobilenet0_conv1_weight'], np.float32)
+    weight[0, 0, 0, 0] = np.nan
+    path = str(tmp_path / 'nan.params')
+    mx.nd.save(path, {'arg:mobilenet0_conv1_weight': mx.nd.array(weight)})
+    with pytest.raises(PretrainedError, match=re.escape(path) + r'.*NaN/Inf.*'
+                                              r'mobilenet0_conv1_weight'):
+        load_pretrained(path, 0, 'mnet', graph_args, graph_aux)
+
+
 def test_a_checkpoint_sharing_no_name_is_refused_naming_file_and_expected_names(tmp_path):
     prefix = str(tmp_path / 'other')
     mx.nd.save(prefix + '-0000.params', {'arg:fc_weight': mx.nd.zeros((2, 2)),

@@ -22,14 +22,15 @@ the MXNet model-zoo ``resnet-50``. Two public forms of such weights are read:
 The arrays are matched to the graph by name: those present are **loaded**, graph parameters the
 file lacks are **fresh** (initialised as from scratch), file arrays the graph lacks (the
 classifier) are **ignored**; the three counts are logged. A file with an array of the wrong
-shape is refused naming the first such array (in graph order); a file sharing no name with the
-graph is refused naming the file and the first names expected.
+shape, or with NaN / Inf values, is refused naming the first such array (in graph order); a
+file sharing no name with the graph is refused naming the file and the first names expected.
 """
 import logging
 import os
 import re
 
 import mxnet as mx
+import numpy as np
 
 from rcnn.utils.checkpoint import LEGACY_AUX_SUFFIXES, load_params, params_path
 
@@ -214,6 +215,9 @@ def load_pretrained(source, epoch, network, arg_shapes, aux_shapes):
                 raise PretrainedError(
                     '--pretrained %s does not fit the %s graph: %s has shape %s, the graph needs '
                     '%s' % (path, network, name, _shape(given[name]), tuple(shape)))
+            if not np.isfinite(given[name].asnumpy()).all():
+                raise PretrainedError('--pretrained %s holds non-finite values (NaN/Inf) in %s, '
+                                      'refusing to start from it' % (path, name))
             loaded.append(name)
     ignored = sorted([n for n in arg_params if n not in arg_shapes] +
                      [n for n in aux_params if n not in aux_shapes])
