@@ -10,10 +10,11 @@ Steps (each a real command line of the project; the plan printed first lists the
 2. the sample set: ``data/sample`` (400 train / 100 val images, seed 0) from
    :func:`rcnn.dataset.synthetic.make_sample_dataset`, reused when already generated with
    the same settings;
-3. ``train.py``: ``mnet`` from scratch on the CPU, the original recipe (640x640 crops,
-   OHEM, the three losses) with a schedule that fits a short run (lr 0.01, x0.1 at epoch 8,
-   end at epoch 10, batch 8), stopped by ``--max_minutes`` if the machine is slow; it
-   always ends with a checkpoint;
+3. ``train.py``: ``mnet`` from scratch on the CPU -- an extension, not the original recipe
+   (which starts from ImageNet MobileNet-0.25 weights, see the README's "Training recipe"); the
+   original's crops, colour jitter, OHEM, losses and optimizer, with a schedule that fits a
+   short run (lr 0.01, x0.1 at epoch 8, end at epoch 10, batch 8), stopped by
+   ``--max_minutes`` if the machine is slow; it always ends with a checkpoint;
 4. ``test_widerface.py`` on the sample val split (mode 1, the original's default: image
    pyramid + flips + box voting);
 5. ``evaluate_widerface.py`` against the generated ``val/gt/*.mat`` files (Easy / Medium /
@@ -281,7 +282,8 @@ def format_plan(plan):
         '  1. set-up          .venv and the Cython kernels (make setup)',
         '  2. sample set      %s: %d train / %d val images, seed %d (%s)' % (
             _shown(plan.data), args.train_images, args.val_images, args.data_seed, data_state),
-        '  3. train mnet      from scratch, %s%d images per epoch (flips included), batch %d: '
+        '  3. train mnet      from scratch (an extension: the original starts from ImageNet '
+        'weights), %s%d images per epoch (flips included), batch %d: '
         '%s%d iterations = %d epochs;' % (
             '' if plan.train_roidb_known else 'at most ', plan.train_roidb, args.batch_images,
             '' if plan.train_roidb_known else 'at most ', plan.schedule_iters, args.epochs),

@@ -39,7 +39,8 @@ from rcnn.utils.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['DeviceError', 'resolve_contexts', 'shard_roidb', 'frozen_param_names',
+__all__ = ['DeviceError', 'resolve_contexts', 'shard_roidb', 'layer_fix_candidates',
+           'frozen_param_names',
            'split_missing_params', 'select_params', 'params_digest', 'Position', 'Trainer',
            'XAVIER']
 
@@ -47,8 +48,8 @@ __all__ = ['DeviceError', 'resolve_contexts', 'shard_roidb', 'frozen_param_names
 # their own __init__ attribute, e.g. the heads' Normal(0.01), keep it). The original used
 # MXNet's default Xavier: uniform, averaged fan-in/fan-out, magnitude 3.
 XAVIER = dict(rnd_type='uniform', factor_type='avg', magnitude=3)
-# mnet from a pretrained model: the first six backbone parameter arrays stay fixed
-MNET_FROZEN_COUNT = 6
+# cfg.LAYER_FIX (mnet): the first six parameter arrays of a loaded backbone stay fixed
+LAYER_FIX_COUNT = 6
 
 
 class DeviceError(RuntimeError):
@@ -110,19 +111,26 @@ def shard_roidb(roidb, rank, num_workers):
     return list(roidb[rank::num_workers][:per_worker])
 
 
-def frozen_param_names(network, param_names, from_pretrained):
-    """Parameters kept fixed: for ``mnet`` from a pretrained model, the first six.
+def layer_fix_candidates(param_names):
+    """The arrays ``cfg.LAYER_FIX`` freezes: the first six parameter arrays (after ``data``) and
+    any upsampling weight, as the original's ``get_fixed_params`` did in effect.
 
     Args:
-        param_names: the training graph's parameter arguments in graph order (no data,
-            no labels).
-    The first six parameter arrays of the mnet graph are the backbone's conv0 / conv1
-    weights and their BatchNorm gamma / beta (the original froze the first arguments
-    after ``data``). ``resnet`` and training from scratch freeze nothing.
+        param_names: the training graph's parameter arguments in graph order (no data, no
+            labels). In mnet these start with the backbone's conv0 / conv1 weights and their
+            BatchNorm gamma / beta. (Our graphs upsample by nearest neighbour: no weights.)
     """
-    if network != 'mnet' or not from_pretrained:
+    head = list(param_names[:LAYER_FIX_COUNT])
+    return head + [n for n in param_names[LAYER_FIX_COUNT:] if 'upsampling' in n]
+
+
+def frozen_param_names(layer_fix, param_names, loaded_names):
+    """Parameters kept fixed: with ``layer_fix`` the :func:`layer_fix_candidates` that were
+    loaded from ``--pretrained`` (a layer that was not loaded is never frozen); else none."""
+    if not layer_fix:
         return []
-    return list(param_names[:MNET_FROZEN_COUNT])
+    loaded = set(loaded_names)
+    return [name for name in layer_fix_candidates(param_names) if name in loaded]
 
 
 def split_missing_params(arg_shapes, aux_shapes, arg_params, aux_params):
