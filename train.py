@@ -49,6 +49,15 @@ A loader worker that dies, or too many unreadable images in a row, stop training
 status 4 and a one-line message naming the worker (pid, exit code) or the files, after a
 checkpoint of the batches done. Errors print one line; tracebacks go to the log file only.
 
+Watching (rank 0): every ``--frequent`` batches a row of ``<prefix>-metrics.csv`` (the
+numbers of the log line); with ``--val_set val`` the WIDER AP of every ``--val_every``-th epoch
+checkpoint and of the final one (test_widerface.py's code, mode ``--val_mode``, the first
+``--val_images`` images) goes to the log, ``<prefix>-val.csv`` and the checkpoint's
+``.train.json``, and the best one by ``--val_metric`` is copied to ``<prefix>-best-symbol.json``
+/ ``<prefix>-best-0000.params`` (``<prefix>-best.json`` names it). Validation does not change
+training and its time is reported apart; ``tools/plot_training.py <prefix>`` draws it all
+(rcnn/core/metrics_log.py, rcnn/core/validation.py).
+
 Distributed (``--kvstore dist_sync`` / ``dist_device_sync`` under tools/launch.py): each
 worker trains on its shard of the roidb (every num_workers-th record, equal lengths),
 gradients are summed by the servers and every worker applies the same SGD step, so the
