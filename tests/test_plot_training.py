@@ -39,8 +39,8 @@ def _write_run(prefix, rows=60, with_val=True):
                        'step_s'] + METRICS)]
     for k in range(rows):
         it = 20 * (k + 1)
-        values = [0.9 + 0.1 * rng.random() if 'Acc' in m else np.exp(-k / 20.0) + 0.05 * rng.random()
-                  for m in METRICS]
+        values = [0.9 + 0.1 * rng.random() if 'Acc' in m
+                  else np.exp(-k / 20.0) + 0.05 * rng.random() for m in METRICS]
         cells = ['%.6f' % v for v in values]
         if k % 7 == 3:
             cells[-1] = ''                       # a window without positive anchors

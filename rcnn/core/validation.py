@@ -69,7 +69,7 @@ def val_csv_path(prefix):
 
 
 def best_prefix(prefix):
-    """``<prefix>-best``: the best checkpoint is ``<prefix>-best-symbol.json`` + ``-0000.params``."""
+    """``<prefix>-best``: the best checkpoint's ``-symbol.json`` + ``-0000.params`` prefix."""
     return '%s-best' % prefix
 
 
@@ -354,7 +354,8 @@ class Validator(object):
         logger.info('epoch %d  val AP easy %.3f medium %.3f hard %.3f  (%d images, %.0f s)',
                     number, row['easy'], row['medium'], row['hard'], images, seconds)
         with open(self.csv_path, 'a', newline='') as handle:
-            csv.writer(handle, lineterminator='\n').writerow([csv_cell(row[c]) for c in VAL_COLUMNS])
+            csv.writer(handle, lineterminator='\n').writerow(
+                [csv_cell(row[c]) for c in VAL_COLUMNS])
         improved = is_better(row[self.metric], None if self.best is None else
                              self.best[self.metric])
         if improved:
