@@ -142,7 +142,7 @@ def _draw_validation_panel(ax, val_rows, best):
                 markeredgecolor='black', linestyle='none',
                 label='best %s %.3f (epoch %d)' % (best['metric'], best['value'], best['epoch']))
     ax.set_ylim(0, 1.01)
-    ax.legend(loc='lower right', fontsize='small')
+    ax.legend(loc='best', fontsize='small')
 
 
 def draw_training(metrics, val_rows, best, size, smooth=None, title=None):
