@@ -1,6 +1,6 @@
 """``make demo``: train mnet from scratch on a generated sample set, test, evaluate, draw.
 
-    python tools/demo.py                 # the whole demo (about 15 minutes on 2 CPU cores)
+    python tools/demo.py                 # the whole demo (about 17 minutes on 2 CPU cores)
     python tools/demo.py --plan-only     # print the plan and the commands, run nothing
     python tools/demo.py --skip-train    # test / evaluate / draw the last demo checkpoint again
 
