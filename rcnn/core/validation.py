@@ -314,6 +314,9 @@ class Validator(object):
                 '--network', self.network, '--dataset-path', self.val_set.dataset_path,
                 '--image-set', self.val_set.image_set, '--mode', str(self.mode),
                 '--output', self.pred_dir, '--overwrite', '--quiet']
+        # the engine of this (training) process: test_widerface.py's CPU default (naive) cannot
+        # apply once mxnet is imported; the prediction files do not depend on the engine
+        argv += ['--engine', 'auto' if os.environ.get('MXNET_ENGINE_TYPE') else 'threaded']
         if self.val_set.root_path is not None:
             argv += ['--root-path', self.val_set.root_path]
         if self.val_set.max_images is not None:
