@@ -59,6 +59,15 @@ A loader worker that dies, or too many unreadable images in a row, stop training
 status 4 and a one-line message naming the worker (pid, exit code) or the files, after a
 checkpoint of the batches done. Errors print one line; tracebacks go to the log file only.
 
+Watching (rank 0): every ``--frequent`` batches a row of ``<prefix>-metrics.csv`` (the
+numbers of the log line); with ``--val_set val`` the WIDER AP of every ``--val_every``-th epoch
+checkpoint and of the final one (test_widerface.py's code, mode ``--val_mode``, the first
+``--val_images`` images) goes to the log, ``<prefix>-val.csv`` and the checkpoint's
+``.train.json``, and the best one by ``--val_metric`` is copied to ``<prefix>-best-symbol.json``
+/ ``<prefix>-best-0000.params`` (``<prefix>-best.json`` names it). Validation does not change
+training and its time is reported apart; ``tools/plot_training.py <prefix>`` draws it all
+(rcnn/core/metrics_log.py, rcnn/core/validation.py).
+
 Distributed (``--kvstore dist_sync`` / ``dist_device_sync`` under tools/launch.py): each
 worker trains on its shard of the roidb (every num_workers-th record, equal lengths),
 gradients are summed by the servers and every worker applies the same SGD step, so the
@@ -89,6 +98,7 @@ from rcnn.core.loader import LoaderError
 from rcnn.core.optimizer import describe_multipliers, effective_multipliers, init_module_optimizer
 from rcnn.core.pretrained import load_pretrained
 from rcnn.core.schedule import LRSchedule, parse_lr_step
+from rcnn.core.validation import add_validation_arguments, check_validation_arguments
 from rcnn.core.trainer import (XAVIER, DeviceError, Position, Trainer, frozen_param_names,
                                layer_fix_candidates, params_digest, resolve_contexts,
                                shard_roidb, split_missing_params)
@@ -218,6 +228,7 @@ def parse_args(argv=None):
                           'need tools/launch.py (default %(default)s)')
     dev.add_argument('--work_load_list', default=None,
                      help='relative work load per device, comma-separated (default: even)')
+    add_validation_arguments(parser)
     args = parser.parse_args(argv)
     args.lr_given = args.lr is not None
     if not args.lr_given:
@@ -257,6 +268,7 @@ def _check_args(parser, args):
     if args.resume is not None and args.pretrained:
         parser.error('--resume and --pretrained are exclusive (resume restores its own '
                      'parameters)')
+    check_validation_arguments(parser, args)
 
 
 # ---------------------------------------------------------------------------- set-up
@@ -553,6 +565,28 @@ def build_module(train_sym, loader, contexts, work_load_list, fixed, arg_params,
     return mod
 
 
+def open_val_set(args, rank):
+    """Rank 0 with --val_set: the validation split, read and checked now (start-up)."""
+    from rcnn.core.validation import open_validation_set
+    if rank != 0 or not args.val_set:
+        return None
+    return open_validation_set(args.dataset_path, args.val_set, args.root_path, args.val_images)
+
+
+def make_watchers(args, cfg, record, contexts, val_set):
+    """Rank 0's ``<prefix>-metrics.csv`` writer and, with --val_set, its validator."""
+    from rcnn.core.metric import build_train_metrics
+    from rcnn.core.metrics_log import MetricsLog
+    from rcnn.core.validation import Validator
+    names = [name for name, _ in build_train_metrics(cfg.RPN_FEAT_STRIDE).get_name_value()]
+    watchers = [MetricsLog(args.prefix, names, None if record is None else record['iteration'])]
+    if val_set is not None:
+        ctx_id = contexts[0].device_id if contexts[0].device_type == 'gpu' else -1
+        watchers.append(Validator(args.prefix, val_set, args.val_every, args.val_mode,
+                                  args.val_metric, ctx_id, resume=record))
+    return watchers
+
+
 # ---------------------------------------------------------------------------- main
 def train(args, cfg):
     """Everything after argument parsing; returns the final Position."""
@@ -581,6 +615,7 @@ def train(args, cfg):
         cpu_share.usable_cores(), sum(1 for c in contexts if c.device_type == 'gpu'),
         args.workers)
     logger.info('%s', cpu_share.describe(cpu_plan))
+    val_set = open_val_set(args, rank)
     roidb = shard_roidb(load_roidb(args, cfg), rank, num_workers)
     fit_batch_to_data(cfg, len(roidb), len(contexts))
     batch_size = cfg.TRAIN.BATCH_IMAGES * len(contexts)
@@ -640,7 +675,8 @@ def train(args, cfg):
                     'dataset_path': os.path.abspath(args.dataset_path),
                     'image_set': args.image_set},
             strides=cfg.RPN_FEAT_STRIDE, saver=rank == 0, save_optimizer_states=states_saved,
-            max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
+            max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
+            watchers=make_watchers(args, cfg, record, contexts, val_set) if rank == 0 else ())
         if record is not None:
             trainer.last_checkpoint = (record['checkpoint'], record['iteration'])
         position = trainer.fit(position)
