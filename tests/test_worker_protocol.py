@@ -15,7 +15,7 @@ import pytest
 from rcnn.config import generate_config
 from rcnn.core import worker_protocol as protocol
 from rcnn.core.loader_worker import sample_worker_loop
-from rcnn.io.anchor_labels import assign_anchor_fpn, label_names
+from rcnn.io.anchor_labels import label_anchors, label_names
 from rcnn.io.sample import MAX_REPLACEMENTS, load_training_sample
 
 SEED = 3
@@ -58,7 +58,7 @@ def setup(tmp_path):
     feat_shapes = [(1, 2 * cfg.NUM_ANCHORS, size // s, size // s) for s in cfg.RPN_FEAT_STRIDE]
     empty = {'gt_boxes': np.zeros((0, 5), np.float32),
              'gt_landmarks': np.zeros((0, 5, 3), np.float32)}
-    labels = assign_anchor_fpn(feat_shapes, empty, [size, size, 1.0], landmark=True, cfg=cfg)
+    labels = label_anchors(feat_shapes, empty, [size, size, 1.0], landmark=True, cfg=cfg)
     shapes = [('data', (BATCH, 3, size, size))] + [
         (name, (BATCH,) + labels[name].shape[1:]) for name in label_names(cfg)]
     layout, total = protocol.batch_buffer_layout(shapes)
