@@ -45,8 +45,8 @@ from rcnn.inference.input_check import InvalidInputError, check_pixel_range, che
 from rcnn.inference.postprocess import (AnchorCache, Detections, decode_detections, flip_back,
                                         merge_detections)
 
-__all__ = ['RetinaFace', 'InvalidInputError', 'as_bgr_image', 'check_scales', 'network_input', 'SUPPORTED_NETWORKS', 'MIN_IMAGE_SIDE',
-           'PAD_MULTIPLE']
+__all__ = ['RetinaFace', 'InvalidInputError', 'as_bgr_image', 'check_scales', 'network_input',
+           'SUPPORTED_NETWORKS', 'MIN_IMAGE_SIDE', 'MAX_SCALED_SIDE', 'PAD_MULTIPLE']
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ ORIGINAL_ONLY_NETWORKS = ('net3a', 'net4', 'net4a', 'net5', 'net5a', 'net6', 'x3
                           'ssh', 'vgg')
 #: smallest image side accepted (a 1-pixel-wide image is almost always a decoding accident)
 MIN_IMAGE_SIDE = 2
+#: a scale may not make a side longer than this (a mistyped scale such as 1766 would otherwise
+#: try to allocate tens of GB); WIDER FACE's largest pyramid level is about 2,600 px
+MAX_SCALED_SIDE = 8192
 #: ``nocrop`` pads each input up to a multiple of this (the coarsest stride)
 PAD_MULTIPLE = 32
 #: pixel types cv2.resize handles with bilinear interpolation; others are resized as float32
@@ -212,6 +215,9 @@ class RetinaFace(object):
         if min(round(height * scale), round(width * scale)) < MIN_IMAGE_SIDE:
             raise InvalidInputError('scale %g turns the %dx%d image into less than %d pixels '
                                     'per side' % (scale, width, height, MIN_IMAGE_SIDE))
+        if scale > 1.0 and max(round(height * scale), round(width * scale)) > MAX_SCALED_SIDE:
+            raise InvalidInputError('scale %g turns the %dx%d image into more than %d pixels '
+                                    'per side' % (scale, width, height, MAX_SCALED_SIDE))
         if image.dtype not in _RESIZABLE_DTYPES:      # e.g. int64, float16: not in cv2.resize
             image = image.astype(np.float32)
         return cv2.resize(image, None, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
