@@ -15,8 +15,9 @@ calls), the growth per 1,000 calls over the second half (the slope that would co
 checksum of every detection.
 
 ``--baseline`` adds, in the same run, the MXNet backend with the unbounded caches of the
-earlier code (``AnchorCache(max_planes=None)``, ``MXNET_MKLDNN_CACHE_NUM=-1``) for comparison;
-its detections must equal the bounded run's (same sizes, same seed).
+earlier code (``AnchorCache(max_planes=None)``, ``MXNET_MKLDNN_CACHE_NUM=-1``, no executor
+rebasing, no ``malloc_trim``) for comparison; its detections must equal the bounded run's
+(same sizes, same seed: compare ``detections_sha1``).
 
 Usage: ``python -m bench.bench_memory [--quick] [--calls 2000] [--baseline]``.
 """
@@ -57,6 +58,9 @@ def child_row(backend, calls, warmup, every, seed, unbounded):
     detector = RetinaFace(_prefix(), 0, ctx_id=-1, backend=backend, threads=1)
     if unbounded:
         detector.anchor_cache = AnchorCache(detector.anchor_cache.base_anchors, max_planes=None)
+        if backend == 'mxnet':
+            detector.backend.rebase_after = None
+            detector.backend.trim_memory = False
     rng = np.random.default_rng(seed)
     digest = hashlib.sha1()
     curve = []
@@ -93,6 +97,7 @@ def _run_child(backend, calls, warmup, every, seed, unbounded):
     env = dict(os.environ, OMP_NUM_THREADS='1')
     if unbounded:
         env['MXNET_MKLDNN_CACHE_NUM'] = '-1'
+        env['RETINAFACE_MALLOC_TRIM'] = '0'
     command = [sys.executable, '-m', 'bench.bench_memory', '--child', '--backend', backend,
                '--calls', str(calls), '--warmup', str(warmup), '--every', str(every),
                '--seed', str(seed)] + (['--unbounded'] if unbounded else [])

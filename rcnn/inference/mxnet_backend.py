@@ -25,7 +25,10 @@ Bounded memory over endless new sizes (a service, a WIDER FACE run):
   :data:`DEFAULT_MKLDNN_CACHE_NUM` when the environment does not (it is read at the first
   MKLDNN operation; ``-1`` restores MXNet's unbounded default).
 
-Neither changes a result: every executor computes the same graph on the same parameters.
+* When the LRU cache drops an executor, glibc is asked to return free heap memory to the OS
+  (:func:`rcnn.utils.memory.release_free_memory`; ``RETINAFACE_MALLOC_TRIM=0`` turns it off).
+
+None changes a result: every executor computes the same graph on the same parameters.
 
 ``forward(data)`` takes ``(B, 3, H, W)`` float32 numpy and returns the nine outputs as numpy
 arrays ``(B, C, H_s, W_s)``, strides coarse to fine -- the interface every backend implements.
@@ -44,6 +47,7 @@ import numpy as np
 
 from rcnn.inference.postprocess import output_names
 from rcnn.utils.param_names import fit_to_graph
+from rcnn.utils.memory import release_free_memory
 
 __all__ = ['DATA_NAME', 'DEFAULT_STRIDES', 'ENGINES', 'import_mxnet', 'choose_engine',
            'make_context', 'select_outputs', 'MXNetBackend']
@@ -204,6 +208,7 @@ class MXNetBackend(object):
         self._derived = 0             # executors derived from the current base
         self.num_binds = 0
         self.num_rebases = 0
+        self.trim_memory = os.environ.get('RETINAFACE_MALLOC_TRIM', '1') != '0'
 
     @classmethod
     def from_checkpoint(cls, prefix, epoch, ctx_id=-1, threads=None, **kwargs):
@@ -261,8 +266,11 @@ class MXNetBackend(object):
         self.num_binds += 1
         logger.debug('bound executor #%d for input %s', self.num_binds, shape)
         self._executors[shape] = exe
-        while len(self._executors) > self.max_shapes:
-            self._executors.popitem(last=False)
+        if len(self._executors) > self.max_shapes:
+            while len(self._executors) > self.max_shapes:
+                self._executors.popitem(last=False)
+            if self.trim_memory:
+                release_free_memory()
         return exe
 
     def forward(self, data):
