@@ -11,8 +11,9 @@ width in [200, 1200] px (threshold 0.5, scale 1.0; the first call at 1200x1200, 
 largest executor is bound during warm-up), ``--warmup`` calls first, then ``--calls``
 calls, sampling the resident set size (``/proc/self/statm``) every ``--every`` calls. It prints
 the RSS after warm-up, at the end, the growth between them (the target: < 50 MB over 2,000
-calls), the growth per 1,000 calls over the second half (the slope that would continue), and a
-checksum of every detection.
+calls), the maximum, the growth per 1,000 calls over the second half (least-squares slope: the
+trend that would continue; RSS also swings by tens of MB from call to call as executors are
+bound and dropped), and a checksum of every detection.
 
 ``--baseline`` adds, in the same run, the MXNet backend with the unbounded caches of the
 earlier code (``AnchorCache(max_planes=None)``, ``MXNET_MKLDNN_CACHE_NUM=-1``, no executor
@@ -78,9 +79,10 @@ def child_row(backend, calls, warmup, every, seed, unbounded):
         done = call + 1 - warmup
         if done >= 0 and done % every == 0:
             curve.append((done, round(rss_mb(), 1)))
+            print('RSS after %d calls: %.1f MB' % curve[-1], file=sys.stderr, flush=True)
     seconds = time.perf_counter() - start
-    half = [mb for done, mb in curve if done >= calls // 2]
-    slope = (curve[-1][1] - half[0]) / max(1, calls - calls // 2) * 1000.0 if half else 0.0
+    half = np.array([point for point in curve if point[0] >= calls // 2], dtype=np.float64)
+    slope = float(np.polyfit(half[:, 0], half[:, 1], 1)[0]) * 1000.0 if len(half) > 2 else 0.0
     return {'name': 'detect() RSS, %d random sizes %d-%d px, %s%s'
                     % (calls, SIZE_RANGE[0], SIZE_RANGE[1], backend,
                        ' (unbounded caches, earlier code)' if unbounded else ''),
@@ -88,6 +90,7 @@ def child_row(backend, calls, warmup, every, seed, unbounded):
             'rss_after_warmup_mb': curve[0][1], 'rss_end_mb': curve[-1][1],
             'growth_mb': round(curve[-1][1] - curve[0][1], 1),
             'growth_per_1000_calls_second_half_mb': round(slope, 1),
+            'rss_max_mb': max(mb for _, mb in curve),
             'mkldnn_cache_num': os.environ.get('MXNET_MKLDNN_CACHE_NUM'),
             'faces': num_faces, 'detections_sha1': digest.hexdigest()[:16],
             'ms_per_call': round(seconds / (warmup + calls) * 1000.0, 1), 'curve': curve}

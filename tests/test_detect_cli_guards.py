@@ -29,6 +29,13 @@ def test_output_onto_the_inputs_is_refused(mnet25_prefix, tmp_path):
         assert 'would overwrite the input image' in result.stderr and 'dogs.jpg' in result.stderr
         assert 'Traceback' not in result.stderr
         assert (photos / 'dogs.jpg').read_bytes() == original
+    # a hard link of the input where a drawn copy would go
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'dogs.jpg').hardlink_to(photos / 'dogs.jpg')
+    result = _run(mnet25_prefix, photos, '--out', out)
+    assert result.returncode == 2 and 'would overwrite the input image' in result.stderr
+    assert (photos / 'dogs.jpg').read_bytes() == original
     # --json only (nothing drawn) into the input folder is fine
     result = _run(mnet25_prefix, photos, '--out', photos, '--json', '--no-draw')
     assert result.returncode == 0, result.stderr

@@ -157,16 +157,22 @@ def output_paths(pairs, args):
 
 
 def check_no_overwrite(pairs, outputs):
-    """Refuse to run when an output path resolves to an input file (symlinks followed).
+    """Refuse to run when an output path resolves to an input file (symlinks followed, hard
+    links recognised by device and inode).
 
     Raises:
         ValueError naming the input and the output.
     """
-    inputs = {os.path.realpath(path): path for path, _ in pairs}
+    by_path = {os.path.realpath(path): path for path, _ in pairs}
+    by_inode = {}
+    for path, _ in pairs:
+        info = os.stat(path)
+        by_inode[(info.st_dev, info.st_ino)] = path
     for output in outputs:
-        clash = inputs.get(os.path.realpath(output))
+        clash = by_path.get(os.path.realpath(output))
         if clash is None and os.path.exists(output):
-            clash = next((path for path, _ in pairs if os.path.samefile(path, output)), None)
+            info = os.stat(output)
+            clash = by_inode.get((info.st_dev, info.st_ino))
         if clash is not None:
             raise ValueError('writing %s would overwrite the input image %s; choose an --out '
                              'folder outside the inputs' % (output, clash))
