@@ -15,9 +15,9 @@ calls), the maximum, the growth per 1,000 calls over the second half (least-squa
 trend that would continue; RSS also swings by tens of MB from call to call as executors are
 bound and dropped), and a checksum of every detection.
 
-``--baseline`` adds, in the same run, the MXNet backend with the unbounded caches of the
-earlier code (``AnchorCache(max_planes=None)``, ``MXNET_MKLDNN_CACHE_NUM=-1``, no executor
-rebasing, no ``malloc_trim``) for comparison; its detections must equal the bounded run's
+``--baseline`` adds, in the same run, each backend with the unbounded caches of the earlier
+code (``AnchorCache(max_planes=None)``; MXNet: ``MXNET_MKLDNN_CACHE_NUM=-1``, no executor
+rebasing, no ``malloc_trim``; onnxruntime: memory patterns on) for comparison; its detections must equal the bounded run's
 (same sizes, same seed: compare ``detections_sha1``).
 
 Usage: ``python -m bench.bench_memory [--quick] [--calls 2000] [--baseline]``.
@@ -62,6 +62,9 @@ def child_row(backend, calls, warmup, every, seed, unbounded):
         if backend == 'mxnet':
             detector.backend.rebase_after = None
             detector.backend.trim_memory = False
+        else:        # onnxruntime with its per-shape memory patterns
+            from rcnn.deploy.onnx_export import create_session
+            detector.backend.session = create_session(detector.backend.onnx_path, 1)
     rng = np.random.default_rng(seed)
     digest = hashlib.sha1()
     curve = []
@@ -134,7 +137,7 @@ def run(quick=False, calls=None, warmup=None, every=None, seed=0, baseline=None,
         backends = ['mxnet'] + (['onnxruntime'] if _onnxruntime_available() else [])
     rows = [_run_child(backend, calls, warmup, every, seed, False) for backend in backends]
     if baseline:
-        rows.append(_run_child('mxnet', calls, warmup, every, seed, True))
+        rows += [_run_child(backend, calls, warmup, every, seed, True) for backend in backends]
     return rows
 
 
