@@ -212,12 +212,12 @@ class RetinaFace(object):
         if scale == 1.0:
             return image
         height, width = image.shape[:2]
+        if scale > 1.0 and max(height, width) * scale > MAX_SCALED_SIDE + 0.5:
+            raise InvalidInputError('scale %g turns the %dx%d image into more than %d pixels '
+                                    'per side' % (scale, width, height, MAX_SCALED_SIDE))
         if min(round(height * scale), round(width * scale)) < MIN_IMAGE_SIDE:
             raise InvalidInputError('scale %g turns the %dx%d image into less than %d pixels '
                                     'per side' % (scale, width, height, MIN_IMAGE_SIDE))
-        if scale > 1.0 and max(round(height * scale), round(width * scale)) > MAX_SCALED_SIDE:
-            raise InvalidInputError('scale %g turns the %dx%d image into more than %d pixels '
-                                    'per side' % (scale, width, height, MAX_SCALED_SIDE))
         if image.dtype not in _RESIZABLE_DTYPES:      # e.g. int64, float16: not in cv2.resize
             image = image.astype(np.float32)
         return cv2.resize(image, None, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)

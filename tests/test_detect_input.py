@@ -76,6 +76,8 @@ def test_bad_scales_are_one_clear_error(mnet25, tom_cruise):
     with pytest.raises(InvalidInputError, match='scale 1766 turns the 240x320 image into more '
                                                 'than 8192 pixels'):
         mnet25.detect(tom_cruise[:320, :240], scales=[1.0, 1766])
+    with pytest.raises(InvalidInputError, match='more than 8192 pixels'):     # found by hypothesis
+        mnet25.detect(tom_cruise, scales=[5.99e306])
 
 
 # ----------------------------------------------------------------------------- properties
