@@ -124,3 +124,11 @@ def test_any_scales_give_faces_or_invalid_input(mnet25, scales, do_flip):
         assert str(err) and '\n' not in str(err)
         return
     _check_result(result)
+
+
+def test_pyramid_schedule_validates_like_detect(mnet25, tom_cruise):
+    from rcnn.inference.pyramid import detect_pyramid
+    with pytest.raises(InvalidInputError, match='threshold'):
+        detect_pyramid(mnet25, tom_cruise, threshold=1.5, scales=[1.0], do_flip=True)
+    with pytest.raises(InvalidInputError, match=r'0\.\.255'):
+        detect_pyramid(mnet25, tom_cruise / 255.0, threshold=0.5)
