@@ -55,7 +55,6 @@ from rcnn.evaluation.widerface import (PredictionFormatError, count_recalled,
 from rcnn.inference import BACKENDS
 from rcnn.inference.pyramid import detect_pyramid
 from rcnn.io.decode import imread_checked
-from rcnn.utils.checkpoint import params_path, symbol_path
 from rcnn.utils.run_manifest import ManifestMismatch, claim_output_dir, file_sha1
 from retinaface import RetinaFace
 
@@ -237,6 +236,7 @@ class RecallCounter(object):
 
 def run_settings(args):
     """What determines the prediction files (recorded in ``<output>/manifest.json``)."""
+    from rcnn.utils.checkpoint import params_path, symbol_path   # imports mxnet: after the engine
     return {
         'prefix': os.path.abspath(args.prefix), 'epoch': args.epoch,
         'params_sha1': file_sha1(params_path(args.prefix, args.epoch)),
