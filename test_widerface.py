@@ -287,15 +287,16 @@ def run(args):
     if args.backend == 'mxnet':
         from rcnn.inference.mxnet_backend import choose_engine
         logger.info('MXNet engine: %s', choose_engine(args.engine, on_gpu=args.gpu >= 0))
+    # the checkpoint first: a missing or broken one is reported by its loader
+    detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network,
+                          nocrop=args.nocrop, vote=(args.mode == 1), backend=args.backend,
+                          threads=args.threads)
     imdb = DATASETS[args.dataset](args.image_set, args.root_path, args.dataset_path)
     roidb = imdb.gt_roidb()[:args.max_images]
     entries = [entry for i, entry in enumerate(roidb) if i % args.parts == args.part]
     targets = [prediction_target(entry['image'], imdb.images_dir, args.output)
                for entry in entries]
     claim_output(args, targets)
-    detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network,
-                          nocrop=args.nocrop, vote=(args.mode == 1), backend=args.backend,
-                          threads=args.threads)
     has_boxes = any(len(entry['boxes']) for entry in roidb)
     logger.info('%s: %d of %d images (part %d/%d), mode %d (%s), threshold %g, %s',
                 imdb.name, len(entries), len(roidb), args.part, args.parts, args.mode,
