@@ -16,6 +16,7 @@ import os
 import sys
 import time
 
+from rcnn.utils import cli
 from rcnn.evaluation.widerface import (LABEL_MIN_HEIGHT, SETTINGS, evaluate_predictions,
                                        load_ground_truth, read_predictions)
 
@@ -23,7 +24,7 @@ logger = logging.getLogger('evaluate_widerface')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = cli.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--pred', required=True,
                         help='folder of prediction files <event>/<image>.txt')

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from rcnn.utils import cli
 from rcnn.dataset.retinaface import ImageReadError, retinaface
 from rcnn.evaluation.widerface import (PredictionFormatError, count_recalled,
                                        read_prediction_file, write_prediction_file)
@@ -48,7 +49,7 @@ RECALL_IOU = 0.5
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = cli.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--network', default='net3',
                         help='anchor layout of the checkpoint (only net3: strides 32/16/8)')

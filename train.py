@@ -56,6 +56,7 @@ import sys
 import mxnet as mx
 import numpy as np
 
+from rcnn.utils import cli
 from rcnn.config import default as base_default, generate_config, network as network_presets
 from rcnn.core import train_state
 from rcnn.core.callback import NonFiniteLossError
@@ -77,7 +78,7 @@ def parse_args(argv=None):
     Returns:
         (args, cfg): the namespace and the fresh config (not yet adjusted by the flags).
     """
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = cli.ArgumentParser(add_help=False)
     pre.add_argument('--network', default=base_default.network, choices=sorted(network_presets),
                      help='backbone preset: mnet (MobileNet-0.25) or resnet (ResNet-50); sets '
                           'the defaults below (default %(default)s)')
@@ -89,7 +90,7 @@ def parse_args(argv=None):
     except ValueError as exc:
         pre.error(str(exc))
 
-    parser = argparse.ArgumentParser(description=__doc__, parents=[pre],
+    parser = cli.ArgumentParser(description=__doc__, parents=[pre],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group('data')
     data.add_argument('--image_set', default=dflt.image_set,

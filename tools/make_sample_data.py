@@ -19,6 +19,7 @@ if __package__ in (None, ''):
 
 from rcnn.dataset.synthetic import (LANDMARK_MIN_HEIGHT, make_sample_dataset,  # noqa: E402
                                     settings_description)
+from rcnn.utils import cli  # noqa: E402
 from rcnn.utils.cli import non_negative_int, positive_int  # noqa: E402
 
 __all__ = ['make_sample_dataset', 'parse_args', 'main']
@@ -46,7 +47,7 @@ def parse_args(argv=None):
         + ['',
            'The same --seed gives byte-identical files whatever --workers is. An existing --out is',
            'replaced only when it holds a previously generated sample set (sample_set.json).'])
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         description='Draw a WIDER-format face data set with exact boxes, landmarks and '
                     'evaluation ground truth.',
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
