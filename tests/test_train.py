@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from rcnn.core import train_state
-from rcnn.core.trainer import (DeviceError, frozen_param_names, resolve_contexts, shard_roidb,
-                               split_missing_params)
+from rcnn.core.trainer import DeviceError, frozen_param_names, resolve_contexts, shard_roidb
+from rcnn.utils.checkpoint import compare_params
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / 'train.py'
@@ -64,13 +64,15 @@ def test_shards_are_disjoint_equal_and_interleaved():
 
 # ------------------------------------------------------------------------------ parameters
 def test_param_comparison_lists_missing_unexpected_and_mismatched():
-    arg_shapes = {'a_weight': (2, 3), 'b_bias': (2,)}
+    arg_shapes = {'a_weight': (2, 3), 'b_bias': (2,), 'c_weight': (0, 4)}
     aux_shapes = {'bn_moving_mean': (4,)}
-    missing, unexpected, mismatched = split_missing_params(
-        arg_shapes, aux_shapes, {'a_weight': mx.nd.zeros((3, 2)), 'extra': mx.nd.zeros(1)},
+    missing, unexpected, mismatched = compare_params(
+        arg_shapes, aux_shapes, {'a_weight': mx.nd.zeros((3, 2)), 'extra': mx.nd.zeros(1),
+                                 'c_weight': mx.nd.zeros((5, 4))},
         {'bn_moving_mean': mx.nd.zeros(4)})
-    assert missing == ['b_bias'] and unexpected == ['extra']
-    assert mismatched == ['a_weight: provided (3, 2) vs graph (2, 3)']
+    assert missing == ['arg:b_bias'] and unexpected == ['arg:extra']
+    # a shape the graph leaves unknown (0) is not compared
+    assert mismatched == ['arg:a_weight expected (2, 3), got (3, 2)']
 
 
 def released_mnet_param_order(prefix):

@@ -1,0 +1,384 @@
+"""Training set-up and resume: what ``train.py`` does between parsing its flags and the loop.
+
+:func:`build_training` ``(args, cfg)`` turns train.py's flags and a config from
+``generate_config`` into a ready :class:`TrainingRun`:
+
+1. devices (``--gpus`` / ``--cpus`` / CUDA_VISIBLE_DEVICES) and the kvstore (rank, workers);
+2. logging to stdout and ``<prefix>-train.log``;
+3. resume state: the verified training record of ``--resume`` (rcnn/core/train_state.py), the
+   seed (``--seed``, the record's, or a fresh one);
+4. the roidb (every ``+``-joined image set, mirrored unless ``--no_flip``), this worker's shard
+   and the batch size (``BATCH_IMAGES`` x devices, lowered for tiny sets);
+5. the schedule, start position and end epoch of a new or resumed run (:func:`plan_run`);
+6. the training and deploy graphs and the CropLoader;
+7. the starting parameters (resumed checkpoint, ``--pretrained`` or none), the frozen ones, the
+   bound Module with SGD and, resuming, its optimizer state;
+8. the :class:`~rcnn.core.trainer.Trainer` with its :class:`~rcnn.core.trainer.TrainerOptions`.
+
+:func:`run_training` builds, trains (``Trainer.fit``), logs the final parameter digest and
+closes the loader. ``cfg`` is explicit: ``cfg.TRAIN.BATCH_IMAGES`` is set here from
+``--batch_images`` (or lowered for tiny sets); nothing else of it changes.
+"""
+import logging
+import os
+import pprint
+import random
+import sys
+
+import mxnet as mx
+import numpy as np
+
+from rcnn.config import DEFAULT_END_EPOCH
+from rcnn.core import train_state
+from rcnn.core.schedule import LRSchedule
+from rcnn.core.trainer import (XAVIER, DeviceError, Position, Trainer, TrainerOptions,
+                               frozen_param_names, params_digest, resolve_contexts, shard_roidb)
+
+# the log lines keep train.py's name
+logger = logging.getLogger('train')
+
+__all__ = ['TrainingRun', 'build_training', 'run_training', 'setup_logging', 'seed_everything',
+           'load_roidb', 'LoaderFeed', 'fit_batch_to_data', 'create_kvstore',
+           'train_param_shapes', 'starting_params', 'resolve_resume', 'check_resume_compatible',
+           'is_sync_dist', 'init_optimizer', 'plan_run', 'build_module']
+
+
+def setup_logging(prefix, rank=0):
+    """stdout + ``<prefix>-train.log`` (``<prefix>-train-rank<r>.log`` for other workers)."""
+    folder = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(folder, exist_ok=True)
+    log_file = '%s-train.log' % prefix if rank == 0 else '%s-train-rank%d.log' % (prefix, rank)
+    fmt = logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s')
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(log_file)):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    return log_file
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    mx.random.seed(seed)
+
+
+def load_roidb(args, cfg):
+    """Roidb of every '+'-joined image set, with mirrored copies unless --no_flip."""
+    from rcnn.dataset.retinaface import retinaface
+    roidb = []
+    for image_set in args.image_set.split('+'):
+        imdb = retinaface(image_set, args.root_path, args.dataset_path, cfg=cfg)
+        entries = imdb.gt_roidb()
+        if not args.no_flip:
+            entries = imdb.append_flipped_images(entries)
+        roidb.extend(entries)
+    if not roidb:
+        raise ValueError('no training image in %s (image set %s)' % (args.dataset_path,
+                                                                      args.image_set))
+    return roidb
+
+
+class LoaderFeed(object):
+    """The batches of each epoch from a CropLoader (``num_batches`` per epoch).
+
+    ``batches(epoch, skip)`` starts the loader's next epoch (``reset``: a new order and
+    new crops) and discards its first ``skip`` batches (resuming inside an epoch).
+    """
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def batches(self, epoch, skip=0):
+        self.loader.reset()  # no-op before the loader's first batch
+        for produced in range(self.loader.num_batches):
+            batch = next(self.loader)
+            if produced >= skip:
+                yield batch
+
+
+def fit_batch_to_data(cfg, num_images, num_devices):
+    """Lower BATCH_IMAGES when the data set cannot fill one batch (tiny smoke-test sets)."""
+    wanted = cfg.TRAIN.BATCH_IMAGES * num_devices
+    if num_images >= wanted:
+        return
+    per_device = num_images // num_devices
+    if per_device < 1:
+        raise ValueError('%d training images cannot feed %d devices' % (num_images, num_devices))
+    logger.warning('only %d training images for a batch of %d: BATCH_IMAGES lowered from %d to '
+                   '%d (pass --batch_images to choose)', num_images, wanted,
+                   cfg.TRAIN.BATCH_IMAGES, per_device)
+    cfg.TRAIN.BATCH_IMAGES = per_device
+
+
+def create_kvstore(kvstore_type):
+    """(kvstore or type string, rank, num_workers); dist kvstores are created now."""
+    if 'dist' not in kvstore_type:
+        return kvstore_type, 0, 1
+    if 'DMLC_ROLE' not in os.environ:
+        raise DeviceError('--kvstore %s needs the parameter-server environment: start train.py '
+                          'with tools/launch.py -n WORKERS -s SERVERS python train.py ...'
+                          % kvstore_type)
+    kv = mx.kv.create(kvstore_type)
+    return kv, kv.rank, kv.num_workers
+
+
+def train_param_shapes(train_sym, data_shapes):
+    """name -> shape of the training graph's parameters and aux states at ``data_shapes``."""
+    arg_shapes, _, aux_shapes = train_sym.infer_shape(**dict(data_shapes))
+    inputs = {name for name, _ in data_shapes}
+    args = {n: s for n, s in zip(train_sym.list_arguments(), arg_shapes) if n not in inputs}
+    aux = dict(zip(train_sym.list_auxiliary_states(), aux_shapes))
+    return args, aux
+
+
+def starting_params(args, record, arg_shapes, aux_shapes):
+    """(arg_params, aux_params) to start from: the resumed checkpoint, the pretrained one or {}.
+
+    Raises ValueError naming the checkpoint on mismatched shapes (or, resuming, anything
+    missing).
+    """
+    from rcnn.utils.checkpoint import compare_params, load_checkpoint
+    from rcnn.utils.param_names import fit_names
+    if record is not None:
+        source = '%s-%04d' % (args.prefix, record['checkpoint'])
+        _, arg_params, aux_params = load_checkpoint(args.prefix, record['checkpoint'])
+    elif args.pretrained:
+        source = '%s-%04d' % (args.pretrained, args.pretrained_epoch)
+        _, arg_params, aux_params = load_checkpoint(args.pretrained, args.pretrained_epoch)
+    else:
+        logger.info('training from scratch: every parameter gets the initialiser')
+        return {}, {}
+    # BatchNorm statistics in the training graph's spelling (a Gluon backbone's checkpoint
+    # says _running_ where our graphs say _moving_)
+    arg_params = fit_names(arg_shapes, arg_params)[0]
+    aux_params = fit_names(aux_shapes, aux_params)[0]
+    missing, unexpected, mismatched = compare_params(arg_shapes, aux_shapes, arg_params,
+                                                     aux_params)
+    if mismatched:
+        raise ValueError('%s does not fit the %s training graph: %s' % (
+            source, args.network, '; '.join(mismatched)))
+    if record is not None and missing:
+        raise ValueError('cannot resume from %s: it lacks %s' % (source, missing))
+    logger.info('loaded %d arrays from %s: %d missing (initialised) %s, %d unexpected '
+                '(ignored) %s', len(arg_params) + len(aux_params), source, len(missing),
+                missing, len(unexpected), unexpected)
+    arg_params = {k: v for k, v in arg_params.items() if k in arg_shapes}
+    aux_params = {k: v for k, v in aux_params.items() if k in aux_shapes}
+    return arg_params, aux_params
+
+
+def resolve_resume(args):
+    """The verified training record to resume from, or None."""
+    if args.resume is None:
+        return None
+    number = train_state.latest_checkpoint(args.prefix) if args.resume == 'latest' \
+        else args.resume
+    if number is None:
+        raise train_state.CorruptCheckpointError(
+            'cannot resume: no training record %s-NNNN.train.json found' % args.prefix)
+    return train_state.read_train_record(args.prefix, number)
+
+
+def check_resume_compatible(record, network, batch_size, num_devices, num_workers):
+    """Refuse to resume a run whose batch layout differs (its optimizer state would not fit)."""
+    wanted = {'network': network, 'batch_size': batch_size, 'num_devices': num_devices,
+              'num_workers': num_workers}
+    differing = ['%s %r (now %r)' % (k, record[k], v) for k, v in wanted.items()
+                 if record[k] != v]
+    if differing:
+        raise ValueError('cannot resume checkpoint %d: it was trained with %s; use the same '
+                         'network, batch and devices' % (record['checkpoint'],
+                                                         ', '.join(differing)))
+
+
+def is_sync_dist(kv):
+    """True for a synchronous distributed kvstore (dist_sync, dist_device_sync)."""
+    return isinstance(kv, mx.kv.KVStore) and 'dist' in kv.type and '_sync' in kv.type
+
+
+def init_optimizer(mod, kv, optimizer_params):
+    """Install SGD; returns whether this process holds the optimizer state (can save it).
+
+    With a synchronous dist kvstore the updates run on the workers (the servers only sum
+    gradients), so every worker holds the optimizer state, and rank 0's initial parameters
+    are broadcast to all. With dist_async the servers update the weights (MXNet's default)
+    and the optimizer state lives there: it cannot be checkpointed.
+    """
+    if not is_sync_dist(kv):
+        mod.init_optimizer(kvstore=kv, optimizer='sgd', optimizer_params=optimizer_params)
+        return not (isinstance(kv, mx.kv.KVStore) and 'dist' in kv.type)
+    previous = os.environ.get('MXNET_UPDATE_ON_KVSTORE')
+    os.environ['MXNET_UPDATE_ON_KVSTORE'] = '0'
+    try:
+        mod.init_optimizer(kvstore=kv, optimizer='sgd', optimizer_params=optimizer_params)
+    finally:
+        if previous is None:
+            del os.environ['MXNET_UPDATE_ON_KVSTORE']
+        else:
+            os.environ['MXNET_UPDATE_ON_KVSTORE'] = previous
+    arg_params, aux_params = mod.get_params()
+    for name in sorted(arg_params):
+        kv.pull(name, out=arg_params[name])
+    mx.nd.waitall()
+    mod.set_params(arg_params, aux_params)
+    logger.info('rank %d: parameters broadcast from rank 0 (digest %s)', kv.rank,
+                params_digest(arg_params)[:16])
+    return True
+
+
+def plan_run(args, record, num_images, batch_size):
+    """(schedule, start Position, end_epoch, frozen names or None) of a new or resumed run."""
+    if record is not None:
+        schedule = LRSchedule(record['base_lr'], record['lr_steps'], record['lr_factors'])
+        position = Position(record['epoch'], record['batch_in_epoch'], record['iteration'])
+        end_epoch = args.end_epoch if args.end_epoch is not None else record['end_epoch']
+        logger.info('resuming from checkpoint %s-%04d at %s, lr %.8g', args.prefix,
+                    record['checkpoint'], position, record['lr'])
+        return schedule, position, end_epoch, list(record.get('fixed_params', []))
+    schedule = LRSchedule.from_epochs(args.lr, args.lr_step, args.begin_epoch, num_images,
+                                      batch_size)
+    end_epoch = args.end_epoch if args.end_epoch is not None else DEFAULT_END_EPOCH
+    return schedule, Position(args.begin_epoch, 0, 0), end_epoch, None
+
+
+def build_module(train_sym, loader, contexts, work_load_list, fixed, arg_params, aux_params,
+                 allow_missing):
+    """Bind the training graph to the loader's shapes and set its parameters (Xavier for the
+    ones ``arg_params`` / ``aux_params`` lack, when ``allow_missing``)."""
+    mod = mx.mod.Module(train_sym, data_names=[d.name for d in loader.provide_data],
+                        label_names=[d.name for d in loader.provide_label], context=contexts,
+                        work_load_list=work_load_list, fixed_param_names=fixed, logger=logger)
+    mod.bind(data_shapes=loader.provide_data, label_shapes=loader.provide_label,
+             for_training=True)
+    mod.init_params(initializer=mx.init.Xavier(**XAVIER), arg_params=arg_params,
+                    aux_params=aux_params, allow_missing=allow_missing)
+    return mod
+
+
+
+# ---------------------------------------------------------------------------- the run
+class TrainingRun(object):
+    """What :func:`build_training` sets up: ``trainer`` (ready to ``fit(start)``), ``module``
+    (the bound training Module), ``loader`` (the CropLoader, to ``close()``), ``start`` (the
+    Position training begins at), ``rank`` / ``num_workers`` of this process, ``seed``."""
+
+    def __init__(self, trainer, module, loader, start, rank, num_workers, seed):
+        self.trainer = trainer
+        self.module = module
+        self.loader = loader
+        self.start = start
+        self.rank = rank
+        self.num_workers = num_workers
+        self.seed = seed
+
+    def close(self):
+        """Stop the loader's worker processes."""
+        self.loader.close()
+
+
+def build_training(args, cfg):
+    """Set up a new or resumed training run from train.py's flags (see the module docstring).
+
+    Args:
+        args: train.py's parsed flags (``train.parse_args``).
+        cfg: the config of ``generate_config(args.network, args.dataset)``.
+    Returns:
+        :class:`TrainingRun`.
+    Raises:
+        DeviceError, train_state.CorruptCheckpointError, ValueError, OSError: with a message
+        naming the flag or file.
+    """
+    from rcnn.core.loader import CropLoader
+    from rcnn.symbol import get_symbol_test, get_symbol_train
+
+    contexts = resolve_contexts(args.gpus, args.cpus)
+    kv, rank, num_workers = create_kvstore(args.kvstore)
+    log_file = setup_logging(args.prefix, rank)
+    if args.batch_images:
+        cfg.TRAIN.BATCH_IMAGES = args.batch_images
+    record = resolve_resume(args)
+    seed = args.seed if args.seed is not None else (
+        record['seed'] if record is not None else random.SystemRandom().randrange(2 ** 31))
+    seed_everything(seed)
+    logger.info('train.py %s', ' '.join(sys.argv[1:]))
+    roidb = shard_roidb(load_roidb(args, cfg), rank, num_workers)
+    fit_batch_to_data(cfg, len(roidb), len(contexts))
+    batch_size = cfg.TRAIN.BATCH_IMAGES * len(contexts)
+    iters_per_epoch = len(roidb) // batch_size
+    logger.info('devices %s, batch %d (%d per device), kvstore %s, rank %d of %d, seed %d, '
+                'log %s', contexts, batch_size, cfg.TRAIN.BATCH_IMAGES,
+                kv if isinstance(kv, str) else kv.type, rank, num_workers, seed, log_file)
+    logger.info('config:\n%s', pprint.pformat(dict(cfg)))
+    if record is not None:
+        check_resume_compatible(record, args.network, batch_size, len(contexts), num_workers)
+    schedule, position, end_epoch, fixed = plan_run(args, record, len(roidb), batch_size)
+    logger.info('%d images (%d iterations per epoch); %s', len(roidb), iters_per_epoch, schedule)
+
+    train_sym = get_symbol_train(args.network, cfg)
+    deploy_sym = get_symbol_test(args.network, cfg)
+    feat_sym = [train_sym.get_internals()['face_rpn_cls_score_stride%d_output' % s]
+                for s in cfg.RPN_FEAT_STRIDE]
+    # crops differ per worker; a run (re)started at epoch e draws that epoch's batches of the
+    # same stream, so a resume sees exactly the batches of the uninterrupted run
+    loader = CropLoader(feat_sym, roidb, batch_size, shuffle=not args.no_shuffle, ctx=contexts,
+                        work_load_list=args.work_load_list, cfg=cfg, num_workers=args.workers,
+                        seed=seed + 1000003 * rank, first_epoch=position.epoch)
+    try:
+        data_shapes = loader.provide_data + loader.provide_label
+        arg_shapes, aux_shapes = train_param_shapes(train_sym, data_shapes)
+        arg_params, aux_params = starting_params(args, record, arg_shapes, aux_shapes)
+        param_names = [n for n in train_sym.list_arguments() if n in arg_shapes]
+        if fixed is None:
+            fixed = frozen_param_names(args.network, param_names, bool(args.pretrained))
+        logger.info('frozen parameters (%d): %s', len(fixed), fixed)
+
+        mod = build_module(train_sym, loader, contexts, args.work_load_list, fixed,
+                           arg_params, aux_params, allow_missing=record is None)
+        sync_workers = num_workers if is_sync_dist(kv) else 1
+        states_saved = init_optimizer(mod, kv, {
+            'learning_rate': schedule.base_lr, 'momentum': cfg.TRAIN.MOMENTUM, 'wd': args.wd,
+            'rescale_grad': 1.0 / (len(contexts) * sync_workers),
+            'lr_scheduler': schedule.scheduler(), 'begin_num_update': position.iteration})
+        if record is not None and record.get('optimizer_states', True) and states_saved:
+            mod.load_optimizer_states(train_state.checkpoint_files(
+                args.prefix, record['checkpoint'])['states'])
+            logger.info('optimizer state restored (%d updates so far)', position.iteration)
+        elif record is not None:
+            logger.warning('checkpoint %d has no optimizer state (dist_async) or this run cannot '
+                           'hold it: the momentum restarts from zero', record['checkpoint'])
+
+        options = TrainerOptions(
+            prefix=args.prefix, batch_size=batch_size, iters_per_epoch=iters_per_epoch,
+            end_epoch=end_epoch, max_iters=args.max_iters,
+            checkpoint_iters=args.checkpoint_iters, frequent=args.frequent,
+            record={'network': args.network, 'seed': seed, 'num_devices': len(contexts),
+                    'num_workers': num_workers, 'fixed_params': fixed,
+                    'begin_epoch': record['begin_epoch'] if record else args.begin_epoch,
+                    'dataset_path': os.path.abspath(args.dataset_path)},
+            strides=tuple(cfg.RPN_FEAT_STRIDE), saver=rank == 0,
+            save_optimizer_states=states_saved,
+            max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
+            resumed_from=None if record is None else (record['checkpoint'], record['iteration']))
+        trainer = Trainer(mod, deploy_sym, LoaderFeed(loader), schedule, options)
+    except BaseException:
+        loader.close()
+        raise
+    return TrainingRun(trainer, mod, loader, position, rank, num_workers, seed)
+
+
+def run_training(args, cfg):
+    """:func:`build_training`, then train until the stop rule; returns the final Position.
+
+    Raises (besides :func:`build_training`'s): NonFiniteLossError when a loss or a parameter
+    becomes NaN/Inf (the last good checkpoint is left untouched).
+    """
+    run = build_training(args, cfg)
+    try:
+        position = run.trainer.fit(run.start)
+        arg_params, _ = run.module.get_params()
+        logger.info('final parameter digest (rank %d of %d): %s', run.rank, run.num_workers,
+                    params_digest(arg_params))
+        return position
+    finally:
+        run.close()
