@@ -50,14 +50,19 @@ import argparse
 import logging
 import sys
 
-from rcnn.config import (DEFAULT_DATASET, DEFAULT_NETWORK, generate_config,
+from rcnn.core import cpu_share  # standard library only
+
+if __name__ == '__main__':  # MXNet reads its thread settings when imported: choose them first
+    cpu_share.configure_from_argv(sys.argv[1:])
+
+from rcnn.config import (DEFAULT_DATASET, DEFAULT_NETWORK, generate_config,  # noqa: E402
                          network as network_presets)
-from rcnn.core import train_state
-from rcnn.core.callback import NonFiniteLossError
-from rcnn.core.schedule import parse_lr_step
-from rcnn.core.trainer import DeviceError
-from rcnn.core.training_setup import run_training
-from rcnn.utils import cli
+from rcnn.core import train_state  # noqa: E402
+from rcnn.core.callback import NonFiniteLossError  # noqa: E402
+from rcnn.core.schedule import parse_lr_step  # noqa: E402
+from rcnn.core.trainer import DeviceError  # noqa: E402
+from rcnn.core.training_setup import run_training  # noqa: E402
+from rcnn.utils import cli  # noqa: E402
 
 logger = logging.getLogger('train')
 
@@ -96,8 +101,11 @@ def parse_args(argv=None):
                            '(default %(default)s)')
     data.add_argument('--no_flip', action='store_true', help='do not add mirrored images')
     data.add_argument('--no_shuffle', action='store_true', help='do not shuffle each epoch')
-    data.add_argument('--workers', type=int, default=2,
-                      help='loader worker processes for crops and labels (default %(default)s)')
+    data.add_argument('--workers', type=int, default=None,
+                      help='loader worker processes for crops and labels (default: chosen from '
+                           'the cores and GPUs, see rcnn/core/cpu_share.py: on the CPU one per '
+                           '6 cores, at least 1; with G GPUs all cores but one, at most 8 G; '
+                           'the MXNet compute threads are chosen with it and logged)')
     data.add_argument('--batch_images', type=int, default=None,
                       help='images per device per batch (default: the preset\'s BATCH_IMAGES, '
                            '%d for %s)' % (cfg.TRAIN.BATCH_IMAGES, known.network))
@@ -174,7 +182,8 @@ def _check_args(parser, args):
     if args.max_minutes is not None and 'dist' in args.kvstore:
         parser.error('--max_minutes cannot be used with --kvstore %s: the workers would stop '
                      'at different iterations' % args.kvstore)
-    if args.workers < 0 or args.checkpoint_iters < 0 or args.cpus < 0:
+    if (args.workers is not None and args.workers < 0) or args.checkpoint_iters < 0 \
+            or args.cpus < 0:
         parser.error('--workers, --checkpoint_iters and --cpus must be >= 0')
     if args.work_load_list:
         try:

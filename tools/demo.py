@@ -117,8 +117,9 @@ def parse_args(argv=None):
                        help='time budget of training: train.py --max_minutes stops it there '
                             'with a checkpoint, even before the end of the schedule (default '
                             '%(default)s)')
-    train.add_argument('--workers', type=non_negative_int, default=2,
-                       help='loader worker processes (default %(default)s)')
+    train.add_argument('--workers', type=non_negative_int, default=None,
+                       help='loader worker processes (default: train.py\'s choice from the '
+                            'cores and GPUs)')
     train.add_argument('--seed', type=non_negative_int, default=0,
                        help='seed of the initialisation and the loader (default %(default)s)')
     train.add_argument('--max-iters', type=positive_int, default=None,
@@ -240,8 +241,10 @@ def commands(plan, epoch='<final>', pictures=()):
     train = [plan.python, str(ROOT / 'train.py'), '--network', 'mnet',
              '--dataset_path', plan.data, '--image_set', 'train', '--prefix', plan.prefix,
              '--batch_images', str(args.batch_images), '--lr', repr(args.lr),
-             '--lr_step', plan.lr_step, '--workers', str(args.workers),
+             '--lr_step', plan.lr_step,
              '--seed', str(args.seed), '--max_minutes', repr(args.train_minutes)]
+    if args.workers is not None:
+        train += ['--workers', str(args.workers)]
     if args.max_iters is not None:
         train += ['--max_iters', str(args.max_iters)]
     test = [plan.python, str(ROOT / 'test_widerface.py'), '--prefix', plan.prefix,

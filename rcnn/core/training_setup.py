@@ -29,7 +29,7 @@ import mxnet as mx
 import numpy as np
 
 from rcnn.config import DEFAULT_END_EPOCH
-from rcnn.core import train_state
+from rcnn.core import cpu_share, train_state
 from rcnn.core.schedule import LRSchedule
 from rcnn.core.trainer import (XAVIER, DeviceError, Position, Trainer, TrainerOptions,
                                frozen_param_names, params_digest, resolve_contexts, shard_roidb)
@@ -302,6 +302,10 @@ def build_training(args, cfg):
         record['seed'] if record is not None else random.SystemRandom().randrange(2 ** 31))
     seed_everything(seed)
     logger.info('train.py %s', ' '.join(sys.argv[1:]))
+    cpu_plan = cpu_share.plan_cpu_share(
+        cpu_share.usable_cores(), sum(1 for c in contexts if c.device_type == 'gpu'),
+        args.workers)
+    logger.info('%s', cpu_share.describe(cpu_plan))
     roidb = shard_roidb(load_roidb(args, cfg), rank, num_workers)
     fit_batch_to_data(cfg, len(roidb), len(contexts))
     batch_size = cfg.TRAIN.BATCH_IMAGES * len(contexts)
@@ -322,7 +326,7 @@ def build_training(args, cfg):
     # crops differ per worker; a run (re)started at epoch e draws that epoch's batches of the
     # same stream, so a resume sees exactly the batches of the uninterrupted run
     loader = CropLoader(feat_sym, roidb, batch_size, shuffle=not args.no_shuffle, ctx=contexts,
-                        work_load_list=args.work_load_list, cfg=cfg, num_workers=args.workers,
+                        work_load_list=args.work_load_list, cfg=cfg, num_workers=cpu_plan.workers,
                         seed=seed + 1000003 * rank, first_epoch=position.epoch)
     try:
         data_shapes = loader.provide_data + loader.provide_label

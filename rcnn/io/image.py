@@ -95,12 +95,28 @@ def transform(im, pixel_means, pixel_stds, pixel_scale):
     """
     means = np.asarray(pixel_means, dtype=np.float32).reshape(3)
     stds = np.asarray(pixel_stds, dtype=np.float32).reshape(3)
-    rgb = im[:, :, ::-1].astype(np.float32)
-    if pixel_scale != 1.0:
-        rgb /= np.float32(pixel_scale)
-    rgb -= means[::-1]
-    rgb /= stds[::-1]
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1))[np.newaxis]
+    scale = np.float32(pixel_scale)
+    tensor = np.empty((1, 3) + im.shape[:2], dtype=np.float32)
+    for channel, bgr_plane in enumerate(reversed(_bgr_planes(im))):
+        plane = tensor[0, channel]
+        plane[...] = bgr_plane
+        # the same float32 operations per channel as on the whole image; the identities
+        # (x / 1, x - 0, x / 1) are exact in IEEE arithmetic, so skipping them changes no bit
+        if scale != 1.0:
+            plane /= scale
+        if means[2 - channel] != 0.0:
+            plane -= means[2 - channel]
+        if stds[2 - channel] != 1.0:
+            plane /= stds[2 - channel]
+    return tensor
+
+
+def _bgr_planes(im):
+    """The three channel planes of an (H, W, 3) image (OpenCV's vectorised split when it
+    handles the dtype: 3 contiguous copies, much faster than a strided NumPy transpose)."""
+    if im.dtype in (np.uint8, np.float32) and im.strides[1:] == (3 * im.itemsize, im.itemsize):
+        return cv2.split(im)
+    return [im[:, :, c] for c in range(3)]
 
 
 def _luma(im):
