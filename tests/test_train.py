@@ -141,6 +141,25 @@ def test_a_garbled_record_is_refused(tmp_path):
         train_state.read_train_record(prefix, 5)
 
 
+# ------------------------------------------------------------------------------ trainer options
+def test_trainer_takes_its_run_from_options_and_a_resume_its_last_good_checkpoint():
+    import dataclasses
+    from rcnn.core.schedule import LRSchedule
+    from rcnn.core.trainer import Position, Trainer, TrainerOptions
+    options = TrainerOptions(prefix='p', batch_size=2, iters_per_epoch=0, end_epoch=3,
+                             strides=(32, 16, 8), max_iters=10, resumed_from=(2, 14))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.max_iters = 5
+    trainer = Trainer(None, None, None, LRSchedule(0.01, [100]), options)
+    assert trainer.last_checkpoint == (2, 14) and trainer.iters_per_epoch == 1
+    assert trainer.stop_reason(Position(1, 0, 10)) == 'max_iters'
+    assert trainer.stop_reason(Position(3, 0, 5)) == 'end_epoch'
+    assert trainer.stop_reason(Position(1, 0, 9)) is None
+    fresh = Trainer(None, None, None, LRSchedule(0.01, [100]),
+                    dataclasses.replace(options, resumed_from=None))
+    assert fresh.last_checkpoint is None
+
+
 # ------------------------------------------------------------------------------ end to end
 def train_cmd(prefix, *extra):
     return [sys.executable, str(TRAIN), '--network', 'mnet', '--prefix', str(prefix),
