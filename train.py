@@ -38,6 +38,17 @@ and ``<prefix>-train.log``. A NaN or infinite loss (or parameters that overflowe
 before each checkpoint) stops training with exit status 3, naming the batch; the last good
 checkpoint is left untouched.
 
+Safety: a run holds an exclusive lock on ``--prefix`` (``<prefix>-train.lock``) for its
+lifetime; a second run on the same prefix stops at start-up naming the other process. At
+start-up, temporary files and unrecorded ``.params`` / ``.states`` left by a killed save are
+removed (logged). A checkpoint that cannot be written (disk full) stops training with a
+message naming the file; the previous checkpoint stays and no temporary file is left.
+``--resume`` refuses another ``--dataset_path`` / ``--image_set`` than the checkpoint's
+(``--resume_other_data`` allows it) and takes an explicit ``--lr`` as the schedule's new base.
+A loader worker that dies, or too many unreadable images in a row, stop training with exit
+status 4 and a one-line message naming the worker (pid, exit code) or the files, after a
+checkpoint of the batches done. Errors print one line; tracebacks go to the log file only.
+
 Distributed (``--kvstore dist_sync`` / ``dist_device_sync`` under tools/launch.py): each
 worker trains on its shard of the roidb (every num_workers-th record, equal lengths),
 gradients are summed by the servers and every worker applies the same SGD step, so the
@@ -59,15 +70,18 @@ from rcnn.config import (DEFAULT_DATASET, DEFAULT_NETWORK, generate_config,  # n
                          network as network_presets)
 from rcnn.core import train_state  # noqa: E402
 from rcnn.core.callback import NonFiniteLossError  # noqa: E402
+from rcnn.core.loader import LoaderError  # noqa: E402
 from rcnn.core.schedule import parse_lr_step  # noqa: E402
 from rcnn.core.trainer import DeviceError  # noqa: E402
 from rcnn.core.training_setup import run_training  # noqa: E402
 from rcnn.utils import cli  # noqa: E402
+from rcnn.utils.run_lock import PrefixInUseError  # noqa: E402
 
 logger = logging.getLogger('train')
 
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
+EXIT_LOADER_FAILED = 4
 
 
 # ---------------------------------------------------------------------------- command line
@@ -99,6 +113,10 @@ def parse_args(argv=None):
     data.add_argument('--dataset_path', default=dflt.dataset_path,
                       help='RetinaFace-layout data set: <path>/<image_set>/label.txt + images/ '
                            '(default %(default)s)')
+    data.add_argument('--keep_outside_boxes', action='store_true',
+                      help='clip label boxes that leave the image by more than their own size '
+                           '(e.g. w=1e9) like the original reader, instead of dropping them '
+                           'with a warning naming label.txt and the line')
     data.add_argument('--no_flip', action='store_true', help='do not add mirrored images')
     data.add_argument('--no_shuffle', action='store_true', help='do not shuffle each epoch')
     data.add_argument('--workers', type=int, default=None,
@@ -120,7 +138,11 @@ def parse_args(argv=None):
                        help='checkpoint and log prefix (default %(default)s)')
     model.add_argument('--resume', nargs='?', const='latest', default=None, metavar='N',
                        help='continue from checkpoint N of --prefix (no N: the latest); '
-                            'restores parameters, optimizer state, iteration, lr and position')
+                            'restores parameters, optimizer state, iteration, lr and position '
+                            '(an explicit --lr replaces the schedule\'s base lr)')
+    model.add_argument('--resume_other_data', action='store_true',
+                       help='allow --resume with another --dataset_path / --image_set than '
+                            'the checkpoint was trained on (refused otherwise)')
     model.add_argument('--checkpoint_iters', type=int, default=0,
                        help='also checkpoint every N iterations (0: only at epoch ends and '
                             'at the end; useful to test resuming after a kill)')
@@ -132,7 +154,9 @@ def parse_args(argv=None):
     train.add_argument('--end_epoch', type=int, default=None,
                        help='stop before this epoch (default %d, or the resumed run\'s)'
                             % dflt.end_epoch)
-    train.add_argument('--lr', type=float, default=dflt.lr, help='base lr (default %(default)s)')
+    train.add_argument('--lr', type=float, default=None,
+                       help='base lr (default %s; with --resume: the checkpoint\'s schedule, '
+                            'unless given)' % dflt.lr)
     train.add_argument('--lr_step', default=dflt.lr_step,
                        help='epochs where the lr changes, comma-separated; 8 steps = x1.5849 '
                             'warm-up x5 then x0.1, 5 steps = x0.5,0.5,0.4,0.1,0.1, else x0.1 '
@@ -164,6 +188,9 @@ def parse_args(argv=None):
     dev.add_argument('--work_load_list', default=None,
                      help='relative work load per device, comma-separated (default: even)')
     args = parser.parse_args(argv)
+    args.lr_given = args.lr is not None
+    if not args.lr_given:
+        args.lr = dflt.lr
     _check_args(parser, args)
     return args, cfg
 
@@ -210,7 +237,15 @@ def main(argv=None):
         logger.error('%s', exc)
         print('train.py: error: %s' % exc, file=sys.stderr)
         return EXIT_NON_FINITE
-    except (DeviceError, train_state.CorruptCheckpointError, ValueError, OSError) as exc:
+    except LoaderError as exc:
+        if exc.details:
+            logger.error('loader worker traceback:\n%s', exc.details,
+                         extra={'log_file_only': True})
+        logger.error('%s', exc, exc_info=True)
+        print('train.py: error: %s' % exc, file=sys.stderr)
+        return EXIT_LOADER_FAILED
+    except (DeviceError, train_state.CorruptCheckpointError, PrefixInUseError, ValueError,
+            OSError) as exc:
         if logging.getLogger().handlers:  # the traceback for the log, once it is set up
             logger.error('%s', exc, exc_info=True)
         print('train.py: error: %s' % exc, file=sys.stderr)

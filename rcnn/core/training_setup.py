@@ -33,11 +33,13 @@ from rcnn.core import cpu_share, train_state
 from rcnn.core.schedule import LRSchedule
 from rcnn.core.trainer import (XAVIER, DeviceError, Position, Trainer, TrainerOptions,
                                frozen_param_names, params_digest, resolve_contexts, shard_roidb)
+from rcnn.utils.run_lock import PrefixLock
 
 # the log lines keep train.py's name
 logger = logging.getLogger('train')
 
-__all__ = ['TrainingRun', 'build_training', 'run_training', 'setup_logging', 'seed_everything',
+__all__ = ['TrainingRun', 'build_training', 'run_training', 'setup_logging',
+           'NoTracebackFormatter', 'seed_everything', 'check_resume_data',
            'load_roidb', 'LoaderFeed', 'fit_batch_to_data', 'create_kvstore',
            'train_param_shapes', 'starting_params', 'resolve_resume', 'check_resume_compatible',
            'is_sync_dist', 'init_optimizer', 'plan_run', 'build_module']
@@ -48,13 +50,28 @@ def setup_logging(prefix, rank=0):
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)
     log_file = '%s-train.log' % prefix if rank == 0 else '%s-train-rank%d.log' % (prefix, rank)
-    fmt = logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s')
+    fmt = '%(asctime)s %(levelname)s %(name)s: %(message)s'
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(log_file)):
-        handler.setFormatter(fmt)
+    console, log = logging.StreamHandler(sys.stdout), logging.FileHandler(log_file)
+    console.setFormatter(NoTracebackFormatter(fmt))
+    console.addFilter(lambda record: not getattr(record, 'log_file_only', False))
+    log.setFormatter(logging.Formatter(fmt))
+    for handler in (console, log):
         root.addHandler(handler)
     return log_file
+
+
+class NoTracebackFormatter(logging.Formatter):
+    """Console format: the message without the traceback (which goes to the log file)."""
+
+    def format(self, record):
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return super(NoTracebackFormatter, self).format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
 
 
 def seed_everything(seed):
@@ -68,7 +85,8 @@ def load_roidb(args, cfg):
     from rcnn.dataset.retinaface import retinaface
     roidb = []
     for image_set in args.image_set.split('+'):
-        imdb = retinaface(image_set, args.root_path, args.dataset_path, cfg=cfg)
+        imdb = retinaface(image_set, args.root_path, args.dataset_path, cfg=cfg,
+                          drop_outside_boxes=not args.keep_outside_boxes)
         entries = imdb.gt_roidb()
         if not args.no_flip:
             entries = imdb.append_flipped_images(entries)
@@ -180,6 +198,24 @@ def resolve_resume(args):
     return train_state.read_train_record(args.prefix, number)
 
 
+def check_resume_data(record, args):
+    """Refuse to resume on another data set than the checkpoint's, unless allowed."""
+    trained_on = (record.get('dataset_path'), record.get('image_set'))
+    now = (os.path.abspath(args.dataset_path), args.image_set)
+    differing = [(flag, old, new) for flag, old, new in zip(('--dataset_path', '--image_set'),
+                                                            trained_on, now)
+                 if old is not None and old != new]
+    if not differing:
+        return
+    text = ', '.join('%s %s (checkpoint: %s)' % (flag, new, old) for flag, old, new in differing)
+    if not args.resume_other_data:
+        raise ValueError('cannot resume checkpoint %d on other data: %s; pass '
+                         '--resume_other_data to continue on it anyway'
+                         % (record['checkpoint'], text))
+    logger.warning('resuming checkpoint %d on other data (--resume_other_data): %s',
+                   record['checkpoint'], text)
+
+
 def check_resume_compatible(record, network, batch_size, num_devices, num_workers):
     """Refuse to resume a run whose batch layout differs (its optimizer state would not fit)."""
     wanted = {'network': network, 'batch_size': batch_size, 'num_devices': num_devices,
@@ -230,11 +266,16 @@ def init_optimizer(mod, kv, optimizer_params):
 def plan_run(args, record, num_images, batch_size):
     """(schedule, start Position, end_epoch, frozen names or None) of a new or resumed run."""
     if record is not None:
-        schedule = LRSchedule(record['base_lr'], record['lr_steps'], record['lr_factors'])
+        base_lr = record['base_lr']
+        if args.lr_given and args.lr != base_lr:
+            logger.warning('--lr %.8g replaces the resumed schedule\'s base lr %.8g (the lr steps '
+                           'and factors stay)', args.lr, base_lr)
+            base_lr = args.lr
+        schedule = LRSchedule(base_lr, record['lr_steps'], record['lr_factors'])
         position = Position(record['epoch'], record['batch_in_epoch'], record['iteration'])
         end_epoch = args.end_epoch if args.end_epoch is not None else record['end_epoch']
         logger.info('resuming from checkpoint %s-%04d at %s, lr %.8g', args.prefix,
-                    record['checkpoint'], position, record['lr'])
+                    record['checkpoint'], position, schedule.lr_at(position.iteration))
         return schedule, position, end_epoch, list(record.get('fixed_params', []))
     schedule = LRSchedule.from_epochs(args.lr, args.lr_step, args.begin_epoch, num_images,
                                       batch_size)
@@ -263,7 +304,7 @@ class TrainingRun(object):
     (the bound training Module), ``loader`` (the CropLoader, to ``close()``), ``start`` (the
     Position training begins at), ``rank`` / ``num_workers`` of this process, ``seed``."""
 
-    def __init__(self, trainer, module, loader, start, rank, num_workers, seed):
+    def __init__(self, trainer, module, loader, start, rank, num_workers, seed, lock):
         self.trainer = trainer
         self.module = module
         self.loader = loader
@@ -271,14 +312,19 @@ class TrainingRun(object):
         self.rank = rank
         self.num_workers = num_workers
         self.seed = seed
+        self.lock = lock
 
     def close(self):
-        """Stop the loader's worker processes."""
-        self.loader.close()
+        """Stop the loader's worker processes and release the prefix lock."""
+        try:
+            self.loader.close()
+        finally:
+            self.lock.release()
 
 
 def build_training(args, cfg):
-    """Set up a new or resumed training run from train.py's flags (see the module docstring).
+    """Set up a new or resumed training run from train.py's flags (see the module docstring);
+    the run holds an exclusive lock on ``--prefix`` until :meth:`TrainingRun.close`.
 
     Args:
         args: train.py's parsed flags (``train.parse_args``).
@@ -287,17 +333,31 @@ def build_training(args, cfg):
         :class:`TrainingRun`.
     Raises:
         DeviceError, train_state.CorruptCheckpointError, ValueError, OSError: with a message
-        naming the flag or file.
+        naming the flag or file; PrefixInUseError when another run holds ``--prefix``.
     """
+    contexts = resolve_contexts(args.gpus, args.cpus)
+    kv, rank, num_workers = create_kvstore(args.kvstore)
+    run_lock = PrefixLock(args.prefix, rank)   # held while this run lives (TrainingRun.close)
+    try:
+        return _build_locked(args, cfg, contexts, kv, rank, num_workers, run_lock)
+    except BaseException:
+        run_lock.release()
+        raise
+
+
+def _build_locked(args, cfg, contexts, kv, rank, num_workers, run_lock):
+    """:func:`build_training` once the prefix is locked."""
     from rcnn.core.loader import CropLoader
     from rcnn.symbol import get_symbol_test, get_symbol_train
 
-    contexts = resolve_contexts(args.gpus, args.cpus)
-    kv, rank, num_workers = create_kvstore(args.kvstore)
     log_file = setup_logging(args.prefix, rank)
+    if rank == 0:
+        train_state.clean_interrupted_saves(args.prefix)
     if args.batch_images:
         cfg.TRAIN.BATCH_IMAGES = args.batch_images
     record = resolve_resume(args)
+    if record is not None:
+        check_resume_data(record, args)
     seed = args.seed if args.seed is not None else (
         record['seed'] if record is not None else random.SystemRandom().randrange(2 ** 31))
     seed_everything(seed)
@@ -359,7 +419,8 @@ def build_training(args, cfg):
             record={'network': args.network, 'seed': seed, 'num_devices': len(contexts),
                     'num_workers': num_workers, 'fixed_params': fixed,
                     'begin_epoch': record['begin_epoch'] if record else args.begin_epoch,
-                    'dataset_path': os.path.abspath(args.dataset_path)},
+                    'dataset_path': os.path.abspath(args.dataset_path),
+                    'image_set': args.image_set},
             strides=tuple(cfg.RPN_FEAT_STRIDE), saver=rank == 0,
             save_optimizer_states=states_saved,
             max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
@@ -368,7 +429,7 @@ def build_training(args, cfg):
     except BaseException:
         loader.close()
         raise
-    return TrainingRun(trainer, mod, loader, position, rank, num_workers, seed)
+    return TrainingRun(trainer, mod, loader, position, rank, num_workers, seed, run_lock)
 
 
 def run_training(args, cfg):
