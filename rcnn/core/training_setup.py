@@ -4,9 +4,11 @@
 ``generate_config`` into a ready :class:`TrainingRun`:
 
 1. devices (``--gpus`` / ``--cpus`` / CUDA_VISIBLE_DEVICES) and the kvstore (rank, workers);
-2. logging to stdout and ``<prefix>-train.log``;
-3. resume state: the verified training record of ``--resume`` (rcnn/core/train_state.py), the
-   seed (``--seed``, the record's, or a fresh one);
+   the exclusive lock on ``--prefix`` (rcnn/utils/run_lock.py), held until the run is closed;
+2. logging to stdout and ``<prefix>-train.log``; what a killed save left behind is removed;
+3. resume state: the verified training record of ``--resume`` (rcnn/core/train_state.py), on
+   the same data unless ``--resume_other_data``; the seed (``--seed``, the record's, or a
+   fresh one);
 4. the roidb (every ``+``-joined image set, mirrored unless ``--no_flip``), this worker's shard
    and the batch size (``BATCH_IMAGES`` x devices, lowered for tiny sets);
 5. the schedule, start position and end epoch of a new or resumed run (:func:`plan_run`);
@@ -16,7 +18,7 @@
 8. the :class:`~rcnn.core.trainer.Trainer` with its :class:`~rcnn.core.trainer.TrainerOptions`.
 
 :func:`run_training` builds, trains (``Trainer.fit``), logs the final parameter digest and
-closes the loader. ``cfg`` is explicit: ``cfg.TRAIN.BATCH_IMAGES`` is set here from
+closes the run (loader workers, lock). ``cfg`` is explicit: ``cfg.TRAIN.BATCH_IMAGES`` is set here from
 ``--batch_images`` (or lowered for tiny sets); nothing else of it changes.
 """
 import logging
