@@ -72,7 +72,7 @@ def test_param_comparison_lists_missing_unexpected_and_mismatched():
         {'bn_moving_mean': mx.nd.zeros(4)})
     assert missing == ['arg:b_bias'] and unexpected == ['arg:extra']
     # a shape the graph leaves unknown (0) is not compared
-    assert mismatched == ['arg:a_weight expected (2, 3), got (3, 2)']
+    assert mismatched == ['arg:a_weight has shape (3, 2), the graph needs (2, 3)']
 
 
 def released_mnet_param_order(prefix):

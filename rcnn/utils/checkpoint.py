@@ -240,7 +240,7 @@ def compare_params(arg_shapes, aux_shapes, arg_params, aux_params):
     Returns:
         :class:`ParamComparison` of three sorted lists: ``missing`` and ``unexpected``
         (``'arg:<name>'`` / ``'aux:<name>'``), ``misshaped``
-        (``'arg:<name> expected (..), got (..)'``).
+        (``'arg:<name> has shape (..), the graph needs (..)'``).
     """
     missing, unexpected, misshaped = [], [], []
     for kind, expected, given in (('arg', arg_shapes, arg_params), ('aux', aux_shapes, aux_params)):
@@ -251,7 +251,7 @@ def compare_params(arg_shapes, aux_shapes, arg_params, aux_params):
         for name in sorted(set(expected) & set(given)):
             want, got = tuple(expected[name]), _shape_of(given[name])
             if want and 0 not in want and want != got:
-                misshaped.append('%s:%s expected %s, got %s' % (kind, name, want, got))
+                misshaped.append('%s:%s has shape %s, the graph needs %s' % (kind, name, got, want))
     return ParamComparison(missing, unexpected, misshaped)
 
 
@@ -322,7 +322,7 @@ def check_params(sym, arg_params, aux_params, data_shapes=None, input_names=None
             ``data_shapes`` plus the training labels (:data:`LABEL_INPUT_PATTERN`).
     Raises:
         ParamMismatchError: listing missing, unexpected and mis-shaped parameters
-            (``name: expected (..), got (..)``).
+            (``arg:<name> has shape (..), the graph needs (..)``).
     """
     data_shapes = dict(DEFAULT_DATA_SHAPES if data_shapes is None else data_shapes)
     if input_names is None:
