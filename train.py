@@ -25,7 +25,17 @@ training (a time budget, e.g. for ``make demo``), whichever comes first; it alwa
 checkpoint, and ``<prefix>-train-summary.json`` then lists the iterations, why training
 stopped, the final checkpoint, seconds, images/s and the first and last logged metrics.
 SGD with momentum 0.9, ``--wd``, ``rescale_grad = 1 / devices`` (all workers' devices
-with a ``dist_*sync`` kvstore).
+with a ``dist_*sync`` kvstore); as in the original every trainable parameter gets lr x1 and
+weight decay ``--wd`` (``--graph_lr_wd_mult``: the graph's multipliers instead, see
+rcnn/core/optimizer.py). ``--loss_scale`` picks the box/landmark loss scales of the release
+(default) or of insightface master (rcnn/symbol/loss_scale.py).
+
+Pretrained backbones (rcnn/core/pretrained.py): ``--pretrained`` takes a symbolic checkpoint
+prefix (with ``--pretrained_epoch``) or a ``.params`` file, symbolic or a Gluon model-zoo
+``save_parameters`` file (mobilenet0_25 for mnet, resnet50_v2 for resnet). With the preset's
+``LAYER_FIX`` (mnet) the first six loaded backbone arrays stay fixed. Without ``--pretrained``
+training starts from scratch: an extension, not the original recipe (which always starts from
+ImageNet weights).
 
 Checkpoints (rcnn/core/train_state.py): at every epoch end, ``<prefix>-symbol.json`` (the
 deploy graph, 9 outputs) and ``<prefix>-%04d.params`` with the epoch number, plus
@@ -48,6 +58,15 @@ message naming the file; the previous checkpoint stays and no temporary file is 
 A loader worker that dies, or too many unreadable images in a row, stop training with exit
 status 4 and a one-line message naming the worker (pid, exit code) or the files, after a
 checkpoint of the batches done. Errors print one line; tracebacks go to the log file only.
+
+Watching (rank 0): every ``--frequent`` batches a row of ``<prefix>-metrics.csv`` (the
+numbers of the log line); with ``--val_set val`` the WIDER AP of every ``--val_every``-th epoch
+checkpoint and of the final one (test_widerface.py's code, mode ``--val_mode``, the first
+``--val_images`` images) goes to the log, ``<prefix>-val.csv`` and the checkpoint's
+``.train.json``, and the best one by ``--val_metric`` is copied to ``<prefix>-best-symbol.json``
+/ ``<prefix>-best-0000.params`` (``<prefix>-best.json`` names it). Validation does not change
+training and its time is reported apart; ``tools/plot_training.py <prefix>`` draws it all
+(rcnn/core/metrics_log.py, rcnn/core/validation.py).
 
 Distributed (``--kvstore dist_sync`` / ``dist_device_sync`` under tools/launch.py): each
 worker trains on its shard of the roidb (every num_workers-th record, equal lengths),
@@ -74,6 +93,9 @@ from rcnn.core.loader import LoaderError  # noqa: E402
 from rcnn.core.schedule import parse_lr_step  # noqa: E402
 from rcnn.core.trainer import DeviceError  # noqa: E402
 from rcnn.core.training_setup import run_training  # noqa: E402
+from rcnn.core.validation import (add_validation_arguments,  # noqa: E402
+                                  check_validation_arguments)
+from rcnn.symbol.loss_scale import LOSS_SCALE_VARIANTS  # noqa: E402
 from rcnn.utils import cli  # noqa: E402
 from rcnn.utils.run_lock import PrefixInUseError  # noqa: E402
 
@@ -130,8 +152,12 @@ def parse_args(argv=None):
 
     model = parser.add_argument_group('model and checkpoints')
     model.add_argument('--pretrained', default=dflt.pretrained,
-                       help='prefix of a checkpoint to start from (e.g. '
-                            '../shared/models/mnet.25/mnet.25); empty: train from scratch')
+                       help='weights to start from: a checkpoint prefix (with '
+                            '--pretrained_epoch; e.g. an ImageNet model-zoo resnet-50, or '
+                            '../shared/models/mnet.25/mnet.25 to fine-tune) or a .params file '
+                            '(symbolic, or a Gluon model-zoo mobilenet0.25 / resnet50_v2 '
+                            'save_parameters file); empty: train from scratch (an extension; '
+                            'the original starts from ImageNet weights)')
     model.add_argument('--pretrained_epoch', type=int, default=dflt.pretrained_epoch,
                        help='epoch of --pretrained (default %(default)s)')
     model.add_argument('--prefix', default=dflt.prefix,
@@ -162,7 +188,16 @@ def parse_args(argv=None):
                             'warm-up x5 then x0.1, 5 steps = x0.5,0.5,0.4,0.1,0.1, else x0.1 '
                             '(default %(default)s)')
     train.add_argument('--wd', type=float, default=dflt.wd,
-                       help='weight decay (default %(default)s)')
+                       help='weight decay of every trainable parameter (default %(default)s)')
+    train.add_argument('--graph_lr_wd_mult', action='store_true',
+                       default=cfg.TRAIN.GRAPH_LR_WD_MULT,
+                       help='apply the graph\'s lr/wd multipliers (biases lr x2, no weight decay '
+                            'on BatchNorm betas and SSH/head biases: Caffe style) instead of the '
+                            'original\'s lr x1, wd x1 for every parameter')
+    train.add_argument('--loss_scale', choices=LOSS_SCALE_VARIANTS, default=None,
+                       help='box/landmark loss scales: release (May 2019, the released models) '
+                            'or master (insightface master since Oct 2019: 0.25 x BATCH_IMAGES '
+                            'times release; default: %s)' % cfg.TRAIN.LOSS_SCALE)
     train.add_argument('--max_iters', type=int, default=None,
                        help='stop once this many iterations (batches, counted from the first '
                             'run) are done; for smoke runs')
@@ -187,6 +222,7 @@ def parse_args(argv=None):
                           'need tools/launch.py (default %(default)s)')
     dev.add_argument('--work_load_list', default=None,
                      help='relative work load per device, comma-separated (default: even)')
+    add_validation_arguments(parser)
     args = parser.parse_args(argv)
     args.lr_given = args.lr is not None
     if not args.lr_given:
@@ -226,6 +262,7 @@ def _check_args(parser, args):
     if args.resume is not None and args.pretrained:
         parser.error('--resume and --pretrained are exclusive (resume restores its own '
                      'parameters)')
+    check_validation_arguments(parser, args)
 
 
 # ---------------------------------------------------------------------------- main

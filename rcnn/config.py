@@ -75,6 +75,9 @@ def _base_config():
     # extra anchors shifted by half a stride (the original's option); only False trains, the
     # graphs have NUM_ANCHORS outputs per position
     cfg.DENSE_ANCHOR = False
+    # freeze the first six parameter arrays of a loaded pretrained backbone (the original's
+    # get_fixed_params in effect; the mnet preset turns it on)
+    cfg.LAYER_FIX = False
 
     # ---- anchors: one entry per feature stride (string keys, as the original's RAC_SSH) ----
     # SCALES: anchor sides in units of BASE_SIZE pixels (stride 32: 512 and 256 px);
@@ -127,6 +130,14 @@ def _base_config():
     # ---- optimiser ----
     # SGD momentum (the original's hard-coded 0.9)
     cfg.TRAIN.MOMENTUM = 0.9
+    # False (the original's effect): every trainable parameter gets lr x1 and weight decay wd.
+    # True (opt-in): the graph's __lr_mult__ / __wd_mult__ and MXNet's no-wd-on-biases rule
+    # (rcnn/core/optimizer.py); train.py --graph_lr_wd_mult
+    cfg.TRAIN.GRAPH_LR_WD_MULT = False
+    # box / landmark MakeLoss grad scales: 'release' (May 2019, the released models) or
+    # 'master' (insightface master since Oct 2019), see rcnn/symbol/loss_scale.py;
+    # train.py --loss_scale
+    cfg.TRAIN.LOSS_SCALE = 'release'
     return cfg
 
 
@@ -164,6 +175,8 @@ def _network_presets():
     presets.mnet.PIXEL_MEANS = np.array([0.0, 0.0, 0.0])
     presets.mnet.PIXEL_STDS = np.array([1.0, 1.0, 1.0])
     presets.mnet.PIXEL_SCALE = 1.0
+    presets.mnet.COLOR_MODE = COLOR_BRIGHTNESS  # as the original's sample_config.py
+    presets.mnet.LAYER_FIX = True
 
     # ResNet-50 backbone, the released R50
     presets.resnet = edict()

@@ -13,13 +13,18 @@
    and the batch size (``BATCH_IMAGES`` x devices, lowered for tiny sets);
 5. the schedule, start position and end epoch of a new or resumed run (:func:`plan_run`);
 6. the training and deploy graphs and the CropLoader;
-7. the starting parameters (resumed checkpoint, ``--pretrained`` or none), the frozen ones, the
-   bound Module with SGD and, resuming, its optimizer state;
-8. the :class:`~rcnn.core.trainer.Trainer` with its :class:`~rcnn.core.trainer.TrainerOptions`.
+7. the starting parameters (resumed checkpoint, ``--pretrained`` or none), the frozen ones
+   (``LAYER_FIX``), the bound Module with SGD (``--graph_lr_wd_mult``, rcnn/core/optimizer.py)
+   and, resuming, its optimizer state;
+8. the :class:`~rcnn.core.trainer.Trainer` with its :class:`~rcnn.core.trainer.TrainerOptions`
+   and, on rank 0, its watchers: ``<prefix>-metrics.csv`` and, with ``--val_set``, the
+   validation of epoch checkpoints (rcnn/core/metrics_log.py, rcnn/core/validation.py; the
+   validation split is read at start-up, before the roidb).
 
 :func:`run_training` builds, trains (``Trainer.fit``), logs the final parameter digest and
-closes the run (loader workers, lock). ``cfg`` is explicit: ``cfg.TRAIN.BATCH_IMAGES`` is set here from
-``--batch_images`` (or lowered for tiny sets); nothing else of it changes.
+closes the run (loader workers, lock). ``cfg`` is explicit; set-up changes three of its keys:
+``TRAIN.BATCH_IMAGES`` (``--batch_images``, or lowered for tiny sets) and
+``TRAIN.GRAPH_LR_WD_MULT`` / ``TRAIN.LOSS_SCALE`` (the flags, or a resumed run's record).
 """
 import logging
 import os
@@ -32,9 +37,12 @@ import numpy as np
 
 from rcnn.config import DEFAULT_END_EPOCH
 from rcnn.core import cpu_share, train_state
+from rcnn.core.optimizer import describe_multipliers, effective_multipliers, init_module_optimizer
+from rcnn.core.pretrained import load_pretrained
 from rcnn.core.schedule import LRSchedule
 from rcnn.core.trainer import (XAVIER, DeviceError, Position, Trainer, TrainerOptions,
-                               frozen_param_names, params_digest, resolve_contexts, shard_roidb)
+                               frozen_param_names, layer_fix_candidates, params_digest,
+                               resolve_contexts, shard_roidb)
 from rcnn.utils.run_lock import PrefixLock
 
 # the log lines keep train.py's name
@@ -44,7 +52,8 @@ __all__ = ['TrainingRun', 'build_training', 'run_training', 'setup_logging',
            'NoTracebackFormatter', 'seed_everything', 'check_resume_data',
            'load_roidb', 'LoaderFeed', 'fit_batch_to_data', 'create_kvstore',
            'train_param_shapes', 'starting_params', 'resolve_resume', 'check_resume_compatible',
-           'is_sync_dist', 'init_optimizer', 'plan_run', 'build_module']
+           'is_sync_dist', 'init_optimizer', 'plan_run', 'build_module', 'choose_frozen',
+           'apply_recipe_flags', 'open_val_set', 'make_watchers']
 
 
 def setup_logging(prefix, rank=0):
@@ -153,22 +162,25 @@ def train_param_shapes(train_sym, data_shapes):
 
 
 def starting_params(args, record, arg_shapes, aux_shapes):
-    """(arg_params, aux_params) to start from: the resumed checkpoint, the pretrained one or {}.
+    """``(arg_params, aux_params, loaded names)`` to start from: the resumed checkpoint, the
+    pretrained weights (rcnn/core/pretrained.py) or nothing.
 
-    Raises ValueError naming the checkpoint on mismatched shapes (or, resuming, anything
-    missing).
+    Raises ValueError naming the file on mismatched shapes, a pretrained file sharing no name
+    with the graph, or (resuming) anything missing.
     """
     from rcnn.utils.checkpoint import compare_params, load_checkpoint
     from rcnn.utils.param_names import fit_names
-    if record is not None:
-        source = '%s-%04d' % (args.prefix, record['checkpoint'])
-        _, arg_params, aux_params = load_checkpoint(args.prefix, record['checkpoint'])
-    elif args.pretrained:
-        source = '%s-%04d' % (args.pretrained, args.pretrained_epoch)
-        _, arg_params, aux_params = load_checkpoint(args.pretrained, args.pretrained_epoch)
-    else:
-        logger.info('training from scratch: every parameter gets the initialiser')
-        return {}, {}
+    if args.pretrained and record is None:
+        pretrained = load_pretrained(args.pretrained, args.pretrained_epoch, args.network,
+                                     arg_shapes, aux_shapes)
+        logger.info('%s', pretrained.summary())
+        return pretrained.arg_params, pretrained.aux_params, pretrained.loaded
+    if record is None:
+        logger.warning('training from scratch (no --pretrained): every parameter gets the '
+                       'initialiser; the original recipe starts from ImageNet weights')
+        return {}, {}, []
+    source = '%s-%04d' % (args.prefix, record['checkpoint'])
+    _, arg_params, aux_params = load_checkpoint(args.prefix, record['checkpoint'])
     # BatchNorm statistics in the training graph's spelling (a Gluon backbone's checkpoint
     # says _running_ where our graphs say _moving_)
     arg_params = fit_names(arg_shapes, arg_params)[0]
@@ -178,14 +190,51 @@ def starting_params(args, record, arg_shapes, aux_shapes):
     if mismatched:
         raise ValueError('%s does not fit the %s training graph: %s' % (
             source, args.network, '; '.join(mismatched)))
-    if record is not None and missing:
+    if missing:
         raise ValueError('cannot resume from %s: it lacks %s' % (source, missing))
-    logger.info('loaded %d arrays from %s: %d missing (initialised) %s, %d unexpected '
-                '(ignored) %s', len(arg_params) + len(aux_params), source, len(missing),
-                missing, len(unexpected), unexpected)
+    logger.info('loaded %d arrays from %s (%d unexpected, ignored: %s)',
+                len(arg_params) + len(aux_params), source, len(unexpected), unexpected)
     arg_params = {k: v for k, v in arg_params.items() if k in arg_shapes}
     aux_params = {k: v for k, v in aux_params.items() if k in aux_shapes}
-    return arg_params, aux_params
+    return arg_params, aux_params, list(arg_params) + list(aux_params)
+
+
+def choose_frozen(cfg, param_names, loaded):
+    """Frozen parameters of a new run (cfg.LAYER_FIX, only arrays that were loaded), logged."""
+    fixed = frozen_param_names(cfg.LAYER_FIX, param_names, loaded)
+    if cfg.LAYER_FIX:
+        not_loaded = [n for n in layer_fix_candidates(param_names) if n not in fixed]
+        if not loaded:
+            logger.info('LAYER_FIX: nothing frozen when training from scratch (only loaded '
+                        'arrays are frozen)')
+        elif not_loaded:
+            logger.warning('LAYER_FIX: not freezing %d arrays that were not loaded from '
+                           '--pretrained: %s', len(not_loaded), not_loaded)
+    return fixed
+
+
+def apply_recipe_flags(args, cfg, record):
+    """Set the optimizer semantics and loss-scale variant in ``cfg`` from the flags, or from
+    the resumed run's record (a resumed run keeps its recipe; a differing flag is refused)."""
+    wanted = {'graph_lr_wd_mult': bool(args.graph_lr_wd_mult),
+              'loss_scale': args.loss_scale or cfg.TRAIN.LOSS_SCALE}
+    if record is not None:
+        # records written before these switches existed: graph multipliers, release scales
+        saved = {'graph_lr_wd_mult': record.get('graph_lr_wd_mult', True),
+                 'loss_scale': record.get('loss_scale', 'release')}
+        asked = {'graph_lr_wd_mult': args.graph_lr_wd_mult and not saved['graph_lr_wd_mult'],
+                 'loss_scale': args.loss_scale not in (None, saved['loss_scale'])}
+        if any(asked.values()):
+            raise ValueError('cannot resume checkpoint %d with %s: it was trained with %s'
+                             % (record['checkpoint'], wanted, saved))
+        wanted = saved
+    cfg.TRAIN.GRAPH_LR_WD_MULT = wanted['graph_lr_wd_mult']
+    cfg.TRAIN.LOSS_SCALE = wanted['loss_scale']
+    logger.info('optimizer: %s; loss scales: %s', 'the graph\'s lr/wd multipliers '
+                '(--graph_lr_wd_mult)' if wanted['graph_lr_wd_mult'] else
+                'lr x1 and wd %g for every trainable parameter (the original)' % args.wd,
+                wanted['loss_scale'])
+    return wanted
 
 
 def resolve_resume(args):
@@ -235,8 +284,9 @@ def is_sync_dist(kv):
     return isinstance(kv, mx.kv.KVStore) and 'dist' in kv.type and '_sync' in kv.type
 
 
-def init_optimizer(mod, kv, optimizer_params):
-    """Install SGD; returns whether this process holds the optimizer state (can save it).
+def init_optimizer(mod, kv, optimizer_params, graph_multipliers=False):
+    """Install SGD (rcnn/core/optimizer.py: the original's lr x1 / wd x1 for every parameter, or
+    the graph's multipliers); returns whether this process holds the optimizer state.
 
     With a synchronous dist kvstore the updates run on the workers (the servers only sum
     gradients), so every worker holds the optimizer state, and rank 0's initial parameters
@@ -244,12 +294,12 @@ def init_optimizer(mod, kv, optimizer_params):
     and the optimizer state lives there: it cannot be checkpointed.
     """
     if not is_sync_dist(kv):
-        mod.init_optimizer(kvstore=kv, optimizer='sgd', optimizer_params=optimizer_params)
+        init_module_optimizer(mod, kv, optimizer_params, graph_multipliers)
         return not (isinstance(kv, mx.kv.KVStore) and 'dist' in kv.type)
     previous = os.environ.get('MXNET_UPDATE_ON_KVSTORE')
     os.environ['MXNET_UPDATE_ON_KVSTORE'] = '0'
     try:
-        mod.init_optimizer(kvstore=kv, optimizer='sgd', optimizer_params=optimizer_params)
+        init_module_optimizer(mod, kv, optimizer_params, graph_multipliers)
     finally:
         if previous is None:
             del os.environ['MXNET_UPDATE_ON_KVSTORE']
@@ -298,6 +348,28 @@ def build_module(train_sym, loader, contexts, work_load_list, fixed, arg_params,
                     aux_params=aux_params, allow_missing=allow_missing)
     return mod
 
+
+
+def open_val_set(args, rank):
+    """Rank 0 with --val_set: the validation split, read and checked now (start-up)."""
+    from rcnn.core.validation import open_validation_set
+    if rank != 0 or not args.val_set:
+        return None
+    return open_validation_set(args.dataset_path, args.val_set, args.root_path, args.val_images)
+
+
+def make_watchers(args, cfg, record, contexts, val_set):
+    """Rank 0's ``<prefix>-metrics.csv`` writer and, with --val_set, its validator."""
+    from rcnn.core.metric import build_train_metrics
+    from rcnn.core.metrics_log import MetricsLog
+    from rcnn.core.validation import Validator
+    names = [name for name, _ in build_train_metrics(cfg.RPN_FEAT_STRIDE).get_name_value()]
+    watchers = [MetricsLog(args.prefix, names, None if record is None else record['iteration'])]
+    if val_set is not None:
+        ctx_id = contexts[0].device_id if contexts[0].device_type == 'gpu' else -1
+        watchers.append(Validator(args.prefix, val_set, args.val_every, args.val_mode,
+                                  args.val_metric, ctx_id, resume=record))
+    return watchers
 
 
 # ---------------------------------------------------------------------------- the run
@@ -360,6 +432,7 @@ def _build_locked(args, cfg, contexts, kv, rank, num_workers, run_lock):
     record = resolve_resume(args)
     if record is not None:
         check_resume_data(record, args)
+    recipe = apply_recipe_flags(args, cfg, record)
     seed = args.seed if args.seed is not None else (
         record['seed'] if record is not None else random.SystemRandom().randrange(2 ** 31))
     seed_everything(seed)
@@ -368,6 +441,7 @@ def _build_locked(args, cfg, contexts, kv, rank, num_workers, run_lock):
         cpu_share.usable_cores(), sum(1 for c in contexts if c.device_type == 'gpu'),
         args.workers)
     logger.info('%s', cpu_share.describe(cpu_plan))
+    val_set = open_val_set(args, rank)
     roidb = shard_roidb(load_roidb(args, cfg), rank, num_workers)
     fit_batch_to_data(cfg, len(roidb), len(contexts))
     batch_size = cfg.TRAIN.BATCH_IMAGES * len(contexts)
@@ -393,10 +467,10 @@ def _build_locked(args, cfg, contexts, kv, rank, num_workers, run_lock):
     try:
         data_shapes = loader.provide_data + loader.provide_label
         arg_shapes, aux_shapes = train_param_shapes(train_sym, data_shapes)
-        arg_params, aux_params = starting_params(args, record, arg_shapes, aux_shapes)
+        arg_params, aux_params, loaded = starting_params(args, record, arg_shapes, aux_shapes)
         param_names = [n for n in train_sym.list_arguments() if n in arg_shapes]
         if fixed is None:
-            fixed = frozen_param_names(args.network, param_names, bool(args.pretrained))
+            fixed = choose_frozen(cfg, param_names, loaded)
         logger.info('frozen parameters (%d): %s', len(fixed), fixed)
 
         mod = build_module(train_sym, loader, contexts, args.work_load_list, fixed,
@@ -405,7 +479,10 @@ def _build_locked(args, cfg, contexts, kv, rank, num_workers, run_lock):
         states_saved = init_optimizer(mod, kv, {
             'learning_rate': schedule.base_lr, 'momentum': cfg.TRAIN.MOMENTUM, 'wd': args.wd,
             'rescale_grad': 1.0 / (len(contexts) * sync_workers),
-            'lr_scheduler': schedule.scheduler(), 'begin_num_update': position.iteration})
+            'lr_scheduler': schedule.scheduler(), 'begin_num_update': position.iteration},
+            graph_multipliers=recipe['graph_lr_wd_mult'])
+        logger.info('optimizer multipliers: %s', describe_multipliers(effective_multipliers(
+            mod._optimizer, [n for n in param_names if n not in set(fixed)])))
         if record is not None and record.get('optimizer_states', True) and states_saved:
             mod.load_optimizer_states(train_state.checkpoint_files(
                 args.prefix, record['checkpoint'])['states'])
@@ -419,7 +496,7 @@ def _build_locked(args, cfg, contexts, kv, rank, num_workers, run_lock):
             end_epoch=end_epoch, max_iters=args.max_iters,
             checkpoint_iters=args.checkpoint_iters, frequent=args.frequent,
             record={'network': args.network, 'seed': seed, 'num_devices': len(contexts),
-                    'num_workers': num_workers, 'fixed_params': fixed,
+                    'num_workers': num_workers, 'fixed_params': fixed, **recipe,
                     'begin_epoch': record['begin_epoch'] if record else args.begin_epoch,
                     'dataset_path': os.path.abspath(args.dataset_path),
                     'image_set': args.image_set},
@@ -427,7 +504,8 @@ def _build_locked(args, cfg, contexts, kv, rank, num_workers, run_lock):
             save_optimizer_states=states_saved,
             max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
             resumed_from=None if record is None else (record['checkpoint'], record['iteration']))
-        trainer = Trainer(mod, deploy_sym, LoaderFeed(loader), schedule, options)
+        watchers = make_watchers(args, cfg, record, contexts, val_set) if rank == 0 else ()
+        trainer = Trainer(mod, deploy_sym, LoaderFeed(loader), schedule, options, watchers)
     except BaseException:
         loader.close()
         raise
