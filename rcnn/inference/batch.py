@@ -19,9 +19,9 @@ Two ways to form batches (``pad``):
   layer: activations within a receptive field of the bottom/right border differ, so scores and
   boxes of faces near those borders can differ slightly from ``detect()``.
 """
-import math
-
 import numpy as np
+
+from rcnn.inference.input_check import check_threshold
 
 __all__ = ['detect_batch', 'plan_batches', 'feature_size']
 
@@ -101,9 +101,7 @@ def detect_batch(detector, images, threshold=0.5, scales=(1.0,), do_flip=False, 
     """
     from retinaface import as_bgr_image, check_scales
     images = [as_bgr_image(img, 'images[%d]' % i) for i, img in enumerate(images)]
-    threshold = float(threshold)
-    if not math.isfinite(threshold):
-        raise ValueError('threshold must be a finite number, got %r' % (threshold,))
+    threshold = check_threshold(threshold)
     flips = (False, True) if do_flip else (False,)
     candidates = [[] for _ in images]
     for scale in check_scales(scales):

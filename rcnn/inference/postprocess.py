@@ -14,6 +14,8 @@ index ``(h * W + w) * A + a``), which is also the order in which passing anchors
 as in the original. Only the anchors whose face probability reaches the threshold are decoded,
 and the strides are decoded together (one ``nonlinear_pred`` / ``landmark_pred`` call).
 """
+from collections import OrderedDict
+
 import numpy as np
 
 from cython_ext.cpu_nms import cpu_nms
@@ -22,13 +24,16 @@ from rcnn.processing.bbox_transform import (bbox_overlaps, clip_boxes, landmark_
 from rcnn.processing.generate_anchor import anchors_plane
 
 __all__ = ['OUTPUT_KINDS', 'output_names', 'FLIP_LANDMARK_ORDER', 'VOTE_MAX_RESULTS',
-           'AnchorCache', 'Detections', 'decode_detections', 'flip_back', 'merge_detections',
+           'AnchorCache', 'DEFAULT_MAX_ANCHOR_PLANES', 'Detections', 'decode_detections', 'flip_back', 'merge_detections',
            'bbox_vote', 'empty_faces']
 
 #: the three head outputs of each stride, in the deploy graph's order
 OUTPUT_KINDS = ('face_rpn_cls_prob_reshape', 'face_rpn_bbox_pred', 'face_rpn_landmark_pred')
 #: a mirrored face's left eye is its right eye, etc.: point p of the flip is point ORDER[p]
 FLIP_LANDMARK_ORDER = [1, 0, 2, 4, 3]
+#: anchor planes an :class:`AnchorCache` keeps by default: 3 strides x 8 input shapes (the
+#: MXNet backend's executor cache), i.e. a 5-scale pyramid with room to spare
+DEFAULT_MAX_ANCHOR_PLANES = 24
 #: box voting keeps at most this many faces (as the original)
 VOTE_MAX_RESULTS = 750
 NUM_LANDMARKS = 5
@@ -50,16 +55,22 @@ def empty_faces():
 
 
 class AnchorCache(object):
-    """All anchors of a feature map, computed once per (stride, height, width).
+    """All anchors of a feature map, computed once per (stride, height, width), least recently
+    used dropped first beyond ``max_planes`` planes, so a long run over varied input sizes keeps
+    bounded memory (a dropped plane is recomputed identically when needed again).
 
     Args:
         base_anchors: {stride: (A, 4) float32 anchors of cell (0, 0)}.
+        max_planes: planes kept (one per stride and feature-map size); None keeps every plane.
     """
 
-    def __init__(self, base_anchors):
+    def __init__(self, base_anchors, max_planes=DEFAULT_MAX_ANCHOR_PLANES):
         self.base_anchors = {int(s): np.asarray(a, dtype=np.float32)
                              for s, a in base_anchors.items()}
-        self._planes = {}
+        if max_planes is not None and int(max_planes) < 1:
+            raise ValueError('max_planes must be >= 1 or None, got %r' % (max_planes,))
+        self.max_planes = None if max_planes is None else int(max_planes)
+        self._planes = OrderedDict()
 
     def num_anchors(self, stride):
         return len(self.base_anchors[stride])
@@ -68,10 +79,15 @@ class AnchorCache(object):
         """(height * width * A, 4) float32, index ``(h * width + w) * A + a``."""
         key = (stride, height, width)
         plane = self._planes.get(key)
-        if plane is None:
-            plane = anchors_plane(height, width, stride, self.base_anchors[stride]).reshape(-1, 4)
-            plane.setflags(write=False)
-            self._planes[key] = plane
+        if plane is not None:
+            self._planes.move_to_end(key)
+            return plane
+        plane = anchors_plane(height, width, stride, self.base_anchors[stride]).reshape(-1, 4)
+        plane.setflags(write=False)
+        self._planes[key] = plane
+        if self.max_planes is not None:
+            while len(self._planes) > self.max_planes:
+                self._planes.popitem(last=False)
         return plane
 
     def __len__(self):

@@ -19,11 +19,12 @@ alone and inside a batch (MXNet's and onnxruntime's CPU kernels do: the tests co
 paths on real photos).
 """
 import contextlib
-import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from rcnn.inference.input_check import check_threshold
 
 __all__ = ['detect_pyramid', 'supports_concurrent_forward']
 
@@ -72,9 +73,7 @@ def detect_pyramid(detector, img, threshold=0.5, scales=(1.0,), do_flip=False, f
     """
     from retinaface import as_bgr_image, check_scales
     image = as_bgr_image(img)
-    threshold = float(threshold)
-    if not math.isfinite(threshold):
-        raise ValueError('threshold must be a finite number, got %r' % (threshold,))
+    threshold = check_threshold(threshold)
     scale_workers = int(scale_workers)
     if scale_workers < 1:
         raise ValueError('scale_workers must be >= 1, got %d' % scale_workers)
