@@ -23,6 +23,7 @@ import sys
 import time
 
 from rcnn.evaluation.pr_plot import plot_pr_comparison, plot_pr_curves
+from rcnn.utils import cli
 from rcnn.evaluation.widerface import (LABEL_MIN_HEIGHT, SETTINGS, evaluate_predictions,
                                        load_ground_truth, read_predictions)
 
@@ -30,7 +31,7 @@ logger = logging.getLogger('evaluate_widerface')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = cli.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--pred', nargs='+', action='extend', default=[], metavar='DIR',
                         help='folder of prediction files <event>/<image>.txt; several folders '

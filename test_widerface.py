@@ -51,6 +51,7 @@ from tqdm import tqdm
 
 from rcnn.dataset import RetinaFaceDataset
 from rcnn.dataset.image_header import ImageReadError
+from rcnn.utils import cli
 from rcnn.evaluation.widerface import (PredictionFormatError, count_recalled,
                                        read_prediction_file, write_prediction_file)
 from rcnn.inference import BACKENDS
@@ -73,7 +74,7 @@ RECALL_IOU = 0.5
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = cli.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--network', default='net3',
                         help='anchor layout of the checkpoint (only net3: strides 32/16/8)')

@@ -55,7 +55,7 @@ def test_check_params_lists_missing_unexpected_and_misshaped():
     assert isinstance(err, ValueError)
     assert err.missing == ['arg:head_bias', 'aux:bn_moving_var']
     assert err.unexpected == ['arg:stray_weight']
-    assert err.misshaped == ['arg:conv_weight expected (4, 3, 3, 3), got (4, 3, 5, 5)']
+    assert err.misshaped == ['arg:conv_weight has shape (4, 3, 5, 5), the graph needs (4, 3, 3, 3)']
     for text in ('missing (2)', 'arg:head_bias', 'unexpected (1)', 'arg:stray_weight',
                  'mis-shaped (1)', '(4, 3, 5, 5)'):
         assert text in str(err)

@@ -251,8 +251,8 @@ def test_running_spelled_pretrained_checkpoint_feeds_the_training_graph(variant_
     BatchNorm statistic reaches our training graph (which says _moving_), none is
     re-initialised."""
     import argparse
-    import train
     from rcnn.config import generate_config
+    from rcnn.core.training_setup import starting_params
     from rcnn.symbol import get_symbol_train
     from rcnn.utils.checkpoint import is_graph_input
     cfg, _ = generate_config('mnet', 'retinaface')
@@ -264,7 +264,7 @@ def test_running_spelled_pretrained_checkpoint_feeds_the_training_graph(variant_
     assert not [n for n in aux_shapes if RUNNING in n]
     args = argparse.Namespace(prefix='unused', network='mnet', pretrained_epoch=0,
                               pretrained=variant_prefixes['all_running'])
-    arg, aux, loaded = train.starting_params(args, None, arg_shapes, aux_shapes)
+    arg, aux, loaded = starting_params(args, None, arg_shapes, aux_shapes)
     _, released_arg, released_aux = load_checkpoint(released_prefix, 0)
     assert set(aux) == set(aux_shapes) == set(released_aux)
     for name, value in aux.items():

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from rcnn.core import train_state
-from rcnn.core.trainer import (DeviceError, frozen_param_names, resolve_contexts, shard_roidb,
-                               split_missing_params)
+from rcnn.core.trainer import DeviceError, frozen_param_names, resolve_contexts, shard_roidb
+from rcnn.utils.checkpoint import compare_params
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / 'train.py'
@@ -64,13 +64,15 @@ def test_shards_are_disjoint_equal_and_interleaved():
 
 # ------------------------------------------------------------------------------ parameters
 def test_param_comparison_lists_missing_unexpected_and_mismatched():
-    arg_shapes = {'a_weight': (2, 3), 'b_bias': (2,)}
+    arg_shapes = {'a_weight': (2, 3), 'b_bias': (2,), 'c_weight': (0, 4)}
     aux_shapes = {'bn_moving_mean': (4,)}
-    missing, unexpected, mismatched = split_missing_params(
-        arg_shapes, aux_shapes, {'a_weight': mx.nd.zeros((3, 2)), 'extra': mx.nd.zeros(1)},
+    missing, unexpected, mismatched = compare_params(
+        arg_shapes, aux_shapes, {'a_weight': mx.nd.zeros((3, 2)), 'extra': mx.nd.zeros(1),
+                                 'c_weight': mx.nd.zeros((5, 4))},
         {'bn_moving_mean': mx.nd.zeros(4)})
-    assert missing == ['b_bias'] and unexpected == ['extra']
-    assert mismatched == ['a_weight: provided (3, 2) vs graph (2, 3)']
+    assert missing == ['arg:b_bias'] and unexpected == ['arg:extra']
+    # a shape the graph leaves unknown (0) is not compared
+    assert mismatched == ['arg:a_weight has shape (3, 2), the graph needs (2, 3)']
 
 
 def released_mnet_param_order(prefix):
@@ -138,6 +140,25 @@ def test_a_garbled_record_is_refused(tmp_path):
         train_state.read_train_record(prefix, 2)
     with pytest.raises(train_state.CorruptCheckpointError, match='not found'):
         train_state.read_train_record(prefix, 5)
+
+
+# ------------------------------------------------------------------------------ trainer options
+def test_trainer_takes_its_run_from_options_and_a_resume_its_last_good_checkpoint():
+    import dataclasses
+    from rcnn.core.schedule import LRSchedule
+    from rcnn.core.trainer import Position, Trainer, TrainerOptions
+    options = TrainerOptions(prefix='p', batch_size=2, iters_per_epoch=0, end_epoch=3,
+                             strides=(32, 16, 8), max_iters=10, resumed_from=(2, 14))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.max_iters = 5
+    trainer = Trainer(None, None, None, LRSchedule(0.01, [100]), options)
+    assert trainer.last_checkpoint == (2, 14) and trainer.iters_per_epoch == 1
+    assert trainer.stop_reason(Position(1, 0, 10)) == 'max_iters'
+    assert trainer.stop_reason(Position(3, 0, 5)) == 'end_epoch'
+    assert trainer.stop_reason(Position(1, 0, 9)) is None
+    fresh = Trainer(None, None, None, LRSchedule(0.01, [100]),
+                    dataclasses.replace(options, resumed_from=None))
+    assert fresh.last_checkpoint is None
 
 
 # ------------------------------------------------------------------------------ end to end

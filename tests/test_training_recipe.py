@@ -371,22 +371,23 @@ def test_train_py_refuses_a_pretrained_file_sharing_no_name(tmp_path, dlib_faces
 # ------------------------------------------------------------------------------ flags, resume
 def test_recipe_flags_set_the_config_and_a_resumed_run_keeps_its_recipe():
     import train
+    from rcnn.core.training_setup import apply_recipe_flags
     args, cfg = train.parse_args(['--network', 'resnet', '--graph_lr_wd_mult',
                                   '--loss_scale', 'master'])
-    assert train.apply_recipe_flags(args, cfg, None) == {'graph_lr_wd_mult': True,
-                                                         'loss_scale': 'master'}
+    assert apply_recipe_flags(args, cfg, None) == {'graph_lr_wd_mult': True,
+                                                   'loss_scale': 'master'}
     assert (cfg.TRAIN.GRAPH_LR_WD_MULT, cfg.TRAIN.LOSS_SCALE) == (True, 'master')
     args, cfg = train.parse_args(['--network', 'mnet'])
-    assert train.apply_recipe_flags(args, cfg, None) == {'graph_lr_wd_mult': False,
-                                                         'loss_scale': 'release'}
+    assert apply_recipe_flags(args, cfg, None) == {'graph_lr_wd_mult': False,
+                                                   'loss_scale': 'release'}
     # resuming: the record's recipe wins; records older than the switches used the graph's
     # multipliers and the release scales
     record = {'checkpoint': 3, 'graph_lr_wd_mult': False, 'loss_scale': 'master'}
-    assert train.apply_recipe_flags(args, cfg, record) == {'graph_lr_wd_mult': False,
-                                                           'loss_scale': 'master'}
+    assert apply_recipe_flags(args, cfg, record) == {'graph_lr_wd_mult': False,
+                                                     'loss_scale': 'master'}
     assert cfg.TRAIN.LOSS_SCALE == 'master'
-    assert train.apply_recipe_flags(args, cfg, {'checkpoint': 3}) == {
+    assert apply_recipe_flags(args, cfg, {'checkpoint': 3}) == {
         'graph_lr_wd_mult': True, 'loss_scale': 'release'}
     args, cfg = train.parse_args(['--network', 'mnet', '--loss_scale', 'release'])
     with pytest.raises(ValueError, match='cannot resume checkpoint 3'):
-        train.apply_recipe_flags(args, cfg, record)
+        apply_recipe_flags(args, cfg, record)

@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from rcnn.utils import cli  # noqa: E402
 from rcnn.utils.cli import non_negative_int, positive_float, positive_int  # noqa: E402
 
 __all__ = ['DemoPlan', 'parse_args', 'count_images_with_faces', 'make_plan', 'format_plan',
@@ -96,7 +97,7 @@ ITER_LINE = re.compile(r'Iter\[(\d+)\] Speed: ([0-9.]+) samples/sec lr=([0-9.eE+
 
 # ---------------------------------------------------------------------------- arguments
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group('sample set')
     data.add_argument('--data', default='data/sample',

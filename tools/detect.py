@@ -42,6 +42,7 @@ if __package__ in (None, ''):
 import cv2  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from rcnn.utils import cli  # noqa: E402
 from rcnn.utils.cli import positive_int  # noqa: E402
 from rcnn.io.decode import ImageReadError, imread_checked  # noqa: E402
 from rcnn.utils.fileio import atomic_write  # noqa: E402
@@ -57,7 +58,7 @@ JSON_NAME = 'detections.json'
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = cli.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('inputs', nargs='+', metavar='input',
                         help='image files, folders of images, video files (%s) and camera '

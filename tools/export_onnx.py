@@ -29,6 +29,7 @@ from pathlib import Path
 if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rcnn.utils import cli  # noqa: E402
 from rcnn.deploy import onnx_export  # noqa: E402
 from rcnn.utils.cli_errors import run_reporting_errors  # noqa: E402
 
@@ -54,7 +55,7 @@ def _static_size(text):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = cli.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--prefix', required=True,
                         help='checkpoint prefix: reads <prefix>-symbol.json and <prefix>-EPOCH.params')

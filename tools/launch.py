@@ -40,6 +40,12 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+if __package__ in (None, ''):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rcnn.utils import cli  # noqa: E402
 
 logger = logging.getLogger('launch')
 
@@ -217,7 +223,7 @@ class Job(object):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-n', '--num-workers', type=int, required=True,
                         help='number of worker processes (each trains on its roidb shard)')

@@ -17,6 +17,7 @@ from pathlib import Path
 if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rcnn.utils import cli  # noqa: E402
 from tools.sample_data import (LANDMARK_MIN_HEIGHT, make_sample_dataset,  # noqa: E402
                                 settings_description)
 from rcnn.utils.cli import non_negative_int, positive_int  # noqa: E402
@@ -46,7 +47,7 @@ def parse_args(argv=None):
         + ['',
            'The same --seed gives byte-identical files whatever --workers is. An existing --out is',
            'replaced only when it holds a previously generated sample set (sample_set.json).'])
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         description='Draw a WIDER-format face data set with exact boxes, landmarks and '
                     'evaluation ground truth.',
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -28,6 +28,7 @@ if __package__ in (None, ''):
 from rcnn.core.metrics_log import FIXED_COLUMNS, metrics_csv_path, read_csv_table  # noqa: E402
 from rcnn.core.validation import best_record_path, read_val_rows, val_csv_path  # noqa: E402
 from rcnn.evaluation.widerface import SETTINGS  # noqa: E402
+from rcnn.utils import cli  # noqa: E402
 from rcnn.utils.figures import new_figure, parse_size, save_figure  # noqa: E402
 
 __all__ = ['load_metrics', 'moving_average', 'metric_groups', 'draw_training', 'main']
@@ -172,7 +173,7 @@ def _read_best(prefix):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = cli.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('prefix', help='train.py --prefix of the run (reads <prefix>-metrics.csv '
                                        'and <prefix>-val.csv)')

@@ -20,6 +20,7 @@ from pathlib import Path
 if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rcnn.utils import cli  # noqa: E402
 from rcnn.deploy import quantize  # noqa: E402
 from rcnn.utils.cli_errors import run_reporting_errors  # noqa: E402
 
@@ -37,7 +38,7 @@ def _size(text):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = cli.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--prefix', required=True, help='FP32 checkpoint prefix')
     parser.add_argument('--epoch', type=int, default=0, help='FP32 checkpoint epoch (default 0)')

@@ -22,10 +22,12 @@ checkpoint numbers), ``iteration`` counts batches from the start of the schedule
 original's count. Checkpoint ``N`` belongs to epoch ``N - 1`` (0-based), i.e. it is
 the state after, or during, the N-th epoch.
 """
+import dataclasses
 import json
 import logging
 import os
 import time
+import typing
 
 import mxnet as mx
 import numpy as np
@@ -40,9 +42,8 @@ from rcnn.utils.fileio import atomic_write_text
 logger = logging.getLogger(__name__)
 
 __all__ = ['DeviceError', 'resolve_contexts', 'shard_roidb', 'layer_fix_candidates',
-           'frozen_param_names',
-           'split_missing_params', 'select_params', 'params_digest', 'Position', 'Trainer',
-           'XAVIER']
+           'frozen_param_names', 'select_params', 'params_digest', 'Position', 'TrainerOptions',
+           'Trainer', 'XAVIER']
 
 # Xavier for every parameter the pretrained model does not provide (variables that carry
 # their own __init__ attribute, e.g. the heads' Normal(0.01), keep it). The original used
@@ -133,29 +134,6 @@ def frozen_param_names(layer_fix, param_names, loaded_names):
     return [name for name in layer_fix_candidates(param_names) if name in loaded]
 
 
-def split_missing_params(arg_shapes, aux_shapes, arg_params, aux_params):
-    """Compare provided parameters with the graph's.
-
-    Args:
-        arg_shapes / aux_shapes: name -> shape of the graph's parameters / aux states.
-        arg_params / aux_params: name -> NDArray provided (pretrained or checkpoint).
-    Returns:
-        (missing, unexpected, mismatched): sorted name lists; mismatched entries are
-        ``'name: provided (..) vs graph (..)'``.
-    """
-    missing, mismatched = [], []
-    for shapes, provided in ((arg_shapes, arg_params), (aux_shapes, aux_params)):
-        for name, shape in shapes.items():
-            if name not in provided:
-                missing.append(name)
-            elif tuple(provided[name].shape) != tuple(shape):
-                mismatched.append('%s: provided %s vs graph %s'
-                                  % (name, tuple(provided[name].shape), tuple(shape)))
-    unexpected = [n for n in arg_params if n not in arg_shapes] + \
-                 [n for n in aux_params if n not in aux_shapes]
-    return sorted(missing), sorted(unexpected), sorted(mismatched)
-
-
 def select_params(sym, arg_params, aux_params):
     """The subsets of ``arg_params`` / ``aux_params`` that ``sym`` uses (deploy graph)."""
     arg_names = set(sym.list_arguments())
@@ -187,6 +165,43 @@ class Position(object):
             self.epoch, self.batch_in_epoch, self.iteration)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainerOptions(object):
+    """What a :class:`Trainer` run is asked to do (built by rcnn/core/training_setup.py).
+
+    Attributes:
+        prefix: checkpoint prefix.
+        batch_size: images per iteration on this worker.
+        iters_per_epoch: batches per epoch (at least 1 is used).
+        end_epoch: stop before this epoch (absolute).
+        strides: feature strides, for the metric names.
+        max_iters: stop once the global iteration reaches this (None: no limit).
+        checkpoint_iters: also checkpoint every this many iterations (0: epoch ends only).
+        frequent: iterations between log lines.
+        record: fixed fields of every training record (network, seed, ...).
+        saver: this process writes checkpoints (rank 0); on other ranks saving is a no-op.
+        save_optimizer_states: False when the optimizer state lives on kvstore servers
+            (dist_async); the ``.states`` file is then empty and the record says so.
+        max_seconds: time budget of this run (None: none); training stops before the first
+            batch that would start after it.
+        resumed_from: ``(checkpoint number, iteration)`` of the checkpoint a resumed run
+            starts from (None for a new run): the last good checkpoint until this run saves one.
+    """
+    prefix: str
+    batch_size: int
+    iters_per_epoch: int
+    end_epoch: int
+    strides: tuple
+    max_iters: typing.Optional[int] = None
+    checkpoint_iters: int = 0
+    frequent: int = 20
+    record: dict = dataclasses.field(default_factory=dict)
+    saver: bool = True
+    save_optimizer_states: bool = True
+    max_seconds: typing.Optional[float] = None
+    resumed_from: typing.Optional[tuple] = None
+
+
 class Trainer(object):
     """Runs the loop on a bound, initialised Module (optimizer installed).
 
@@ -194,22 +209,9 @@ class Trainer(object):
         mod: the Module of the training graph.
         deploy_sym: deploy graph saved with every checkpoint.
         feed: object with ``batches(epoch, skip)`` yielding the batches of an epoch from
-            batch ``skip`` on (see train.py's LoaderFeed).
+            batch ``skip`` on (see training_setup.LoaderFeed).
         schedule: LRSchedule (for logging; the optimizer applies its twin).
-        prefix: checkpoint prefix; save_checkpoint is a no-op when ``saver`` is False.
-        batch_size: images per iteration on this worker.
-        iters_per_epoch: batches per epoch.
-        end_epoch: stop before this epoch (absolute).
-        max_iters: stop once the global iteration reaches this (None: no limit).
-        checkpoint_iters: also checkpoint every this many iterations (0: epoch ends only).
-        frequent: iterations between log lines.
-        record: fixed fields of every training record (network, seed, ...).
-        strides: feature strides, for the metric names.
-        saver: this process writes checkpoints (rank 0).
-        save_optimizer_states: False when the optimizer state lives on kvstore servers
-            (dist_async); the ``.states`` file is then empty and the record says so.
-        max_seconds: time budget of this run (None: none); training stops before the first
-            batch that would start after it.
+        options: :class:`TrainerOptions`.
         watchers: objects told about the run (rank 0; MetricsLog, Validator):
             ``on_log(position, lr, stats, window)`` after each logged window and
             ``after_checkpoint(number, position, final)`` after each epoch-end checkpoint and
@@ -217,29 +219,29 @@ class Trainer(object):
             left out of the speed, the time budget and ``seconds`` of the summary.
     """
 
-    def __init__(self, mod, deploy_sym, feed, schedule, prefix, batch_size, iters_per_epoch,
-                 end_epoch, max_iters=None, checkpoint_iters=0, frequent=20, record=None,
-                 strides=(32, 16, 8), saver=True, save_optimizer_states=True, max_seconds=None,
-                 watchers=()):
+    def __init__(self, mod, deploy_sym, feed, schedule, options, watchers=()):
         self.mod = mod
         self.deploy_sym = deploy_sym
         self.feed = feed
         self.schedule = schedule
-        self.prefix = prefix
-        self.batch_size = batch_size
-        self.iters_per_epoch = max(1, int(iters_per_epoch))
-        self.end_epoch = end_epoch
-        self.max_iters = max_iters
-        self.checkpoint_iters = int(checkpoint_iters or 0)
-        self.record = dict(record or {})
-        self.saver = saver
-        self.save_optimizer_states = save_optimizer_states
-        self.metrics = build_train_metrics(strides)
-        self.epoch_metrics = build_train_metrics(strides)
-        self.speedometer = Speedometer(batch_size, frequent)
-        self.watched = loss_output_indices(len(strides))
-        self.last_checkpoint = None  # (number, iteration) of the last good checkpoint
-        self.max_seconds = max_seconds
+        self.options = options
+        self.prefix = options.prefix
+        self.batch_size = options.batch_size
+        self.iters_per_epoch = max(1, int(options.iters_per_epoch))
+        self.end_epoch = options.end_epoch
+        self.max_iters = options.max_iters
+        self.checkpoint_iters = int(options.checkpoint_iters or 0)
+        self.record = dict(options.record)
+        self.saver = options.saver
+        self.save_optimizer_states = options.save_optimizer_states
+        self.metrics = build_train_metrics(options.strides)
+        self.epoch_metrics = build_train_metrics(options.strides)
+        self.speedometer = Speedometer(options.batch_size, options.frequent)
+        self.watched = loss_output_indices(len(options.strides))
+        # (number, iteration) of the last good checkpoint
+        self.last_checkpoint = None if options.resumed_from is None else \
+            tuple(options.resumed_from)
+        self.max_seconds = options.max_seconds
         self._fit_start = None       # perf_counter() when fit() began
         self._first_window = None    # metric name -> value of the first logged window
         self._last_window = None     # ... and of the last one

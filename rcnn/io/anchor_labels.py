@@ -44,6 +44,7 @@ Output layout, per stride s (the shapes the training graph's inputs have)::
 import numpy as np
 
 from cython_ext.bbox import bbox_overlaps_cython
+from rcnn.config import OHEM_OFF
 from rcnn.processing.bbox_transform import landmark_transform, nonlinear_transform
 from rcnn.processing.generate_anchor import anchors_plane, generate_anchors_fpn
 
@@ -269,7 +270,7 @@ def label_anchors(feat_shape, gt_label, im_info, landmark=False, prefix='face',
         labels[outside] = -1
         bbox_targets[outside] = 0
         landmark_targets[outside] = 0
-    if cfg.TRAIN.RPN_ENABLE_OHEM == 0:
+    if cfg.TRAIN.RPN_ENABLE_OHEM == OHEM_OFF:
         _subsample(labels, cfg.TRAIN, np.random.default_rng() if rng is None else rng)
     return _per_stride_outputs(planes, strides, labels, bbox_targets, landmark_targets,
                                has_landmarks, landmark, prefix, select_stride)

@@ -37,6 +37,7 @@ import logging
 import cv2
 import numpy as np
 
+from rcnn.config import COLOR_ALL, COLOR_NONE
 from rcnn.dataset.image_header import ImageReadError
 from rcnn.io.decode import imread_checked
 
@@ -144,14 +145,15 @@ def color_aug(im, jitter, mode, rng):
     Args:
         im: (H, W, 3) float32 BGR pixels; modified in place.
         jitter: j, each factor is drawn in [1 - j, 1 + j].
-        mode: 0 none, 1 brightness only, >= 2 all three in a random order.
+        mode: COLOR_NONE (0) none, COLOR_BRIGHTNESS (1) brightness only, COLOR_ALL (>= 2) all
+            three in a random order (rcnn/config.py).
         rng: numpy Generator.
     Returns:
         ``im``, clipped to [0, 255].
     """
-    if mode <= 0 or jitter <= 0.0:
+    if mode <= COLOR_NONE or jitter <= 0.0:
         return im
-    order = rng.permutation(len(_COLOUR_STEPS)) if mode >= 2 else [0]
+    order = rng.permutation(len(_COLOUR_STEPS)) if mode >= COLOR_ALL else [0]
     for step in order:
         alpha = np.float32(1.0 + rng.uniform(-jitter, jitter))
         im = _COLOUR_STEPS[step](im, alpha)

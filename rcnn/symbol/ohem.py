@@ -25,6 +25,8 @@ could not break ties by index. ``bench/bench_network.py`` measures the op.
 import mxnet as mx
 import numpy as np
 
+from rcnn.config import OHEM_MODE_HARDEST
+
 __all__ = ['OHEM_OP_TYPE', 'ohem_counts', 'ohem_select', 'ohem_symbol']
 
 OHEM_OP_TYPE = 'retinaface_ohem'
@@ -36,7 +38,7 @@ def ohem_counts(cfg):
     Raises ValueError for an OHEM mode other than 1 (hardest examples).
     """
     mode = int(cfg.TRAIN.OHEM_MODE)
-    if mode != 1:
+    if mode != OHEM_MODE_HARDEST:
         raise ValueError('cfg.TRAIN.OHEM_MODE=%d is not supported: only mode 1 (hardest '
                          'positives and negatives) is implemented' % mode)
     batch = int(cfg.TRAIN.RPN_BATCH_SIZE)

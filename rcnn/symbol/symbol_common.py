@@ -47,6 +47,7 @@ from collections import namedtuple
 
 import mxnet as mx
 
+from rcnn.config import OHEM_IN_GRAPH, OHEM_OFF
 from rcnn.symbol.loss_scale import loss_grad_scales
 from rcnn.symbol.ohem import ohem_symbol
 
@@ -273,7 +274,7 @@ def _stride_train_outputs(feature, stride, cfg, lr_mult):
                                    name='face_rpn_landmark_pred_reshape_stride%d' % stride)
 
     ohem = int(cfg.TRAIN.RPN_ENABLE_OHEM)
-    if ohem >= 2:
+    if ohem >= OHEM_IN_GRAPH:
         label, anchor_weight = ohem_symbol(cls_score, label, cfg,
                                            name='face_rpn_ohem_stride%d' % stride)
         bbox_weight = _apply_anchor_weight(bbox_weight, anchor_weight, num_anchors, BOX_VALUES,
@@ -281,7 +282,7 @@ def _stride_train_outputs(feature, stride, cfg, lr_mult):
         landmark_weight = _apply_anchor_weight(landmark_weight, anchor_weight, num_anchors,
                                                LANDMARK_VALUES,
                                                'face_landmark_weight_ohem_stride%d' % stride)
-    elif ohem != 0:
+    elif ohem != OHEM_OFF:
         raise ValueError('cfg.TRAIN.RPN_ENABLE_OHEM=%d is not supported: 0 (labels as assigned) '
                          'or >= 2 (OHEM in the graph)' % ohem)
 

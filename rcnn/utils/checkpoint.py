@@ -10,6 +10,9 @@
   from the graph's, or a NaN/Inf value is refused at load with the file and the arrays named.
 * :func:`load_params` reads a params file alone (no graph to ask): BatchNorm statistics get the
   ``_moving_`` spelling of this project's graphs; NaN/Inf values are refused.
+* :func:`compare_params` is the one comparison of parameters with the shapes a graph needs
+  (missing, unexpected, mis-shaped); :func:`check_params`, :func:`fit_params` and train.py's
+  resume all use it.
 * :func:`check_params` compares a parameter set with what a symbol needs and raises
   :class:`ParamMismatchError` (a ``ValueError``) listing every missing, unexpected and
   mis-shaped array.
@@ -22,6 +25,7 @@ Neck naming: the two released RetinaFace models name their neck differently (mne
 (:mod:`rcnn.symbol`), so no renaming is needed or done here: a released checkpoint loads into
 our deploy and training graphs as is (after the BatchNorm mapping above).
 """
+import collections
 import json
 import logging
 import os
@@ -35,8 +39,8 @@ from rcnn.utils.param_names import BN_STAT_SPELLINGS, fit_names, other_spelling
 
 __all__ = ['ParamMismatchError', 'LEGACY_AUX_SUFFIXES', 'LABEL_INPUT_PATTERN', 'symbol_path',
            'params_path', 'load_symbol', 'load_params', 'load_checkpoint', 'map_legacy_names',
-           'check_params', 'fit_params', 'is_graph_input', 'save_checkpoint',
-           'params_payload']
+           'check_params', 'compare_params', 'ParamComparison', 'fit_params', 'is_graph_input',
+           'save_checkpoint', 'params_payload']
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +226,35 @@ def _size_independent_shapes(sym):
     return stable[0], stable[1]
 
 
+ParamComparison = collections.namedtuple('ParamComparison', 'missing unexpected misshaped')
+
+
+def compare_params(arg_shapes, aux_shapes, arg_params, aux_params):
+    """Compare parameters with the shapes a graph needs: the one parameter-vs-graph check
+    (:func:`check_params`, :func:`fit_params` and train.py's resume use it).
+
+    Args:
+        arg_shapes / aux_shapes: name -> shape the graph needs for its parameters / auxiliary
+            states (no inputs); an empty shape or one with a 0 is unknown and not compared.
+        arg_params / aux_params: name -> array (anything with ``.shape``) provided.
+    Returns:
+        :class:`ParamComparison` of three sorted lists: ``missing`` and ``unexpected``
+        (``'arg:<name>'`` / ``'aux:<name>'``), ``misshaped``
+        (``'arg:<name> has shape (..), the graph needs (..)'``).
+    """
+    missing, unexpected, misshaped = [], [], []
+    for kind, expected, given in (('arg', arg_shapes, arg_params), ('aux', aux_shapes, aux_params)):
+        for name in sorted(set(expected) - set(given)):
+            missing.append('%s:%s' % (kind, name))
+        for name in sorted(set(given) - set(expected)):
+            unexpected.append('%s:%s' % (kind, name))
+        for name in sorted(set(expected) & set(given)):
+            want, got = tuple(expected[name]), _shape_of(given[name])
+            if want and 0 not in want and want != got:
+                misshaped.append('%s:%s has shape %s, the graph needs %s' % (kind, name, got, want))
+    return ParamComparison(missing, unexpected, misshaped)
+
+
 def fit_params(sym, arg_params, aux_params, source='the parameters', graph='the graph'):
     """Fit ``arg_params`` / ``aux_params`` to what ``sym`` asks for.
 
@@ -260,13 +293,7 @@ def fit_params(sym, arg_params, aux_params, source='the parameters', graph='the 
             message += '; %s' % _format_list('array(s) of the file the graph does not use', unused)
         raise ParamMismatchError(message, missing=missing, unexpected=unused)
     arg_shapes, aux_shapes = _size_independent_shapes(sym)
-    misshaped = []
-    for kind, shapes, params in (('arg', arg_shapes, arg_params), ('aux', aux_shapes, aux_params)):
-        for name in sorted(shapes):
-            got = _shape_of(params[name])
-            if got != shapes[name]:
-                misshaped.append('%s:%s has shape %s, the graph needs %s'
-                                 % (kind, name, got, shapes[name]))
+    misshaped = compare_params(arg_shapes, aux_shapes, arg_params, aux_params).misshaped
     if misshaped:
         raise ParamMismatchError('%s does not fit %s: %s' % (
             source, graph, _format_list('mis-shaped array(s)', misshaped)), misshaped=misshaped)
@@ -295,7 +322,7 @@ def check_params(sym, arg_params, aux_params, data_shapes=None, input_names=None
             ``data_shapes`` plus the training labels (:data:`LABEL_INPUT_PATTERN`).
     Raises:
         ParamMismatchError: listing missing, unexpected and mis-shaped parameters
-            (``name: expected (..), got (..)``).
+            (``arg:<name> has shape (..), the graph needs (..)``).
     """
     data_shapes = dict(DEFAULT_DATA_SHAPES if data_shapes is None else data_shapes)
     if input_names is None:
@@ -309,17 +336,8 @@ def check_params(sym, arg_params, aux_params, data_shapes=None, input_names=None
     expected_aux = {name: tuple(shape)
                     for name, shape in zip(sym.list_auxiliary_states(), aux_shapes)}
 
-    missing, unexpected, misshaped = [], [], []
-    for kind, expected, given in (('arg', expected_args, arg_params),
-                                  ('aux', expected_aux, aux_params)):
-        for name in sorted(set(expected) - set(given)):
-            missing.append('%s:%s' % (kind, name))
-        for name in sorted(set(given) - set(expected)):
-            unexpected.append('%s:%s' % (kind, name))
-        for name in sorted(set(expected) & set(given)):
-            want, got = expected[name], _shape_of(given[name])
-            if want and 0 not in want and want != got:
-                misshaped.append('%s:%s expected %s, got %s' % (kind, name, want, got))
+    missing, unexpected, misshaped = compare_params(expected_args, expected_aux, arg_params,
+                                                    aux_params)
     if missing or unexpected or misshaped:
         parts = [_format_list(title, items) for title, items in
                  (('missing', missing), ('unexpected', unexpected), ('mis-shaped', misshaped))
