@@ -23,6 +23,7 @@ import json
 import os
 import re
 
+from rcnn.utils import checkpoint_files as checkpoint_files_
 from rcnn.utils.fileio import atomic_write_bytes
 
 __all__ = ['STATE_FORMAT', 'CorruptCheckpointError', 'checkpoint_files', 'sha256_file',
@@ -41,10 +42,10 @@ class CorruptCheckpointError(RuntimeError):
 
 def checkpoint_files(prefix, number):
     """Paths of checkpoint ``number``: dict with params, symbol, states, record."""
-    return {'params': '%s-%04d.params' % (prefix, number),
-            'symbol': '%s-symbol.json' % prefix,
-            'states': '%s-%04d.states' % (prefix, number),
-            'record': '%s-%04d.train.json' % (prefix, number)}
+    return {'params': checkpoint_files_.params_path(prefix, number),
+            'symbol': checkpoint_files_.symbol_path(prefix),
+            'states': checkpoint_files_.states_path(prefix, number),
+            'record': checkpoint_files_.train_record_path(prefix, number)}
 
 
 def sha256_file(path):

@@ -29,7 +29,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from rcnn.inference.postprocess import output_names
+from rcnn.model_layout import DATA_NAME, FEATURE_STRIDES, MXNET_OUTPUT_SUFFIX
+from rcnn.model_layout import deploy_output_names as output_names
 from rcnn.utils.param_names import fit_to_graph
 
 __all__ = ['DATA_NAME', 'DEFAULT_STRIDES', 'import_mxnet', 'make_context', 'select_outputs',
@@ -37,11 +38,10 @@ __all__ = ['DATA_NAME', 'DEFAULT_STRIDES', 'import_mxnet', 'make_context', 'sele
 
 logger = logging.getLogger(__name__)
 
-DATA_NAME = 'data'
-DEFAULT_STRIDES = (32, 16, 8)
+DEFAULT_STRIDES = FEATURE_STRIDES
 #: executors kept bound; an image pyramid uses one shape per scale
 DEFAULT_MAX_SHAPES = 8
-_OUTPUT_SUFFIX = '_output'
+_OUTPUT_SUFFIX = MXNET_OUTPUT_SUFFIX
 
 
 def import_mxnet(threads=None):

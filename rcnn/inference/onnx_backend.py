@@ -21,11 +21,12 @@ import os
 import numpy as np
 
 from rcnn.deploy import onnx_export
-from rcnn.inference.postprocess import output_names
+from rcnn.model_layout import FEATURE_STRIDES
+from rcnn.model_layout import deploy_output_names as output_names
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STRIDES = (32, 16, 8)
+DEFAULT_STRIDES = FEATURE_STRIDES
 #: bumped when the export recipe changes, so stale cache files are not reused
 EXPORT_RECIPE_VERSION = '1'
 

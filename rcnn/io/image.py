@@ -27,9 +27,10 @@ Colour jitter (``cfg.COLOR_MODE``, ``cfg.COLOR_JITTERING`` = j), on float32 BGR 
   applied the luma weights to the B, G, R channels in that order; here the weights follow the
   channels' meaning.)
 
-Tensor (:func:`transform`): BGR -> RGB, ``(pixel / PIXEL_SCALE - mean) / std`` per channel, NCHW
-float32. ``cfg.PIXEL_MEANS`` / ``cfg.PIXEL_STDS`` are listed in **BGR** order, as in the original
-config (RGB channel ``c`` uses entry ``2 - c``).
+Tensor (:func:`transform`, from :mod:`rcnn.processing.pixels`, the transform the detector uses
+too): BGR -> RGB, ``(pixel / PIXEL_SCALE - mean) / std`` per channel, NCHW float32.
+``cfg.PIXEL_MEANS`` / ``cfg.PIXEL_STDS`` are listed in **BGR** order, as in the original config
+(RGB channel ``c`` uses entry ``2 - c``).
 """
 import logging
 import os
@@ -38,6 +39,7 @@ import cv2
 import numpy as np
 
 from rcnn.dataset.retinaface import ImageReadError
+from rcnn.processing.pixels import transform
 
 logger = logging.getLogger(__name__)
 
@@ -80,27 +82,6 @@ def read_image(roi_rec):
     if roi_rec.get('flipped', False):
         im = cv2.flip(im, 1)
     return im
-
-
-def transform(im, pixel_means, pixel_stds, pixel_scale):
-    """BGR image -> normalised RGB NCHW tensor.
-
-    Args:
-        im: (H, W, 3) BGR pixels (any numeric dtype).
-        pixel_means, pixel_stds: 3 values each, in BGR order.
-        pixel_scale: pixels are divided by it before the mean is subtracted.
-    Returns:
-        (1, 3, H, W) float32; channel c (R, G, B) is
-        (im[..., 2 - c] / scale - mean[2 - c]) / std[2 - c].
-    """
-    means = np.asarray(pixel_means, dtype=np.float32).reshape(3)
-    stds = np.asarray(pixel_stds, dtype=np.float32).reshape(3)
-    rgb = im[:, :, ::-1].astype(np.float32)
-    if pixel_scale != 1.0:
-        rgb /= np.float32(pixel_scale)
-    rgb -= means[::-1]
-    rgb /= stds[::-1]
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1))[np.newaxis]
 
 
 def _luma(im):

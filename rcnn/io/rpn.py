@@ -60,7 +60,9 @@ import numpy as np
 
 from cython_ext.bbox import bbox_overlaps_cython
 from rcnn.io.image import ImageReadError, get_crop_image1
-from rcnn.processing.bbox_transform import landmark_transform, nonlinear_transform
+from rcnn.model_layout import BOX_LEN, LANDMARK_LEN, NUM_LANDMARKS
+from rcnn.model_layout import label_names as layout_label_names
+from rcnn.processing.box_coder import BoxCoder
 from rcnn.processing.generate_anchor import anchors_plane, generate_anchors_fpn
 
 logger = logging.getLogger(__name__)
@@ -74,8 +76,8 @@ DENSE_PAIRS = 200000       # anchor-face pairs of one stride computed densely
 TILE_CELLS = 16            # tile side in feature cells for the pruned IoU
 TILE_MARGIN = 2.0          # pixels of slack when pruning faces per tile (only ever keeps more)
 MAX_REPLACEMENTS = 10      # unreadable images replaced in a row before giving up
-BBOX_PRED_LEN = 4
-LANDMARK_PRED_LEN = 10
+BBOX_PRED_LEN = BOX_LEN              # aliases of the model layout's lengths
+LANDMARK_PRED_LEN = LANDMARK_LEN
 _SEED_TAG_ORDER = 1
 _SEED_TAG_SAMPLE = 2
 _WORKER_POLL_S = 1.0
@@ -103,7 +105,8 @@ def _anchor_planes(feat_hw, cfg):
     Returns:
         list of (H, W, A, 4) float32 planes (read-only), one per stride.
     """
-    base_anchors = generate_anchors_fpn(dense_anchor=bool(cfg.get('DENSE_ANCHOR', False)), cfg=cfg)
+    base_anchors = generate_anchors_fpn(dense_anchor=bool(cfg.get('DENSE_ANCHOR', False)),
+                                        cfg=cfg)
     strides = tuple(int(s) for s in cfg.RPN_FEAT_STRIDE)
     key = (tuple(feat_hw), strides, tuple(a.tobytes() for a in base_anchors))
     planes = _plane_cache.get(key)
@@ -248,11 +251,8 @@ def label_names(cfg=None, prefix='face'):
     """Names of the label arrays in the loader's order: per stride label, bbox target/weight,
     landmark target/weight (the last two only with ``cfg.FACE_LANDMARK``)."""
     cfg = _config(cfg)
-    kinds = ['label', 'bbox_target', 'bbox_weight']
-    if cfg.get('FACE_LANDMARK', True):
-        kinds += ['landmark_target', 'landmark_weight']
-    return ['%s_%s_stride%d' % (prefix, kind, stride)
-            for stride in cfg.RPN_FEAT_STRIDE for kind in kinds]
+    return layout_label_names(cfg.RPN_FEAT_STRIDE, landmarks=bool(cfg.get('FACE_LANDMARK', True)),
+                              prefix=prefix)
 
 
 def assign_anchor_fpn(feat_shape, gt_label, im_info, landmark=False, prefix='face',
@@ -290,7 +290,7 @@ def assign_anchor_fpn(feat_shape, gt_label, im_info, landmark=False, prefix='fac
     keep = gt_boxes[:, 4] != -1
     gt_boxes = gt_boxes[keep]
     if landmark:
-        gt_landmarks = np.asarray(gt_label['gt_landmarks'], dtype=np.float32).reshape(-1, 5, 3)
+        gt_landmarks = np.asarray(gt_label['gt_landmarks'], dtype=np.float32).reshape(-1, NUM_LANDMARKS, 3)
         if len(gt_landmarks) != len(keep):
             raise ValueError('gt_landmarks has %d faces but gt_boxes %d'
                              % (len(gt_landmarks), len(keep)))
@@ -301,7 +301,7 @@ def assign_anchor_fpn(feat_shape, gt_label, im_info, landmark=False, prefix='fac
     else:
         labels, matched = np.zeros(len(anchors), dtype=np.float32), None
     bbox_targets, landmark_targets, has_landmarks = _targets(
-        anchors, gt_boxes, gt_landmarks if landmark else None, matched, cfg.TRAIN)
+        anchors, gt_boxes, gt_landmarks if landmark else None, matched, BoxCoder.from_config(cfg))
     if inside is not None:
         outside = ~inside
         labels[outside] = -1
@@ -313,12 +313,13 @@ def assign_anchor_fpn(feat_shape, gt_label, im_info, landmark=False, prefix='fac
                                has_landmarks, landmark, prefix, select_stride)
 
 
-def _targets(anchors, gt_boxes, gt_landmarks, matched, train_cfg):
+def _targets(anchors, gt_boxes, gt_landmarks, matched, coder):
     """Box and landmark targets of every anchor against its matched face.
 
     Args:
         anchors: (N, 4); gt_boxes: (K, 5); gt_landmarks: (K, 5, 3) or None (no landmarks);
         matched: (N,) face index per anchor, None when K == 0.
+        coder: the :class:`rcnn.processing.box_coder.BoxCoder` of the recipe.
     Returns:
         bbox_targets (N, 4) float32, landmark_targets (N, 10) float32, has_landmarks (N,) bool
         (the matched face has landmarks); zeros / False without faces.
@@ -329,12 +330,9 @@ def _targets(anchors, gt_boxes, gt_landmarks, matched, train_cfg):
     has_landmarks = np.zeros(num, dtype=bool)
     if matched is None:
         return bbox_targets, landmark_targets, has_landmarks
-    bbox_targets[:] = nonlinear_transform(anchors, gt_boxes[matched, :4])
-    bbox_targets /= np.asarray(train_cfg.BBOX_STDS, dtype=np.float32)
+    bbox_targets[:] = coder.encode_boxes(anchors, gt_boxes[matched, :4])
     if gt_landmarks is not None:
-        landmark_targets[:] = landmark_transform(
-            anchors, gt_landmarks[:, :, :2][matched]).reshape(-1, LANDMARK_PRED_LEN)
-        landmark_targets /= np.float32(train_cfg.LANDMARK_STD)
+        landmark_targets[:] = coder.encode_landmarks(anchors, gt_landmarks[:, :, :2][matched])
         has_landmarks = (gt_landmarks[:, 0, 2] >= 0)[matched]
     return bbox_targets, landmark_targets, has_landmarks
 
@@ -390,9 +388,9 @@ def gt_label_from_record(roi_rec, with_landmarks=True):
     if with_landmarks:
         if 'landmarks' in roi_rec:
             gt_label['gt_landmarks'] = np.asarray(
-                roi_rec['landmarks'], dtype=np.float32).reshape(-1, 5, 3)[keep]
+                roi_rec['landmarks'], dtype=np.float32).reshape(-1, NUM_LANDMARKS, 3)[keep]
         else:
-            gt_label['gt_landmarks'] = np.full((len(gt_boxes), 5, 3), -1, dtype=np.float32)
+            gt_label['gt_landmarks'] = np.full((len(gt_boxes), NUM_LANDMARKS, 3), -1, dtype=np.float32)
     return gt_label
 
 

@@ -6,6 +6,7 @@ width = x2 - x1 + 1, centre = x1 + 0.5 * (width - 1).
 import numpy as np
 
 from cython_ext.anchors import anchors_cython
+from rcnn.model_layout import strides_of
 
 __all__ = ['generate_anchors', 'generate_anchors_fpn', 'anchors_plane']
 
@@ -57,17 +58,21 @@ def generate_anchors(base_size=16, ratios=(0.5, 1, 2), scales=2 ** np.arange(3, 
 def generate_anchors_fpn(dense_anchor=False, cfg=None):
     """Base anchors of every stride, coarse to fine (32, 16, 8).
 
+    The original's argument order; ``cfg`` is required (there is no global config to fall
+    back on).
+
     Args:
         dense_anchor: see ``generate_anchors``.
-        cfg: config with ``RPN_ANCHOR_CFG``; defaults to ``rcnn.config.config``.
+        cfg: a config with ``RPN_ANCHOR_CFG``, or an ``RPN_ANCHOR_CFG`` itself
+            (``{'32': {'SCALES': ..., 'BASE_SIZE': ..., 'RATIOS': ...}, ...}``).
     Returns:
         list of (A, 4) float32 arrays, one per stride in descending stride order.
     """
     if cfg is None:
-        from rcnn.config import config as cfg
-    anchor_cfg = cfg.RPN_ANCHOR_CFG if 'RPN_ANCHOR_CFG' in cfg else cfg
+        raise TypeError('generate_anchors_fpn needs cfg (a config or its RPN_ANCHOR_CFG)')
+    anchor_cfg = cfg['RPN_ANCHOR_CFG'] if 'RPN_ANCHOR_CFG' in cfg else cfg
     anchors_per_stride = []
-    for stride in sorted((int(k) for k in anchor_cfg), reverse=True):
+    for stride in strides_of(anchor_cfg):
         stride_cfg = anchor_cfg[str(stride)]
         anchors_per_stride.append(generate_anchors(
             base_size=stride_cfg['BASE_SIZE'], ratios=np.array(stride_cfg['RATIOS']),

@@ -30,6 +30,7 @@ import re
 import mxnet as mx
 import numpy as np
 
+from rcnn.utils.checkpoint_files import params_path, symbol_path
 from rcnn.utils.fileio import atomic_write
 from rcnn.utils.param_names import BN_STAT_SPELLINGS, fit_names, other_spelling
 
@@ -60,16 +61,6 @@ class ParamMismatchError(ValueError):
         self.missing = list(missing)
         self.unexpected = list(unexpected)
         self.misshaped = list(misshaped)
-
-
-def symbol_path(prefix):
-    """``<prefix>-symbol.json``."""
-    return '%s-symbol.json' % prefix
-
-
-def params_path(prefix, epoch):
-    """``<prefix>-%04d.params``."""
-    return '%s-%04d.params' % (prefix, int(epoch))
 
 
 def _require_file(path, what):
