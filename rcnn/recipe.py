@@ -86,6 +86,11 @@ class Recipe(object):
         record['anchors'] = self.anchor_cfg
         return record
 
+    def write(self, prefix):
+        """Write ``<prefix>-recipe.json`` atomically; returns the path."""
+        text = json.dumps(self.to_dict(), indent=1, sort_keys=True)
+        return atomic_write_text(recipe_path(prefix), text + '\n')
+
     def __eq__(self, other):
         return isinstance(other, Recipe) and self.to_dict() == other.to_dict()
 
@@ -114,9 +119,7 @@ def default_recipe():
 
 def write_recipe(prefix, cfg, network):
     """Write ``<prefix>-recipe.json`` (atomically) from a training config; returns the path."""
-    path = recipe_path(prefix)
-    text = json.dumps(Recipe.from_config(cfg, network).to_dict(), indent=1, sort_keys=True)
-    return atomic_write_text(path, text + '\n')
+    return Recipe.from_config(cfg, network).write(prefix)
 
 
 def _from_dict(record, path):

@@ -54,6 +54,7 @@ import numpy as np
 from mxnet.executor_manager import _split_input_slice
 
 from rcnn.io import rpn as rpn_io
+from rcnn.model_layout import cls_score_name
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +65,12 @@ _JOIN_TIMEOUT_S = 5.0
 _SHM_DIR = '/dev/shm'
 
 
-def feature_symbols(train_symbol, cfg=None, prefix='face'):
+def feature_symbols(train_symbol, cfg=None):
     """Per-stride class-score outputs of a training graph (the ``feat_sym`` of CropLoader).
 
     Returns:
-        list of symbols ``{prefix}_rpn_cls_score_stride{s}_output`` for s in cfg.RPN_FEAT_STRIDE.
+        list of the :func:`rcnn.model_layout.cls_score_name` outputs for s in
+        cfg.RPN_FEAT_STRIDE.
     """
     if cfg is None:
         from rcnn.config import config as cfg
@@ -76,7 +78,7 @@ def feature_symbols(train_symbol, cfg=None, prefix='face'):
     names = set(internals.list_outputs())
     symbols = []
     for stride in cfg.RPN_FEAT_STRIDE:
-        name = '%s_rpn_cls_score_stride%d_output' % (prefix, stride)
+        name = cls_score_name(stride)
         if name not in names:
             raise ValueError('the training graph has no output %s' % name)
         symbols.append(internals[name])

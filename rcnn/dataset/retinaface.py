@@ -72,6 +72,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from rcnn.model_layout import FLIP_LANDMARK_ORDER, NUM_LANDMARKS
 from rcnn.utils.fileio import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -81,12 +82,10 @@ __all__ = ['retinaface', 'append_flipped_images', 'flip_roidb_entry', 'read_imag
            'build_roidb', 'LabelFormatError', 'ImageReadError', 'CACHE_FORMAT_VERSION']
 
 CACHE_FORMAT_VERSION = 1
-NUM_LANDMARKS = 5
 TRAIN_LINE_LENGTH = 4 + 3 * NUM_LANDMARKS + 1   # x y w h, 5 x (x y flag), blur
 BOX_ONLY_LINE_LENGTH = 4                        # x y w h
 MISSING = -1.0
 MISSING_BLUR = 0.3                # original: a train face with blur < 0 gets 0.3
-FLIP_LANDMARK_ORDER = [1, 0, 2, 4, 3]   # eyes and mouth corners swap sides
 SIZE_THREADS = 4
 SIZE_CHUNK = 64                   # image headers read per thread-pool task
 PROGRESS_MIN_IMAGES = 200         # show a progress bar from this many images on
@@ -525,7 +524,7 @@ def flip_roidb_entry(entry):
     present = landmarks[:, :, 2] != MISSING
     landmarks[:, :, 0] = np.where(present, width - 1 - landmarks[:, :, 0], landmarks[:, :, 0])
     flipped = dict(entry)
-    flipped.update(boxes=flipped_boxes, landmarks=landmarks[:, FLIP_LANDMARK_ORDER, :],
+    flipped.update(boxes=flipped_boxes, landmarks=landmarks[:, list(FLIP_LANDMARK_ORDER), :],
                    blur=entry['blur'].copy(), gt_classes=entry['gt_classes'].copy(),
                    flipped=not entry['flipped'])
     return flipped
