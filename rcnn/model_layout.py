@@ -24,7 +24,8 @@ __all__ = ['FEATURE_STRIDES', 'NETWORK_STRIDES', 'DATA_NAME', 'NUM_CLASSES', 'BO
            'LANDMARK_LEN', 'NUM_LANDMARKS', 'FLIP_LANDMARK_ORDER', 'LABEL_KINDS',
            'LANDMARK_LABEL_KINDS', 'DEPLOY_OUTPUT_KINDS', 'TRAIN_OUTPUT_KINDS',
            'OUTPUTS_PER_STRIDE', 'DEPLOY_OUTPUTS_PER_STRIDE', 'MXNET_OUTPUT_SUFFIX',
-           'anchors_per_position', 'strides_of', 'label_names', 'deploy_output_names',
+           'anchors_per_position', 'strides_of', 'label_name', 'label_names',
+           'deploy_output_names',
            'train_output_names', 'cls_score_name', 'head_names', 'train_output_index']
 
 #: strides of the feature maps every backbone provides, coarse to fine
@@ -88,12 +89,16 @@ def strides_of(anchor_cfg):
     return tuple(sorted((int(k) for k in anchor_cfg), reverse=True))
 
 
+def label_name(kind, stride, prefix=_LABEL_PREFIX):
+    """Name of the training label input ``kind`` (one of :data:`LABEL_KINDS`) of ``stride``."""
+    return _stride_name('%s_%s' % (prefix, kind), stride)
+
+
 def label_names(strides=FEATURE_STRIDES, landmarks=True, prefix=_LABEL_PREFIX):
     """Training label input names in the loader's order: per stride ``label``, ``bbox_target``,
     ``bbox_weight`` (and ``landmark_target``, ``landmark_weight`` when ``landmarks``)."""
     kinds = [k for k in LABEL_KINDS if landmarks or k not in LANDMARK_LABEL_KINDS]
-    return [_stride_name('%s_%s' % (prefix, kind), stride) for stride in strides
-            for kind in kinds]
+    return [label_name(kind, stride, prefix) for stride in strides for kind in kinds]
 
 
 def deploy_output_names(strides=FEATURE_STRIDES):

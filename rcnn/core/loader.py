@@ -54,7 +54,7 @@ import numpy as np
 from mxnet.executor_manager import _split_input_slice
 
 from rcnn.io import rpn as rpn_io
-from rcnn.model_layout import cls_score_name
+from rcnn.model_layout import DATA_NAME, cls_score_name
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class _BatchMaker(object):
 
     def __call__(self, views, indices):
         return mx.io.DataBatch(
-            data=[mx.nd.array(views['data'])],
+            data=[mx.nd.array(views[DATA_NAME])],
             label=[mx.nd.array(views[name]) for name in self.label_name],
             pad=0, index=indices.copy(),
             provide_data=self.provide_data, provide_label=self.provide_label)
@@ -406,15 +406,15 @@ class CropLoader(mx.io.DataIter):
                              % (len(self.feat_sym), len(self.feat_stride)))
         self.crop_size = int(cfg.SCALES[0][0])
         self.with_landmarks = bool(cfg.get('FACE_LANDMARK', True))
-        self.data_name = ['data']
+        self.data_name = [DATA_NAME]
         self.label_name = rpn_io.label_names(cfg, prefix='face')
         data_shape = (batch_size, 3, self.crop_size, self.crop_size)
         self.feat_shapes = self._feature_shapes((1, 3, self.crop_size, self.crop_size))
-        _, label_shapes = self.infer_shape([('data', data_shape)])
-        self._provide_data = [mx.io.DataDesc('data', data_shape)]
+        _, label_shapes = self.infer_shape([(DATA_NAME, data_shape)])
+        self._provide_data = [mx.io.DataDesc(DATA_NAME, data_shape)]
         self._provide_label = [mx.io.DataDesc(name, shape) for name, shape in label_shapes]
         self._layout, buffer_bytes = rpn_io.batch_buffer_layout(
-            [('data', data_shape)] + label_shapes)
+            [(DATA_NAME, data_shape)] + label_shapes)
         self._make_batch = _BatchMaker(self.label_name, self._provide_data, self._provide_label)
         self.num_batches = len(roidb) // batch_size
         self.seed = (int(np.random.SeedSequence().entropy % (1 << 63)) if seed is None
@@ -462,9 +462,9 @@ class CropLoader(mx.io.DataIter):
             (max_data_shape, [(label name, (B,) + per-image label shape)]).
         """
         shapes = dict(list(max_data_shape or []) + list(max_label_shape or []))
-        if 'data' not in shapes:
+        if DATA_NAME not in shapes:
             raise ValueError('infer_shape: max_data_shape needs a "data" entry')
-        batch, channels, height, width = shapes['data']
+        batch, channels, height, width = shapes[DATA_NAME]
         feat_shapes = self._feature_shapes((1, channels, height, width))
         empty = {'gt_boxes': np.zeros((0, 5), dtype=np.float32),
                  'gt_landmarks': np.zeros((0, 5, 3), dtype=np.float32)}

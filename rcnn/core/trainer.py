@@ -34,6 +34,7 @@ from rcnn.core import train_state
 from rcnn.core.callback import (NonFiniteLossError, Speedometer, check_finite_outputs,
                                 format_metric, non_finite_params)
 from rcnn.core.metric import build_train_metrics, loss_output_indices
+from rcnn.model_layout import FEATURE_STRIDES
 from rcnn.utils.fileio import atomic_write, atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ class Trainer(object):
 
     def __init__(self, mod, deploy_sym, feed, schedule, prefix, batch_size, iters_per_epoch,
                  end_epoch, max_iters=None, checkpoint_iters=0, frequent=20, record=None,
-                 strides=(32, 16, 8), saver=True, save_optimizer_states=True, max_seconds=None):
+                 strides=FEATURE_STRIDES, saver=True, save_optimizer_states=True, max_seconds=None):
         self.mod = mod
         self.deploy_sym = deploy_sym
         self.feed = feed

@@ -27,6 +27,7 @@ import os
 
 import numpy as np
 
+from rcnn.model_layout import DATA_NAME
 from rcnn.processing.pixels import PixelTransform
 from rcnn.utils.param_names import fit_to_graph
 
@@ -125,12 +126,12 @@ def quantize_checkpoint(sym, arg_params, aux_params, calib_data=None, calib_mode
         if calib_data is None or len(calib_data) == 0:
             raise ValueError('calib_mode=%r needs calibration images' % calib_mode)
         calib_data = np.ascontiguousarray(calib_data, dtype=np.float32)
-        calib_iter = mx.io.NDArrayIter(calib_data, batch_size=1, data_name='data')
+        calib_iter = mx.io.NDArrayIter(calib_data, batch_size=1, data_name=DATA_NAME)
         num_examples = len(calib_data)
         logger.info('calibrating on %d images at %dx%d (%s)', num_examples,
                     calib_data.shape[3], calib_data.shape[2], calib_mode)
     qsym, qarg_params, qaux_params = quantization.quantize_model_mkldnn(
-        sym, arg_params, aux_params, data_names=('data',), label_names=None, ctx=mx.cpu(),
+        sym, arg_params, aux_params, data_names=(DATA_NAME,), label_names=None, ctx=mx.cpu(),
         excluded_sym_names=excluded_fused, excluded_op_names=list(excluded_op_names),
         calib_mode=calib_mode, calib_data=calib_iter, num_calib_examples=num_examples,
         quantized_dtype=quantized_dtype, quantize_mode=quantize_mode,

@@ -61,6 +61,7 @@ import numpy as np
 from cython_ext.bbox import bbox_overlaps_cython
 from rcnn.io.image import ImageReadError, get_crop_image1
 from rcnn.model_layout import BOX_LEN, LANDMARK_LEN, NUM_LANDMARKS
+from rcnn.model_layout import DATA_NAME, label_name
 from rcnn.model_layout import label_names as layout_label_names
 from rcnn.processing.box_coder import BoxCoder
 from rcnn.processing.generate_anchor import anchors_plane, generate_anchors_fpn
@@ -354,17 +355,18 @@ def _per_stride_outputs(planes, strides, labels, bbox_targets, landmark_targets,
         stride_labels = labels[part].reshape(height, width, num_anchors).transpose(2, 0, 1)
         if select_stride > 0 and stride != select_stride:
             stride_labels = np.full_like(stride_labels, -1)
-        name = '%s_%%s_stride%d' % (prefix, stride)
-        label_dict[name % 'label'] = np.ascontiguousarray(stride_labels).reshape(1, -1)
+        def name(kind, stride=stride):
+            return label_name(kind, stride, prefix)
+        label_dict[name('label')] = np.ascontiguousarray(stride_labels).reshape(1, -1)
         layout = (height, width, num_anchors)
-        label_dict[name % 'bbox_target'] = _stride_layout(
+        label_dict[name('bbox_target')] = _stride_layout(
             bbox_targets[part], *layout, BBOX_PRED_LEN)
-        label_dict[name % 'bbox_weight'] = _stride_layout(
+        label_dict[name('bbox_weight')] = _stride_layout(
             bbox_weights[part], *layout, BBOX_PRED_LEN)
         if landmark:
-            label_dict[name % 'landmark_target'] = _stride_layout(
+            label_dict[name('landmark_target')] = _stride_layout(
                 landmark_targets[part], *layout, LANDMARK_PRED_LEN)
-            label_dict[name % 'landmark_weight'] = _stride_layout(
+            label_dict[name('landmark_weight')] = _stride_layout(
                 landmark_weights[part], *layout, LANDMARK_PRED_LEN)
     return label_dict
 
@@ -482,7 +484,7 @@ def batch_buffer_views(buffer, layout):
 def write_sample(views, slot, im_tensor, labels):
     """Copy one sample (``(1, 3, S, S)`` tensor, labels with batch axis 1) into batch ``slot``."""
     for name, array in views.items():
-        array[slot] = im_tensor[0] if name == 'data' else labels[name][0]
+        array[slot] = im_tensor[0] if name == DATA_NAME else labels[name][0]
 
 
 def tune_malloc_for_worker():

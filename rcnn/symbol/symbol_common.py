@@ -47,7 +47,8 @@ import mxnet as mx
 
 from rcnn.model_layout import (BOX_LEN, DATA_NAME, FEATURE_STRIDES, HEAD_LENGTHS,
                                LANDMARK_LEN, NUM_CLASSES, cls_score_name,
-                               deploy_output_names, head_names, label_names)
+                               deploy_output_names, head_names, label_names,
+                               train_output_names)
 from rcnn.symbol.ohem import ohem_symbol
 
 __all__ = ['FEATURE_STRIDES', 'BOX_VALUES', 'LANDMARK_VALUES', 'NECK_BN_EPS', 'NeckNames',
@@ -260,20 +261,22 @@ def _stride_train_outputs(feature, stride, cfg, lr_mult):
         raise ValueError('cfg.TRAIN.RPN_ENABLE_OHEM=%d is not supported: 0 (labels as assigned) '
                          'or >= 2 (OHEM in the graph)' % ohem)
 
+    (cls_prob_name, label_out_name, bbox_loss_name, bbox_weight_name, landmark_loss_name,
+     landmark_weight_name) = train_output_names([stride])
     cls_prob = mx.sym.SoftmaxOutput(data=cls_score, label=label, multi_output=True,
                                     normalization='valid', use_ignore=True, ignore_label=-1,
-                                    grad_scale=lr_mult, name='face_rpn_cls_prob_stride%d' % stride)
+                                    grad_scale=lr_mult, name=cls_prob_name)
     bbox_loss = smooth_l1_loss(bbox_pred, bbox_target, bbox_weight, lr_mult / batch,
-                                'face_rpn_bbox_loss_stride%d' % stride)
+                                bbox_loss_name)
     landmark_scale = 0.4 * float(cfg.LANDMARK_LR_MULT) * lr_mult / batch
     landmark_loss = smooth_l1_loss(landmark_pred, landmark_target, landmark_weight,
-                                    landmark_scale, 'face_rpn_landmark_loss_stride%d' % stride)
+                                    landmark_scale, landmark_loss_name)
     return [cls_prob,
-            mx.sym.BlockGrad(label, name='face_rpn_label_stride%d' % stride),
+            mx.sym.BlockGrad(label, name=label_out_name),
             bbox_loss,
-            mx.sym.BlockGrad(bbox_weight, name='face_rpn_bbox_weight_stride%d' % stride),
+            mx.sym.BlockGrad(bbox_weight, name=bbox_weight_name),
             landmark_loss,
-            mx.sym.BlockGrad(landmark_weight, name='face_rpn_landmark_weight_stride%d' % stride)]
+            mx.sym.BlockGrad(landmark_weight, name=landmark_weight_name)]
 
 
 def train_outputs(features, cfg, lr_mult=1.0):
