@@ -5,11 +5,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.stamp
 KERNELS := cython_ext/anchors.pyx cython_ext/bbox.pyx cython_ext/cpu_nms.pyx
 KERNEL_STAMP := cython_ext/.built.stamp
+# a separate environment with the insightface package, for the test that loads our export in it
+INSIGHTFACE_VENV := .venv-insightface
+INSIGHTFACE_STAMP := $(INSIGHTFACE_VENV)/.requirements.stamp
 PYTEST_ARGS ?= -q
 
 .PHONY: setup test clean
 
-setup: $(STAMP) $(KERNEL_STAMP)
+setup: $(STAMP) $(KERNEL_STAMP) $(INSIGHTFACE_STAMP)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +26,16 @@ $(STAMP): requirements.txt requirements-deploy.txt | $(VENV)/bin/python
 
 $(KERNEL_STAMP): $(KERNELS) setup.py $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
+	touch $@
+
+$(INSIGHTFACE_VENV)/bin/python:
+	$(PYTHON) -m venv $(INSIGHTFACE_VENV)
+
+# every package pinned in the file, no resolution (--no-deps): insightface's metadata would pull
+# opencv-python (needs libGL) next to the pinned headless OpenCV
+$(INSIGHTFACE_STAMP): requirements-insightface.txt | $(INSIGHTFACE_VENV)/bin/python
+	$(INSIGHTFACE_VENV)/bin/python -m pip install --disable-pip-version-check -q --no-deps \
+		-r requirements-insightface.txt
 	touch $@
 
 test: setup

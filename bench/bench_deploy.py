@@ -1,4 +1,5 @@
-"""Deployment speed at 640x480 with the released mnet.25: MXNet engines, onnxruntime, INT8, batch.
+"""Deployment speed at 640x480 with the released mnet.25: MXNet engines, onnxruntime, OpenCV DNN,
+INT8, batch.
 
 Rows (each thread count / engine runs in its own subprocess, with the environment set before
 MXNet or onnxruntime is imported):
@@ -13,8 +14,8 @@ MXNet or onnxruntime is imported):
 * ``mxnet int8 forward``: MKLDNN INT8 checkpoint (:mod:`rcnn.deploy.quantize`, entropy
   calibration on the dlib train photos) under both engines;
 * when ``retinaface.py`` is present: end-to-end ``detect()`` (threshold 0.5, scale 1.0, on
-  ``bald_guys.jpg`` resized to 640x480) with MXNet (default and NaiveEngine), onnxruntime and
-  the INT8 checkpoint under NaiveEngine, at 1 and 2 threads, each followed by
+  ``bald_guys.jpg`` resized to 640x480) with MXNet (default and NaiveEngine), onnxruntime,
+  OpenCV DNN (``backend='opencv'``, ``cv2.setNumThreads``) and the INT8 checkpoint under NaiveEngine, at 1 and 2 threads, each followed by
   ``detect_batch`` images/s at batch 1/4/8 (the same image repeated: one shape, exact results).
 
 Benchmarks report; they never assert timings.
@@ -115,8 +116,8 @@ def _worker(spec):
         detector = _make_detector(spec['prefix'], spec['epoch'], spec['backend'], threads)
         image = _bench_image()
         extra['backend'] = spec['backend']
-        if extra['backend'] == 'onnxruntime':
-            extra['engine'] = 'onnxruntime'
+        if extra['backend'] in ('onnxruntime', 'opencv'):
+            extra['engine'] = extra['backend']
         rows = [measure(spec['name'], lambda: detector.detect(image, 0.5, [1.0]), repeat=repeat,
                         warmup=3, **extra)]
         if spec.get('batch'):
@@ -208,6 +209,9 @@ def run(quick=False):
                                   ('mxnet int8 NaiveEngine', int8_prefix, 'mxnet', naive)]
                 if onnx_paths:      # the backend finds the export in the cache
                     detect_configs.insert(2, ('onnxruntime', prefix, 'onnxruntime',
+                                              {'RETINAFACE_CACHE_DIR': workdir}))
+                    # OpenCV DNN on the fixed-size export of the input size (made in warm-up)
+                    detect_configs.insert(3, ('opencv', prefix, 'opencv',
                                               {'RETINAFACE_CACHE_DIR': workdir}))
                 for label, checkpoint, backend, engine_env in detect_configs:
                     rows += _run_worker(dict(

@@ -223,3 +223,21 @@ def test_no_import_cycle_between_the_detector_and_retinaface_py():
     import retinaface
     from rcnn.inference import detector
     assert retinaface.RetinaFace is detector.RetinaFace
+
+
+def test_insightface_layout_export_follows_the_recipe(tmp_path):
+    """The exported insightface-layout graph applies the recipe's pixel transform and stds:
+    the package's decoding of it matches our decoder on the custom model."""
+    _need_mnet()
+    pytest.importorskip('onnx')
+    pytest.importorskip('onnxruntime')
+    from rcnn.deploy.insightface_layout import export_insightface_checkpoint
+    from rcnn.utils.checkpoint import save_checkpoint
+    cfg = _custom_cfg()
+    cfg.PIXEL_MEANS = np.array([10.0, 20.0, 30.0])
+    prefix = str(tmp_path / 'custom')
+    save_checkpoint(prefix, 0, *_retrained_params(cfg))
+    write_recipe(prefix, cfg, 'mnet')
+    diffs = export_insightface_checkpoint(prefix, 0, str(tmp_path / 'custom.onnx'),
+                                          input_size=(256, 320))
+    assert diffs['score'] < 1e-5 and diffs['box'] < 1e-2 and diffs['kps'] < 1e-2, diffs

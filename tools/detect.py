@@ -12,12 +12,26 @@ magenta) is written under --out (a folder input keeps its sub-folders), unless -
 ``{"box": [x1, y1, x2, y2], "score": s, "landmarks": [[x, y] x 5]}`` in input pixels, by
 descending score. An unreadable image is reported (and listed with an ``error``) and the exit
 status is then 1.
+
+--crops DIR writes one aligned 112x112 ArcFace crop per face, ``DIR/<image>_<k>.png`` (k by
+descending score; see rcnn/inference/align.py).
+
+Videos and cameras: an input with a video extension (.mp4, .avi, .mov, .mkv, ...) or a camera
+index (``0``) is read frame by frame with cv2.VideoCapture (--every N: every N-th frame;
+--max-frames: stop after that many frames, or press Ctrl-C for a camera). The processed frames,
+drawn as images are, go to ``<out>/<name>.mp4`` -- or to --out itself when it names a video
+file (.mp4/.m4v/.mov: MPEG-4 part 2, .avi/.mkv: MJPEG) and there is one video input -- at the
+source's frame rate divided by N. --json writes one JSON line per processed frame,
+``{"frame": i, "time": seconds, "faces": [...]}``, to ``<out>/<name>.jsonl`` (or next to the
+output video). Crops of video frames are ``DIR/<name>_f<frame>_<k>.png``. Frames per second are
+reported at the end. A video that cannot be opened or decoded is an error (exit status 2).
 """
 import argparse
 import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ''):
@@ -26,7 +40,9 @@ if __package__ in (None, ''):
 import cv2  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from rcnn.utils.cli import positive_int  # noqa: E402
 from rcnn.utils.fileio import atomic_write  # noqa: E402
+from rcnn.utils import video as video_io  # noqa: E402
 
 logger = logging.getLogger('detect')
 
@@ -40,12 +56,15 @@ JSON_NAME = 'detections.json'
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('inputs', nargs='+', metavar='image_or_dir',
-                        help='image files and/or folders of images')
+    parser.add_argument('inputs', nargs='+', metavar='input',
+                        help='image files, folders of images, video files (%s) and camera '
+                             'indices (0, 1, ...)' % '/'.join(video_io.VIDEO_EXTENSIONS))
     parser.add_argument('--prefix', required=True,
                         help='checkpoint prefix: <prefix>-symbol.json, <prefix>-%%04d.params')
     parser.add_argument('--epoch', type=int, default=0, help='checkpoint epoch')
-    parser.add_argument('--out', required=True, help='output folder (created when needed)')
+    parser.add_argument('--out', required=True,
+                        help='output folder (created when needed); with one video or camera '
+                             'input it may also name the annotated video file (e.g. out.mp4)')
     parser.add_argument('--thresh', type=float, default=0.5, help='minimum face score')
     parser.add_argument('--scales', type=float, nargs='+', default=[1.0],
                         help='image scales to run, results merged (default 1.0)')
@@ -55,11 +74,18 @@ def parse_args(argv=None):
                         help='write <out>/%s with the faces of every image' % JSON_NAME)
     parser.add_argument('--no-draw', action='store_true',
                         help='do not write annotated images (use with --json)')
+    parser.add_argument('--crops', metavar='DIR', default=None,
+                        help='write one aligned 112x112 ArcFace crop per face to DIR '
+                             '(<image>_<k>.png)')
+    parser.add_argument('--every', type=positive_int, default=1, metavar='N',
+                        help='videos: process every N-th frame (default 1: all)')
+    parser.add_argument('--max-frames', type=positive_int, default=None, metavar='N',
+                        help='videos and cameras: stop after reading N frames')
     parser.add_argument('--gpu', type=int, default=-1, help='GPU id, or -1 for the CPU')
     parser.add_argument('--network', default='net3', help='anchor layout (net3)')
     args = parser.parse_args(argv)
-    if args.no_draw and not args.json:
-        parser.error('--no-draw without --json would produce nothing')
+    if args.no_draw and not args.json and not args.crops:
+        parser.error('--no-draw without --json or --crops would produce nothing')
     if any(s <= 0 for s in args.scales):
         parser.error('--scales must be positive, got %s' % args.scales)
     return args
@@ -98,6 +124,27 @@ def collect_images(inputs):
     return pairs
 
 
+def split_inputs(inputs):
+    """(image inputs, video inputs): video files by extension and camera indices go to the
+    second list, in the given order."""
+    images, videos = [], []
+    for item in inputs:
+        is_video = video_io.camera_index(item) is not None or (
+            not os.path.isdir(item) and video_io.is_video_path(item))
+        (videos if is_video else images).append(item)
+    return images, videos
+
+
+def write_crops(detector, image, landmarks, folder, stem):
+    """Aligned crops ``folder/<stem>_<k>.png`` of every face; returns their paths."""
+    paths = []
+    for k, crop in enumerate(detector.align(image, landmarks)):
+        path = os.path.join(folder, '%s_%d.png' % (stem, k))
+        _write_image(path, crop)
+        paths.append(path)
+    return paths
+
+
 def draw_faces(image, faces, landmarks):
     """A copy of ``image`` (H, W, 3) BGR with boxes, scores and landmarks drawn."""
     canvas = image.copy()
@@ -133,15 +180,102 @@ def _write_json(path, records):
     atomic_write(path, write, suffix=os.path.splitext(path)[1])
 
 
+def video_outputs(args, source, num_videos):
+    """(annotated video path or None, JSON-lines path or None) of one video input."""
+    if video_io.is_video_path(args.out):
+        if num_videos != 1:
+            raise ValueError('--out %s names one video file but there are %d video inputs; '
+                             'pass a folder' % (args.out, num_videos))
+        base = os.path.splitext(args.out)[0]
+        drawn = args.out
+    else:
+        base = os.path.join(args.out, video_io.source_name(source))
+        drawn = base + '.mp4'
+    drawn, lines = (None if args.no_draw else drawn), (base + '.jsonl' if args.json else None)
+    if video_io.camera_index(source) is None:
+        for path in (drawn, lines):
+            if path and os.path.realpath(path) == os.path.realpath(source):
+                raise ValueError('output %s would overwrite the input video %s' % (path, source))
+    return drawn, lines
+
+
+def run_video(args, detector, source, num_videos=1):
+    """Detect on the frames of one video or camera; returns a summary record
+    ``{'video', 'frames', 'faces', 'drawn', 'json', 'fps'}``."""
+    drawn_path, json_path = video_outputs(args, source, num_videos)
+    reader = video_io.VideoSource(source, every=args.every, max_frames=args.max_frames)
+    name = video_io.source_name(source)
+    sink, lines = None, None
+    processed = num_faces = 0
+    detect_seconds = 0.0
+    started = time.monotonic()
+    try:
+        if json_path:
+            os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+            lines = open(json_path, 'w')
+        bar = tqdm(reader.frames(), total=reader.expected_frames(), desc=name, unit='frame')
+        try:
+            for index, seconds, frame in bar:
+                tic = time.monotonic()
+                faces, landmarks = detector.detect(frame, threshold=args.thresh,
+                                                   scales=args.scales, do_flip=args.flip)
+                detect_seconds += time.monotonic() - tic
+                processed += 1
+                num_faces += len(faces)
+                if lines is not None:
+                    lines.write(json.dumps({'frame': index, 'time': round(seconds, 4),
+                                            'faces': faces_to_json(faces, landmarks)}) + '\n')
+                    lines.flush()
+                if drawn_path:
+                    if sink is None:
+                        fps = (reader.fps or video_io.FALLBACK_FPS) / args.every
+                        sink = video_io.VideoSink(drawn_path, fps, frame.shape[1], frame.shape[0])
+                    sink.write(draw_faces(frame, faces, landmarks))
+                if args.crops:
+                    write_crops(detector, frame, landmarks, args.crops,
+                                '%s_f%06d' % (name, index))
+        except KeyboardInterrupt:
+            logger.warning('%s: interrupted after %d processed frames', name, processed)
+        finally:
+            bar.close()
+    finally:
+        reader.close()
+        if sink is not None:
+            sink.close()
+        if lines is not None:
+            lines.close()
+    elapsed = time.monotonic() - started
+    fps = processed / detect_seconds if detect_seconds > 0 else 0.0
+    logger.info('%s: %d frames processed, %d faces, %.2f frames/s detection, %.2f frames/s '
+                'overall', name, processed, num_faces, fps,
+                processed / elapsed if elapsed > 0 else 0.0)
+    return {'video': str(source), 'frames': processed, 'faces': num_faces, 'drawn': drawn_path,
+            'json': json_path, 'fps': fps}
+
+
 def run(args):
-    """Detect on every input; returns the per-image records (see the module docstring)."""
+    """Detect on every input; returns the per-image records (see the module docstring),
+    followed by one summary record per video (key ``video``)."""
     from retinaface import RetinaFace
-    pairs = collect_images(args.inputs)
-    if not pairs:
+    image_inputs, video_inputs = split_inputs(args.inputs)
+    pairs = collect_images(image_inputs)
+    if not pairs and not video_inputs:
         raise FileNotFoundError('no image (%s) found in %s' % ('/'.join(IMAGE_EXTENSIONS),
                                                               ', '.join(args.inputs)))
+    if video_io.is_video_path(args.out) and pairs:
+        raise ValueError('--out %s names a video file; images need an output folder' % args.out)
+    for source in video_inputs:
+        video_outputs(args, source, len(video_inputs))       # path errors before any work
     detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network,
                           nms=args.nms)
+    records = run_images(args, detector, pairs) if pairs else []
+    for source in video_inputs:
+        records.append(run_video(args, detector, source, len(video_inputs)))
+    return records
+
+
+def run_images(args, detector, pairs):
+    """Detect on every (image path, output-relative path); returns the per-image records."""
     records = []
     for path, relative in tqdm(pairs, desc='detect', unit='img', disable=len(pairs) < 5):
         image = cv2.imread(path)
@@ -156,6 +290,8 @@ def run(args):
         if not args.no_draw:
             drawn = os.path.join(args.out, relative)
             _write_image(drawn, draw_faces(image, faces, landmarks))
+        if args.crops:
+            write_crops(detector, image, landmarks, args.crops, os.path.splitext(relative)[0])
         logger.info('%s: %d face(s)', path, len(faces))
         records.append({'image': path, 'drawn': drawn, 'width': int(image.shape[1]),
                         'height': int(image.shape[0]), 'faces': faces_to_json(faces, landmarks)})
@@ -172,11 +308,18 @@ def main(argv=None):
     except (FileNotFoundError, ValueError) as err:
         logger.error('%s', err)
         return 2
+    videos = [r for r in records if 'video' in r]
+    records = [r for r in records if 'video' not in r]
     failed = [r['image'] for r in records if 'error' in r]
     num_faces = sum(len(r.get('faces', ())) for r in records)
-    print('%d image(s), %d face(s) at threshold %g; output in %s%s' % (
-        len(records) - len(failed), num_faces, args.thresh, args.out,
-        '; %d unreadable: %s' % (len(failed), ', '.join(failed)) if failed else ''))
+    if records or not videos:
+        print('%d image(s), %d face(s) at threshold %g; output in %s%s' % (
+            len(records) - len(failed), num_faces, args.thresh, args.out,
+            '; %d unreadable: %s' % (len(failed), ', '.join(failed)) if failed else ''))
+    for summary in videos:
+        print('%s: %d frame(s) processed, %d face(s), %.2f frames/s (detection); %s' % (
+            summary['video'], summary['frames'], summary['faces'], summary['fps'],
+            ', '.join(p for p in (summary['drawn'], summary['json']) if p) or 'no output'))
     return 1 if failed else 0
 
 

@@ -13,6 +13,12 @@ when an output differs by more than --tol (absolute for outputs within +-1, else
 the largest value of the output).
 Any other failure (missing or mismatched checkpoint, unwritable --out, ...) is one line on
 stderr and exit status 1; --debug shows the traceback.
+--static HxW writes a fixed 1x3xHxW input (OpenCV's DNN module, cv2.dnn.readNetFromONNX, cannot
+load the dynamic export: its importer rejects Shape of a symbolic size).
+--layout insightface writes a model that the insightface package's model_zoo.get_model loads as
+its face detector (input (pixel - 127.5) / 128 of RGB, 9 outputs score/bbox/kps of strides 8, 16,
+32; see rcnn/deploy/insightface_layout.py); its check decodes the outputs with the package's
+formulas and compares with our detector's decoding of MXNet's outputs (pixels).
 Needs the optional extras: pip install -r requirements-deploy.txt -c requirements.txt
 """
 import argparse
@@ -36,6 +42,17 @@ def _input_shape(text):
         raise argparse.ArgumentTypeError(str(exc))
 
 
+def _static_size(text):
+    """'HxW' -> (height, width)."""
+    try:
+        height, width = (int(v) for v in str(text).lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError('--static %r: expected HEIGHTxWIDTH, e.g. 640x640' % (text,))
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError('--static %r: sizes must be positive' % (text,))
+    return height, width
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,6 +65,12 @@ def parse_args(argv=None):
                              'input, or with --dynamic the shape used for export and the check')
     parser.add_argument('--dynamic', action='store_true',
                         help='symbolic batch, height and width (one file for every input size)')
+    parser.add_argument('--static', type=_static_size, default=None, metavar='HxW',
+                        help='fixed input 1x3xHxW (for OpenCV DNN; same as --input-shape 1,3,H,W)')
+    parser.add_argument('--layout', choices=('retinaface', 'insightface'), default='retinaface',
+                        help='retinaface: our 9 deploy outputs (default); insightface: the '
+                             'insightface package detector layout (dynamic height/width, '
+                             'multiples of 32, unless --static)')
     parser.add_argument('--opset', type=int, default=onnx_export.DEFAULT_OPSET, choices=(12, 13),
                         help='ONNX opset (default %d)' % onnx_export.DEFAULT_OPSET)
     parser.add_argument('--tol', type=float, default=1e-4,
@@ -58,7 +81,28 @@ def parse_args(argv=None):
     parser.add_argument('-v', '--verbose', action='store_true', help='log every export step')
     parser.add_argument('--debug', action='store_true',
                         help='on an error, show the full traceback instead of a one-line message')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.static is not None:
+        if args.dynamic:
+            parser.error('--static and --dynamic exclude each other')
+        args.input_shape = (1, 3) + tuple(args.static)
+    return args
+
+
+def export_insightface(args):
+    """--layout insightface: write, check, print; returns the exit status."""
+    from rcnn.deploy.insightface_layout import export_insightface_checkpoint
+    diffs = export_insightface_checkpoint(args.prefix, args.epoch, args.out,
+                                          input_size=args.static, verify=not args.no_verify)
+    print('wrote %s (insightface detector layout, input 1x3x%s)' % (
+        args.out, 'x'.join(map(str, args.static)) if args.static else 'HxW (multiples of 32)'))
+    if diffs:
+        print('decoded like the insightface package vs our detector: max |diff| score %.3g, '
+              'box %.3g px, keypoints %.3g px' % (diffs['score'], diffs['box'], diffs['kps']))
+        if diffs['score'] > args.tol or max(diffs['box'], diffs['kps']) > 0.05:
+            print('FAILED: the layout model does not reproduce the detector', file=sys.stderr)
+            return 1
+    return 0
 
 
 def main(argv=None):
@@ -71,6 +115,8 @@ def main(argv=None):
 
 def export(args):
     """Export (and check) as ``args`` say; returns the exit status."""
+    if args.layout == 'insightface':
+        return export_insightface(args)
     try:
         path, rows = onnx_export.export_checkpoint(
             args.prefix, args.epoch, args.out, input_shape=args.input_shape, dynamic=args.dynamic,

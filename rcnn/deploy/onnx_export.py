@@ -34,7 +34,7 @@ import warnings
 
 import numpy as np
 
-from rcnn.model_layout import DATA_NAME
+from rcnn.model_layout import DATA_NAME, MXNET_OUTPUT_SUFFIX
 from rcnn.utils.checkpoint_files import checkpoint_name, params_path, symbol_path
 from rcnn.utils.fileio import atomic_write_bytes
 from rcnn.utils.param_names import fit_to_graph
@@ -78,7 +78,7 @@ def _is_true(value):
 
 def onnx_output_name(mxnet_output_name):
     """ONNX name of an MXNet output: ``face_rpn_bbox_pred_stride32_output`` -> without ``_output``."""
-    suffix = '_output'
+    suffix = MXNET_OUTPUT_SUFFIX
     if mxnet_output_name.endswith(suffix):
         return mxnet_output_name[:-len(suffix)]
     return mxnet_output_name
@@ -191,19 +191,10 @@ def _finish_graph(graph, output_order):
                 len(graph.node), len(graph.initializer), dropped, len(replace))
 
 
-def export_onnx(sym, arg_params, aux_params, onnx_path, input_shape=(1, 3, 640, 640),
-                dynamic=False, opset=DEFAULT_OPSET, metadata=None):
-    """Export a deploy graph to ``onnx_path`` (written atomically) and return the path.
-
-    Parameters
-    ----------
-    sym, arg_params, aux_params : the deploy checkpoint (one input named ``data``).
-    input_shape : (B, 3, H, W) used by the exporter's shape inference; it is the model's fixed
-        input shape unless ``dynamic``.
-    dynamic : symbolic ``batch``, ``height`` and ``width`` for ``data``.
-    opset : ONNX opset to declare (12 or 13).
-    metadata : optional ``{key: str}`` stored in the model's metadata_props.
-    """
+def build_onnx_model(sym, arg_params, aux_params, input_shape=(1, 3, 640, 640), dynamic=False,
+                     opset=DEFAULT_OPSET, metadata=None):
+    """The checked ``onnx.ModelProto`` of a deploy graph (see :func:`export_onnx` for the
+    arguments); nothing is written."""
     onnx = _import_onnx()
     import mxnet.onnx  # noqa: F401  (registers the op translations)
     from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
@@ -235,7 +226,24 @@ def export_onnx(sym, arg_params, aux_params, onnx_path, input_shape=(1, 3, 640, 
         entry = model.metadata_props.add()
         entry.key, entry.value = str(key), str(value)
     onnx.checker.check_model(model)
+    return model
 
+
+def export_onnx(sym, arg_params, aux_params, onnx_path, input_shape=(1, 3, 640, 640),
+                dynamic=False, opset=DEFAULT_OPSET, metadata=None):
+    """Export a deploy graph to ``onnx_path`` (written atomically) and return the path.
+
+    Parameters
+    ----------
+    sym, arg_params, aux_params : the deploy checkpoint (one input named ``data``).
+    input_shape : (B, 3, H, W) used by the exporter's shape inference; it is the model's fixed
+        input shape unless ``dynamic``.
+    dynamic : symbolic ``batch``, ``height`` and ``width`` for ``data``.
+    opset : ONNX opset to declare (12 or 13).
+    metadata : optional ``{key: str}`` stored in the model's metadata_props.
+    """
+    model = build_onnx_model(sym, arg_params, aux_params, input_shape=input_shape,
+                             dynamic=dynamic, opset=opset, metadata=metadata)
     atomic_write_bytes(onnx_path, model.SerializeToString())
     logger.info('exported %s (opset %d, %s input %s)', onnx_path, opset,
                 'dynamic' if dynamic else 'fixed', DYNAMIC_DATA_SHAPE if dynamic else input_shape)

@@ -23,8 +23,15 @@ def _onnxruntime_backend(prefix, epoch, ctx_id, threads, strides):
                                               strides=strides)
 
 
+def _opencv_backend(prefix, epoch, ctx_id, threads, strides):
+    from rcnn.inference.opencv_backend import OpenCVBackend
+    return OpenCVBackend.from_checkpoint(prefix, epoch, ctx_id=ctx_id, threads=threads,
+                                         strides=strides)
+
+
 #: backend name -> factory(prefix, epoch, ctx_id, threads, strides)
-BACKENDS = {'mxnet': _mxnet_backend, 'onnxruntime': _onnxruntime_backend}
+BACKENDS = {'mxnet': _mxnet_backend, 'onnxruntime': _onnxruntime_backend,
+            'opencv': _opencv_backend}
 
 
 def create_backend(name, prefix, epoch, ctx_id=-1, threads=None, strides=FEATURE_STRIDES):

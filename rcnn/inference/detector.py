@@ -9,6 +9,7 @@ Example::
     faces, landmarks = detector.detect(cv2.imread('photo.jpg'), threshold=0.5)
     # faces (N, 5) float32 x1 y1 x2 y2 score; landmarks (N, 5, 2) float32 (x, y) of the
     # left eye, right eye, nose, left and right mouth corners (image left/right as seen).
+    crops = detector.align(cv2.imread('photo.jpg'), landmarks)   # (N, 112, 112, 3) for ArcFace
 
 The algorithm is the original insightface ``RetinaFace.detect``: for each scale (bilinear resize
 unless 1.0) and each flip, the BGR image goes through the model's pixel transform
@@ -158,8 +159,10 @@ class RetinaFace(object):
         decay4: factor on the scores of a stride-4 level before thresholding, as the original;
             accepted for compatibility, it has no effect on ``net3`` (no stride 4).
         vote: box voting instead of NMS (WIDER FACE "accurate" mode).
-        backend: ``'mxnet'`` or ``'onnxruntime'`` (CPU only, ``ctx_id=-1``; needs the extras of
-            ``requirements-deploy.txt``); see :data:`rcnn.inference.BACKENDS`.
+        backend: ``'mxnet'``, ``'onnxruntime'`` or ``'opencv'`` (OpenCV's DNN module on a
+            fixed-size export per input size); the last two run on the CPU only (``ctx_id=-1``)
+            and need the extras of ``requirements-deploy.txt``; see
+            :data:`rcnn.inference.BACKENDS`.
         threads: CPU threads for the backend (MXNet: only before mxnet is first imported).
         recipe: the :class:`rcnn.recipe.Recipe` of the model (pixel transform, box coder,
             anchors); default: ``<prefix>-recipe.json`` when present, else the original recipe
@@ -262,6 +265,23 @@ class RetinaFace(object):
         image = as_bgr_image(img)
         return run_passes(self, [image], check_threshold(threshold), check_scales(scales),
                           do_flip, max_batch=1, pad=False)[0]
+
+    def align(self, img, landmarks, size=112):
+        """Aligned face crops for recognition: each face's 5 landmarks mapped onto the ArcFace
+        template by a similarity transform (see :mod:`rcnn.inference.align`).
+
+        Args:
+            img: the image ``landmarks`` were detected on (BGR, as for :meth:`detect`).
+            landmarks: (N, 5, 2) as returned by :meth:`detect`.
+            size: crop side; 112 gives the ArcFace input.
+        Returns:
+            (N, size, size, 3) uint8 BGR crops.
+        """
+        from rcnn.inference.align import align_faces
+        image = as_bgr_image(img)
+        if image.dtype != np.uint8:
+            image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+        return align_faces(image, landmarks, size=size)
 
     def detect_batch(self, images, threshold=0.5, scales=(1.0,), do_flip=False, max_batch=8,
                      pad=False):
