@@ -18,6 +18,16 @@ atomically; an existing readable file is kept and its image skipped (resume an i
 run; ``--overwrite`` recomputes). ``--part K --parts N`` processes images K, K+N, K+2N, ...
 of the label file (run N processes in parallel). On a split whose labels have boxes (val) the
 recall at IoU >= 0.5 is logged, as the original did.
+
+Speed (see README, Performance): ``--backend onnxruntime`` runs the exported graph (needs the
+extras of requirements-deploy.txt); ``--threads`` sets the backend's CPU threads; in modes 1
+and 2 ``--flip-batch on`` runs each scale's unflipped and flipped inputs in one forward pass
+(a batch of 2; the default ``auto`` does so on a GPU only: on the CPU the batch of 2 measured
+slower than two passes), and ``--scale-workers K`` runs K scales at once where the backend
+allows it (onnxruntime; with ``--threads 1`` the fastest CPU setting measured on 2 cores).
+``--engine naive`` (the default on the CPU) runs MXNet's operators in the calling thread.
+``--serial`` is the plain one-pass-at-a-time ``detect()`` path. A given backend writes the
+same files with every schedule.
 """
 import argparse
 import logging
@@ -32,6 +42,8 @@ from tqdm import tqdm
 from rcnn.dataset.retinaface import ImageReadError, retinaface
 from rcnn.evaluation.widerface import (PredictionFormatError, count_recalled,
                                        read_prediction_file, write_prediction_file)
+from rcnn.inference import BACKENDS
+from rcnn.inference.pyramid import detect_pyramid
 from retinaface import RetinaFace
 
 logger = logging.getLogger('test_widerface')
@@ -80,12 +92,42 @@ def parse_args(argv=None):
     parser.add_argument('--overwrite', action='store_true',
                         help='recompute images whose output file already exists')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    speed = parser.add_argument_group(
+        'speed (the files depend on the backend only: onnxruntime agrees with MXNet to ~1e-4 px)')
+    speed.add_argument('--backend', default='mxnet', choices=sorted(BACKENDS),
+                       help='network runtime: mxnet, or onnxruntime (CPU, --gpu -1; the '
+                            'checkpoint is exported and cached once) (default %(default)s)')
+    speed.add_argument('--threads', type=int, default=None,
+                       help='CPU threads of the backend (MXNet: OMP_NUM_THREADS, set before '
+                            'mxnet is imported; onnxruntime: intra-op threads); default: the '
+                            'backend\'s own (one per core)')
+    speed.add_argument('--engine', default='auto', choices=('auto', 'threaded', 'naive'),
+                       help='MXNet backend: naive runs each operator in the calling thread '
+                            '(faster CPU inference); auto: naive on the CPU unless '
+                            'MXNET_ENGINE_TYPE is set, MXNet\'s default (threaded) on a GPU '
+                            '(default %(default)s)')
+    speed.add_argument('--flip-batch', default='auto', choices=('auto', 'on', 'off'),
+                       help='modes 1/2: run the unflipped and flipped input of a scale as one '
+                            'batch of 2; auto: on with --gpu >= 0, off on the CPU (where it '
+                            'measured slower) (default %(default)s)')
+    speed.add_argument('--scale-workers', type=int, default=1,
+                       help='modes 1/2: scales processed at once (only onnxruntime runs '
+                            'forwards concurrently; mxnet ignores it) (default %(default)s)')
+    speed.add_argument('--serial', action='store_true',
+                       help='the one-pass-at-a-time detect() path (reference for the speed-ups)')
     args = parser.parse_args(argv)
     if args.parts < 1 or not 0 <= args.part < args.parts:
         parser.error('--part must be in [0, --parts), got --part %d --parts %d'
                      % (args.part, args.parts))
     if not 0.0 <= args.thresh <= 1.0:
         parser.error('--thresh must be in [0, 1], got %g' % args.thresh)
+    if args.threads is not None and args.threads < 1:
+        parser.error('--threads must be >= 1, got %d' % args.threads)
+    if args.scale_workers < 1:
+        parser.error('--scale-workers must be >= 1, got %d' % args.scale_workers)
+    if args.backend == 'onnxruntime' and args.gpu >= 0:
+        parser.error('--backend onnxruntime runs on the CPU only: pass --gpu -1')
+    args.flip_batch = args.gpu >= 0 if args.flip_batch == 'auto' else args.flip_batch == 'on'
     return args
 
 
@@ -131,13 +173,24 @@ def read_existing(path, name_line):
     return np.column_stack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:4], xywh[:, 4]])
 
 
-def detect_image(detector, image_path, mode, thresh):
-    """Faces (N, 5) x1 y1 x2 y2 score of one image in a test mode."""
+def detect_image(detector, image_path, mode, thresh, serial=False, flip_batch=True,
+                 scale_workers=1, executor=None):
+    """Faces (N, 5) x1 y1 x2 y2 score of one image in a test mode.
+
+    ``serial``: one forward per scale and flip (``detector.detect``); otherwise
+    :func:`rcnn.inference.pyramid.detect_pyramid` with ``flip_batch`` / ``scale_workers``
+    (same faces, fewer or concurrent forwards).
+    """
     image = cv2.imread(image_path)
     if image is None:
         raise ImageReadError('cannot read image %s (missing or not an image)' % image_path)
     scales, do_flip = scales_for_image(image.shape[0], image.shape[1], mode)
-    faces, _ = detector.detect(image, threshold=thresh, scales=scales, do_flip=do_flip)
+    if serial:
+        faces, _ = detector.detect(image, threshold=thresh, scales=scales, do_flip=do_flip)
+    else:
+        faces, _ = detect_pyramid(detector, image, threshold=thresh, scales=scales,
+                                  do_flip=do_flip, flip_batch=flip_batch,
+                                  scale_workers=scale_workers, executor=executor)
     return faces
 
 
@@ -162,8 +215,12 @@ class RecallCounter(object):
 def run(args):
     """Test the split; returns a summary dict (images, detected, resumed, seconds,
     images_per_s, recall, found, faces)."""
+    if args.backend == 'mxnet':
+        from rcnn.inference.mxnet_backend import choose_engine
+        logger.info('MXNet engine: %s', choose_engine(args.engine, on_gpu=args.gpu >= 0))
     detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network,
-                          nocrop=args.nocrop, vote=(args.mode == 1))
+                          nocrop=args.nocrop, vote=(args.mode == 1), backend=args.backend,
+                          threads=args.threads)
     imdb = DATASETS[args.dataset](args.image_set, args.root_path, args.dataset_path)
     roidb = imdb.gt_roidb()
     entries = [entry for i, entry in enumerate(roidb) if i % args.parts == args.part]
@@ -171,6 +228,9 @@ def run(args):
     logger.info('%s: %d of %d images (part %d/%d), mode %d (%s), threshold %g, %s',
                 imdb.name, len(entries), len(roidb), args.part, args.parts, args.mode,
                 MODES[args.mode], args.thresh, detector)
+    logger.info('schedule: %s', 'serial (one forward per scale and flip)' if args.serial else
+                'flip batch %s, %d scale worker(s)' % ('on' if args.flip_batch else 'off',
+                                                       args.scale_workers))
     recall = RecallCounter()
     detected = resumed = 0
     start = time.perf_counter()
@@ -179,7 +239,8 @@ def run(args):
         name_line, out_path = prediction_target(entry['image'], imdb.images_dir, args.output)
         boxes = None if args.overwrite else read_existing(out_path, name_line)
         if boxes is None:
-            boxes = detect_image(detector, entry['image'], args.mode, args.thresh)
+            boxes = detect_image(detector, entry['image'], args.mode, args.thresh, args.serial,
+                                 args.flip_batch, args.scale_workers)
             write_prediction_file(out_path, name_line, boxes)
             detected += 1
         else:

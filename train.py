@@ -53,8 +53,13 @@ import pprint
 import random
 import sys
 
-import mxnet as mx
-import numpy as np
+from rcnn.core import cpu_share  # standard library only
+
+if __name__ == '__main__':  # MXNet reads its thread settings when imported: choose them first
+    cpu_share.configure_from_argv(sys.argv[1:])
+
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
 
 from rcnn.config import default as base_default, generate_config, network as network_presets
 from rcnn.core import train_state
@@ -101,8 +106,11 @@ def parse_args(argv=None):
                            '(default %(default)s)')
     data.add_argument('--no_flip', action='store_true', help='do not add mirrored images')
     data.add_argument('--no_shuffle', action='store_true', help='do not shuffle each epoch')
-    data.add_argument('--workers', type=int, default=2,
-                      help='loader worker processes for crops and labels (default %(default)s)')
+    data.add_argument('--workers', type=int, default=None,
+                      help='loader worker processes for crops and labels (default: chosen from '
+                           'the cores and GPUs, see rcnn/core/cpu_share.py: on the CPU one per '
+                           '6 cores, at least 1; with G GPUs all cores but one, at most 8 G; '
+                           'the MXNet compute threads are chosen with it and logged)')
     data.add_argument('--batch_images', type=int, default=None,
                       help='images per device per batch (default: the preset\'s BATCH_IMAGES, '
                            '%d for %s)' % (cfg.TRAIN.BATCH_IMAGES, known.network))
@@ -179,7 +187,8 @@ def _check_args(parser, args):
     if args.max_minutes is not None and 'dist' in args.kvstore:
         parser.error('--max_minutes cannot be used with --kvstore %s: the workers would stop '
                      'at different iterations' % args.kvstore)
-    if args.workers < 0 or args.checkpoint_iters < 0 or args.cpus < 0:
+    if (args.workers is not None and args.workers < 0) or args.checkpoint_iters < 0 \
+            or args.cpus < 0:
         parser.error('--workers, --checkpoint_iters and --cpus must be >= 0')
     if args.work_load_list:
         try:
@@ -430,6 +439,10 @@ def train(args, cfg):
         record['seed'] if record is not None else random.SystemRandom().randrange(2 ** 31))
     seed_everything(seed)
     logger.info('train.py %s', ' '.join(sys.argv[1:]))
+    cpu_plan = cpu_share.plan_cpu_share(
+        cpu_share.usable_cores(), sum(1 for c in contexts if c.device_type == 'gpu'),
+        args.workers)
+    logger.info('%s', cpu_share.describe(cpu_plan))
     roidb = shard_roidb(load_roidb(args, cfg), rank, num_workers)
     fit_batch_to_data(cfg, len(roidb), len(contexts))
     batch_size = cfg.TRAIN.BATCH_IMAGES * len(contexts)
@@ -451,7 +464,7 @@ def train(args, cfg):
     # crops differ per worker; a run (re)started at epoch e draws that epoch's batches of the
     # same stream, so a resume sees exactly the batches of the uninterrupted run
     loader = CropLoader(feat_sym, roidb, batch_size, shuffle=not args.no_shuffle, ctx=contexts,
-                        work_load_list=args.work_load_list, cfg=cfg, num_workers=args.workers,
+                        work_load_list=args.work_load_list, cfg=cfg, num_workers=cpu_plan.workers,
                         seed=seed + 1000003 * rank, first_epoch=position.epoch)
     try:
         data_shapes = loader.provide_data + loader.provide_label

@@ -8,7 +8,9 @@ Rows:
   (16,800 anchors; faces log-uniform 8..128 px, 70% with landmarks): the default path (dense IoU
   up to ``rcnn.io.rpn.DENSE_PAIRS`` pairs per stride, tiles above) and, for comparison, the full
   16,800 x K IoU matrix the original built for every image;
-* ``crop_and_label`` per image (decode + crop + colour + labels: one worker task);
+* ``crop_and_label`` per image (decode + crop + colour + labels: one worker task), and the same
+  with the tensor transform of before the per-plane rewrite (whole-image NumPy passes),
+  alternating call by call, with their ratio;
 * CropLoader throughput in images/s, batch 8, with 0 (inline), 1 and 2 worker processes, on the
   dlib photos repeated to get enough batches (worker start-up excluded, reported apart).
 
@@ -93,7 +95,54 @@ def _crop_rows(cfg, roidb, quick):
 
     return [measure('get_crop_image1 per image (dlib photos)', one_crop, repeat=repeat, warmup=2),
             measure('crop_and_label per image (crop + colour + labels)', one_sample,
-                    repeat=repeat, warmup=2)]
+                    repeat=repeat, warmup=2)] + _transform_before_after_rows(cfg, roidb, repeat)
+
+
+def _whole_image_transform(im, pixel_means, pixel_stds, pixel_scale):
+    """The tensor transform before the per-plane rewrite (baseline of the row below)."""
+    rgb = im[:, :, ::-1].astype(np.float32)
+    if pixel_scale != 1.0:
+        rgb /= np.float32(pixel_scale)
+    rgb -= np.asarray(pixel_means, dtype=np.float32)[::-1]
+    rgb /= np.asarray(pixel_stds, dtype=np.float32)[::-1]
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1))[np.newaxis]
+
+
+def _transform_before_after_rows(cfg, roidb, repeat):
+    """crop_and_label with today's and the earlier transform, alternating on the same records
+    and seeds (so machine load hits both alike); the outputs are checked equal."""
+    from rcnn.io import image as image_module
+    current = image_module.transform
+    times = {'before': [], 'now': []}
+    for i in range(repeat + 2):
+        record = roidb[i % len(roidb)]
+        for key in ('before', 'now') if i % 2 else ('now', 'before'):
+            image_module.transform = _whole_image_transform if key == 'before' else current
+            try:
+                t0 = time.perf_counter()
+                tensor, _, _ = rpn.crop_and_label(record, FEAT_640, cfg, rpn.sample_rng(0, 0, i))
+                elapsed = time.perf_counter() - t0
+            finally:
+                image_module.transform = current
+            if i >= 2:
+                times[key].append(elapsed * 1000.0)
+            if key == 'now':
+                now_tensor = tensor
+            else:
+                before_tensor = tensor
+        if not np.array_equal(now_tensor, before_tensor):
+            raise AssertionError('transform changed crop_and_label output for record %d' % i)
+    rows = []
+    for key, label in (('before', 'whole-image transform (before)'), ('now', 'per-plane (now)')):
+        values = np.asarray(times[key])
+        rows.append({'name': 'crop_and_label per image, %s' % label,
+                     'median_ms': float(np.median(values)),
+                     'p10_ms': float(np.percentile(values, 10)),
+                     'p90_ms': float(np.percentile(values, 90)), 'min_ms': float(values.min()),
+                     'repeat': len(values),
+                     'images_per_s': round(1000.0 / float(np.median(values)), 1)})
+    rows[1]['speedup'] = round(rows[0]['median_ms'] / rows[1]['median_ms'], 3)
+    return rows
 
 
 def _feature_symbols(cfg):

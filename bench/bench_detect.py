@@ -13,7 +13,18 @@ when it is imported. Each subprocess times:
   outputs), for comparison.
 
 The image is ``bald_guys.jpg`` (a group photo) resized to 640x480.
-Usage: ``python -m bench.bench_detect [--quick]``.
+
+Mode 1 (``test_widerface.py --mode 1``: five pyramid scales, each flipped, box voting, threshold
+0.02) on the real dlib val photos and the shared group photos (1024 px wide), default threads:
+images/s of today's path (``detect()``, one forward per scale and flip, MXNet's threaded
+engine) and of the new schedules (MXNet's NaiveEngine, onnxruntime,
+:func:`rcnn.inference.pyramid.detect_pyramid`: flips batched, scales in parallel threads with
+onnxruntime). Two persistent child processes (one per MXNet engine, which is fixed at import)
+serve the runs; every schedule runs on all images in turn, round after round, so a changing
+machine load hits them alike. Each row gives its speed relative to today's path, whether its
+faces are bit-identical to it and the largest box difference in pixels.
+
+Usage: ``python -m bench.bench_detect [--quick] [--only-mode1]``.
 """
 import argparse
 import json
@@ -79,6 +90,143 @@ def child_rows(threads, engine, repeat):
     return rows
 
 
+#: mode-1 schedules: (name, MXNet engine of the process, backend, backend threads, serial,
+#: flip_batch, scale_workers); the first is today's path, the baseline
+MODE1_SCHEDULES = [
+    ('serial detect(), mxnet threaded engine (today\'s path, baseline)', 'threaded', 'mxnet',
+     None, True, True, 1),
+    ('flip batch, mxnet threaded engine', 'threaded', 'mxnet', None, False, True, 1),
+    ('serial detect(), mxnet NaiveEngine', 'naive', 'mxnet', None, True, True, 1),
+    ('flip batch, mxnet NaiveEngine', 'naive', 'mxnet', None, False, True, 1),
+    ('serial detect(), onnxruntime', 'threaded', 'onnxruntime', None, True, True, 1),
+    ('flip batch, onnxruntime', 'threaded', 'onnxruntime', None, False, True, 1),
+    ('2 scale workers, onnxruntime 1 thread each', 'threaded', 'onnxruntime', 1, False, False,
+     2),
+    ('flip batch + 2 scale workers, onnxruntime 1 thread each', 'threaded', 'onnxruntime', 1,
+     False, True, 2),
+]
+
+
+def _mode1_images(count):
+    import cv2
+    paths = sorted((SHARED / 'data' / 'dlib_faces' / 'val' / 'images').rglob('*.jpg'))
+    paths += [SHARED / 'images' / name for name in ('bald_guys.jpg', 'dogs.jpg')]
+    images = []
+    for path in paths[:count]:
+        image = cv2.imread(str(path))
+        if image is None:
+            raise FileNotFoundError('cannot read %s' % path)
+        if image.shape[1] > 1024:
+            height = int(round(image.shape[0] * 1024.0 / image.shape[1]))
+            image = cv2.resize(image, (1024, height), interpolation=cv2.INTER_AREA)
+        images.append(image)
+    return images
+
+
+def mode1_server(engine, num_images):
+    """Child process (MXNet engine ``engine``): reads schedule indices from stdin, runs that
+    schedule on every image and answers one JSON line (seconds, sha1 of the faces per image)."""
+    import hashlib
+    import time
+
+    from rcnn.inference.pyramid import detect_pyramid
+    from retinaface import RetinaFace
+    from test_widerface import scales_for_image
+
+    images = _mode1_images(num_images)
+    detectors = {}
+    for schedule in MODE1_SCHEDULES:
+        _, sched_engine, backend, threads = schedule[:4]
+        if sched_engine == engine and (backend, threads) not in detectors:
+            detectors[backend, threads] = RetinaFace(_prefix(), 0, ctx_id=-1, vote=True,
+                                                     backend=backend, threads=threads)
+
+    def run_schedule(schedule, image):
+        backend, threads, serial, flip_batch, scale_workers = schedule[2:]
+        detector = detectors[backend, threads]
+        scales, do_flip = scales_for_image(image.shape[0], image.shape[1], 1)
+        if serial:
+            return detector.detect(image, 0.02, scales, do_flip)[0]
+        return detect_pyramid(detector, image, 0.02, scales, do_flip, flip_batch=flip_batch,
+                              scale_workers=scale_workers)[0]
+
+    print(_ROW_MARK + json.dumps({'ready': True}), flush=True)
+    for line in sys.stdin:
+        schedule = MODE1_SCHEDULES[int(line)]
+        t0 = time.perf_counter()
+        faces = [run_schedule(schedule, image) for image in images]
+        seconds = time.perf_counter() - t0
+        digests = [hashlib.sha1(f.tobytes()).hexdigest()[:16] for f in faces]
+        boxes = [f[:, :4].tolist() for f in faces]
+        print(_ROW_MARK + json.dumps({'seconds': seconds, 'digests': digests, 'boxes': boxes}),
+              flush=True)
+
+
+class _Server(object):
+    def __init__(self, engine, num_images):
+        env = dict(os.environ)
+        env.pop('MXNET_ENGINE_TYPE', None)
+        if engine == 'naive':
+            env['MXNET_ENGINE_TYPE'] = 'NaiveEngine'
+        self.process = subprocess.Popen(
+            [sys.executable, '-m', 'bench.bench_detect', '--mode1-server', engine, '--images',
+             str(num_images)], cwd=str(ROOT), env=env, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        self.answer()
+
+    def answer(self):
+        for line in self.process.stdout:
+            if line.startswith(_ROW_MARK):
+                return json.loads(line[len(_ROW_MARK):])
+        raise RuntimeError('mode-1 benchmark child exited with %s' % self.process.wait())
+
+    def run(self, index):
+        self.process.stdin.write('%d\n' % index)
+        self.process.stdin.flush()
+        return self.answer()
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def mode1_rows(rounds, num_images):
+    """Mode-1 images/s of every schedule, interleaved across processes (module docstring)."""
+    import numpy as np
+    servers = {}
+    try:
+        for schedule in MODE1_SCHEDULES:
+            if schedule[1] not in servers:
+                servers[schedule[1]] = _Server(schedule[1], num_images)
+        results = {i: [] for i in range(len(MODE1_SCHEDULES))}
+        for index, schedule in enumerate(MODE1_SCHEDULES):   # warm-up: binds, exports, caches
+            servers[schedule[1]].run(index)
+        for _ in range(rounds):
+            for index, schedule in enumerate(MODE1_SCHEDULES):
+                results[index].append(servers[schedule[1]].run(index))
+    finally:
+        for server in servers.values():
+            server.close()
+    base = results[0][0]
+    base_median = float(np.median([r['seconds'] for r in results[0]]))
+    rows = []
+    for index, schedule in enumerate(MODE1_SCHEDULES):
+        median = float(np.median([r['seconds'] for r in results[index]]))
+        diff = 0.0
+        for got, want in zip(results[index][0]['boxes'], base['boxes']):
+            got, want = np.asarray(got), np.asarray(want)
+            diff = max(diff, np.inf if got.shape != want.shape else
+                       float(np.abs(got - want).max(initial=0.0)))
+        rows.append({'name': 'mode 1: ' + schedule[0],
+                     'images_per_s': round(num_images / median, 3),
+                     'speedup_vs_today': round(base_median / median, 2),
+                     'faces_bit_identical_to_today': results[index][0]['digests'] ==
+                     base['digests'], 'max_box_diff_px': diff, 'images': num_images,
+                     'rounds': rounds,
+                     'round_s': [round(r['seconds'], 2) for r in results[index]]})
+    return rows
+
+
 def _run_setting(threads, engine, repeat):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     env.pop('MXNET_ENGINE_TYPE', None)
@@ -95,15 +243,16 @@ def _run_setting(threads, engine, repeat):
     return json.loads(lines[-1][len(_ROW_MARK):])
 
 
-def run(quick=False):
+def run(quick=False, only_mode1=False):
     """Rows for every setting (see the module docstring)."""
     if not (SHARED / 'models' / 'mnet.25' / 'mnet.25-symbol.json').is_file():
         raise FileNotFoundError('the released mnet.25 is not in %s' % SHARED)
     repeat = 10 if quick else 60
-    settings = SETTINGS[:2] if quick else SETTINGS
+    settings = [] if only_mode1 else SETTINGS[:2] if quick else SETTINGS
     rows = []
     for threads, engine in settings:
         rows.extend(_run_setting(threads, engine, repeat))
+    rows.extend(mode1_rows(rounds=1 if quick else 3, num_images=2 if quick else 4))
     return rows
 
 
@@ -116,12 +265,27 @@ def main(argv=None):
     parser.add_argument('--threads', type=int, default=1, help='with --child: OMP threads set')
     parser.add_argument('--engine', default='', help='with --child: MXNET_ENGINE_TYPE set')
     parser.add_argument('--repeat', type=int, default=60, help='with --child: timed calls')
+    parser.add_argument('--only-mode1', action='store_true',
+                        help='only the mode-1 (pyramid + flips) comparison')
+    parser.add_argument('--mode1-server', default=None, choices=('threaded', 'naive'),
+                        help='internal: serve mode-1 timings with this MXNet engine')
+    parser.add_argument('--rounds', type=int, default=None,
+                        help='with --only-mode1: rounds (default 3, --quick 1)')
+    parser.add_argument('--images', type=int, default=None,
+                        help='with --only-mode1: images per round (default 4, --quick 2)')
     args = parser.parse_args(argv)
+    if args.mode1_server:
+        mode1_server(args.mode1_server, args.images)
+        return 0
+    if args.only_mode1 and (args.rounds or args.images):
+        print_rows(mode1_rows(args.rounds or (1 if args.quick else 3),
+                              args.images or (2 if args.quick else 4)))
+        return 0
     if args.child:
         rows = child_rows(args.threads, args.engine or None, args.repeat)
         print(_ROW_MARK + json.dumps(rows), flush=True)
         return 0
-    print_rows(run(quick=args.quick))
+    print_rows(run(quick=args.quick, only_mode1=args.only_mode1))
     return 0
 
 

@@ -6,15 +6,31 @@ timed inside its CustomOp (``rcnn.symbol.ohem``), which runs during the forward 
 Data: the real dlib photos of ``../shared/data/dlib_faces/train`` with their mirrored copies
 (8 records = one batch), cropped and labelled by the CropLoader's worker processes.
 
-Usage: ``python -m bench.bench_train [--quick] [--workers N]``.
+Workers comparison (``--compare-workers``, part of ``run()``): images/s with 0, 1 and 2 loader
+workers and with train.py's default (:mod:`rcnn.core.cpu_share`), in one process whose MXNet
+thread settings are the default plan's (set before mxnet is imported). One module trains on
+batches of one loader per setting in turn, in blocks of steps (the first steps of a block,
+served from that loader's prefetched batches, are not timed), round after round, so a
+changing machine load hits every setting alike.
+
+Usage: ``python -m bench.bench_train [--quick] [--workers N] [--compare-workers]``.
 """
 import argparse
 import logging
+import os
+import sys
 import time
 
-import numpy as np
+from rcnn.core import cpu_share  # standard library only
 
-from bench.common import SHARED, print_rows
+if 'mxnet' not in sys.modules:   # the default plan's threads, as train.py sets them
+    _PLAN = cpu_share.configure_from_argv([])
+else:
+    _PLAN = cpu_share.plan_cpu_share(cpu_share.usable_cores(), cpu_share.count_gpus())
+
+import numpy as np  # noqa: E402
+
+from bench.common import SHARED, print_rows  # noqa: E402
 
 BATCH = 8
 
@@ -59,14 +75,13 @@ class _OhemTimer(object):
 
 def _build(cfg, roidb, workers):
     import mxnet as mx
-    from rcnn.core.loader import CropLoader
+    from rcnn.core.loader import CropLoader, feature_symbols
     from rcnn.core.metric import build_train_metrics
     from rcnn.core.trainer import XAVIER
     from rcnn.symbol import get_symbol_train
 
     sym = get_symbol_train('mnet', cfg)
-    feat_sym = [sym.get_internals()['face_rpn_cls_score_stride%d_output' % s]
-                for s in cfg.RPN_FEAT_STRIDE]
+    feat_sym = feature_symbols(sym, cfg)
     loader = CropLoader(feat_sym, roidb, BATCH, shuffle=True, cfg=cfg, num_workers=workers,
                         seed=0, prefetch=2)
     mod = mx.mod.Module(sym, data_names=['data'],
@@ -87,7 +102,62 @@ def _next_batch(loader):
         return next(loader)
 
 
-def run(quick=False, workers=2):
+def compare_workers(quick=False):
+    """Rows: images/s per loader worker count (0, 1, 2, default), interleaved blocks."""
+    import mxnet as mx
+    from rcnn.config import generate_config
+
+    cfg, _ = generate_config('mnet', 'retinaface')
+    cfg.TRAIN.BATCH_IMAGES = BATCH
+    roidb = _dlib_roidb(cfg) * 4
+    settings = [('0 workers (inline)', 0), ('1 worker', 1), ('2 workers', 2),
+                ('default: %d worker(s), OMP_NUM_THREADS=%s' % (
+                    _PLAN.workers, os.environ.get('OMP_NUM_THREADS')), _PLAN.workers)]
+    mod, first_loader, metrics = _build(cfg, roidb, settings[0][1])
+    loaders = {0: first_loader}
+    skip, timed = 3, (2 if quick else 4)
+    rounds = 1 if quick else 3
+    seconds = {name: [] for name, _ in settings}
+    try:
+        for _, workers in settings:
+            if workers not in loaders:
+                from rcnn.core.loader import CropLoader, feature_symbols
+                loaders[workers] = CropLoader(first_loader.feat_sym, roidb, BATCH, shuffle=True,
+                                              cfg=cfg, num_workers=workers, seed=0, prefetch=2)
+        for _ in range(rounds):
+            for name, workers in settings:
+                loader = loaders[workers]
+                for step in range(skip + timed):
+                    if step == skip:
+                        t0 = time.perf_counter()
+                    batch = _next_batch(loader)
+                    mod.forward_backward(batch)
+                    mod.update()
+                    mod.update_metric(metrics, batch.label)
+                    mx.nd.waitall()
+                seconds[name].append(time.perf_counter() - t0)
+    finally:
+        for loader in loaders.values():
+            loader.close()
+    rows = []
+    base = float(np.median(seconds[settings[1][0]]))
+    for name, workers in settings:
+        median = float(np.median(seconds[name]))
+        rows.append({'name': 'train mnet 640x640 batch %d, %s' % (BATCH, name),
+                     'images_per_s': round(timed * BATCH / median, 2),
+                     'relative_to_1_worker': round(base / median, 3),
+                     'block_s': [round(v, 2) for v in seconds[name]], 'steps_per_block': timed,
+                     'rounds': rounds, 'cores': _PLAN.cores})
+    return rows
+
+
+def run(quick=False, workers=None, compare=True):
+    """The step split with ``workers`` (default: the rule's), then :func:`compare_workers`."""
+    rows = step_split(quick, _PLAN.workers if workers is None else workers)
+    return rows + compare_workers(quick) if compare else rows
+
+
+def step_split(quick=False, workers=1):
     import mxnet as mx
     from rcnn.config import generate_config
 
@@ -142,7 +212,14 @@ if __name__ == '__main__':
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true', help='2 measured steps instead of 6')
-    parser.add_argument('--workers', type=int, default=2, help='loader worker processes')
+    parser.add_argument('--workers', type=int, default=None,
+                        help='loader worker processes of the step split (default: train.py\'s '
+                             'rule, %d here)' % _PLAN.workers)
+    parser.add_argument('--compare-workers', action='store_true',
+                        help='only the images/s of 0, 1, 2 workers and the default')
     cli = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    print_rows(run(quick=cli.quick, workers=cli.workers))
+    if cli.compare_workers:
+        print_rows(compare_workers(quick=cli.quick))
+    else:
+        print_rows(run(quick=cli.quick, workers=cli.workers))

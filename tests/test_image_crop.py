@@ -315,6 +315,57 @@ def test_transform_is_bgr_to_rgb_with_bgr_ordered_means_and_stds():
     np.testing.assert_allclose(tensor[0, 2], (10 / 2 - 1) / 1)
 
 
+def _numpy_transform(im, pixel_means, pixel_stds, pixel_scale):
+    """Reference: the whole-image float32 formula (reverse channels, scale, mean, std, NCHW)."""
+    rgb = im[:, :, ::-1].astype(np.float32)
+    if pixel_scale != 1.0:
+        rgb /= np.float32(pixel_scale)
+    rgb -= np.asarray(pixel_means, dtype=np.float32)[::-1]
+    rgb /= np.asarray(pixel_stds, dtype=np.float32)[::-1]
+    return rgb.transpose(2, 0, 1)[np.newaxis]
+
+
+@pytest.mark.parametrize('means, stds, scale', [
+    ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0], 1.0),                   # the mnet / resnet recipes
+    ([103.94, 116.78, 123.68], [57.38, 57.12, 58.4], 1.0),
+    ([0.406, 0.456, 0.485], [0.225, 0.224, 0.229], 255.0)])
+def test_transform_equals_the_whole_image_formula_bit_for_bit(means, stds, scale):
+    rng = np.random.default_rng(3)
+    big = rng.uniform(-10.0, 265.0, size=(37, 45, 3)).astype(np.float32)
+    big[0, 0] = -0.0
+    views = [big, big[3:30, 5:40], big[:, ::-1], np.asfortranarray(big),
+             big.astype(np.uint8), big.astype(np.float64)]
+    for im in views:
+        got = transform(im, means, stds, scale)
+        want = _numpy_transform(im, means, stds, scale)
+        assert got.shape == want.shape and got.dtype == np.float32 and got.flags['C_CONTIGUOUS']
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_crop_and_label_is_a_function_of_the_seed(drawn_record):
+    from rcnn.io.rpn import crop_and_label, sample_rng
+    cfg, _ = generate_config('mnet', 'retinaface')
+    feat_shapes = [(1, 4, 20, 20), (1, 4, 40, 40), (1, 4, 80, 80)]
+    runs = [crop_and_label(drawn_record, feat_shapes, cfg, sample_rng(5, 2, 9)) for _ in range(2)]
+    other = crop_and_label(drawn_record, feat_shapes, cfg, sample_rng(5, 2, 10))
+    (im_a, labels_a, _), (im_b, labels_b, _) = runs
+    assert np.array_equal(im_a.view(np.uint32), im_b.view(np.uint32))
+    assert sorted(labels_a) == sorted(labels_b)
+    for name in labels_a:
+        assert np.array_equal(labels_a[name], labels_b[name]), name
+    assert not np.array_equal(im_a, other[0])
+    # the tensor is the crop window of the resized, colour-jittered image: with jitter off it is
+    # exactly the reference transform of that window
+    cfg.COLOR_MODE = 0
+    im, _, record = crop_and_label(drawn_record, feat_shapes, cfg, sample_rng(5, 2, 9))
+    left, up, right, down = record['crop_window']
+    resized = cv2.resize(read_image(drawn_record), None, None, fx=float(record['im_info'][2]),
+                         fy=float(record['im_info'][2]), interpolation=cv2.INTER_LINEAR)
+    want = _numpy_transform(resized[up:down, left:right].astype(np.float32), cfg.PIXEL_MEANS,
+                            cfg.PIXEL_STDS, cfg.PIXEL_SCALE)
+    assert np.array_equal(im.view(np.uint32), want.view(np.uint32))
+
+
 def test_get_image_resizes_by_scales_with_the_long_side_cap(drawn_record):
     cfg = _cfg()
     cfg.SCALES = [(640, 1000)]      # 400 x 600: 640 / 400 = 1.6 -> long side 960 <= 1000

@@ -39,9 +39,18 @@ def test_prediction_target(tmp_path):
 def test_bad_flags_exit():
     for argv in (['--prefix', 'p', '--part', '2', '--parts', '2'],
                  ['--prefix', 'p', '--mode', '3'], ['--prefix', 'p', '--thresh', '1.5'],
-                 ['--prefix', 'p', '--dataset', 'coco'], []):
+                 ['--prefix', 'p', '--dataset', 'coco'], [],
+                 ['--prefix', 'p', '--threads', '0'], ['--prefix', 'p', '--scale-workers', '0'],
+                 ['--prefix', 'p', '--backend', 'tensorrt'], ['--prefix', 'p', '--flip-batch', 'x'],
+                 ['--prefix', 'p', '--backend', 'onnxruntime', '--gpu', '0']):
         with pytest.raises(SystemExit):
             twf.parse_args(argv)
+
+
+def test_flip_batch_auto_is_on_for_a_gpu_only():
+    assert twf.parse_args(['--prefix', 'p', '--gpu', '0']).flip_batch is True
+    assert twf.parse_args(['--prefix', 'p', '--gpu', '-1']).flip_batch is False
+    assert twf.parse_args(['--prefix', 'p', '--gpu', '-1', '--flip-batch', 'on']).flip_batch
 
 
 def test_help_explains_flags():
@@ -50,7 +59,8 @@ def test_help_explains_flags():
     assert out.returncode == 0
     for flag in ('--network', '--dataset', '--image-set', '--root-path', '--dataset-path',
                  '--gpu', '--prefix', '--epoch', '--output', '--nocrop', '--thresh', '--mode',
-                 '--part', '--parts', '--overwrite'):
+                 '--part', '--parts', '--overwrite', '--backend', '--threads', '--flip-batch',
+                 '--scale-workers', '--serial'):
         assert flag in out.stdout
 
 
@@ -104,6 +114,64 @@ def test_shard_resume_and_overwrite(mnet25_prefix, dlib_faces, tmp_path):
     summary = twf.run(twf.parse_args(argv + ['--overwrite']))
     assert (summary['detected'], summary['resumed']) == (2, 0)
     assert not list(out.rglob('*.tmp'))
+
+
+def test_mode1_schedules_write_the_files_of_the_serial_path(mnet25_prefix, dlib_faces, tmp_path,
+                                                            monkeypatch):
+    """Mode 1 on one real photo: today's serial path, the flip batch, and (onnxruntime) several
+    scales at once write byte-identical files for a backend; the backends agree to 1e-3 px."""
+    runs = {'serial': ['--serial'], 'flip-batch': ['--flip-batch', 'on']}
+    try:
+        import onnxruntime  # noqa: F401
+        runs['ort-serial'] = ['--backend', 'onnxruntime', '--serial']
+        runs['ort-concurrent'] = ['--backend', 'onnxruntime', '--threads', '1',
+                                  '--scale-workers', '3', '--flip-batch', 'on']
+    except ImportError:
+        pass
+    monkeypatch.setenv('RETINAFACE_CACHE_DIR', str(tmp_path / 'onnx-cache'))
+    texts = {}
+    for name, extra in runs.items():
+        out = tmp_path / name
+        argv = dlib_argv(mnet25_prefix, dlib_faces, tmp_path, out, '--mode', '1', '--part', '0',
+                         '--parts', '5', *extra)
+        assert twf.run(twf.parse_args(argv))['detected'] == 1
+        (path,) = out.rglob('*.txt')
+        texts[name] = path.read_text()
+    assert read_submission_text(texts['serial'])[1] > 0
+    assert texts['flip-batch'] == texts['serial']
+    if 'ort-serial' in texts:
+        assert texts['ort-concurrent'] == texts['ort-serial']
+        ours = np.array(read_submission_text(texts['ort-serial'])[2], dtype=float)
+        serial = np.array(read_submission_text(texts['serial'])[2], dtype=float)
+        assert ours.shape == serial.shape
+        np.testing.assert_allclose(ours[:, :4], serial[:, :4], atol=1.0)  # %d-rounded pixels
+
+
+@pytest.mark.slow
+def test_naive_and_threaded_engines_write_the_same_files(mnet25_prefix, dlib_faces, tmp_path):
+    """test_widerface.py as a script (the engine is chosen before mxnet is imported): the CPU
+    default (NaiveEngine) and MXNet's threaded engine write byte-identical mode-1 files."""
+    env = {k: v for k, v in os.environ.items() if k != 'MXNET_ENGINE_TYPE'}
+    texts = {}
+    for engine in ('auto', 'threaded'):
+        out = tmp_path / engine
+        argv = dlib_argv(mnet25_prefix, dlib_faces, tmp_path, out, '--mode', '1', '--part', '2',
+                         '--parts', '5', '--engine', engine)
+        done = subprocess.run([sys.executable, str(ROOT / 'test_widerface.py')] + argv,
+                              cwd=str(ROOT), env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        want = 'NaiveEngine' if engine == 'auto' else 'ThreadedEnginePerDevice'
+        assert 'MXNet engine: %s' % want in done.stderr
+        (path,) = out.rglob('*.txt')
+        texts[engine] = path.read_text()
+    assert read_submission_text(texts['auto'])[1] > 0
+    assert texts['auto'] == texts['threaded']
+
+
+def read_submission_text(text):
+    lines = text.splitlines()
+    return lines[0], int(lines[1]), [line.split() for line in lines[2:]]
 
 
 @pytest.mark.slow

@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from rcnn.utils.checkpoint_files import checkpoint_name, params_path  # noqa: E402
 from rcnn.utils.cli import non_negative_int, positive_float, positive_int  # noqa: E402
 
 __all__ = ['DemoPlan', 'parse_args', 'count_images_with_faces', 'make_plan', 'format_plan',
@@ -116,8 +117,9 @@ def parse_args(argv=None):
                        help='time budget of training: train.py --max_minutes stops it there '
                             'with a checkpoint, even before the end of the schedule (default '
                             '%(default)s)')
-    train.add_argument('--workers', type=non_negative_int, default=2,
-                       help='loader worker processes (default %(default)s)')
+    train.add_argument('--workers', type=non_negative_int, default=None,
+                       help='loader worker processes (default: train.py\'s choice from the '
+                            'cores and GPUs)')
     train.add_argument('--seed', type=non_negative_int, default=0,
                        help='seed of the initialisation and the loader (default %(default)s)')
     train.add_argument('--max-iters', type=positive_int, default=None,
@@ -239,8 +241,10 @@ def commands(plan, epoch='<final>', pictures=()):
     train = [plan.python, str(ROOT / 'train.py'), '--network', 'mnet',
              '--dataset_path', plan.data, '--image_set', 'train', '--prefix', plan.prefix,
              '--batch_images', str(args.batch_images), '--lr', repr(args.lr),
-             '--lr_step', plan.lr_step, '--workers', str(args.workers),
+             '--lr_step', plan.lr_step,
              '--seed', str(args.seed), '--max_minutes', repr(args.train_minutes)]
+    if args.workers is not None:
+        train += ['--workers', str(args.workers)]
     if args.max_iters is not None:
         train += ['--max_iters', str(args.max_iters)]
     test = [plan.python, str(ROOT / 'test_widerface.py'), '--prefix', plan.prefix,
@@ -528,8 +532,8 @@ def _train(plan):
 
 def _reused_training(plan):
     summary = read_train_summary(plan.prefix)
-    print('    reusing checkpoint %s-%04d (%d iterations)'
-          % (_shown(plan.prefix), summary['checkpoint'], summary['iterations']))
+    print('    reusing checkpoint %s (%d iterations)'
+          % (checkpoint_name(_shown(plan.prefix), summary['checkpoint']), summary['iterations']))
     return summary
 
 
@@ -593,7 +597,7 @@ def run(plan):
                   'seconds': train['seconds'], 'images_per_s': train['images_per_s'],
                   'stopped_by': train['stopped_by'], 'window': train.get('window', 0)},
         'losses': {'start': loss_summary(first), 'end': loss_summary(last)},
-        'checkpoint': '%s-%04d.params' % (_shown(plan.prefix), epoch),
+        'checkpoint': params_path(_shown(plan.prefix), epoch),
         'mode': args.mode, 'test': test, 'ap': ap, 'gt': _shown(plan.gt),
         'pictures_dir': _shown(plan.pictures_dir) + '/', 'pictures': len(pictures),
         'picture_faces': picture_faces, 'logs': _shown(plan.logs) + '/',

@@ -33,8 +33,8 @@ from rcnn.model_layout import DATA_NAME, FEATURE_STRIDES, MXNET_OUTPUT_SUFFIX
 from rcnn.model_layout import deploy_output_names as output_names
 from rcnn.utils.param_names import fit_to_graph
 
-__all__ = ['DATA_NAME', 'DEFAULT_STRIDES', 'import_mxnet', 'make_context', 'select_outputs',
-           'MXNetBackend']
+__all__ = ['DATA_NAME', 'DEFAULT_STRIDES', 'ENGINES', 'import_mxnet', 'choose_engine',
+           'make_context', 'select_outputs', 'MXNetBackend']
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,38 @@ DEFAULT_STRIDES = FEATURE_STRIDES
 #: executors kept bound; an image pyramid uses one shape per scale
 DEFAULT_MAX_SHAPES = 8
 _OUTPUT_SUFFIX = MXNET_OUTPUT_SUFFIX
+#: engine choice -> MXNET_ENGINE_TYPE (``threaded``: MXNet's default)
+ENGINES = {'threaded': 'ThreadedEnginePerDevice', 'naive': 'NaiveEngine'}
+
+
+def choose_engine(choice, on_gpu):
+    """Set ``MXNET_ENGINE_TYPE`` for inference before mxnet is imported.
+
+    ``choice``: ``'threaded'``, ``'naive'`` (each operator runs in the calling thread: measured
+    faster for CPU inference, the default engine gains nothing from a second OMP thread), or
+    ``'auto'``: naive on the CPU, MXNet's default on a GPU. A ``MXNET_ENGINE_TYPE`` already in
+    the environment is kept with ``'auto'``. Once mxnet is imported nothing changes (a warning
+    says so when that differs from the choice).
+
+    Returns:
+        the engine type MXNet uses (or will use).
+    """
+    if choice not in ('auto',) + tuple(ENGINES):
+        raise ValueError('engine must be auto, %s; got %r' % (', '.join(ENGINES), choice))
+    current = os.environ.get('MXNET_ENGINE_TYPE') or ENGINES['threaded']
+    if choice == 'auto':
+        if os.environ.get('MXNET_ENGINE_TYPE'):
+            return current
+        wanted = ENGINES['threaded' if on_gpu else 'naive']
+    else:
+        wanted = ENGINES[choice]
+    if 'mxnet' in sys.modules:
+        if wanted != current:
+            logger.warning('engine %s ignored: mxnet was imported before with %s', wanted,
+                           current)
+        return current
+    os.environ['MXNET_ENGINE_TYPE'] = wanted
+    return wanted
 
 
 def import_mxnet(threads=None):
@@ -117,7 +149,10 @@ class MXNetBackend(object):
     Attributes:
         output_names: the 9 output names, in the order :meth:`forward` returns them.
         num_binds: executors bound so far (one per new input shape).
+        concurrent_forward: False, one :meth:`forward` at a time (the executors share memory).
     """
+
+    concurrent_forward = False
 
     def __init__(self, symbol, arg_params, aux_params, ctx=None, strides=DEFAULT_STRIDES,
                  max_shapes=DEFAULT_MAX_SHAPES):

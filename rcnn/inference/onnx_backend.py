@@ -67,8 +67,12 @@ class OnnxRuntimeBackend(object):
     cache_dir : where exported checkpoints are cached (see :func:`default_cache_dir`).
     strides : feature strides whose outputs :meth:`forward` returns, coarse to fine.
 
-    Attributes: ``output_names`` (the order of :meth:`forward`), ``onnx_path``, ``session``.
+    Attributes: ``output_names`` (the order of :meth:`forward`), ``onnx_path``, ``session``,
+    ``concurrent_forward`` (True: :meth:`forward` may run in several threads at once; an
+    onnxruntime session is thread-safe and releases the GIL while it runs).
     """
+
+    concurrent_forward = True
 
     def __init__(self, model, epoch=None, threads=None, cache_dir=None, strides=DEFAULT_STRIDES):
         if epoch is None:

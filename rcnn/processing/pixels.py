@@ -13,6 +13,7 @@ For the detector (:meth:`PixelTransform.network_input`), ``nocrop`` padding is a
 raw image before the transform, as in the original detector: padded pixels hold the transform
 of a black pixel (0 with the defaults).
 """
+import cv2
 import numpy as np
 
 __all__ = ['PixelTransform', 'transform', 'DEFAULT_PIXEL_MEANS', 'DEFAULT_PIXEL_STDS',
@@ -104,7 +105,8 @@ class PixelTransform(object):
         else:
             data = np.empty((1, 3, height, width), dtype=np.float32)
         source = image[:, ::-1] if flip else image
-        data[0, :, :height, :width] = source.transpose(2, 0, 1)[::-1]
+        for channel, bgr_plane in enumerate(reversed(_bgr_planes(source))):
+            data[0, channel, :height, :width] = bgr_plane
         return self.normalise_(data)
 
     def to_dict(self):
@@ -118,6 +120,15 @@ class PixelTransform(object):
 
     def __repr__(self):
         return 'PixelTransform(means=%r, stds=%r, scale=%r)' % (self.means, self.stds, self.scale)
+
+
+def _bgr_planes(im):
+    """The three channel planes of an (H, W, 3) image (OpenCV's vectorised split when it
+    handles the dtype and layout: 3 contiguous copies, much faster than a strided NumPy
+    transpose; strided views otherwise)."""
+    if im.dtype in (np.uint8, np.float32) and im.strides[1:] == (3 * im.itemsize, im.itemsize):
+        return cv2.split(im)
+    return [im[:, :, c] for c in range(3)]
 
 
 def transform(im, pixel_means, pixel_stds, pixel_scale):
