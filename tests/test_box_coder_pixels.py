@@ -38,7 +38,8 @@ def test_default_coder_is_bitwise_the_plain_kernels():
     points = rng.normal(size=(2, 5, 2)).astype(np.float32)
     coder = BoxCoder()
     assert coder.is_identity
-    np.testing.assert_array_equal(coder.decode_boxes(ANCHORS, deltas), nonlinear_pred(ANCHORS, deltas))
+    np.testing.assert_array_equal(coder.decode_boxes(ANCHORS, deltas),
+                                  nonlinear_pred(ANCHORS, deltas))
     np.testing.assert_array_equal(coder.decode_landmarks(ANCHORS, points),
                                   landmark_pred(ANCHORS, points))
 
@@ -91,7 +92,8 @@ def test_default_pixel_transform_is_raw_rgb():
     image = np.random.default_rng(0).integers(0, 256, (5, 7, 3)).astype(np.uint8)
     tensor = PixelTransform()(image)
     assert PixelTransform().is_identity
-    np.testing.assert_array_equal(tensor[0], image[:, :, ::-1].transpose(2, 0, 1).astype(np.float32))
+    np.testing.assert_array_equal(tensor[0],
+                                  image[:, :, ::-1].transpose(2, 0, 1).astype(np.float32))
 
 
 @pytest.mark.parametrize('kwargs', [dict(stds=[1, 0, 1]), dict(means=[1, 2]), dict(scale=0),

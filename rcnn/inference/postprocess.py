@@ -23,7 +23,7 @@ from rcnn.processing.box_coder import BoxCoder
 from rcnn.model_layout import (BOX_LEN, DEPLOY_OUTPUT_KINDS, DEPLOY_OUTPUTS_PER_STRIDE,
                                FLIP_LANDMARK_ORDER,
                                NUM_LANDMARKS, deploy_output_names)
-from rcnn.processing.generate_anchor import anchors_plane
+from rcnn.processing.generate_anchor import AnchorCache
 
 __all__ = ['OUTPUT_KINDS', 'output_names', 'FLIP_LANDMARK_ORDER', 'VOTE_MAX_RESULTS',
            'AnchorCache', 'Detections', 'decode_detections', 'flip_back', 'merge_detections',
@@ -44,35 +44,6 @@ output_names = deploy_output_names
 def empty_faces():
     """The result of a detection that found nothing: (0, 5) and (0, 5, 2) float32."""
     return np.zeros((0, 5), dtype=np.float32), np.zeros((0, NUM_LANDMARKS, 2), dtype=np.float32)
-
-
-class AnchorCache(object):
-    """All anchors of a feature map, computed once per (stride, height, width).
-
-    Args:
-        base_anchors: {stride: (A, 4) float32 anchors of cell (0, 0)}.
-    """
-
-    def __init__(self, base_anchors):
-        self.base_anchors = {int(s): np.asarray(a, dtype=np.float32)
-                             for s, a in base_anchors.items()}
-        self._planes = {}
-
-    def num_anchors(self, stride):
-        return len(self.base_anchors[stride])
-
-    def get(self, stride, height, width):
-        """(height * width * A, 4) float32, index ``(h * width + w) * A + a``."""
-        key = (stride, height, width)
-        plane = self._planes.get(key)
-        if plane is None:
-            plane = anchors_plane(height, width, stride, self.base_anchors[stride]).reshape(-1, 4)
-            plane.setflags(write=False)
-            self._planes[key] = plane
-        return plane
-
-    def __len__(self):
-        return len(self._planes)
 
 
 class Detections(object):

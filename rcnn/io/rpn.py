@@ -64,7 +64,7 @@ from rcnn.model_layout import BOX_LEN, LANDMARK_LEN, NUM_LANDMARKS
 from rcnn.model_layout import DATA_NAME, label_name
 from rcnn.model_layout import label_names as layout_label_names
 from rcnn.processing.box_coder import BoxCoder
-from rcnn.processing.generate_anchor import anchors_plane, generate_anchors_fpn
+from rcnn.processing.generate_anchor import AnchorCache, generate_anchors_fpn
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,9 @@ _WORKER_POLL_S = 1.0
 _M_TRIM_THRESHOLD = -1        # glibc mallopt parameters
 _M_MMAP_THRESHOLD = -3
 
-_plane_cache = {}
+_anchor_caches = {}           # base anchors -> AnchorCache, in this process
+_MAX_ANCHOR_CACHES = 4
+_MAX_PLANES = 48
 
 
 def _config(cfg):
@@ -99,7 +101,7 @@ def _config(cfg):
 # ----------------------------------------------------------------------------
 
 def _anchor_planes(feat_hw, cfg):
-    """Anchor planes of every stride, cached per process.
+    """Anchor planes of every stride, cached per process (:class:`AnchorCache`).
 
     Args:
         feat_hw: tuple of (H, W) per stride of ``cfg.RPN_FEAT_STRIDE``.
@@ -109,18 +111,15 @@ def _anchor_planes(feat_hw, cfg):
     base_anchors = generate_anchors_fpn(dense_anchor=bool(cfg.get('DENSE_ANCHOR', False)),
                                         cfg=cfg)
     strides = tuple(int(s) for s in cfg.RPN_FEAT_STRIDE)
-    key = (tuple(feat_hw), strides, tuple(a.tobytes() for a in base_anchors))
-    planes = _plane_cache.get(key)
-    if planes is None:
-        planes = []
-        for (height, width), stride, base in zip(feat_hw, strides, base_anchors):
-            plane = anchors_plane(height, width, stride, base)
-            plane.setflags(write=False)
-            planes.append(plane)
-        if len(_plane_cache) > 16:
-            _plane_cache.clear()
-        _plane_cache[key] = planes
-    return planes
+    key = (strides, tuple(a.tobytes() for a in base_anchors))
+    cache = _anchor_caches.get(key)
+    if cache is None:
+        if len(_anchor_caches) >= _MAX_ANCHOR_CACHES:
+            _anchor_caches.clear()
+        cache = AnchorCache(dict(zip(strides, base_anchors)), max_planes=_MAX_PLANES)
+        _anchor_caches[key] = cache
+    return [cache.plane(stride, height, width)
+            for (height, width), stride in zip(feat_hw, strides)]
 
 
 def _best_faces_dense(anchors, gt_boxes):

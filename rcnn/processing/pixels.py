@@ -59,7 +59,7 @@ class PixelTransform(object):
 
     @classmethod
     def from_config(cls, cfg):
-        """The transform of a recipe: ``cfg.PIXEL_MEANS``, ``cfg.PIXEL_STDS``, ``cfg.PIXEL_SCALE``."""
+        """The transform of a recipe: ``cfg.PIXEL_MEANS``, ``PIXEL_STDS``, ``PIXEL_SCALE``."""
         return cls(cfg.PIXEL_MEANS, cfg.PIXEL_STDS, cfg.PIXEL_SCALE)
 
     @property
