@@ -38,6 +38,17 @@ and ``<prefix>-train.log``. A NaN or infinite loss (or parameters that overflowe
 before each checkpoint) stops training with exit status 3, naming the batch; the last good
 checkpoint is left untouched.
 
+Safety: a run holds an exclusive lock on ``--prefix`` (``<prefix>-train.lock``) for its
+lifetime; a second run on the same prefix stops at start-up naming the other process. At
+start-up, temporary files and unrecorded ``.params`` / ``.states`` left by a killed save are
+removed (logged). A checkpoint that cannot be written (disk full) stops training with a
+message naming the file; the previous checkpoint stays and no temporary file is left.
+``--resume`` refuses another ``--dataset_path`` / ``--image_set`` than the checkpoint's
+(``--resume_other_data`` allows it) and takes an explicit ``--lr`` as the schedule's new base.
+A loader worker that dies, or too many unreadable images in a row, stop training with exit
+status 4 and a one-line message naming the worker (pid, exit code) or the files, after a
+checkpoint of the batches done. Errors print one line; tracebacks go to the log file only.
+
 Distributed (``--kvstore dist_sync`` / ``dist_device_sync`` under tools/launch.py): each
 worker trains on its shard of the roidb (every num_workers-th record, equal lengths),
 gradients are summed by the servers and every worker applies the same SGD step, so the
@@ -64,15 +75,18 @@ import numpy as np  # noqa: E402
 from rcnn.config import default as base_default, generate_config, network as network_presets
 from rcnn.core import train_state
 from rcnn.core.callback import NonFiniteLossError
+from rcnn.core.loader import LoaderError
 from rcnn.core.schedule import LRSchedule, parse_lr_step
 from rcnn.core.trainer import (XAVIER, DeviceError, Position, Trainer, frozen_param_names,
                                params_digest, resolve_contexts, shard_roidb,
                                split_missing_params)
+from rcnn.utils.run_lock import PrefixInUseError, PrefixLock
 
 logger = logging.getLogger('train')
 
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
+EXIT_LOADER_FAILED = 4
 
 
 # ---------------------------------------------------------------------------- command line
@@ -104,6 +118,10 @@ def parse_args(argv=None):
     data.add_argument('--dataset_path', default=dflt.dataset_path,
                       help='RetinaFace-layout data set: <path>/<image_set>/label.txt + images/ '
                            '(default %(default)s)')
+    data.add_argument('--keep_outside_boxes', action='store_true',
+                      help='clip label boxes that leave the image by more than their own size '
+                           '(e.g. w=1e9) like the original reader, instead of dropping them '
+                           'with a warning naming label.txt and the line')
     data.add_argument('--no_flip', action='store_true', help='do not add mirrored images')
     data.add_argument('--no_shuffle', action='store_true', help='do not shuffle each epoch')
     data.add_argument('--workers', type=int, default=None,
@@ -125,7 +143,11 @@ def parse_args(argv=None):
                        help='checkpoint and log prefix (default %(default)s)')
     model.add_argument('--resume', nargs='?', const='latest', default=None, metavar='N',
                        help='continue from checkpoint N of --prefix (no N: the latest); '
-                            'restores parameters, optimizer state, iteration, lr and position')
+                            'restores parameters, optimizer state, iteration, lr and position '
+                            '(an explicit --lr replaces the schedule\'s base lr)')
+    model.add_argument('--resume_other_data', action='store_true',
+                       help='allow --resume with another --dataset_path / --image_set than '
+                            'the checkpoint was trained on (refused otherwise)')
     model.add_argument('--checkpoint_iters', type=int, default=0,
                        help='also checkpoint every N iterations (0: only at epoch ends and '
                             'at the end; useful to test resuming after a kill)')
@@ -137,7 +159,9 @@ def parse_args(argv=None):
     train.add_argument('--end_epoch', type=int, default=None,
                        help='stop before this epoch (default %d, or the resumed run\'s)'
                             % dflt.end_epoch)
-    train.add_argument('--lr', type=float, default=dflt.lr, help='base lr (default %(default)s)')
+    train.add_argument('--lr', type=float, default=None,
+                       help='base lr (default %s; with --resume: the checkpoint\'s schedule, '
+                            'unless given)' % dflt.lr)
     train.add_argument('--lr_step', default=dflt.lr_step,
                        help='epochs where the lr changes, comma-separated; 8 steps = x1.5849 '
                             'warm-up x5 then x0.1, 5 steps = x0.5,0.5,0.4,0.1,0.1, else x0.1 '
@@ -169,6 +193,9 @@ def parse_args(argv=None):
     dev.add_argument('--work_load_list', default=None,
                      help='relative work load per device, comma-separated (default: even)')
     args = parser.parse_args(argv)
+    args.lr_given = args.lr is not None
+    if not args.lr_given:
+        args.lr = dflt.lr
     _check_args(parser, args)
     return args, cfg
 
@@ -212,13 +239,28 @@ def setup_logging(prefix, rank=0):
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)
     log_file = '%s-train.log' % prefix if rank == 0 else '%s-train-rank%d.log' % (prefix, rank)
-    fmt = logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s')
+    fmt = '%(asctime)s %(levelname)s %(name)s: %(message)s'
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(log_file)):
-        handler.setFormatter(fmt)
+    console, log = logging.StreamHandler(sys.stdout), logging.FileHandler(log_file)
+    console.setFormatter(NoTracebackFormatter(fmt))
+    console.addFilter(lambda record: not getattr(record, 'log_file_only', False))
+    log.setFormatter(logging.Formatter(fmt))
+    for handler in (console, log):
         root.addHandler(handler)
     return log_file
+
+
+class NoTracebackFormatter(logging.Formatter):
+    """Console format: the message without the traceback (which goes to the log file)."""
+
+    def format(self, record):
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return super(NoTracebackFormatter, self).format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
 
 
 def seed_everything(seed):
@@ -232,7 +274,8 @@ def load_roidb(args, cfg):
     from rcnn.dataset.retinaface import retinaface
     roidb = []
     for image_set in args.image_set.split('+'):
-        imdb = retinaface(image_set, args.root_path, args.dataset_path, cfg=cfg)
+        imdb = retinaface(image_set, args.root_path, args.dataset_path, cfg=cfg,
+                          drop_outside_boxes=not args.keep_outside_boxes)
         entries = imdb.gt_roidb()
         if not args.no_flip:
             entries = imdb.append_flipped_images(entries)
@@ -344,6 +387,24 @@ def resolve_resume(args):
     return train_state.read_train_record(args.prefix, number)
 
 
+def check_resume_data(record, args):
+    """Refuse to resume on another data set than the checkpoint's, unless allowed."""
+    trained_on = (record.get('dataset_path'), record.get('image_set'))
+    now = (os.path.abspath(args.dataset_path), args.image_set)
+    differing = [(flag, old, new) for flag, old, new in zip(('--dataset_path', '--image_set'),
+                                                            trained_on, now)
+                 if old is not None and old != new]
+    if not differing:
+        return
+    text = ', '.join('%s %s (checkpoint: %s)' % (flag, new, old) for flag, old, new in differing)
+    if not args.resume_other_data:
+        raise ValueError('cannot resume checkpoint %d on other data: %s; pass '
+                         '--resume_other_data to continue on it anyway'
+                         % (record['checkpoint'], text))
+    logger.warning('resuming checkpoint %d on other data (--resume_other_data): %s',
+                   record['checkpoint'], text)
+
+
 def check_resume_compatible(record, network, batch_size, num_devices, num_workers):
     """Refuse to resume a run whose batch layout differs (its optimizer state would not fit)."""
     wanted = {'network': network, 'batch_size': batch_size, 'num_devices': num_devices,
@@ -394,11 +455,16 @@ def init_optimizer(mod, kv, optimizer_params):
 def plan_run(args, record, num_images, batch_size):
     """(schedule, start Position, end_epoch, frozen names or None) of a new or resumed run."""
     if record is not None:
-        schedule = LRSchedule(record['base_lr'], record['lr_steps'], record['lr_factors'])
+        base_lr = record['base_lr']
+        if args.lr_given and args.lr != base_lr:
+            logger.warning('--lr %.8g replaces the resumed schedule\'s base lr %.8g (the lr steps '
+                           'and factors stay)', args.lr, base_lr)
+            base_lr = args.lr
+        schedule = LRSchedule(base_lr, record['lr_steps'], record['lr_factors'])
         position = Position(record['epoch'], record['batch_in_epoch'], record['iteration'])
         end_epoch = args.end_epoch if args.end_epoch is not None else record['end_epoch']
         logger.info('resuming from checkpoint %s-%04d at %s, lr %.8g', args.prefix,
-                    record['checkpoint'], position, record['lr'])
+                    record['checkpoint'], position, schedule.lr_at(position.iteration))
         return schedule, position, end_epoch, list(record.get('fixed_params', []))
     schedule = LRSchedule.from_epochs(args.lr, args.lr_step, args.begin_epoch, num_images,
                                       batch_size)
@@ -429,12 +495,17 @@ def train(args, cfg):
 
     contexts = resolve_contexts(args.gpus, args.cpus)
     kv, rank, num_workers = create_kvstore(args.kvstore)
+    run_lock = PrefixLock(args.prefix, rank)  # noqa: F841 -- held while this run lives
     log_file = setup_logging(args.prefix, rank)
+    if rank == 0:
+        train_state.clean_interrupted_saves(args.prefix)
     if args.batch_images:
         cfg.TRAIN.BATCH_IMAGES = args.batch_images
     cfg.TRAIN.FLIP = not args.no_flip
     cfg.TRAIN.SHUFFLE = not args.no_shuffle
     record = resolve_resume(args)
+    if record is not None:
+        check_resume_data(record, args)
     seed = args.seed if args.seed is not None else (
         record['seed'] if record is not None else random.SystemRandom().randrange(2 ** 31))
     seed_everything(seed)
@@ -497,7 +568,8 @@ def train(args, cfg):
             record={'network': args.network, 'seed': seed, 'num_devices': len(contexts),
                     'num_workers': num_workers, 'fixed_params': fixed,
                     'begin_epoch': record['begin_epoch'] if record else args.begin_epoch,
-                    'dataset_path': os.path.abspath(args.dataset_path)},
+                    'dataset_path': os.path.abspath(args.dataset_path),
+                    'image_set': args.image_set},
             strides=cfg.RPN_FEAT_STRIDE, saver=rank == 0, save_optimizer_states=states_saved,
             max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
         if record is not None:
@@ -519,7 +591,15 @@ def main(argv=None):
         logger.error('%s', exc)
         print('train.py: error: %s' % exc, file=sys.stderr)
         return EXIT_NON_FINITE
-    except (DeviceError, train_state.CorruptCheckpointError, ValueError, OSError) as exc:
+    except LoaderError as exc:
+        if exc.details:
+            logger.error('loader worker traceback:\n%s', exc.details,
+                         extra={'log_file_only': True})
+        logger.error('%s', exc, exc_info=True)
+        print('train.py: error: %s' % exc, file=sys.stderr)
+        return EXIT_LOADER_FAILED
+    except (DeviceError, train_state.CorruptCheckpointError, PrefixInUseError, ValueError,
+            OSError) as exc:
         if logging.getLogger().handlers:  # the traceback for the log, once it is set up
             logger.error('%s', exc, exc_info=True)
         print('train.py: error: %s' % exc, file=sys.stderr)

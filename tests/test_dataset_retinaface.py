@@ -217,7 +217,7 @@ def test_train_line_flags_blur_and_missing_landmarks(tmp_path):
 def test_clipping_and_empty_boxes_dropped(tmp_path, caplog):
     label = ('# a.png\n'
              '-10 -5 20 15\n'      # -> 0 0 10 10
-             '35 20 10 20\n'       # -> 35 20 39 29 (W 40, H 30)
+             '35 20 6 12\n'        # -> 35 20 39 29 (W 40, H 30), less outside than inside
              '50 5 10 10\n'        # right of the image: empty
              '5 5 0 10\n'          # zero width: empty
              '5 -20 10 10\n'       # above the image: empty

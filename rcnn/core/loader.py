@@ -13,6 +13,8 @@ Stream
 
 Workers
     ``num_workers`` processes started with the ``spawn`` method (MXNet's engine is not fork-safe)
+    receive the roidb through shared memory (:mod:`rcnn.io.shared_roidb`: never through the
+    start-up pipe, where a worker dying at start-up would block the parent) and
     run :func:`rcnn.io.rpn.sample_worker_loop`: decode, crop, colour and label one image per task,
     NumPy / OpenCV only, and write the sample straight into a batch buffer in shared memory
     (``prefetch + 1`` buffers of about 7 MB per image, in ``/dev/shm``, checked for space at
@@ -33,7 +35,18 @@ Workers
 Bad input
     An image that is missing or cannot be decoded is logged (WARNING, with its path) and replaced
     by another record drawn from the sample's own random stream (deterministic). A crop that
-    keeps no face gives labels 0 / -1 and zero weights: the batch is valid.
+    keeps no face gives labels 0 / -1 and zero weights: the batch is valid. When
+    ``MAX_REPLACEMENTS + 1`` images in a row cannot be read, ``next()`` raises
+    :class:`LoaderError` with a one-line message naming them (its ``details`` hold the
+    worker's traceback, for a log file).
+
+Dead workers
+    A worker that dies (killed by the out-of-memory killer or a signal, a crash, an error at
+    start-up) is noticed within ``_POLL_S`` by the collector thread and by ``next()`` itself
+    (process exit codes; neither waits on a lock a dead worker could hold): ``next()`` raises
+    :class:`LoaderError` naming the worker, its pid and exit code, and :meth:`close` stops the
+    other workers at once. Workers are not respawned: the batch stream would depend on when a
+    worker died.
 
 Devices
     The loader returns whole batches; splitting them across ``ctx`` by ``work_load_list`` is done
@@ -45,6 +58,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import weakref
 from multiprocessing import shared_memory
@@ -53,16 +67,46 @@ import mxnet as mx
 import numpy as np
 from mxnet.executor_manager import _split_input_slice
 
-from rcnn.io import rpn as rpn_io
+from rcnn.io import rpn as rpn_io, shared_roidb
 from rcnn.model_layout import DATA_NAME, cls_score_name
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['CropLoader', 'feature_symbols']
+__all__ = ['CropLoader', 'LoaderError', 'feature_symbols']
 
 _POLL_S = 0.2
 _JOIN_TIMEOUT_S = 5.0
 _SHM_DIR = '/dev/shm'
+
+
+class LoaderError(RuntimeError):
+    """The loader cannot go on: a worker died or failed, or too many unreadable images.
+
+    ``str(error)`` is one line naming the worker or the files; ``details`` holds the worker's
+    traceback text when there is one (for a log file, not the console).
+    """
+
+    def __init__(self, message, details=None):
+        super(LoaderError, self).__init__(message)
+        self.details = details
+
+
+def describe_exit(process):
+    """'<name> (pid N) ... exit code C (why)' for a worker process that has ended."""
+    code = process.exitcode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = 'signal %d' % -code
+        why = 'killed by %s' % name
+        if -code == signal.SIGKILL:
+            why += ', e.g. by the out-of-memory killer'
+        elif -code in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT):
+            why += ', a crash in native code'
+    else:
+        why = 'an error, e.g. at start-up; its traceback is on stderr'
+    return '%s (pid %s) died with exit code %s (%s)' % (process.name, process.pid, code, why)
 
 
 def feature_symbols(train_symbol, cfg=None):
@@ -138,11 +182,14 @@ class _WorkerPool(object):
         self._order_of_epoch = order_of_epoch
         self._make_batch = make_batch
         num_buffers = prefetch + 1
+        self._roidb_block, roidb_handle = shared_roidb.share(roidb)
+        self._blocks = [self._roidb_block]        # freed with the batch buffers
         _check_shared_memory_space(num_buffers * buffer_bytes)
-        self._blocks = [shared_memory.SharedMemory(create=True, size=buffer_bytes)
-                        for _ in range(num_buffers)]
-        self._views = [rpn_io.batch_buffer_views(block.buf, layout) for block in self._blocks]
-        self._indices = [np.full(batch_size, -1, dtype=np.int64) for _ in self._blocks]
+        self._blocks += [shared_memory.SharedMemory(create=True, size=buffer_bytes)
+                         for _ in range(num_buffers)]
+        buffer_blocks = self._blocks[1:]
+        self._views = [rpn_io.batch_buffer_views(block.buf, layout) for block in buffer_blocks]
+        self._indices = [np.full(batch_size, -1, dtype=np.int64) for _ in buffer_blocks]
         self._filled = [0] * num_buffers
         self._outstanding = [0] * num_buffers
         self._owner = [None] * num_buffers        # (epoch, batch_no) being prepared in a buffer
@@ -160,18 +207,24 @@ class _WorkerPool(object):
         context = multiprocessing.get_context(start_method)
         self._task_queue = context.Queue()
         self._result_queue = context.Queue()
-        self._current_epoch = context.Value('q', first_epoch)
+        # no lock: a worker killed while holding it would block the parent forever
+        self._current_epoch = context.Value('q', first_epoch, lock=False)
         self._workers = []
         try:
             for worker_id in range(num_workers):
                 process = context.Process(
-                    target=rpn_io.sample_worker_loop, name='CropLoader-worker-%d' % worker_id,
-                    args=(self._task_queue, self._result_queue, roidb, feat_shapes, cfg, seed,
-                          self._current_epoch, os.getpid(),
-                          [block.name for block in self._blocks], layout),
+                    target=shared_roidb.worker_main, name='CropLoader-worker-%d' % worker_id,
+                    args=(roidb_handle, self._task_queue, self._result_queue, feat_shapes, cfg,
+                          seed, self._current_epoch, os.getpid(),
+                          [block.name for block in buffer_blocks], layout),
                     daemon=True)
                 process.start()
                 self._workers.append(process)
+        except OSError as err:       # e.g. BrokenPipeError: it died while reading its inputs
+            self.shutdown()
+            raise LoaderError('CropLoader worker %s could not be started: it died while '
+                              'receiving its inputs (%s: %s)' % (
+                                  process.name, type(err).__name__, err)) from err
         except BaseException:
             self.shutdown()
             raise
@@ -187,6 +240,8 @@ class _WorkerPool(object):
         key = (epoch, batch_no)
         with self._cond:
             while key not in self._ready:
+                if self._error is None:
+                    self._error = self._dead_worker_error()
                 if self._error is not None:
                     raise self._error
                 if self._closed:
@@ -201,8 +256,7 @@ class _WorkerPool(object):
         """Skip what is left of earlier epochs; ``epoch`` starts at batch 0."""
         with self._cond:
             self._epoch, self._cur = epoch, 0
-            with self._current_epoch.get_lock():
-                self._current_epoch.value = epoch
+            self._current_epoch.value = epoch
             for key in [k for k in self._ready if k[0] < epoch]:
                 del self._ready[key]
             if self._submitted < (epoch, 0):
@@ -243,17 +297,20 @@ class _WorkerPool(object):
         if not self._workers:
             return
         try:
-            with self._current_epoch.get_lock():
-                self._current_epoch.value = np.iinfo(np.int64).max   # every task is stale
+            self._current_epoch.value = np.iinfo(np.int64).max   # every task is stale
             for _ in self._workers:
                 self._task_queue.put(None)
         except (OSError, ValueError):
             pass
-        for process in self._workers:
-            process.join(timeout=_JOIN_TIMEOUT_S)
+        one_died = any(p.exitcode for p in self._workers)
+        if not one_died:
+            # a dead worker may hold the task queue's lock: then the others never see None
+            for process in self._workers:
+                process.join(timeout=_JOIN_TIMEOUT_S)
         for process in self._workers:
             if process.is_alive():
-                logger.warning('loader worker %d did not stop; terminating it', process.pid)
+                if not one_died:
+                    logger.warning('loader worker %d did not stop; terminating it', process.pid)
                 process.terminate()
                 process.join(timeout=_JOIN_TIMEOUT_S)
         for q in (self._task_queue, self._result_queue):
@@ -299,7 +356,8 @@ class _WorkerPool(object):
                 self._submit_ahead()
             return None
         if status == 'error':
-            self._error = RuntimeError('CropLoader worker failed on %s' % payload)
+            summary, details = payload
+            self._error = LoaderError(summary, details)
             self._cond.notify_all()
             return None
         if status == 'ok':
@@ -341,12 +399,20 @@ class _WorkerPool(object):
                 self._submit_ahead()
                 self._cond.notify_all()
 
+    def _dead_worker_error(self):
+        """LoaderError naming the workers that have exited, or None while all run."""
+        dead = [p for p in self._workers if p.exitcode is not None]
+        if not dead or self._closed:
+            return None
+        return LoaderError('CropLoader worker %s; training data cannot be produced without '
+                           'it' % '; '.join(describe_exit(p) for p in dead))
+
     def _check_workers(self):
-        dead = [p for p in self._workers if not p.is_alive()]
-        if dead and not self._stop.is_set():
-            codes = ', '.join('%s exit code %s' % (p.name, p.exitcode) for p in dead)
+        error = self._dead_worker_error()
+        if error is not None and not self._stop.is_set():
             with self._cond:
-                self._error = RuntimeError('CropLoader worker process died (%s)' % codes)
+                if self._error is None:
+                    self._error = error
                 self._cond.notify_all()
             self._stop.set()
 
@@ -541,9 +607,12 @@ class CropLoader(mx.io.DataIter):
         indices = np.full(self.batch_size, -1, dtype=np.int64)
         for slot in range(self.batch_size):
             position = batch_no * self.batch_size + slot
-            im_tensor, labels, used_index, failures = rpn_io.load_training_sample(
-                self.roidb, int(order[position]), self.feat_shapes, self.cfg, self.seed, epoch,
-                position)
+            try:
+                im_tensor, labels, used_index, failures = rpn_io.load_training_sample(
+                    self.roidb, int(order[position]), self.feat_shapes, self.cfg, self.seed,
+                    epoch, position)
+            except rpn_io.ImageReadError as err:     # gave up: too many unreadable images
+                raise LoaderError(str(err)) from err
             _log_replacements(self.roidb, used_index, failures)
             rpn_io.write_sample(self._inline_views, slot, im_tensor, labels)
             indices[slot] = used_index

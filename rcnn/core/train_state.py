@@ -16,19 +16,34 @@ and the SHA-256 of the params, symbol and states files. Every file is written to
 temporary name and renamed, the record last: a kill leaves either the previous
 complete checkpoint or the new one. Loading re-hashes the three files and refuses
 (:class:`CorruptCheckpointError`, naming the file) anything truncated or changed.
+
+Saving (:func:`save_checkpoint_files`) first writes every file of the checkpoint to a
+temporary name (``.<file name>.<random>.tmp``), then renames them, the record last, with a
+commit marker (``<prefix>-%04d.commit``) present during the renames. A full disk or any
+other write error therefore leaves the previous checkpoint untouched (even one of the same
+number) and removes the temporary files; it raises :class:`CheckpointWriteError` naming the
+file (and "no space left on device" when that is the cause). :func:`clean_interrupted_saves`,
+run at start-up, removes what a killed save left: temporary files, and the ``.params`` /
+``.states`` renamed by a commit that did not reach its record.
 """
+import errno
 import glob
 import hashlib
 import json
+import logging
 import os
 import re
+import shutil
 
 from rcnn.utils import checkpoint_files as checkpoint_files_
-from rcnn.utils.fileio import atomic_write_bytes
+from rcnn.utils.fileio import atomic_write_bytes, stage_file
+
+logger = logging.getLogger(__name__)
 
 __all__ = ['STATE_FORMAT', 'CorruptCheckpointError', 'checkpoint_files', 'sha256_file',
            'write_train_record', 'read_train_record', 'list_train_records',
-           'latest_checkpoint']
+           'latest_checkpoint', 'CheckpointWriteError', 'save_checkpoint_files',
+           'clean_interrupted_saves']
 
 STATE_FORMAT = 1
 REQUIRED_KEYS = ('format', 'network', 'epoch', 'batch_in_epoch', 'iteration', 'lr', 'base_lr',
@@ -57,6 +72,29 @@ def sha256_file(path):
     return digest.hexdigest()
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint file could not be written (disk full, ...); the message names the file."""
+
+
+DATA_KINDS = ('params', 'states', 'symbol')      # the files a record hashes, in commit order
+_FREE_BYTES_FULL = 1 << 20                       # less free space than this counts as full
+
+
+def _full_record(record, number, paths):
+    full = dict(record)
+    full['format'] = STATE_FORMAT
+    full['checkpoint'] = number
+    full['sha256'] = {kind: sha256_file(paths[kind]) for kind in DATA_KINDS}
+    missing = [k for k in REQUIRED_KEYS if k not in full]
+    if missing:
+        raise ValueError('training record lacks %s' % missing)
+    return full
+
+
+def _record_bytes(full):
+    return json.dumps(full, indent=1, sort_keys=True).encode()
+
+
 def write_train_record(prefix, number, record):
     """Hash the params, symbol and states files of ``number`` and write the record last.
 
@@ -66,15 +104,151 @@ def write_train_record(prefix, number, record):
         the record as written (with ``format`` and ``sha256``).
     """
     files = checkpoint_files(prefix, number)
-    full = dict(record)
-    full['format'] = STATE_FORMAT
-    full['checkpoint'] = number
-    full['sha256'] = {kind: sha256_file(files[kind]) for kind in ('params', 'symbol', 'states')}
-    missing = [k for k in REQUIRED_KEYS if k not in full]
-    if missing:
-        raise ValueError('training record lacks %s' % missing)
-    atomic_write_bytes(files['record'], json.dumps(full, indent=1, sort_keys=True).encode())
+    full = _full_record(record, number, files)
+    atomic_write_bytes(files['record'], _record_bytes(full))
     return full
+
+
+def commit_marker(prefix, number):
+    """Path of the marker present while checkpoint ``number``'s files are being renamed."""
+    return checkpoint_files_.commit_marker_path(prefix, number)
+
+
+def _disk_full(exc, folder):
+    """True when ``exc`` (raised while writing into ``folder``) comes from a full disk.
+
+    MXNet's writers raise MXNetError without an errno, so a folder with (almost) no free
+    space left counts as full too.
+    """
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < _FREE_BYTES_FULL
+    except OSError:
+        return False
+
+
+def _write_error(exc, path):
+    folder = os.path.dirname(os.path.abspath(path))
+    if _disk_full(exc, folder):
+        try:
+            free = '%.1f MB free' % (shutil.disk_usage(folder).free / 2 ** 20)
+        except OSError:
+            free = 'free space unknown'
+        reason = 'no space left on device (%s in %s)' % (free, folder)
+    else:
+        lines = str(exc).strip().splitlines()
+        reason = '%s: %s' % (type(exc).__name__, lines[-1] if lines else repr(exc))
+    return CheckpointWriteError('cannot write checkpoint file %s: %s; temporary files removed'
+                                % (path, reason))
+
+
+def save_checkpoint_files(prefix, number, writers, record):
+    """Write checkpoint ``number``: every file staged first, then renamed, the record last.
+
+    Args:
+        writers: kind (``params``, ``states``, ``symbol``) -> callable filling the path it
+            is given.
+        record: as for :func:`write_train_record`.
+    Returns:
+        the record as written.
+    Raises:
+        CheckpointWriteError: a file could not be written (nothing renamed, temporary files
+        removed, the previous checkpoint untouched).
+    """
+    files = checkpoint_files(prefix, number)
+    staged, kind = {}, None
+    try:
+        for kind in DATA_KINDS:
+            staged[kind] = stage_file(files[kind], writers[kind])
+        full = _full_record(record, number, staged)
+        kind = 'record'
+        staged[kind] = stage_file(files[kind], lambda tmp: _write_bytes(tmp, _record_bytes(full)))
+        kind = 'commit'
+        _write_bytes(commit_marker(prefix, number), _record_bytes(
+            {'checkpoint': number, 'sha256': full['sha256']}))
+    except BaseException as exc:
+        for path in list(staged.values()):
+            _remove_quietly(path)
+        if kind == 'commit':
+            _remove_quietly(commit_marker(prefix, number))
+        if isinstance(exc, (OSError, RuntimeError)):    # MXNetError is a RuntimeError
+            raise _write_error(exc, files.get(kind, commit_marker(prefix, number))) from exc
+        raise
+    for kind in DATA_KINDS + ('record',):
+        os.replace(staged[kind], files[kind])
+    os.remove(commit_marker(prefix, number))
+    return full
+
+
+def _write_bytes(path, data):
+    with open(path, 'wb') as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _temporary_file_pattern(prefix):
+    """Regex of the temporary names this module's and the trainer's writes of ``prefix`` use."""
+    names = r'(\d{4,}\.(params|states|train\.json)|symbol\.json|train-summary\.json)'
+    return re.compile(r'^\.' + re.escape(os.path.basename(prefix)) + '-' + names +
+                      r'\.[A-Za-z0-9_]+\.tmp$')
+
+
+def clean_interrupted_saves(prefix):
+    """Remove what an interrupted save of ``prefix`` left behind; returns the removed paths.
+
+    * temporary files ``.<prefix name>-*.tmp`` of checkpoint files (a kill while writing);
+    * for every commit marker ``<prefix>-NNNN.commit`` (a kill while renaming): the
+      ``.params`` / ``.states`` of NNNN that its record (if any) does not describe, then
+      the marker.
+
+    Call it while holding the prefix's run lock (no other run is writing). Each removal
+    is logged (WARNING).
+    """
+    folder = os.path.dirname(os.path.abspath(prefix))
+    removed = []
+    pattern = _temporary_file_pattern(prefix)
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return removed
+    for name in sorted(names):
+        if pattern.match(name):
+            removed.append(os.path.join(folder, name))
+    marker_pattern = re.compile(re.escape(os.path.basename(prefix)) + r'-(\d{4,})\.commit$')
+    for name in sorted(names):
+        match = marker_pattern.match(name)
+        if not match:
+            continue
+        files = checkpoint_files(prefix, int(match.group(1)))
+        recorded = _recorded_hashes(files['record'])
+        for kind in ('params', 'states'):
+            path = files[kind]
+            if os.path.isfile(path) and sha256_file(path) != recorded.get(kind):
+                removed.append(path)
+        removed.append(os.path.join(folder, name))
+    for path in removed:
+        _remove_quietly(path)
+        logger.warning('removed %s, left by an interrupted checkpoint save', path)
+    return removed
+
+
+def _recorded_hashes(record_path):
+    """kind -> SHA-256 listed by a training record, {} when it is missing or unreadable."""
+    try:
+        with open(record_path, 'rb') as f:
+            record = json.loads(f.read().decode('utf-8'))
+        return dict(record.get('sha256', {}))
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def read_train_record(prefix, number):

@@ -33,9 +33,10 @@ import numpy as np
 from rcnn.core import train_state
 from rcnn.core.callback import (NonFiniteLossError, Speedometer, check_finite_outputs,
                                 format_metric, non_finite_params)
+from rcnn.core.loader import LoaderError
 from rcnn.core.metric import build_train_metrics, loss_output_indices
 from rcnn.model_layout import FEATURE_STRIDES
-from rcnn.utils.fileio import atomic_write, atomic_write_bytes, atomic_write_text
+from rcnn.utils.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -264,12 +265,11 @@ class Trainer(object):
         Returns:
             the checkpoint number written (or that would have been, on other ranks).
         """
-        from rcnn.utils.checkpoint import save_checkpoint
+        from rcnn.utils.checkpoint import params_payload
         if number is None:
             number = position.epoch + (0 if position.batch_in_epoch == 0 else 1)
         if not self.saver:
             return number
-        files = train_state.checkpoint_files(self.prefix, number)
         arg_params, aux_params = self.mod.get_params()
         broken = non_finite_params(dict(arg_params, **aux_params))
         if broken:
@@ -281,11 +281,10 @@ class Trainer(object):
                     ', '.join(broken[:10]) + (' ...' if len(broken) > 10 else ''), number),
                 position.epoch, position.batch_in_epoch, position.iteration - 1)
         deploy_args, deploy_aux = select_params(self.deploy_sym, arg_params, aux_params)
-        save_checkpoint(self.prefix, number, self.deploy_sym, deploy_args, deploy_aux)
-        if self.save_optimizer_states:
-            atomic_write(files['states'], self.mod.save_optimizer_states)
-        else:
-            atomic_write_bytes(files['states'], b'')
+        payload = params_payload(deploy_args, deploy_aux)
+        writers = {'params': lambda tmp: mx.nd.save(tmp, payload), 'symbol': self.deploy_sym.save,
+                   'states': (self.mod.save_optimizer_states if self.save_optimizer_states
+                              else lambda tmp: open(tmp, 'wb').close())}
         record = dict(self.record, optimizer_states=self.save_optimizer_states)
         record.update(epoch=position.epoch, batch_in_epoch=position.batch_in_epoch,
                       iteration=position.iteration, lr=self.schedule.lr_at(position.iteration),
@@ -293,7 +292,10 @@ class Trainer(object):
                       lr_factors=self.schedule.factors, iters_per_epoch=self.iters_per_epoch,
                       batch_size=self.batch_size, end_epoch=self.end_epoch,
                       saved_at=time.strftime('%Y-%m-%d %H:%M:%S'))
-        train_state.write_train_record(self.prefix, number, record)
+        try:
+            train_state.save_checkpoint_files(self.prefix, number, writers, record)
+        except train_state.CheckpointWriteError as exc:
+            raise train_state.CheckpointWriteError('%s; %s' % (exc, self._last_good())) from exc
         self.last_checkpoint = (number, position.iteration)
         logger.info('saved checkpoint %s-%04d (.params, .states, .train.json): epoch %d, '
                     'batch %d, iteration %d', self.prefix, number, position.epoch,
@@ -342,6 +344,9 @@ class Trainer(object):
                 position = self._run_epoch(position)
         except NonFiniteLossError as exc:
             self._report_failure(exc)
+            raise
+        except LoaderError:
+            self._save_before_stopping(position)
             raise
         reason = self.stop_reason(position)
         logger.info('training finished at %s (stopped by %s); final checkpoint %s-%04d', position,
@@ -419,12 +424,26 @@ class Trainer(object):
         self.save_checkpoint(position)  # epoch end, or stopped inside the epoch
         return position
 
-    def _report_failure(self, exc):
+    def _save_before_stopping(self, position):
+        """Checkpoint the batches trained since the last checkpoint (the loader failed; the
+        model state is intact). ``position`` is the one ``_run_epoch`` advanced in place."""
+        if self.last_checkpoint is not None and self.last_checkpoint[1] == position.iteration:
+            return
+        if position.iteration == 0 or (position.batch_in_epoch == 0 and
+                                       self.last_checkpoint is None):
+            return
+        logger.error('the loader failed at %s; saving a checkpoint of the work done so far',
+                     position)
+        self.save_checkpoint(position)
+
+    def _last_good(self):
         if self.last_checkpoint:
-            where = 'the last good checkpoint is %s-%04d (iteration %d), untouched' % (
+            return 'the last good checkpoint is %s-%04d (iteration %d), untouched' % (
                 self.prefix, self.last_checkpoint[0], self.last_checkpoint[1])
-        else:
-            where = 'no checkpoint was written in this run'
+        return 'no checkpoint was written in this run'
+
+    def _report_failure(self, exc):
+        where = self._last_good()
         logger.error('training stopped at epoch %d, batch %d (iteration %d): %s. Lower --lr '
                      'or check the data of this batch.', exc.epoch, exc.batch_in_epoch,
                      exc.iteration, where)

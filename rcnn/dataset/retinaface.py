@@ -36,9 +36,16 @@ Roidb entry (dict), K faces::
     max_num_boxes  int, the largest K over the whole roidb (the same value in
                    every entry, as the original's running maximum ended up)
 
-Boxes that are empty after clipping (x2 <= x1 or y2 <= y1), or narrower /
-shorter than ``cfg.TRAIN.MIN_BOX_SIZE``, are dropped; for the ``train`` image
-set, images left without boxes are dropped too. Both counts are logged (INFO).
+Boxes that are empty after clipping (x2 <= x1 or y2 <= y1), narrower /
+shorter than ``cfg.TRAIN.MIN_BOX_SIZE``, or (unless ``drop_outside_boxes=False``)
+that leave the image by more than their own size (along x or y, the part of the
+box outside the image is larger than the part inside: a ``w = 1e9`` typo, not a
+face cut by the border) are dropped; for the ``train`` image set, images left
+without boxes are dropped too. The first few drops are logged at WARNING with
+``label.txt:line`` and the reason, then the totals (see :func:`build_columns`);
+the report is kept in the cache and logged again when the cache is used.
+
+A UTF-8 byte order mark at the start of ``label.txt`` is ignored.
 
 Image sizes come from the file header (JPEG SOF marker, honouring the EXIF
 orientation like ``cv2.imread`` does; PNG IHDR chunk); other formats, or
@@ -79,9 +86,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = ['retinaface', 'append_flipped_images', 'flip_roidb_entry', 'read_image_size',
            'parse_label_text', 'ParsedLabels', 'build_columns', 'roidb_from_columns',
-           'build_roidb', 'LabelFormatError', 'ImageReadError', 'CACHE_FORMAT_VERSION']
+           'build_roidb', 'LabelFormatError', 'ImageReadError', 'CACHE_FORMAT_VERSION',
+           'log_drop_messages']
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2         # 2: outside boxes dropped, drop report kept
 TRAIN_LINE_LENGTH = 4 + 3 * NUM_LANDMARKS + 1   # x y w h, 5 x (x y flag), blur
 BOX_ONLY_LINE_LENGTH = 4                        # x y w h
 MISSING = -1.0
@@ -89,6 +97,8 @@ MISSING_BLUR = 0.3                # original: a train face with blur < 0 gets 0.
 SIZE_THREADS = 4
 SIZE_CHUNK = 64                   # image headers read per thread-pool task
 PROGRESS_MIN_IMAGES = 200         # show a progress bar from this many images on
+DROPS_LOGGED = 5                  # dropped boxes / images logged one by one (then totals)
+_BOM = '\ufeff'
 
 
 class LabelFormatError(ValueError):
@@ -284,14 +294,20 @@ class ParsedLabels:
                       lines are padded with -1 landmarks and blur 0.0
         face_image    (N,) int64, index into ``image_names`` of each face
         face_lines    (N,) int64, 1-based line number of each face
+        image_lines   (M,) int64, 1-based line number of each ``# path`` line
+        label_path    str, the file the text came from (for messages)
     """
 
-    def __init__(self, image_names, header_sizes, face_rows, face_image, face_lines):
+    def __init__(self, image_names, header_sizes, face_rows, face_image, face_lines,
+                 image_lines=None, label_path='label.txt'):
         self.image_names = image_names
         self.header_sizes = header_sizes
         self.face_rows = face_rows
         self.face_image = face_image
         self.face_lines = face_lines
+        self.image_lines = (np.zeros(len(image_names), np.int64) if image_lines is None
+                            else np.asarray(image_lines, np.int64))
+        self.label_path = label_path
 
 
 _BOX_ONLY_PADDING = [MISSING] * (3 * NUM_LANDMARKS) + [0.0]
@@ -337,7 +353,8 @@ def _is_float(token):
 def parse_label_text(text, label_path='label.txt'):
     """Parse the text of a label file into :class:`ParsedLabels`.
 
-    ``label_path`` is only used in error messages. Raises
+    ``label_path`` is only used in messages. Lines end at ``\n``, ``\r\n`` or ``\r``
+    (as a text-mode ``open`` reads them); a leading byte order mark is ignored. Raises
     :class:`LabelFormatError` (``file:line: reason``) on a face line before any
     ``# path`` line, a repeated image path, a wrong count of numbers, a
     non-number, a non-finite value, a negative width or height, or an
@@ -347,7 +364,10 @@ def parse_label_text(text, label_path='label.txt'):
     image_names, header_sizes, first_line_of = [], [], {}
     values, row_image, row_lines = [], [], []
     extend_values = values.extend
-    for line_no, raw_line in enumerate(text.splitlines(), 1):
+    if text.startswith(_BOM):
+        text = text[1:]
+    lines = text.replace('\r\n', '\n').replace('\r', '\n').split('\n')
+    for line_no, raw_line in enumerate(lines, 1):
         line = raw_line.strip()
         if not line:
             continue
@@ -378,7 +398,7 @@ def parse_label_text(text, label_path='label.txt'):
     face_lines = np.array(row_lines, np.int64)
     _check_face_values(face_rows, face_lines, label_path)
     return ParsedLabels(image_names, header_sizes, face_rows, np.array(row_image, np.int64),
-                        face_lines)
+                        face_lines, [first_line_of[name] for name in image_names], label_path)
 
 
 def _raise_at_first(bad_rows, face_lines, label_path, reason):
@@ -432,7 +452,53 @@ def _convert_blur(face_rows):
     return np.where(blur < 0, MISSING_BLUR, blur).astype(np.float32)
 
 
-def build_columns(parsed, images_dir, min_box_size=0, drop_empty_images=False):
+def _mostly_outside(face_rows, boxes):
+    """(N,) bool: along x or y, more of the box lies outside the image than inside.
+
+    ``face_rows`` (N, 20) float64 as in the file (x y w h first), ``boxes`` (N, 4) the
+    clipped x1 y1 x2 y2.
+    """
+    inside = boxes[:, 2:4].astype(np.float64) - boxes[:, 0:2]     # (N, 2) w, h kept
+    outside = face_rows[:, 2:4] - inside
+    return (outside > inside).any(axis=1)
+
+
+def _drop_messages(parsed, image_paths, heights, widths, reasons, dropped_images,
+                   min_box_size):
+    """Log lines about the dropped boxes / images: the first DROPS_LOGGED of each with
+    ``label.txt:line``, then one line of totals. ``reasons`` (N,) int8: 0 kept, 1 empty,
+    2 outside, 3 small; ``dropped_images`` (M,) bool."""
+    texts = {1: 'empty after clipping to the image',
+             2: 'leaves the image by more than its own size',
+             3: 'smaller than %g pixels' % min_box_size}
+    label_path, messages = parsed.label_path, []
+    for i in np.flatnonzero(reasons)[:DROPS_LOGGED]:
+        image = parsed.face_image[i]
+        messages.append('%s:%d: box x=%g y=%g w=%g h=%g of %s (%dx%d, w x h) dropped: %s' % (
+            label_path, parsed.face_lines[i], *parsed.face_rows[i, :4], image_paths[image],
+            widths[image], heights[image], texts[int(reasons[i])]))
+    for m in np.flatnonzero(dropped_images)[:DROPS_LOGGED]:
+        messages.append('%s:%d: image %s dropped: no box left' % (
+            label_path, parsed.image_lines[m], image_paths[m]))
+    counts = np.bincount(reasons, minlength=4)
+    if counts[1:].any() or dropped_images.any():
+        messages.append(
+            '%s: dropped %d boxes empty after clipping to the image, %d leaving the image by '
+            'more than their own size and %d smaller than %g pixels (of %d); dropped %d images '
+            'left without boxes (of %d)' % (label_path, counts[1], counts[2], counts[3],
+                                            min_box_size, len(reasons),
+                                            int(dropped_images.sum()), len(dropped_images)))
+    return messages
+
+
+def log_drop_messages(messages):
+    """Log the drop report of :func:`build_columns` (``columns['drop_messages']``), WARNING."""
+    for message in messages:
+        logger.warning('%s', message)
+
+
+def build_columns(parsed, images_dir, min_box_size=0, drop_empty_images=False,
+                  drop_outside_boxes=True):
     """Column form of the roidb from :class:`ParsedLabels`: reads sizes, clips, drops.
 
     Args:
@@ -440,16 +506,19 @@ def build_columns(parsed, images_dir, min_box_size=0, drop_empty_images=False):
         images_dir: directory the image paths are relative to.
         min_box_size: boxes with x2 - x1 or y2 - y1 below this are dropped.
         drop_empty_images: drop images left without boxes (the train set).
+        drop_outside_boxes: drop boxes that leave the image by more than their own size
+            (more of the box outside the image than inside, along x or y).
 
     Returns a dict (M images, N faces in image order)::
 
-        image       list of M str, full paths
-        height      (M,) int64
-        width       (M,) int64
-        num_boxes   (M,) int64, faces per image (they sum to N)
-        boxes       (N, 4) float32, x1 y1 x2 y2
-        landmarks   (N, 5, 3) float32
-        blur        (N,) float32
+        image          list of M str, full paths
+        height         (M,) int64
+        width          (M,) int64
+        num_boxes      (M,) int64, faces per image (they sum to N)
+        boxes          (N, 4) float32, x1 y1 x2 y2
+        landmarks      (N, 5, 3) float32
+        blur           (N,) float32
+        drop_messages  list of str, what was dropped (logged here, WARNING)
     """
     image_paths = [os.path.join(images_dir, name) for name in parsed.image_names]
     heights, widths = _read_image_sizes(image_paths, parsed.header_sizes)
@@ -457,25 +526,25 @@ def build_columns(parsed, images_dir, min_box_size=0, drop_empty_images=False):
     face_image = parsed.face_image
     boxes = _clip_boxes(parsed.face_rows, heights[face_image], widths[face_image])
     box_w, box_h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    non_empty = (box_w > 0) & (box_h > 0)
-    keep = non_empty & (box_w >= min_box_size) & (box_h >= min_box_size)
-    num_empty, num_small = int((~non_empty).sum()), int((non_empty & ~keep).sum())
-    if num_empty or num_small:
-        logger.info('%s: dropped %d boxes empty after clipping to the image and %d smaller than'
-                    ' %g pixels (of %d)', images_dir, num_empty, num_small, min_box_size, len(keep))
+    reasons = np.zeros(len(boxes), np.int8)
+    reasons[(box_w < min_box_size) | (box_h < min_box_size)] = 3
+    if drop_outside_boxes:
+        reasons[_mostly_outside(parsed.face_rows, boxes)] = 2
+    reasons[(box_w <= 0) | (box_h <= 0)] = 1
+    keep = reasons == 0
 
     kept_rows = parsed.face_rows[keep]
     num_boxes = np.bincount(face_image[keep], minlength=len(image_paths))
     kept_images = num_boxes > 0 if drop_empty_images else np.ones(len(image_paths), bool)
-    num_dropped_images = int((~kept_images).sum())
-    if num_dropped_images:
-        logger.info('%s: dropped %d images left without boxes (of %d)', images_dir,
-                    num_dropped_images, len(image_paths))
+    messages = _drop_messages(parsed, image_paths, heights, widths, reasons, ~kept_images,
+                              min_box_size)
+    log_drop_messages(messages)
     # faces of dropped images were all dropped already, so face columns need no filtering
     return {'image': [path for path, kept in zip(image_paths, kept_images) if kept],
             'height': heights[kept_images], 'width': widths[kept_images],
             'num_boxes': num_boxes[kept_images], 'boxes': boxes[keep],
-            'landmarks': _convert_landmarks(kept_rows), 'blur': _convert_blur(kept_rows)}
+            'landmarks': _convert_landmarks(kept_rows), 'blur': _convert_blur(kept_rows),
+            'drop_messages': messages}
 
 
 def roidb_from_columns(columns):
@@ -498,9 +567,11 @@ def roidb_from_columns(columns):
                 starts, ends)]
 
 
-def build_roidb(parsed, images_dir, min_box_size=0, drop_empty_images=False):
+def build_roidb(parsed, images_dir, min_box_size=0, drop_empty_images=False,
+                drop_outside_boxes=True):
     """Roidb list from :class:`ParsedLabels` (see :func:`build_columns` for the arguments)."""
-    return roidb_from_columns(build_columns(parsed, images_dir, min_box_size, drop_empty_images))
+    return roidb_from_columns(build_columns(parsed, images_dir, min_box_size, drop_empty_images,
+                                            drop_outside_boxes))
 
 
 # ----------------------------------------------------------------------------
@@ -553,6 +624,8 @@ class retinaface(object):  # noqa: N801 -- lowercase class name as in the origin
         dataset_path: directory holding ``<image_set>/label.txt`` and ``<image_set>/images/``.
         cfg: recipe (``cfg.TRAIN.MIN_BOX_SIZE``); defaults to ``rcnn.config.config``.
         drop_empty_images: drop images without boxes; default True for ``train`` only.
+        drop_outside_boxes: drop boxes that leave the image by more than their own size
+            (default True; False clips them like the original reader).
 
     Attributes: ``name`` (``retinaface_<image_set>``), ``image_set``,
     ``num_images`` (images listed in the label file, then the roidb length after
@@ -563,7 +636,8 @@ class retinaface(object):  # noqa: N801 -- lowercase class name as in the origin
     classes = ('__background__', 'face')
     num_classes = 2
 
-    def __init__(self, image_set, root_path, dataset_path, cfg=None, drop_empty_images=None):
+    def __init__(self, image_set, root_path, dataset_path, cfg=None, drop_empty_images=None,
+                 drop_outside_boxes=True):
         if cfg is None:
             from rcnn.config import config as cfg
         self.image_set = image_set
@@ -576,7 +650,11 @@ class retinaface(object):  # noqa: N801 -- lowercase class name as in the origin
         self.min_box_size = float(cfg.TRAIN.MIN_BOX_SIZE)
         self.drop_empty_images = (image_set == 'train') if drop_empty_images is None \
             else bool(drop_empty_images)
-        self.num_images = sum(1 for line in self._read_label_bytes().splitlines()
+        self.drop_outside_boxes = bool(drop_outside_boxes)
+        label_bytes = self._read_label_bytes()
+        if label_bytes.startswith(_BOM.encode('utf-8')):
+            label_bytes = label_bytes[3:]
+        self.num_images = sum(1 for line in label_bytes.splitlines()
                               if line.lstrip().startswith(b'#'))
 
     def _read_label_bytes(self):
@@ -589,7 +667,7 @@ class retinaface(object):  # noqa: N801 -- lowercase class name as in the origin
     def _cache_key(self, label_bytes):
         digest = hashlib.sha256()
         for part in (CACHE_FORMAT_VERSION, self.image_set, os.path.abspath(self.images_dir),
-                     self.min_box_size, self.drop_empty_images):
+                     self.min_box_size, self.drop_empty_images, self.drop_outside_boxes):
             digest.update(repr(part).encode('utf-8') + b'\0')
         digest.update(label_bytes)
         return digest.hexdigest()
@@ -616,6 +694,7 @@ class retinaface(object):  # noqa: N801 -- lowercase class name as in the origin
             logger.info('roidb cache %s is stale (label file or options changed); rebuilding', path)
             return None
         logger.info('%s gt roidb loaded from %s', self.name, path)
+        log_drop_messages(content['columns'].get('drop_messages', []))
         return content['columns']
 
     def _save_cache(self, key, columns):
@@ -642,7 +721,7 @@ class retinaface(object):  # noqa: N801 -- lowercase class name as in the origin
                 raise LabelFormatError('%s: not UTF-8 text (%s)' % (self.label_file, err)) from None
             parsed = parse_label_text(text, self.label_file)
             columns = build_columns(parsed, self.images_dir, self.min_box_size,
-                                    self.drop_empty_images)
+                                    self.drop_empty_images, self.drop_outside_boxes)
             self._save_cache(key, columns)
         roidb = roidb_from_columns(columns)
         self.num_images = len(roidb)

@@ -453,8 +453,9 @@ def load_training_sample(roidb, index, feat_shapes, cfg, seed, epoch, position):
             return im_tensor, labels, index, failures
         except ImageReadError as err:
             failures.append((index, roidb[index]['image'], str(err)))
-    raise ImageReadError('%d images in a row could not be read, last: %s'
-                         % (len(failures), failures[-1][2]))
+    paths = list(dict.fromkeys(path for _, path, _ in failures))     # unique, in order
+    raise ImageReadError('%d images in a row could not be read (%s), giving up: check the data '
+                         'set' % (len(failures), ', '.join(paths)))
 
 
 def batch_buffer_layout(array_shapes):
@@ -512,8 +513,8 @@ def sample_worker_loop(task_queue, result_queue, roidb, feat_shapes, cfg, seed, 
     Every task is answered on ``result_queue`` with ``(status, epoch, batch_no, slot, buffer_id,
     payload)``: ``'ok'`` with payload ``(used_index, failures)`` (see
     :func:`load_training_sample`), ``'skipped'`` (payload None) for a task of an epoch older than
-    ``current_epoch.value``, or ``'error'`` with the traceback text. The loop also ends when the
-    parent process is gone.
+    ``current_epoch.value``, or ``'error'`` with payload ``(one-line summary, traceback text)``.
+    The loop also ends when the parent process is gone.
     """
     from multiprocessing import shared_memory
 
@@ -541,9 +542,14 @@ def sample_worker_loop(task_queue, result_queue, roidb, feat_shapes, cfg, seed, 
                     roidb, index, feat_shapes, cfg, seed, epoch, position)
                 write_sample(views[buffer_id], slot, im_tensor, labels)
                 message = ('ok', epoch, batch_no, slot, buffer_id, (used_index, failures))
-            except Exception:  # noqa: BLE001 -- reported to the parent, which raises it
+            except ImageReadError as err:      # gave up after too many unreadable images
                 message = ('error', epoch, batch_no, slot, buffer_id,
-                           'image %s:\n%s' % (roidb[index].get('image'), traceback.format_exc()))
+                           (str(err), traceback.format_exc()))
+            except Exception as err:  # noqa: BLE001 -- reported to the parent, which raises it
+                message = ('error', epoch, batch_no, slot, buffer_id,
+                           ('CropLoader worker failed on image %s: %s: %s' % (
+                               roidb[index].get('image'), type(err).__name__, err),
+                            traceback.format_exc()))
             result_queue.put(message)
     finally:
         del views

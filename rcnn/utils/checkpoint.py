@@ -37,7 +37,8 @@ from rcnn.utils.param_names import BN_STAT_SPELLINGS, fit_names, other_spelling
 
 __all__ = ['ParamMismatchError', 'LEGACY_AUX_SUFFIXES', 'LABEL_INPUT_PATTERN', 'symbol_path',
            'params_path', 'load_symbol', 'load_params', 'load_checkpoint', 'map_legacy_names',
-           'check_params', 'fit_params', 'is_graph_input', 'save_checkpoint']
+           'check_params', 'fit_params', 'is_graph_input', 'save_checkpoint',
+           'params_payload']
 
 logger = logging.getLogger(__name__)
 
@@ -325,6 +326,17 @@ def _as_ndarray(value):
     return mx.nd.array(np.asarray(value), dtype=np.asarray(value).dtype)
 
 
+def params_payload(arg_params, aux_params):
+    """The dict ``mx.nd.save`` writes to a .params file: ``arg:<name>`` / ``aux:<name>`` ->
+    NDArray. Raises ValueError when a name is in both."""
+    overlap = set(arg_params) & set(aux_params)
+    if overlap:
+        raise ValueError('names in both arg_params and aux_params: %s' % sorted(overlap))
+    saved = {'arg:%s' % name: _as_ndarray(value) for name, value in arg_params.items()}
+    saved.update({'aux:%s' % name: _as_ndarray(value) for name, value in aux_params.items()})
+    return saved
+
+
 def save_checkpoint(prefix, epoch, sym, arg_params, aux_params):
     """Write ``<prefix>-symbol.json`` and ``<prefix>-%04d.params`` atomically.
 
@@ -336,11 +348,7 @@ def save_checkpoint(prefix, epoch, sym, arg_params, aux_params):
     Returns:
         ``(symbol_path or None, params_path)``.
     """
-    overlap = set(arg_params) & set(aux_params)
-    if overlap:
-        raise ValueError('names in both arg_params and aux_params: %s' % sorted(overlap))
-    saved = {'arg:%s' % name: _as_ndarray(value) for name, value in arg_params.items()}
-    saved.update({'aux:%s' % name: _as_ndarray(value) for name, value in aux_params.items()})
+    saved = params_payload(arg_params, aux_params)
     sym_file = None
     if sym is not None:
         sym_file = symbol_path(prefix)

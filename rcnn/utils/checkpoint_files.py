@@ -6,11 +6,12 @@
     <prefix>-%04d.params          parameters of epoch / checkpoint number N
     <prefix>-%04d.states          optimizer (updater) states of N
     <prefix>-%04d.train.json      training record of N (rcnn.core.train_state)
+    <prefix>-%04d.commit          present while N's files are being renamed into place
     <prefix>-recipe.json          the recipe inference needs (rcnn.recipe), shared by every N
 """
 
 __all__ = ['checkpoint_name', 'symbol_path', 'params_path', 'states_path', 'train_record_path',
-           'recipe_path']
+           'commit_marker_path', 'recipe_path']
 
 
 def checkpoint_name(prefix, epoch):
@@ -36,6 +37,11 @@ def states_path(prefix, epoch):
 def train_record_path(prefix, epoch):
     """``<prefix>-%04d.train.json``."""
     return checkpoint_name(prefix, epoch) + '.train.json'
+
+
+def commit_marker_path(prefix, epoch):
+    """``<prefix>-%04d.commit``."""
+    return checkpoint_name(prefix, epoch) + '.commit'
 
 
 def recipe_path(prefix):

@@ -6,13 +6,38 @@ the usual permissions (``mkstemp`` creates 0600) and renames it over the destina
 import os
 import tempfile
 
-__all__ = ['atomic_write', 'atomic_write_bytes', 'atomic_write_text']
+__all__ = ['atomic_write', 'atomic_write_bytes', 'atomic_write_text', 'stage_file']
 
 
 def _default_mode():
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+def stage_file(path, write, suffix='.tmp'):
+    """Fill a temporary file next to ``path`` with ``write(tmp_path)``, flushed to disk.
+
+    The temporary name is ``.<basename of path>.<random><suffix>`` in ``path``'s folder
+    (created when missing); on any error it is removed and the error re-raised.
+    Returns:
+        the temporary path, for the caller to ``os.replace`` onto ``path``.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp_path = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix=suffix,
+                                        dir=folder)
+    os.close(handle)
+    try:
+        write(tmp_path)
+        with open(tmp_path, 'rb') as written:
+            os.fsync(written.fileno())
+        os.chmod(tmp_path, _default_mode())
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+    return tmp_path
 
 
 def atomic_write(path, write, suffix='.tmp'):
@@ -26,16 +51,8 @@ def atomic_write(path, write, suffix='.tmp'):
     Returns:
         ``path``.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix=suffix,
-                                        dir=folder)
-    os.close(handle)
+    tmp_path = stage_file(path, write, suffix)
     try:
-        write(tmp_path)
-        with open(tmp_path, 'rb') as written:
-            os.fsync(written.fileno())
-        os.chmod(tmp_path, _default_mode())
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):
