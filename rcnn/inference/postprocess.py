@@ -23,10 +23,10 @@ from rcnn.processing.box_coder import BoxCoder
 from rcnn.model_layout import (BOX_LEN, DEPLOY_OUTPUT_KINDS, DEPLOY_OUTPUTS_PER_STRIDE,
                                FLIP_LANDMARK_ORDER,
                                NUM_LANDMARKS, deploy_output_names)
-from rcnn.processing.generate_anchor import AnchorCache
+from rcnn.processing.generate_anchor import DEFAULT_MAX_ANCHOR_PLANES, AnchorCache
 
 __all__ = ['OUTPUT_KINDS', 'output_names', 'FLIP_LANDMARK_ORDER', 'VOTE_MAX_RESULTS',
-           'AnchorCache', 'Detections', 'decode_detections', 'flip_back', 'merge_detections',
+           'AnchorCache', 'DEFAULT_MAX_ANCHOR_PLANES', 'Detections', 'decode_detections', 'flip_back', 'merge_detections',
            'bbox_vote', 'empty_faces']
 
 #: the three head outputs of each stride, in the deploy graph's order (alias of
