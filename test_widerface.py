@@ -16,7 +16,8 @@ Output: ``<output>/<event>/<image>.txt``, line 1 ``event/image.jpg``, line 2 the
 boxes, then ``x y w h score`` per box (``%d %d %d %d %g``, w = x2 - x1). Files are written
 atomically; an existing readable file is kept and its image skipped (resume an interrupted
 run; ``--overwrite`` recomputes). ``--part K --parts N`` processes images K, K+N, K+2N, ...
-of the label file (run N processes in parallel). On a split whose labels have boxes (val) the
+of the label file (run N processes in parallel); ``--max-images K`` only its first K images
+(train.py's validation during training runs this same code). On a split whose labels have boxes (val) the
 recall at IoU >= 0.5 is logged, as the original did.
 
 Speed (see README, Performance): ``--backend onnxruntime`` runs the exported graph (needs the
@@ -86,6 +87,9 @@ def parse_args(argv=None):
                              'whole precision/recall curve)')
     parser.add_argument('--mode', type=int, default=1, choices=sorted(MODES),
                         help='; '.join('%d %s' % kv for kv in sorted(MODES.items())))
+    parser.add_argument('--max-images', type=int, default=None, metavar='K',
+                        help='only the first K images of the label file (a fixed subset, as '
+                             'train.py --val_images validates on; default: all)')
     parser.add_argument('--part', type=int, default=0,
                         help='this process handles the images i with i %% parts == part')
     parser.add_argument('--parts', type=int, default=1, help='number of shards')
@@ -119,6 +123,8 @@ def parse_args(argv=None):
     if args.parts < 1 or not 0 <= args.part < args.parts:
         parser.error('--part must be in [0, --parts), got --part %d --parts %d'
                      % (args.part, args.parts))
+    if args.max_images is not None and args.max_images < 1:
+        parser.error('--max-images must be positive, got %d' % args.max_images)
     if not 0.0 <= args.thresh <= 1.0:
         parser.error('--thresh must be in [0, 1], got %g' % args.thresh)
     if args.threads is not None and args.threads < 1:
@@ -222,7 +228,7 @@ def run(args):
                           nocrop=args.nocrop, vote=(args.mode == 1), backend=args.backend,
                           threads=args.threads)
     imdb = DATASETS[args.dataset](args.image_set, args.root_path, args.dataset_path)
-    roidb = imdb.gt_roidb()
+    roidb = imdb.gt_roidb()[:args.max_images]
     entries = [entry for i, entry in enumerate(roidb) if i % args.parts == args.part]
     has_boxes = any(len(entry['boxes']) for entry in roidb)
     logger.info('%s: %d of %d images (part %d/%d), mode %d (%s), threshold %g, %s',

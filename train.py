@@ -25,7 +25,17 @@ training (a time budget, e.g. for ``make demo``), whichever comes first; it alwa
 checkpoint, and ``<prefix>-train-summary.json`` then lists the iterations, why training
 stopped, the final checkpoint, seconds, images/s and the first and last logged metrics.
 SGD with momentum 0.9, ``--wd``, ``rescale_grad = 1 / devices`` (all workers' devices
-with a ``dist_*sync`` kvstore).
+with a ``dist_*sync`` kvstore); as in the original every trainable parameter gets lr x1 and
+weight decay ``--wd`` (``--graph_lr_wd_mult``: the graph's multipliers instead, see
+rcnn/core/optimizer.py). ``--loss_scale`` picks the box/landmark loss scales of the release
+(default) or of insightface master (rcnn/symbol/loss_scale.py).
+
+Pretrained backbones (rcnn/core/pretrained.py): ``--pretrained`` takes a symbolic checkpoint
+prefix (with ``--pretrained_epoch``) or a ``.params`` file, symbolic or a Gluon model-zoo
+``save_parameters`` file (mobilenet0_25 for mnet, resnet50_v2 for resnet). With the preset's
+``LAYER_FIX`` (mnet) the first six loaded backbone arrays stay fixed. Without ``--pretrained``
+training starts from scratch: an extension, not the original recipe (which always starts from
+ImageNet weights).
 
 Checkpoints (rcnn/core/train_state.py): at every epoch end, ``<prefix>-symbol.json`` (the
 deploy graph, 9 outputs) and ``<prefix>-%04d.params`` with the epoch number, plus
@@ -48,6 +58,15 @@ message naming the file; the previous checkpoint stays and no temporary file is 
 A loader worker that dies, or too many unreadable images in a row, stop training with exit
 status 4 and a one-line message naming the worker (pid, exit code) or the files, after a
 checkpoint of the batches done. Errors print one line; tracebacks go to the log file only.
+
+Watching (rank 0): every ``--frequent`` batches a row of ``<prefix>-metrics.csv`` (the
+numbers of the log line); with ``--val_set val`` the WIDER AP of every ``--val_every``-th epoch
+checkpoint and of the final one (test_widerface.py's code, mode ``--val_mode``, the first
+``--val_images`` images) goes to the log, ``<prefix>-val.csv`` and the checkpoint's
+``.train.json``, and the best one by ``--val_metric`` is copied to ``<prefix>-best-symbol.json``
+/ ``<prefix>-best-0000.params`` (``<prefix>-best.json`` names it). Validation does not change
+training and its time is reported apart; ``tools/plot_training.py <prefix>`` draws it all
+(rcnn/core/metrics_log.py, rcnn/core/validation.py).
 
 Distributed (``--kvstore dist_sync`` / ``dist_device_sync`` under tools/launch.py): each
 worker trains on its shard of the roidb (every num_workers-th record, equal lengths),
@@ -76,10 +95,14 @@ from rcnn.config import default as base_default, generate_config, network as net
 from rcnn.core import train_state
 from rcnn.core.callback import NonFiniteLossError
 from rcnn.core.loader import LoaderError
+from rcnn.core.optimizer import describe_multipliers, effective_multipliers, init_module_optimizer
+from rcnn.core.pretrained import load_pretrained
 from rcnn.core.schedule import LRSchedule, parse_lr_step
+from rcnn.core.validation import add_validation_arguments, check_validation_arguments
 from rcnn.core.trainer import (XAVIER, DeviceError, Position, Trainer, frozen_param_names,
-                               params_digest, resolve_contexts, shard_roidb,
-                               split_missing_params)
+                               layer_fix_candidates, params_digest, resolve_contexts,
+                               shard_roidb, split_missing_params)
+from rcnn.symbol.loss_scale import LOSS_SCALE_VARIANTS
 from rcnn.utils.run_lock import PrefixInUseError, PrefixLock
 
 logger = logging.getLogger('train')
@@ -135,8 +158,12 @@ def parse_args(argv=None):
 
     model = parser.add_argument_group('model and checkpoints')
     model.add_argument('--pretrained', default=dflt.pretrained,
-                       help='prefix of a checkpoint to start from (e.g. '
-                            '../shared/models/mnet.25/mnet.25); empty: train from scratch')
+                       help='weights to start from: a checkpoint prefix (with '
+                            '--pretrained_epoch; e.g. an ImageNet model-zoo resnet-50, or '
+                            '../shared/models/mnet.25/mnet.25 to fine-tune) or a .params file '
+                            '(symbolic, or a Gluon model-zoo mobilenet0.25 / resnet50_v2 '
+                            'save_parameters file); empty: train from scratch (an extension; '
+                            'the original starts from ImageNet weights)')
     model.add_argument('--pretrained_epoch', type=int, default=dflt.pretrained_epoch,
                        help='epoch of --pretrained (default %(default)s)')
     model.add_argument('--prefix', default=dflt.prefix,
@@ -167,7 +194,16 @@ def parse_args(argv=None):
                             'warm-up x5 then x0.1, 5 steps = x0.5,0.5,0.4,0.1,0.1, else x0.1 '
                             '(default %(default)s)')
     train.add_argument('--wd', type=float, default=dflt.wd,
-                       help='weight decay (default %(default)s)')
+                       help='weight decay of every trainable parameter (default %(default)s)')
+    train.add_argument('--graph_lr_wd_mult', action='store_true',
+                       default=cfg.TRAIN.GRAPH_LR_WD_MULT,
+                       help='apply the graph\'s lr/wd multipliers (biases lr x2, no weight decay '
+                            'on BatchNorm betas and SSH/head biases: Caffe style) instead of the '
+                            'original\'s lr x1, wd x1 for every parameter')
+    train.add_argument('--loss_scale', choices=LOSS_SCALE_VARIANTS, default=None,
+                       help='box/landmark loss scales: release (May 2019, the released models) '
+                            'or master (insightface master since Oct 2019: 0.25 x BATCH_IMAGES '
+                            'times release; default: %s)' % cfg.TRAIN.LOSS_SCALE)
     train.add_argument('--max_iters', type=int, default=None,
                        help='stop once this many iterations (batches, counted from the first '
                             'run) are done; for smoke runs')
@@ -192,6 +228,7 @@ def parse_args(argv=None):
                           'need tools/launch.py (default %(default)s)')
     dev.add_argument('--work_load_list', default=None,
                      help='relative work load per device, comma-separated (default: even)')
+    add_validation_arguments(parser)
     args = parser.parse_args(argv)
     args.lr_given = args.lr is not None
     if not args.lr_given:
@@ -231,6 +268,7 @@ def _check_args(parser, args):
     if args.resume is not None and args.pretrained:
         parser.error('--resume and --pretrained are exclusive (resume restores its own '
                      'parameters)')
+    check_validation_arguments(parser, args)
 
 
 # ---------------------------------------------------------------------------- set-up
@@ -340,22 +378,25 @@ def train_param_shapes(train_sym, data_shapes):
 
 
 def starting_params(args, record, arg_shapes, aux_shapes):
-    """(arg_params, aux_params) to start from: the resumed checkpoint, the pretrained one or {}.
+    """``(arg_params, aux_params, loaded names)`` to start from: the resumed checkpoint, the
+    pretrained weights (rcnn/core/pretrained.py) or nothing.
 
-    Raises ValueError naming the checkpoint on mismatched shapes (or, resuming, anything
-    missing).
+    Raises ValueError naming the file on mismatched shapes, a pretrained file sharing no name
+    with the graph, or (resuming) anything missing.
     """
     from rcnn.utils.checkpoint import load_checkpoint
     from rcnn.utils.param_names import fit_names
-    if record is not None:
-        source = '%s-%04d' % (args.prefix, record['checkpoint'])
-        _, arg_params, aux_params = load_checkpoint(args.prefix, record['checkpoint'])
-    elif args.pretrained:
-        source = '%s-%04d' % (args.pretrained, args.pretrained_epoch)
-        _, arg_params, aux_params = load_checkpoint(args.pretrained, args.pretrained_epoch)
-    else:
-        logger.info('training from scratch: every parameter gets the initialiser')
-        return {}, {}
+    if args.pretrained and record is None:
+        pretrained = load_pretrained(args.pretrained, args.pretrained_epoch, args.network,
+                                     arg_shapes, aux_shapes)
+        logger.info('%s', pretrained.summary())
+        return pretrained.arg_params, pretrained.aux_params, pretrained.loaded
+    if record is None:
+        logger.warning('training from scratch (no --pretrained): every parameter gets the '
+                       'initialiser; the original recipe starts from ImageNet weights')
+        return {}, {}, []
+    source = '%s-%04d' % (args.prefix, record['checkpoint'])
+    _, arg_params, aux_params = load_checkpoint(args.prefix, record['checkpoint'])
     # BatchNorm statistics in the training graph's spelling (a Gluon backbone's checkpoint
     # says _running_ where our graphs say _moving_)
     arg_params = fit_names(arg_shapes, arg_params)[0]
@@ -365,14 +406,51 @@ def starting_params(args, record, arg_shapes, aux_shapes):
     if mismatched:
         raise ValueError('%s does not fit the %s training graph: %s' % (
             source, args.network, '; '.join(mismatched)))
-    if record is not None and missing:
+    if missing:
         raise ValueError('cannot resume from %s: it lacks %s' % (source, missing))
-    logger.info('loaded %d arrays from %s: %d missing (initialised) %s, %d unexpected '
-                '(ignored) %s', len(arg_params) + len(aux_params), source, len(missing),
-                missing, len(unexpected), unexpected)
+    logger.info('loaded %d arrays from %s (%d unexpected, ignored: %s)',
+                len(arg_params) + len(aux_params), source, len(unexpected), unexpected)
     arg_params = {k: v for k, v in arg_params.items() if k in arg_shapes}
     aux_params = {k: v for k, v in aux_params.items() if k in aux_shapes}
-    return arg_params, aux_params
+    return arg_params, aux_params, list(arg_params) + list(aux_params)
+
+
+def choose_frozen(cfg, param_names, loaded):
+    """Frozen parameters of a new run (cfg.LAYER_FIX, only arrays that were loaded), logged."""
+    fixed = frozen_param_names(cfg.LAYER_FIX, param_names, loaded)
+    if cfg.LAYER_FIX:
+        not_loaded = [n for n in layer_fix_candidates(param_names) if n not in fixed]
+        if not loaded:
+            logger.info('LAYER_FIX: nothing frozen when training from scratch (only loaded '
+                        'arrays are frozen)')
+        elif not_loaded:
+            logger.warning('LAYER_FIX: not freezing %d arrays that were not loaded from '
+                           '--pretrained: %s', len(not_loaded), not_loaded)
+    return fixed
+
+
+def apply_recipe_flags(args, cfg, record):
+    """Set the optimizer semantics and loss-scale variant in ``cfg`` from the flags, or from
+    the resumed run's record (a resumed run keeps its recipe; a differing flag is refused)."""
+    wanted = {'graph_lr_wd_mult': bool(args.graph_lr_wd_mult),
+              'loss_scale': args.loss_scale or cfg.TRAIN.LOSS_SCALE}
+    if record is not None:
+        # records written before these switches existed: graph multipliers, release scales
+        saved = {'graph_lr_wd_mult': record.get('graph_lr_wd_mult', True),
+                 'loss_scale': record.get('loss_scale', 'release')}
+        asked = {'graph_lr_wd_mult': args.graph_lr_wd_mult and not saved['graph_lr_wd_mult'],
+                 'loss_scale': args.loss_scale not in (None, saved['loss_scale'])}
+        if any(asked.values()):
+            raise ValueError('cannot resume checkpoint %d with %s: it was trained with %s'
+                             % (record['checkpoint'], wanted, saved))
+        wanted = saved
+    cfg.TRAIN.GRAPH_LR_WD_MULT = wanted['graph_lr_wd_mult']
+    cfg.TRAIN.LOSS_SCALE = wanted['loss_scale']
+    logger.info('optimizer: %s; loss scales: %s', 'the graph\'s lr/wd multipliers '
+                '(--graph_lr_wd_mult)' if wanted['graph_lr_wd_mult'] else
+                'lr x1 and wd %g for every trainable parameter (the original)' % args.wd,
+                wanted['loss_scale'])
+    return wanted
 
 
 def resolve_resume(args):
@@ -422,8 +500,9 @@ def is_sync_dist(kv):
     return isinstance(kv, mx.kv.KVStore) and 'dist' in kv.type and '_sync' in kv.type
 
 
-def init_optimizer(mod, kv, optimizer_params):
-    """Install SGD; returns whether this process holds the optimizer state (can save it).
+def init_optimizer(mod, kv, optimizer_params, graph_multipliers=False):
+    """Install SGD (rcnn/core/optimizer.py: the original's lr x1 / wd x1 for every parameter, or
+    the graph's multipliers); returns whether this process holds the optimizer state.
 
     With a synchronous dist kvstore the updates run on the workers (the servers only sum
     gradients), so every worker holds the optimizer state, and rank 0's initial parameters
@@ -431,12 +510,12 @@ def init_optimizer(mod, kv, optimizer_params):
     and the optimizer state lives there: it cannot be checkpointed.
     """
     if not is_sync_dist(kv):
-        mod.init_optimizer(kvstore=kv, optimizer='sgd', optimizer_params=optimizer_params)
+        init_module_optimizer(mod, kv, optimizer_params, graph_multipliers)
         return not (isinstance(kv, mx.kv.KVStore) and 'dist' in kv.type)
     previous = os.environ.get('MXNET_UPDATE_ON_KVSTORE')
     os.environ['MXNET_UPDATE_ON_KVSTORE'] = '0'
     try:
-        mod.init_optimizer(kvstore=kv, optimizer='sgd', optimizer_params=optimizer_params)
+        init_module_optimizer(mod, kv, optimizer_params, graph_multipliers)
     finally:
         if previous is None:
             del os.environ['MXNET_UPDATE_ON_KVSTORE']
@@ -486,6 +565,28 @@ def build_module(train_sym, loader, contexts, work_load_list, fixed, arg_params,
     return mod
 
 
+def open_val_set(args, rank):
+    """Rank 0 with --val_set: the validation split, read and checked now (start-up)."""
+    from rcnn.core.validation import open_validation_set
+    if rank != 0 or not args.val_set:
+        return None
+    return open_validation_set(args.dataset_path, args.val_set, args.root_path, args.val_images)
+
+
+def make_watchers(args, cfg, record, contexts, val_set):
+    """Rank 0's ``<prefix>-metrics.csv`` writer and, with --val_set, its validator."""
+    from rcnn.core.metric import build_train_metrics
+    from rcnn.core.metrics_log import MetricsLog
+    from rcnn.core.validation import Validator
+    names = [name for name, _ in build_train_metrics(cfg.RPN_FEAT_STRIDE).get_name_value()]
+    watchers = [MetricsLog(args.prefix, names, None if record is None else record['iteration'])]
+    if val_set is not None:
+        ctx_id = contexts[0].device_id if contexts[0].device_type == 'gpu' else -1
+        watchers.append(Validator(args.prefix, val_set, args.val_every, args.val_mode,
+                                  args.val_metric, ctx_id, resume=record))
+    return watchers
+
+
 # ---------------------------------------------------------------------------- main
 def train(args, cfg):
     """Everything after argument parsing; returns the final Position."""
@@ -506,6 +607,7 @@ def train(args, cfg):
     record = resolve_resume(args)
     if record is not None:
         check_resume_data(record, args)
+    recipe = apply_recipe_flags(args, cfg, record)
     seed = args.seed if args.seed is not None else (
         record['seed'] if record is not None else random.SystemRandom().randrange(2 ** 31))
     seed_everything(seed)
@@ -514,6 +616,7 @@ def train(args, cfg):
         cpu_share.usable_cores(), sum(1 for c in contexts if c.device_type == 'gpu'),
         args.workers)
     logger.info('%s', cpu_share.describe(cpu_plan))
+    val_set = open_val_set(args, rank)
     roidb = shard_roidb(load_roidb(args, cfg), rank, num_workers)
     fit_batch_to_data(cfg, len(roidb), len(contexts))
     batch_size = cfg.TRAIN.BATCH_IMAGES * len(contexts)
@@ -540,10 +643,10 @@ def train(args, cfg):
     try:
         data_shapes = loader.provide_data + loader.provide_label
         arg_shapes, aux_shapes = train_param_shapes(train_sym, data_shapes)
-        arg_params, aux_params = starting_params(args, record, arg_shapes, aux_shapes)
+        arg_params, aux_params, loaded = starting_params(args, record, arg_shapes, aux_shapes)
         param_names = [n for n in train_sym.list_arguments() if n in arg_shapes]
         if fixed is None:
-            fixed = frozen_param_names(args.network, param_names, bool(args.pretrained))
+            fixed = choose_frozen(cfg, param_names, loaded)
         logger.info('frozen parameters (%d): %s', len(fixed), fixed)
 
         mod = build_module(train_sym, loader, contexts, args.work_load_list, fixed,
@@ -552,7 +655,10 @@ def train(args, cfg):
         states_saved = init_optimizer(mod, kv, {
             'learning_rate': schedule.base_lr, 'momentum': cfg.TRAIN.MOMENTUM, 'wd': args.wd,
             'rescale_grad': 1.0 / (len(contexts) * sync_workers),
-            'lr_scheduler': schedule.scheduler(), 'begin_num_update': position.iteration})
+            'lr_scheduler': schedule.scheduler(), 'begin_num_update': position.iteration},
+            graph_multipliers=recipe['graph_lr_wd_mult'])
+        logger.info('optimizer multipliers: %s', describe_multipliers(effective_multipliers(
+            mod._optimizer, [n for n in param_names if n not in set(fixed)])))
         if record is not None and record.get('optimizer_states', True) and states_saved:
             mod.load_optimizer_states(train_state.checkpoint_files(
                 args.prefix, record['checkpoint'])['states'])
@@ -566,12 +672,13 @@ def train(args, cfg):
             iters_per_epoch, end_epoch, max_iters=args.max_iters,
             checkpoint_iters=args.checkpoint_iters, frequent=args.frequent,
             record={'network': args.network, 'seed': seed, 'num_devices': len(contexts),
-                    'num_workers': num_workers, 'fixed_params': fixed,
+                    'num_workers': num_workers, 'fixed_params': fixed, **recipe,
                     'begin_epoch': record['begin_epoch'] if record else args.begin_epoch,
                     'dataset_path': os.path.abspath(args.dataset_path),
                     'image_set': args.image_set},
             strides=cfg.RPN_FEAT_STRIDE, saver=rank == 0, save_optimizer_states=states_saved,
-            max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
+            max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
+            watchers=make_watchers(args, cfg, record, contexts, val_set) if rank == 0 else ())
         if record is not None:
             trainer.last_checkpoint = (record['checkpoint'], record['iteration'])
         position = trainer.fit(position)

@@ -77,6 +77,7 @@ def _build(cfg, roidb, workers):
     import mxnet as mx
     from rcnn.core.loader import CropLoader, feature_symbols
     from rcnn.core.metric import build_train_metrics
+    from rcnn.core.optimizer import init_module_optimizer
     from rcnn.core.trainer import XAVIER
     from rcnn.symbol import get_symbol_train
 
@@ -89,8 +90,8 @@ def _build(cfg, roidb, workers):
     mod.bind(data_shapes=loader.provide_data, label_shapes=loader.provide_label)
     mx.random.seed(0)
     mod.init_params(mx.init.Xavier(**XAVIER))
-    mod.init_optimizer(optimizer='sgd', optimizer_params={
-        'learning_rate': 0.01, 'momentum': 0.9, 'wd': 0.0005, 'rescale_grad': 1.0})
+    init_module_optimizer(mod, 'local', {'learning_rate': 0.01, 'momentum': 0.9, 'wd': 0.0005,
+                                         'rescale_grad': 1.0}, cfg.TRAIN.GRAPH_LR_WD_MULT)
     return mod, loader, build_train_metrics(cfg.RPN_FEAT_STRIDE)
 
 

@@ -26,6 +26,7 @@ SUITES = [
     ('bench_detect', 'detect() latency at 640x480, split pre/forward/post, vs bare forward'),
     ('bench_deploy', 'ONNX runtime / NaiveEngine / INT8 forward, batch throughput'),
     ('bench_train', 'training throughput and step split'),
+    ('bench_validation', 'validation during training: s per epoch, throughput with/without'),
     ('bench_network', 'OHEM op and forward+backward per image'),
     ('bench_data', 'loader throughput, crop and anchor labelling'),
     ('bench_kernels', 'NMS and IoU kernels'),

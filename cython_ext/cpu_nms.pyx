@@ -6,12 +6,13 @@ cimport numpy as cnp
 cnp.import_array()
 
 
-def cpu_nms(dets, float thresh):
-    """Greedy NMS.
+def cpu_nms(dets, double thresh):
+    """Greedy NMS, as the original's kernel: the IoU is computed in float32 and a box is
+    suppressed when it is >= ``thresh`` (compared in double precision).
 
     Args:
         dets: (N, 5) float32, x1 y1 x2 y2 score.
-        thresh: a box is suppressed when its IoU with a kept, higher-scoring box is > thresh.
+        thresh: a box is suppressed when its IoU with a kept, higher-scoring box is >= thresh.
     Returns:
         list of kept indices into ``dets``, in descending score order (ties keep input order).
     """
@@ -30,7 +31,9 @@ def cpu_nms(dets, float thresh):
     cdef cnp.intp_t[::1] order = order_arr
     cdef unsigned char[::1] suppressed = np.zeros(n, dtype=np.uint8)
     cdef Py_ssize_t i, j
-    cdef float w, h, inter
+    cdef float w, h, inter, ovr
+    # boxes that do not overlap have IoU 0: suppressed only when thresh <= 0
+    cdef bint drop_disjoint = thresh <= 0.0
     keep = []
     for i in range(n):
         if suppressed[i]:
@@ -40,12 +43,13 @@ def cpu_nms(dets, float thresh):
             if suppressed[j]:
                 continue
             w = min(x2[i], x2[j]) - max(x1[i], x1[j]) + 1
-            if w <= 0:
-                continue
             h = min(y2[i], y2[j]) - max(y1[i], y1[j]) + 1
-            if h <= 0:
+            if w <= 0 or h <= 0:
+                if drop_disjoint:
+                    suppressed[j] = 1
                 continue
             inter = w * h
-            if inter / (areas[i] + areas[j] - inter) > thresh:
+            ovr = inter / (areas[i] + areas[j] - inter)
+            if ovr >= thresh:
                 suppressed[j] = 1
     return keep

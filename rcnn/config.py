@@ -41,6 +41,9 @@ def _base_config():
     cfg.FACE_LANDMARK = True
     cfg.USE_BLUR = False
     cfg.DENSE_ANCHOR = False
+    # freeze the first six parameter arrays of a loaded pretrained backbone (the original's
+    # get_fixed_params in effect; the mnet preset turns it on)
+    cfg.LAYER_FIX = False
 
     # ---- anchors: one entry per feature stride (string keys, as the original) ----
     cfg.RPN_ANCHOR_CFG = {
@@ -73,6 +76,13 @@ def _base_config():
     cfg.TRAIN.LANDMARK_STD = 1.0
     # optimiser
     cfg.TRAIN.MOMENTUM = 0.9
+    # False (the original's effect): every trainable parameter gets lr x1 and weight decay wd.
+    # True (opt-in): the graph's __lr_mult__ / __wd_mult__ and MXNet's no-wd-on-biases rule
+    # (rcnn/core/optimizer.py)
+    cfg.TRAIN.GRAPH_LR_WD_MULT = False
+    # box / landmark MakeLoss grad scales: 'release' (May 2019, the released models) or
+    # 'master' (insightface master since Oct 2019), see rcnn/symbol/loss_scale.py
+    cfg.TRAIN.LOSS_SCALE = 'release'
 
     cfg.TEST = edict()
     cfg.TEST.BATCH_IMAGES = 1
@@ -115,6 +125,8 @@ def _network_presets():
     presets.mnet.PIXEL_MEANS = np.array([0.0, 0.0, 0.0])
     presets.mnet.PIXEL_STDS = np.array([1.0, 1.0, 1.0])
     presets.mnet.PIXEL_SCALE = 1.0
+    presets.mnet.COLOR_MODE = 1        # brightness only (the original's sample_config.py)
+    presets.mnet.LAYER_FIX = True
 
     presets.resnet = edict()
     presets.resnet.BATCH_IMAGES = 8

@@ -264,12 +264,13 @@ def test_running_spelled_pretrained_checkpoint_feeds_the_training_graph(variant_
     assert not [n for n in aux_shapes if RUNNING in n]
     args = argparse.Namespace(prefix='unused', network='mnet', pretrained_epoch=0,
                               pretrained=variant_prefixes['all_running'])
-    arg, aux = train.starting_params(args, None, arg_shapes, aux_shapes)
+    arg, aux, loaded = train.starting_params(args, None, arg_shapes, aux_shapes)
     _, released_arg, released_aux = load_checkpoint(released_prefix, 0)
     assert set(aux) == set(aux_shapes) == set(released_aux)
     for name, value in aux.items():
         np.testing.assert_array_equal(value.asnumpy(), released_aux[name].asnumpy())
     assert set(arg) == set(released_arg) & set(arg_shapes)
+    assert set(loaded) == set(arg) | set(aux)
 
 
 def test_backends_take_arrays_in_the_other_spelling(variant_prefixes, released_prefix, tmp_path):

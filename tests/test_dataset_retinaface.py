@@ -215,24 +215,32 @@ def test_train_line_flags_blur_and_missing_landmarks(tmp_path):
 
 
 def test_clipping_and_empty_boxes_dropped(tmp_path, caplog):
+    """The original reader: x1 = x, y1 = y, x2 = min(W, x + w), y2 = min(H, y + h); a box is
+    dropped when x1 >= x2 or y1 >= y2."""
     label = ('# a.png\n'
-             '-10 -5 20 15\n'      # -> 0 0 10 10
-             '35 20 6 12\n'        # -> 35 20 39 29 (W 40, H 30), less outside than inside
-             '50 5 10 10\n'        # right of the image: empty
-             '5 5 0 10\n'          # zero width: empty
-             '5 -20 10 10\n'       # above the image: empty
+             '-10 -5 20 15\n'      # -> -10 -5 10 10 (the near corner is not clipped)
+             '35 20 10 20\n'       # -> 35 20 40 30 (W 40, H 30: clipped to W, H, not W-1, H-1)
+             '50 5 10 10\n'        # right of the image: x1 50 >= x2 40, dropped
+             '5 5 0 10\n'          # zero width: dropped
+             '5 -20 10 10\n'       # above the image: -20 < -10, kept as the original does
+             '39.5 29 3 3\n'       # -> 39.5 29 40 30: half a pixel wide, kept
              '# sub/b.png\n'
              '100 100 5 5\n')      # outside: the image has no box left
     images = [('a.png', 30, 40), ('sub/b.png', 30, 40)]
     dataset_path, _ = make_dataset(tmp_path, label, images)
     with caplog.at_level(logging.INFO, logger='rcnn.dataset.retinaface'):
-        roidb = retinaface('train', None, dataset_path).gt_roidb()
+        roidb = retinaface('train', None, dataset_path, drop_outside_boxes=False).gt_roidb()
     assert len(roidb) == 1
-    np.testing.assert_array_equal(roidb[0]['boxes'], [[0, 0, 10, 10], [35, 20, 39, 29]])
-    assert roidb[0]['landmarks'].shape == (2, 5, 3) and roidb[0]['blur'].shape == (2,)
-    assert roidb[0]['max_num_boxes'] == 2
-    assert 'dropped 4 boxes empty after clipping' in caplog.text
+    np.testing.assert_array_equal(roidb[0]['boxes'], [[-10, -5, 10, 10], [35, 20, 40, 30],
+                                                      [5, -20, 15, -10], [39.5, 29, 40, 30]])
+    assert roidb[0]['landmarks'].shape == (4, 5, 3) and roidb[0]['blur'].shape == (4,)
+    assert roidb[0]['max_num_boxes'] == 4
+    assert 'dropped 3 boxes empty after clipping' in caplog.text
     assert 'dropped 1 images left without boxes' in caplog.text
+
+    # by default, boxes mostly outside the image (the one above it, the half-pixel one) go too
+    default = retinaface('train', None, make_dataset(tmp_path / 'd', label, images)[0]).gt_roidb()
+    np.testing.assert_array_equal(default[0]['boxes'], [[-10, -5, 10, 10], [35, 20, 40, 30]])
 
     # outside the train set, images without boxes are kept (with empty arrays)
     val_path, _ = make_dataset(tmp_path / 'v', label, images, image_set='val')

@@ -227,8 +227,8 @@ def test_tiny_end_to_end_run(tiny_set, tmp_path):
             '--train-images', '6', '--val-images', '4', '--data-seed', '3',
             '--prefix', str(tmp_path / 'model' / 'mnet'), '--out', str(tmp_path / 'out'),
             '--batch-images', '2', '--max-iters', '4', '--workers', '1', '--mode', '0',
-            '--pictures', '2', '--train-minutes', '5']
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
+            '--pictures', '2', '--train-minutes', '5', '--val-subset', '1']
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=str(tmp_path), timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert out.index('Plan (about') < out.index('[2/7]') < out.index('RetinaFace demo: summary')
@@ -250,6 +250,13 @@ def test_tiny_end_to_end_run(tiny_set, tmp_path):
     drawn = json.loads((tmp_path / 'out' / 'pictures' / 'detections.json').read_text())
     assert len(drawn) == 2 and all(os.path.isfile(r['drawn']) for r in drawn)
     assert 'AP (val)   Easy %.4f' % result['ap']['easy'] in out
+    # validation during training (the final checkpoint, stopped inside epoch 0), the curves
+    rows = result['validation']['rows']
+    assert [(r['epoch'], r['iteration'], r['images']) for r in rows] == [(1, 4, 1)]
+    assert 'epoch  1   easy %.3f' % rows[0]['easy'] in out
+    assert result['validation']['best']['epoch'] == 1
+    for name in ('training_curves.png', 'pr_curves.png'):
+        assert (tmp_path / 'out' / name).stat().st_size > 10000
 
     # --skip-train reuses that checkpoint
     again = subprocess.run(argv + ['--skip-train', '--pictures', '0'], capture_output=True,
@@ -269,7 +276,14 @@ def test_summary_block_shows_the_numbers():
         'test': {'images': 100, 'seconds': 91.2, 'recall': 0.9361},
         'ap': {'easy': 0.979, 'medium': 0.8954, 'hard': 0.7596}, 'gt': 'data/sample/val/gt',
         'pictures_dir': 'demo_out/pictures/', 'pictures': 6, 'picture_faces': 31,
-        'logs': 'demo_out/logs/', 'seconds': 840.0}
+        'logs': 'demo_out/logs/', 'seconds': 840.0,
+        'validation': {'rows': [{'epoch': 1, 'iteration': 95, 'easy': 0.5, 'medium': 0.25,
+                                 'hard': 0.125, 'images': 30, 'seconds': 12.0},
+                                {'epoch': 2, 'iteration': 190, 'easy': 0.75, 'medium': 0.5,
+                                 'hard': 0.375, 'images': 30, 'seconds': 10.0}],
+                       'best': {'epoch': 2, 'metric': 'hard', 'value': 0.375},
+                       'best_params': 'model/demo/mnet-best-0000.params'},
+        'curves': 'demo_out/training_curves.png', 'pr_curves': 'demo_out/pr_curves.png'}
     text = demo.format_summary(result)
     assert '952 iterations of batch 8 (10.0 epochs of 762 images) in 11.2 min' in text
     assert 'time budget' in text
@@ -278,6 +292,11 @@ def test_summary_block_shows_the_numbers():
     assert 'Easy 0.9790   Medium 0.8954   Hard 0.7596' in text
     assert 'mode 1 (accurate' in text and '100 val images in 91 s' in text
     assert 'demo_out/pictures/ (6 val images, 31 faces' in text
+    assert 'mode 0, first 30 val images; 11 s per validation' in text
+    assert 'epoch  1   easy 0.500   medium 0.250   hard 0.125' in text
+    assert 'epoch  2   easy 0.750   medium 0.500   hard 0.375' in text
+    assert 'best: epoch 2, hard AP 0.375 -> model/demo/mnet-best-0000.params' in text
+    assert 'curves     demo_out/training_curves.png (training), demo_out/pr_curves.png' in text
 
 
 # ------------------------------------------------------------------ train.py additions

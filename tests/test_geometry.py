@@ -31,7 +31,7 @@ def iou_reference(a, b):
 
 
 def nms_reference(dets, thresh):
-    """Textbook greedy NMS over a precomputed IoU matrix."""
+    """Textbook greedy NMS over a precomputed IoU matrix (suppress at IoU >= thresh)."""
     iou = iou_reference(dets[:, :4], dets[:, :4])
     order = sorted(range(len(dets)), key=lambda i: (-dets[i, 4], i))
     keep, removed = [], set()
@@ -39,7 +39,7 @@ def nms_reference(dets, thresh):
         if i in removed:
             continue
         keep.append(i)
-        removed.update(j for j in order if j != i and iou[i, j] > thresh)
+        removed.update(j for j in order if j != i and iou[i, j] >= thresh)
     return keep
 
 
@@ -104,6 +104,15 @@ def test_nms_hand_case():
     assert cpu_nms(dets[:0], 0.4) == []
 
 
+@pytest.mark.parametrize('nms', [cpu_nms, lambda dets, t: py_nms_wrapper(t)(dets)])
+def test_nms_suppresses_at_iou_equal_to_the_threshold(nms):
+    """The original kernel suppresses when IoU >= thresh: 10x5 inside 10x10 is IoU 50/100."""
+    dets = np.array([[0, 0, 9, 9, 0.9], [0, 0, 9, 4, 0.8], [30, 30, 39, 39, 0.7]], np.float32)
+    assert list(nms(dets, 0.5)) == [0, 2]
+    assert list(nms(dets, 0.5001)) == [0, 1, 2]
+    assert list(nms(dets, 0.0)) == [0]          # IoU 0 >= 0: even disjoint boxes go
+
+
 @pytest.mark.parametrize('thresh', [0.3, 0.4, 0.7])
 def test_cython_and_numpy_nms_agree_with_reference(thresh):
     rng = np.random.default_rng(int(thresh * 10))
@@ -137,6 +146,18 @@ def test_landmark_transform_hand_case_and_round_trip():
     deltas = landmark_transform(anchor, points)
     np.testing.assert_allclose(deltas, expected, atol=1e-12)
     np.testing.assert_allclose(landmark_pred(anchor, deltas), points[:, :, :2], atol=1e-5)
+    # the original's flat layout (N, 10): x1 y1 x2 y2 ... in, the same layout out
+    flat_points = points[:, :, :2].reshape(1, 10)
+    flat_deltas = landmark_transform(anchor, flat_points)
+    assert flat_deltas.shape == (1, 10)
+    np.testing.assert_allclose(flat_deltas, [[0, 0, 1, 0, 0, -0.5, -7.5 / 16, -15.5 / 32, 0.5, 1]],
+                               atol=1e-12)
+    decoded = landmark_pred(anchor, flat_deltas.astype(np.float32))
+    assert decoded.shape == (1, 10)
+    np.testing.assert_allclose(decoded, flat_points, atol=1e-5)
+    assert landmark_pred(anchor[:0], np.zeros((0, 10), np.float32)).shape == (0, 10)
+    with pytest.raises(ValueError, match=r'\(N, P, 2\), \(N, P, 3\) or flat'):
+        landmark_pred(anchor, np.zeros((1, 5, 4), np.float32))
     rng = np.random.default_rng(2)
     anchors = random_boxes(rng, 200)
     pts = rng.uniform(-50, 600, size=(200, 5, 2))

@@ -78,14 +78,14 @@ def test_boxes_cut_by_the_border_are_clipped_not_dropped(tmp_path):
     label = '# a.png\n30 -4 16 24\n'
     dataset_path, _ = make_dataset(tmp_path, label.encode(), [('a.png', 50, 41)])
     (entry,) = retinaface('train', None, dataset_path).gt_roidb()
-    np.testing.assert_array_equal(entry['boxes'], [[30, 0, 40, 20]])
+    np.testing.assert_array_equal(entry['boxes'], [[30, -4, 41, 20]])    # original clipping
 
 
 def test_keeping_outside_boxes_is_a_switch(tmp_path):
     label = '# a.png\n300 5 1000000000 30\n'
     dataset_path, _ = make_dataset(tmp_path, label.encode(), [('a.png', 60, 400)])
     (entry,) = retinaface('train', None, dataset_path, drop_outside_boxes=False).gt_roidb()
-    np.testing.assert_array_equal(entry['boxes'], [[300, 5, 399, 35]])    # clipped
+    np.testing.assert_array_equal(entry['boxes'], [[300, 5, 400, 35]])    # clipped to W
 
 
 # --------------------------------------------------------------------------- drop reports
@@ -215,24 +215,28 @@ def test_kept_boxes_lie_in_the_image_and_mostly_inside(one_image_dir, faces, wid
                                  np.arange(2, len(rows) + 2, dtype=np.int64), [1], LABEL_PATH)
     columns = reader.build_columns(parsed, one_image_dir, drop_outside_boxes=drop_outside)
     boxes = columns['boxes'].astype(np.float64)
-    assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
-    assert (boxes[:, 2] <= width - 1).all() and (boxes[:, 3] <= height - 1).all()
+    # the original's clipping: only the far corner, to W / H
+    assert (boxes[:, 2] <= width).all() and (boxes[:, 3] <= height).all()
     assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
     kept_rows = rows[[i for i, face in enumerate(faces) if _kept_by_hand(face, width, height,
                                                                          drop_outside)]]
     assert len(boxes) == len(kept_rows) == int(columns['num_boxes'].sum())
-    if drop_outside:       # less of each kept box outside than inside (float32 rounding aside)
-        inside = boxes[:, 2:4] - boxes[:, 0:2]
-        assert (kept_rows[:, 2:4] - inside <= inside * (1 + 1e-5) + 1e-3).all()
+    if drop_outside:       # less of each kept box outside the image than inside
+        for x, y, w, h in kept_rows[:, :4]:
+            for start, size, limit in ((x, w, width), (y, h, height)):
+                inside = max(0.0, min(start + size, limit) - max(start, 0.0))
+                assert size - inside <= inside
 
 
 def _kept_by_hand(face, width, height, drop_outside):
     """One face, scalar arithmetic: does it survive clipping (and the outside rule)?"""
     x, y, w, h = face
-    for start, size, limit in ((x, w, width - 1), (y, h, height - 1)):
-        low = np.float32(min(max(start, 0), limit))
-        high = np.float32(min(max(start + size, 0), limit))
-        inside = float(high) - float(low)
-        if inside <= 0 or (drop_outside and size - inside > inside):
+    for start, size, limit in ((x, w, width), (y, h, height)):
+        low = np.float32(start)                          # the near corner is not clipped
+        high = np.float32(min(start + size, limit))      # the far one is, to W / H
+        if not high - low > 0:
+            return False
+        inside = max(0.0, min(start + size, limit) - max(start, 0.0))
+        if drop_outside and size - inside > inside:
             return False
     return True

@@ -256,3 +256,18 @@ def test_insightface_layout_export_follows_the_recipe(tmp_path):
     diffs = export_insightface_checkpoint(prefix, 0, str(tmp_path / 'custom.onnx'),
                                           input_size=(256, 320))
     assert diffs['score'] < 1e-5 and diffs['box'] < 1e-2 and diffs['kps'] < 1e-2, diffs
+
+
+def test_best_checkpoint_copy_carries_the_recipe(tmp_path):
+    """Validation during training copies the best checkpoint to <prefix>-best; the recipe goes
+    with it, so RetinaFace('<prefix>-best', 0) decodes it as trained."""
+    from rcnn.core.validation import ValidationSet, Validator, best_prefix
+    prefix = tmp_path / 'm'
+    Path('%s-symbol.json' % prefix).write_text('{"graph": "deploy"}')
+    Path('%s-0001.params' % prefix).write_bytes(b'params of checkpoint 1')
+    Path('%s-0001.train.json' % prefix).write_text(json.dumps({'iteration': 10}))
+    write_recipe(str(prefix), _custom_cfg(), 'mnet')
+    val_set = ValidationSet('unused', 'val', None, None, 3, None, 'unused')
+    Validator(str(prefix), val_set, metric='hard').record(
+        1, 10, {'easy': 0.5, 'medium': 0.5, 'hard': 0.5}, 3, 1.0)
+    assert load_recipe(best_prefix(str(prefix))) == Recipe.from_config(_custom_cfg(), 'mnet')

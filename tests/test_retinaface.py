@@ -177,15 +177,16 @@ def test_flip_back_by_hand():
                                                       [93, 7]])
 
 
-def test_merge_nms_suppresses_above_threshold_only():
-    # a = [0, 0, 9, 9] (100 px), b = [0, 0, 9, 19] (200 px): overlap 100 -> IoU 0.5 exactly
-    boxes = np.array([[0, 0, 9, 9], [0, 0, 9, 19], [0, 0, 9, 10]], np.float32)
-    scores = np.array([0.9, 0.8, 0.7], np.float32)
-    points = np.arange(30, dtype=np.float32).reshape(3, 5, 2)
+def test_merge_nms_suppresses_at_and_above_the_threshold():
+    # a = [0, 0, 9, 9] (100 px), b = [0, 0, 9, 19] (200 px): overlap 100 -> IoU 0.5 exactly;
+    # d = [0, 0, 9, 20] (210 px): IoU 100/210 < 0.5
+    boxes = np.array([[0, 0, 9, 9], [0, 0, 9, 19], [0, 0, 9, 10], [0, 0, 9, 20]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
+    points = np.arange(40, dtype=np.float32).reshape(4, 5, 2)
     faces, lmk = merge_detections(Detections(boxes, scores, points), 0.5)
-    # b has IoU 0.5 (not > 0.5): kept; c = 110 px, IoU with a = 100/110 > 0.5: suppressed
-    np.testing.assert_array_equal(faces[:, 4], np.array([0.9, 0.8], np.float32))
-    np.testing.assert_array_equal(lmk, points[:2])
+    # the original's cpu_nms suppresses at IoU >= thresh: b (0.5) and c (100/110) go, d stays
+    np.testing.assert_array_equal(faces[:, 4], np.array([0.9, 0.6], np.float32))
+    np.testing.assert_array_equal(lmk, points[[0, 3]])
     assert faces.dtype == np.float32 and lmk.dtype == np.float32
 
 
@@ -255,10 +256,16 @@ def test_unknown_backend_and_network_raise():
     from retinaface import RetinaFace
     with pytest.raises(ValueError, match="unknown backend 'tvm'"):
         RetinaFace('no/such/prefix', 0, ctx_id=-1, backend='tvm')
-    with pytest.raises(ValueError, match='not supported'):
-        RetinaFace('no/such/prefix', 0, ctx_id=-1, network='net5')
-    with pytest.raises(ValueError, match='unknown network'):
-        RetinaFace('no/such/prefix', 0, ctx_id=-1, network='resnet152')
+    # the original's retinaface.py: net3 plus exactly these (net3l / net5b never existed)
+    original_others = 'net3a, net4, net4a, net5, net5a, net6, x3, x3a, x5, ssh, vgg'
+    for network in original_others.split(', '):
+        with pytest.raises(ValueError, match='%r of the original code is not supported.*'
+                                             "original's other layouts: %s\\)$"
+                                             % (network, original_others)):
+            RetinaFace('no/such/prefix', 0, ctx_id=-1, network=network)
+    for network in ('resnet152', 'net3l', 'net5b'):
+        with pytest.raises(ValueError, match='unknown network %r' % network):
+            RetinaFace('no/such/prefix', 0, ctx_id=-1, network=network)
 
 
 def test_gpu_on_cpu_only_build_suggests_cpu():

@@ -251,12 +251,19 @@ def test_training_forward_backward_batch2_and_no_gradient_to_labels(network):
         assert np.all((sampled >= 0).sum(axis=1) <= 256)
 
 
-def test_ohem_weights_follow_the_anchor_layout_and_feed_the_losses():
+# hand-computed (box, landmark) grad scales at RPN_BATCH_SIZE 256, LANDMARK_LR_MULT 5,
+# BATCH_IMAGES 16: release 1/256 and 0.4*5/256; master 0.25*16/256 = 1/64 and 0.4*5/64
+@pytest.mark.parametrize('variant, box_scale, landmark_scale',
+                         [('release', 1 / 256.0, 2 / 256.0), ('master', 1 / 64.0, 2 / 64.0)])
+def test_ohem_weights_follow_the_anchor_layout_and_feed_the_losses(variant, box_scale,
+                                                                   landmark_scale):
     """All 128 stride-8 anchors of a 64x64 input positive: OHEM keeps 64; the box/landmark
     weights and losses must be non-zero exactly on the kept anchors' channels a*V+k at p, and
-    the gradients reaching the heads are scaled by 1/256 (boxes) and 0.4*LANDMARK_LR_MULT/256."""
+    the gradients reaching the heads are scaled by the variant's grad scales."""
     cfg = _cfg('mnet')
     cfg.LANDMARK_LR_MULT = 5.0
+    cfg.TRAIN.BATCH_IMAGES = 16
+    cfg.TRAIN.LOSS_SCALE = variant
     train = get_symbol_train('mnet', cfg)
     internals = train.get_internals()
     preds = [mx.sym.BlockGrad(internals['face_rpn_%s_stride8_output' % head])
@@ -272,8 +279,8 @@ def test_ohem_weights_follow_the_anchor_layout_and_feed_the_losses():
     assert kept.sum() == 64 and np.all(sampled[~kept] == -1)
     kept = kept.reshape(num_anchors, positions)  # label index a*H*W + p
     for loss_idx, pred, values, head, grad_scale in (
-            (14, outputs[18], 4, 'bbox', 1 / 256.0),
-            (16, outputs[19], 10, 'landmark', 0.4 * 5.0 / 256.0)):
+            (14, outputs[18], 4, 'bbox', box_scale),
+            (16, outputs[19], 10, 'landmark', landmark_scale)):
         weight = outputs[loss_idx + 1][0].reshape(num_anchors, values, positions)
         expected_weight = np.repeat(kept[:, None, :], values, axis=1).astype(np.float32)
         np.testing.assert_array_equal(weight, expected_weight)

@@ -88,12 +88,13 @@ def test_mnet_from_pretrained_freezes_the_first_six_backbone_arrays(mnet25_prefi
     sym = get_symbol_train('mnet', cfg)
     labels = re.compile(r'^face_(label|bbox_|landmark_)')
     params = [n for n in sym.list_arguments() if n != 'data' and not labels.match(n)]
-    frozen = frozen_param_names('mnet', params, from_pretrained=True)
+    frozen = frozen_param_names(cfg.LAYER_FIX, params, loaded_names=params)
     assert frozen == released_mnet_param_order(mnet25_prefix)[:6] == [
         'mobilenet0_conv0_weight', 'mobilenet0_batchnorm0_gamma', 'mobilenet0_batchnorm0_beta',
         'mobilenet0_conv1_weight', 'mobilenet0_batchnorm1_gamma', 'mobilenet0_batchnorm1_beta']
-    assert frozen_param_names('mnet', params, from_pretrained=False) == []
-    assert frozen_param_names('resnet', params, from_pretrained=True) == []
+    assert frozen_param_names(cfg.LAYER_FIX, params, loaded_names=[]) == []
+    resnet_cfg, _ = generate_config('resnet', 'retinaface')
+    assert frozen_param_names(resnet_cfg.LAYER_FIX, params, loaded_names=params) == []
 
 
 # ------------------------------------------------------------------------------ records
@@ -348,8 +349,8 @@ def test_fine_tuning_from_the_release_loads_everything_and_still_finds_the_val_f
                                '--batch_images', '2', '--max_iters', '4',
                                *dlib_args(dlib_faces, tmp_path)))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert re.search(r'loaded \d+ arrays from .*mnet\.25-0000: 0 missing \(initialised\) \[\], '
-                     r'0 unexpected', proc.stdout)
+    assert re.search(r'pretrained symbolic checkpoint \S*mnet\.25-0000\.params: 273 arrays '
+                     r'loaded, 0 initialised fresh \(\), 0 ignored', proc.stdout)
     frozen = released_mnet_param_order(mnet25_prefix)[:6]
     assert 'frozen parameters (6): %s' % frozen in proc.stdout
     released, _ = load_params(mnet25_prefix, 0)

@@ -268,6 +268,47 @@ def test_cli_prints_ap_and_writes_curves(tmp_path, capsys):
     assert rows[0] == 'threshold,precision,recall,proposals,recalled' and len(rows) == 1001
     assert rows[-1] == '0.000,0.666667,1.000000,3,2'
     assert evaluate_widerface.main(['--pred', str(tmp_path / 'nope'), '--gt', gt_dir]) == 2
+    import cv2
+    assert cv2.imread(str(curves / 'pr_curves.png')).shape[2] == 3    # always drawn
+
+
+def test_compare_draws_every_method_on_one_figure_per_setting(tmp_path, capsys):
+    import cv2
+    gt_dir = write_mat_gt(str(tmp_path / 'gt'), [('img1', [FACE_A, FACE_B], all_kept(2))])
+    perfect, noisy = str(tmp_path / 'perfect'), str(tmp_path / 'noisy')
+    write_raw_pred(perfect, 'img1', [FACE_A + [10], FACE_B + [2]])
+    write_raw_pred(noisy, 'img1', [FACE_A + [10], [11, 10, 40, 40, 6], FACE_B + [2]])
+    curves = tmp_path / 'curves'
+    rc = evaluate_widerface.main(['--gt', gt_dir, '--compare', perfect, noisy, '--names',
+                                  'ours', 'theirs', '--curves', str(curves), '--quiet'])
+    out = capsys.readouterr().out
+    assert rc == 0
+    ours, theirs = out.split('theirs: results')
+    assert 'ours: results' in ours and 'Hard   Val AP: 1.0000' in ours
+    assert 'Hard   Val AP: 0.8333' in theirs
+    for setting in SETTINGS:
+        assert cv2.imread(str(curves / ('pr_compare_%s.png' % setting))).shape == (600, 700, 3)
+    for name in ('ours', 'theirs'):
+        assert (curves / name / 'pr_curves.png').is_file()
+        assert len((curves / name / 'pr_hard.csv').read_text().splitlines()) == 1001
+    # several --pred work the same way; the folder names are the default names
+    rc = evaluate_widerface.main(['--gt', gt_dir, '--pred', perfect, '--pred', noisy, '--quiet'])
+    out = capsys.readouterr().out
+    assert rc == 0 and 'perfect: results' in out and 'noisy: results' in out
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--names', 'a'], '--names gives 1 names for 2 prediction folders'),
+    (['--names', 'a', 'a'], '--names must differ'),
+])
+def test_compare_argument_errors(tmp_path, argv, message, capsys):
+    with pytest.raises(SystemExit):
+        evaluate_widerface.parse_args(['--gt', 'g', '--compare', 'x', 'y'] + argv)
+    assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate_widerface.parse_args(['--gt', 'g'])
+    assert 'give the predictions' in capsys.readouterr().err
+    assert evaluate_widerface.method_names(['a/wout', 'b/wout/', 'c']) == ['wout', 'wout-2', 'c']
 
 
 # ----------------------------------------------------------------------------- literal reference

@@ -1,6 +1,6 @@
 """``make demo``: train mnet from scratch on a generated sample set, test, evaluate, draw.
 
-    python tools/demo.py                 # the whole demo (about 15 minutes on 2 CPU cores)
+    python tools/demo.py                 # the whole demo (about 17 minutes on 2 CPU cores)
     python tools/demo.py --plan-only     # print the plan and the commands, run nothing
     python tools/demo.py --skip-train    # test / evaluate / draw the last demo checkpoint again
 
@@ -10,16 +10,22 @@ Steps (each a real command line of the project; the plan printed first lists the
 2. the sample set: ``data/sample`` (400 train / 100 val images, seed 0) from
    :func:`rcnn.dataset.synthetic.make_sample_dataset`, reused when already generated with
    the same settings;
-3. ``train.py``: ``mnet`` from scratch on the CPU, the original recipe (640x640 crops,
-   OHEM, the three losses) with a schedule that fits a short run (lr 0.01, x0.1 at epoch 8,
-   end at epoch 10, batch 8), stopped by ``--max_minutes`` if the machine is slow; it
-   always ends with a checkpoint;
+3. ``train.py``: ``mnet`` from scratch on the CPU -- an extension, not the original recipe
+   (which starts from ImageNet MobileNet-0.25 weights, see the README's "Training recipe"); the
+   original's crops, colour jitter, OHEM, losses and optimizer, with a schedule that fits a
+   short run (lr 0.01, x0.1 at epoch 8, end at epoch 10, batch 8), stopped by
+   ``--max_minutes`` if the machine is slow; it always ends with a checkpoint; it validates
+   every epoch checkpoint on the first 30 val images (``--val_set val``, test mode 0) into
+   ``<prefix>-val.csv`` and keeps the best one in ``<prefix>-best-*``;
 4. ``test_widerface.py`` on the sample val split (mode 1, the original's default: image
    pyramid + flips + box voting);
 5. ``evaluate_widerface.py`` against the generated ``val/gt/*.mat`` files (Easy / Medium /
    Hard as documented by the generator);
-6. ``tools/detect.py`` draws the detections on a few val images into ``demo_out/pictures``;
-7. a summary: iterations, losses at the start and the end, the three APs, where things are.
+6. ``tools/detect.py`` draws the detections on a few val images into ``demo_out/pictures``,
+   ``tools/plot_training.py`` the training curves into ``demo_out/training_curves.png`` (the
+   evaluation of step 5 drew ``demo_out/pr_curves.png``);
+7. a summary: iterations, losses at the start and the end, the validation AP per epoch, the
+   three APs, where things are.
 
 Every step's full output goes to ``demo_out/logs/<step>.log``; the console shows the plan,
 a condensed progress and the summary, which is also written to ``demo_out/summary.json``.
@@ -37,6 +43,7 @@ Why these settings (measured on a shared 2-core CPU machine, sample set seed 0):
 import argparse
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -62,6 +69,9 @@ TEST_MODES = {0: 'fast: one scale, short side 1600, NMS',
               2: 'image pyramid + flips, NMS'}
 #: seconds per val image of each test mode for mnet on 2 CPU cores (measured, for the plan)
 TEST_SECONDS_PER_IMAGE = {0: 0.35, 1: 0.9, 2: 0.9}
+#: test mode of the validation during training, and its fixed cost per validation (seconds)
+VAL_MODE = 0
+VAL_OVERHEAD_S = 3.0
 #: images per second of mnet training at 640x640 on 2 CPU cores (measured, for the plan)
 TRAIN_IMAGES_PER_S = 12.0
 #: marks a checkpoint prefix as the demo's (its files may be replaced by the next run)
@@ -124,6 +134,12 @@ def parse_args(argv=None):
                        help='seed of the initialisation and the loader (default %(default)s)')
     train.add_argument('--max-iters', type=positive_int, default=None,
                        help='stop training after this many iterations (smoke runs, tests)')
+    train.add_argument('--val-subset', type=non_negative_int, default=30,
+                       help='val images validated after every --val-every epochs during '
+                            'training (train.py --val_images; 0: no validation during training; '
+                            'default %(default)s)')
+    train.add_argument('--val-every', type=positive_int, default=1,
+                       help='validate every N-th epoch checkpoint (default %(default)s)')
     train.add_argument('--skip-train', action='store_true',
                        help='reuse the latest checkpoint of --prefix instead of training')
 
@@ -180,6 +196,12 @@ class DemoPlan(object):
         estimate = self.total_iters * args.batch_images / TRAIN_IMAGES_PER_S / 60.0
         self.train_minutes = min(estimate, args.train_minutes)
         self.test_minutes = args.val_images * TEST_SECONDS_PER_IMAGE[args.mode] / 60.0
+        self.curves = os.path.join(self.out, 'training_curves.png')
+        self.val_subset = min(args.val_subset, args.val_images)
+        validations = 0 if not self.val_subset else \
+            int(math.ceil(self.total_iters / float(self.iters_per_epoch))) // args.val_every + 1
+        self.val_minutes = validations * (self.val_subset * TEST_SECONDS_PER_IMAGE[VAL_MODE]
+                                          + VAL_OVERHEAD_S) / 60.0
 
     @property
     def lr_step(self):
@@ -247,19 +269,24 @@ def commands(plan, epoch='<final>', pictures=()):
         train += ['--workers', str(args.workers)]
     if args.max_iters is not None:
         train += ['--max_iters', str(args.max_iters)]
+    if plan.val_subset:
+        train += ['--val_set', 'val', '--val_every', str(args.val_every), '--val_images',
+                  str(plan.val_subset), '--val_mode', str(VAL_MODE)]
     test = [plan.python, str(ROOT / 'test_widerface.py'), '--prefix', plan.prefix,
             '--epoch', str(epoch), '--gpu', '-1', '--dataset-path', plan.data,
             '--image-set', 'val', '--mode', str(args.mode), '--output', plan.predictions,
             '--quiet']
     evaluate = [plan.python, str(ROOT / 'evaluate_widerface.py'), '--pred', plan.predictions,
-                '--gt', plan.gt, '--quiet']
+                '--gt', plan.gt, '--curves', plan.out, '--quiet']
+    plot = [plan.python, str(ROOT / 'tools' / 'plot_training.py'), plan.prefix,
+            '--out', plan.curves]
     # the images first: --scales takes every number after it
     draw = [plan.python, str(ROOT / 'tools' / 'detect.py')] + \
         (list(pictures) or ['<val images>']) + [
             '--prefix', plan.prefix, '--epoch', str(epoch), '--gpu', '-1',
             '--thresh', str(PICTURE_THRESH), '--out', plan.pictures_dir, '--json',
             '--scales'] + list(PICTURE_SCALES)
-    return {'train': train, 'test': test, 'evaluate': evaluate, 'draw': draw}
+    return {'train': train, 'test': test, 'evaluate': evaluate, 'draw': draw, 'plot': plot}
 
 
 def _command_text(argv):
@@ -273,7 +300,7 @@ def format_plan(plan):
     data_state = 'present, reused' if plan.data_ready() else 'generated now, a few seconds'
     stop = 'after %d iterations' % plan.total_iters if args.max_iters is not None else \
         'at the end of the schedule'
-    total = plan.train_minutes + plan.test_minutes + 1.0
+    total = plan.train_minutes + plan.val_minutes + plan.test_minutes + 1.0
     lines = [
         'RetinaFace demo: train mnet from scratch on a generated sample set, test, evaluate, '
         'draw.',
@@ -282,22 +309,31 @@ def format_plan(plan):
         '  1. set-up          .venv and the Cython kernels (make setup)',
         '  2. sample set      %s: %d train / %d val images, seed %d (%s)' % (
             _shown(plan.data), args.train_images, args.val_images, args.data_seed, data_state),
-        '  3. train mnet      from scratch, %s%d images per epoch (flips included), batch %d: '
+        '  3. train mnet      from scratch (an extension: the original starts from ImageNet '
+        'weights), %s%d images per epoch (flips included), batch %d: '
         '%s%d iterations = %d epochs;' % (
             '' if plan.train_roidb_known else 'at most ', plan.train_roidb, args.batch_images,
             '' if plan.train_roidb_known else 'at most ', plan.schedule_iters, args.epochs),
         '                     lr %g, x0.1 at epoch %d; stops %s or after %g minutes '
         '(~%.0f min at ~%g images/s)' % (args.lr, args.decay_epoch, stop, args.train_minutes,
                                          max(plan.train_minutes, 1), TRAIN_IMAGES_PER_S),
+        '                     %s' % (
+            'validates every %d epoch(s) on %d val images (mode %d, ~%.0f min in all), the best '
+            'checkpoint kept' % (args.val_every, plan.val_subset, VAL_MODE,
+                                 max(plan.val_minutes, 1))
+            if plan.val_subset else 'no validation during training (--val-subset 0)'),
         '                     %s' % _command_text(cmds['train']),
         '  4. test on val     test_widerface.py mode %d (%s), %d images, ~%.0f min' % (
             args.mode, TEST_MODES[args.mode], args.val_images, max(plan.test_minutes, 1)),
         '                     %s' % _command_text(cmds['test']),
-        '  5. evaluate        Easy / Medium / Hard AP against %s' % _shown(plan.gt),
+        '  5. evaluate        Easy / Medium / Hard AP against %s, PR curves %s' % (
+            _shown(plan.gt), _shown(os.path.join(plan.out, 'pr_curves.png'))),
         '                     %s' % _command_text(cmds['evaluate']),
         '  6. draw            %d val images with their faces (score >= %g, scales %s) into %s'
         % (args.pictures, PICTURE_THRESH, ' and '.join(PICTURE_SCALES),
            _shown(plan.pictures_dir)),
+        '                     training curves into %s' % _shown(plan.curves),
+        '                     %s' % _command_text(cmds['plot']),
         '  7. summary         printed, and written to %s' % _shown(
             os.path.join(plan.out, 'summary.json')),
         'Full logs: %s/<step>.log' % _shown(plan.logs),
@@ -507,6 +543,7 @@ def format_summary(result):
         '           (first and last %d iterations, mean of strides 32/16/8)'
         % min(train['window'], train['iterations']),
         'checkpoint %s' % result['checkpoint'],
+    ] + _validation_lines(result.get('validation')) + [
         'test       test_widerface.py mode %d (%s): %d val images in %.0f s, recall %s at '
         'IoU 0.5' % (result['mode'], TEST_MODES[result['mode']], test['images'],
                      test['seconds'], _fmt(test['recall'])),
@@ -514,9 +551,44 @@ def format_summary(result):
             ap['easy'], ap['medium'], ap['hard'], result['gt']),
         'pictures   %s (%d val images, %d faces with score >= %g drawn)' % (
             result['pictures_dir'], result['pictures'], result['picture_faces'], PICTURE_THRESH),
+    ] + (['curves     %s (training), %s (PR, step 5)' % (result['curves'], result['pr_curves'])]
+         if result.get('curves') else []) + [
         'logs       %s; total %.1f min' % (result['logs'], result['seconds'] / 60.0),
     ]
     return '\n'.join(lines)
+
+
+def _validation_lines(validation):
+    """Summary lines of the validation during training: AP per epoch and the best one."""
+    if not validation or not validation['rows']:
+        return []
+    rows = validation['rows']
+    lines = ['val AP     per epoch during training (train.py --val_set val, mode %d, first %d '
+             'val images; %.0f s per validation, not counted in the training time):'
+             % (VAL_MODE, rows[-1]['images'],
+                sum(r['seconds'] for r in rows) / len(rows))]
+    lines += ['           epoch %2d   easy %.3f   medium %.3f   hard %.3f' % (
+        r['epoch'], r['easy'], r['medium'], r['hard']) for r in rows]
+    best = validation.get('best')
+    if best:
+        lines.append('           best: epoch %d, %s AP %.3f -> %s' % (
+            best['epoch'], best['metric'], best['value'], validation['best_params']))
+    return lines
+
+
+def read_validation(prefix):
+    """train.py's validation results of ``prefix``: {'rows', 'best', 'best_params'} or None."""
+    from rcnn.core.validation import best_prefix, best_record_path, read_val_rows, val_csv_path
+    from rcnn.utils.checkpoint import params_path
+    rows = read_val_rows(val_csv_path(prefix))
+    if not rows:
+        return None
+    best = None
+    if os.path.isfile(best_record_path(prefix)):
+        with open(best_record_path(prefix)) as handle:
+            best = json.load(handle)
+    return {'rows': rows, 'best': best,
+            'best_params': _shown(params_path(best_prefix(prefix), 0))}
 
 
 def _train(plan):
@@ -587,6 +659,8 @@ def run(plan):
     ap = parse_ap_lines(eval_output)
     print('[6/7] draw', flush=True)
     picture_faces = _draw(plan, cmds['draw']) if pictures else 0
+    run_step('plot', cmds['plot'], os.path.join(plan.logs, 'plot.log'),
+             echo=_last_line_echo(r'logged windows'))
 
     first = train.get('first_metrics') or {}
     last = train.get('last_metrics') or {}
@@ -599,6 +673,8 @@ def run(plan):
         'losses': {'start': loss_summary(first), 'end': loss_summary(last)},
         'checkpoint': params_path(_shown(plan.prefix), epoch),
         'mode': args.mode, 'test': test, 'ap': ap, 'gt': _shown(plan.gt),
+        'validation': read_validation(plan.prefix),
+        'curves': _shown(plan.curves), 'pr_curves': _shown(os.path.join(plan.out, 'pr_curves.png')),
         'pictures_dir': _shown(plan.pictures_dir) + '/', 'pictures': len(pictures),
         'picture_faces': picture_faces, 'logs': _shown(plan.logs) + '/',
         'seconds': time.perf_counter() - start,

@@ -35,6 +35,8 @@ class Speedometer(object):
         self._window_batches = 0
         self._data_time = 0.0
         self._step_time = 0.0
+        #: figures of the last logged window: samples_per_s, data_s, step_s (per batch)
+        self.last_stats = None
 
     def start(self):
         """Start a window (call once before the first batch, and after a pause)."""
@@ -42,6 +44,11 @@ class Speedometer(object):
         self._window_batches = 0
         self._data_time = 0.0
         self._step_time = 0.0
+
+    def pause(self, seconds):
+        """Leave ``seconds`` spent outside training (validation) out of the window's speed."""
+        if self._window_start is not None:
+            self._window_start += seconds
 
     def __call__(self, epoch, batch_in_epoch, iteration, metrics, lr, data_time, step_time):
         """Account one finished batch; log and reset ``metrics`` (locally) at window ends.
@@ -71,6 +78,9 @@ class Speedometer(object):
                     self._data_time / self._window_batches, self._step_time / self._window_batches,
                     values))
         logger.info(line)
+        self.last_stats = {'samples_per_s': speed,
+                           'data_s': self._data_time / self._window_batches,
+                           'step_s': self._step_time / self._window_batches}
         metrics.reset_local()
         self.start()
         return line

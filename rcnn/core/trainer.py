@@ -40,7 +40,8 @@ from rcnn.utils.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['DeviceError', 'resolve_contexts', 'shard_roidb', 'frozen_param_names',
+__all__ = ['DeviceError', 'resolve_contexts', 'shard_roidb', 'layer_fix_candidates',
+           'frozen_param_names',
            'split_missing_params', 'select_params', 'params_digest', 'Position', 'Trainer',
            'XAVIER']
 
@@ -48,8 +49,8 @@ __all__ = ['DeviceError', 'resolve_contexts', 'shard_roidb', 'frozen_param_names
 # their own __init__ attribute, e.g. the heads' Normal(0.01), keep it). The original used
 # MXNet's default Xavier: uniform, averaged fan-in/fan-out, magnitude 3.
 XAVIER = dict(rnd_type='uniform', factor_type='avg', magnitude=3)
-# mnet from a pretrained model: the first six backbone parameter arrays stay fixed
-MNET_FROZEN_COUNT = 6
+# cfg.LAYER_FIX (mnet): the first six parameter arrays of a loaded backbone stay fixed
+LAYER_FIX_COUNT = 6
 
 
 class DeviceError(RuntimeError):
@@ -111,19 +112,26 @@ def shard_roidb(roidb, rank, num_workers):
     return list(roidb[rank::num_workers][:per_worker])
 
 
-def frozen_param_names(network, param_names, from_pretrained):
-    """Parameters kept fixed: for ``mnet`` from a pretrained model, the first six.
+def layer_fix_candidates(param_names):
+    """The arrays ``cfg.LAYER_FIX`` freezes: the first six parameter arrays (after ``data``) and
+    any upsampling weight, as the original's ``get_fixed_params`` did in effect.
 
     Args:
-        param_names: the training graph's parameter arguments in graph order (no data,
-            no labels).
-    The first six parameter arrays of the mnet graph are the backbone's conv0 / conv1
-    weights and their BatchNorm gamma / beta (the original froze the first arguments
-    after ``data``). ``resnet`` and training from scratch freeze nothing.
+        param_names: the training graph's parameter arguments in graph order (no data, no
+            labels). In mnet these start with the backbone's conv0 / conv1 weights and their
+            BatchNorm gamma / beta. (Our graphs upsample by nearest neighbour: no weights.)
     """
-    if network != 'mnet' or not from_pretrained:
+    head = list(param_names[:LAYER_FIX_COUNT])
+    return head + [n for n in param_names[LAYER_FIX_COUNT:] if 'upsampling' in n]
+
+
+def frozen_param_names(layer_fix, param_names, loaded_names):
+    """Parameters kept fixed: with ``layer_fix`` the :func:`layer_fix_candidates` that were
+    loaded from ``--pretrained`` (a layer that was not loaded is never frozen); else none."""
+    if not layer_fix:
         return []
-    return list(param_names[:MNET_FROZEN_COUNT])
+    loaded = set(loaded_names)
+    return [name for name in layer_fix_candidates(param_names) if name in loaded]
 
 
 def split_missing_params(arg_shapes, aux_shapes, arg_params, aux_params):
@@ -203,11 +211,17 @@ class Trainer(object):
             (dist_async); the ``.states`` file is then empty and the record says so.
         max_seconds: time budget of this run (None: none); training stops before the first
             batch that would start after it.
+        watchers: objects told about the run (rank 0; MetricsLog, Validator):
+            ``on_log(position, lr, stats, window)`` after each logged window and
+            ``after_checkpoint(number, position, final)`` after each epoch-end checkpoint and
+            once after the final one, returning the seconds it spent (validation), which are
+            left out of the speed, the time budget and ``seconds`` of the summary.
     """
 
     def __init__(self, mod, deploy_sym, feed, schedule, prefix, batch_size, iters_per_epoch,
                  end_epoch, max_iters=None, checkpoint_iters=0, frequent=20, record=None,
-                 strides=FEATURE_STRIDES, saver=True, save_optimizer_states=True, max_seconds=None):
+                 strides=FEATURE_STRIDES, saver=True, save_optimizer_states=True, max_seconds=None,
+                 watchers=()):
         self.mod = mod
         self.deploy_sym = deploy_sym
         self.feed = feed
@@ -230,6 +244,8 @@ class Trainer(object):
         self._fit_start = None       # perf_counter() when fit() began
         self._first_window = None    # metric name -> value of the first logged window
         self._last_window = None     # ... and of the last one
+        self.watchers = list(watchers)
+        self._watch_seconds = 0.0    # spent in the watchers (validation), not training
 
     # ------------------------------------------------------------------ stop rule
     def stop_iteration(self):
@@ -237,9 +253,20 @@ class Trainer(object):
         candidates = [v for v in (self.schedule.end_iteration, self.max_iters) if v is not None]
         return min(candidates) if candidates else None
 
+    def _training_seconds(self):
+        """Seconds of this run's fit() so far, without the watchers' (validation) time."""
+        return time.perf_counter() - self._fit_start - self._watch_seconds
+
     def _out_of_time(self):
         return self.max_seconds is not None and self._fit_start is not None and \
-            time.perf_counter() - self._fit_start >= self.max_seconds
+            self._training_seconds() >= self.max_seconds
+
+    def _checkpoint_written(self, number, position, final):
+        """Tell the watchers; their time is kept out of the training figures."""
+        for watcher in self.watchers:
+            spent = watcher.after_checkpoint(number, position, final) or 0.0
+            self._watch_seconds += spent
+            self.speedometer.pause(spent)
 
     def stop_reason(self, position):
         """Why training stops at ``position``: 'schedule' (last lr step), 'max_iters',
@@ -349,6 +376,8 @@ class Trainer(object):
             self._save_before_stopping(position)
             raise
         reason = self.stop_reason(position)
+        if self.last_checkpoint:
+            self._checkpoint_written(self.last_checkpoint[0], position, final=True)
         logger.info('training finished at %s (stopped by %s); final checkpoint %s-%04d', position,
                     reason, self.prefix, self.last_checkpoint[0] if self.last_checkpoint else -1)
         if self.saver:
@@ -365,12 +394,13 @@ class Trainer(object):
         ``iterations_this_run``, ``epoch`` / ``batch_in_epoch`` (the final position),
         ``iters_per_epoch``, ``batch_size``, ``checkpoint`` (the final checkpoint's number),
         ``lr`` (of the last update), ``stopped_by`` (:meth:`stop_reason`), ``seconds`` and
-        ``images_per_s`` of this run, ``window`` (iterations per log window) and
+        ``images_per_s`` of this run's training (validation left out), ``validation_seconds`` (the
+        time spent in the watchers, i.e. validation), ``window`` (iterations per log window) and
         ``first_metrics`` / ``last_metrics``: metric name -> value (None when the window had
         nothing to count) of the first and last logged windows; a run shorter than one
         window reports its unlogged batches as both.
         """
-        seconds = time.perf_counter() - self._fit_start
+        seconds = self._training_seconds()
         done = position.iteration - start_iteration
         unlogged = dict(self.metrics.get_name_value())
         first, last = self._first_window or unlogged, self._last_window or unlogged
@@ -385,6 +415,7 @@ class Trainer(object):
             'checkpoint': self.last_checkpoint[0] if self.last_checkpoint else None,
             'lr': self.schedule.lr_at(max(position.iteration - 1, 0)), 'stopped_by': reason,
             'seconds': seconds, 'images_per_s': done * self.batch_size / seconds if seconds else 0.0,
+            'validation_seconds': self._watch_seconds,
             'window': self.speedometer.frequent,
             'first_metrics': clean(first), 'last_metrics': clean(last)}
 
@@ -410,6 +441,8 @@ class Trainer(object):
                                     self.metrics, lr, data_time, step_time):
                     self._first_window = self._first_window or window
                     self._last_window = window
+                    for watcher in self.watchers:
+                        watcher.on_log(position, lr, self.speedometer.last_stats, window)
                 if self.checkpoint_iters and position.iteration % self.checkpoint_iters == 0 \
                         and position.batch_in_epoch < self.iters_per_epoch \
                         and not self._finished(position):
@@ -421,7 +454,9 @@ class Trainer(object):
                         time.perf_counter() - epoch_start,
                         ' '.join(format_metric(*nv) for nv in self.epoch_metrics.get_name_value()))
             position = Position(position.epoch + 1, 0, position.iteration)
-        self.save_checkpoint(position)  # epoch end, or stopped inside the epoch
+            self._checkpoint_written(self.save_checkpoint(position), position, final=False)
+        else:
+            self.save_checkpoint(position)  # stopped inside the epoch
         return position
 
     def _save_before_stopping(self, position):

@@ -24,8 +24,9 @@ Roidb entry (dict), K faces::
 
     image          str, full path of the image file
     height, width  int, image size in pixels (as ``cv2.imread`` returns it)
-    boxes          (K, 4) float32, x1 y1 x2 y2 with x2 = x + w, y2 = y + h,
-                   clipped to [0, width - 1] x [0, height - 1]
+    boxes          (K, 4) float32, x1 y1 x2 y2 with x1 = x, y1 = y,
+                   x2 = min(width, x + w), y2 = min(height, y + h) (the original
+                   reader's clipping: the near corner is not clipped)
     landmarks      (K, 5, 3) float32, (x, y, visibility): 1.0 visible, 0.0 not
                    visible; all three -1 for a missing point (a face without
                    landmarks, e.g. every val face, is all -1)
@@ -36,7 +37,8 @@ Roidb entry (dict), K faces::
     max_num_boxes  int, the largest K over the whole roidb (the same value in
                    every entry, as the original's running maximum ended up)
 
-Boxes that are empty after clipping (x2 <= x1 or y2 <= y1), narrower /
+Boxes are clipped as the original reader does (only ``x2`` to ``W`` and ``y2``
+to ``H``). Boxes that are empty after clipping (x1 >= x2 or y1 >= y2), narrower /
 shorter than ``cfg.TRAIN.MIN_BOX_SIZE``, or (unless ``drop_outside_boxes=False``)
 that leave the image by more than their own size (along x or y, the part of the
 box outside the image is larger than the part inside: a ``w = 1e9`` typo, not a
@@ -89,7 +91,7 @@ __all__ = ['retinaface', 'append_flipped_images', 'flip_roidb_entry', 'read_imag
            'build_roidb', 'LabelFormatError', 'ImageReadError', 'CACHE_FORMAT_VERSION',
            'log_drop_messages']
 
-CACHE_FORMAT_VERSION = 2         # 2: outside boxes dropped, drop report kept
+CACHE_FORMAT_VERSION = 3         # 3: original clipping, outside boxes dropped, drop report kept
 TRAIN_LINE_LENGTH = 4 + 3 * NUM_LANDMARKS + 1   # x y w h, 5 x (x y flag), blur
 BOX_ONLY_LINE_LENGTH = 4                        # x y w h
 MISSING = -1.0
@@ -428,12 +430,11 @@ def _check_face_values(face_rows, face_lines, label_path):
 # ----------------------------------------------------------------------------
 
 def _clip_boxes(face_rows, face_heights, face_widths):
-    """(N, 4) float32 x1 y1 x2 y2 from x y w h rows, clipped to [0, W-1] x [0, H-1]."""
+    """(N, 4) float32 x1 y1 x2 y2 from x y w h rows, as the original reader: x1 = x, y1 = y,
+    x2 = min(W, x + w), y2 = min(H, y + h) (only the far corner is clipped, to W / H)."""
     x, y, w, h = (face_rows[:, i] for i in range(4))
-    max_x = (face_widths - 1).astype(np.float64)
-    max_y = (face_heights - 1).astype(np.float64)
-    boxes = np.stack([np.clip(x, 0, max_x), np.clip(y, 0, max_y),
-                      np.clip(x + w, 0, max_x), np.clip(y + h, 0, max_y)], axis=1)
+    boxes = np.stack([x, y, np.minimum(x + w, face_widths.astype(np.float64)),
+                      np.minimum(y + h, face_heights.astype(np.float64))], axis=1)
     return boxes.astype(np.float32)
 
 
@@ -452,14 +453,18 @@ def _convert_blur(face_rows):
     return np.where(blur < 0, MISSING_BLUR, blur).astype(np.float32)
 
 
-def _mostly_outside(face_rows, boxes):
+def _mostly_outside(face_rows, face_heights, face_widths):
     """(N,) bool: along x or y, more of the box lies outside the image than inside.
 
-    ``face_rows`` (N, 20) float64 as in the file (x y w h first), ``boxes`` (N, 4) the
-    clipped x1 y1 x2 y2.
+    ``face_rows`` (N, 20) float64 as in the file (x y w h first); ``face_heights`` /
+    ``face_widths`` (N,) the size of each face's image. The part inside is measured against
+    both image borders, whatever the reader's clipping keeps of the box.
     """
-    inside = boxes[:, 2:4].astype(np.float64) - boxes[:, 0:2]     # (N, 2) w, h kept
-    outside = face_rows[:, 2:4] - inside
+    starts = face_rows[:, 0:2]                                          # (N, 2) x, y
+    sizes = face_rows[:, 2:4]                                           # (N, 2) w, h
+    limits = np.stack([face_widths, face_heights], axis=1).astype(np.float64)
+    inside = np.clip(np.minimum(starts + sizes, limits) - np.maximum(starts, 0.0), 0.0, None)
+    outside = sizes - inside
     return (outside > inside).any(axis=1)
 
 
@@ -529,7 +534,7 @@ def build_columns(parsed, images_dir, min_box_size=0, drop_empty_images=False,
     reasons = np.zeros(len(boxes), np.int8)
     reasons[(box_w < min_box_size) | (box_h < min_box_size)] = 3
     if drop_outside_boxes:
-        reasons[_mostly_outside(parsed.face_rows, boxes)] = 2
+        reasons[_mostly_outside(parsed.face_rows, heights[face_image], widths[face_image])] = 2
     reasons[(box_w <= 0) | (box_h <= 0)] = 1
     keep = reasons == 0
 

@@ -63,8 +63,10 @@ logger = logging.getLogger(__name__)
 
 #: network layouts this project implements -> feature strides (coarse to fine)
 SUPPORTED_NETWORKS = NETWORK_STRIDES
-#: other layout names of the original code, recognised only to give a clear error
-ORIGINAL_ONLY_NETWORKS = ('net3a', 'net3l', 'net4', 'net4a', 'net5', 'net5a', 'net5b', 'net6',
+#: the other layouts of the original's ``RetinaFace(network=...)`` (retinaface.py there:
+#: net3a, net4, net4a, net5, net5a, net6 since May 2019; x3, x3a, x5 later; ssh, vgg),
+#: recognised only to give a clear error
+ORIGINAL_ONLY_NETWORKS = ('net3a', 'net4', 'net4a', 'net5', 'net5a', 'net6', 'x3', 'x3a', 'x5',
                           'ssh', 'vgg')
 #: smallest image side accepted (a 1-pixel-wide image is almost always a decoding accident)
 MIN_IMAGE_SIDE = 2
@@ -174,9 +176,12 @@ class RetinaFace(object):
         if network not in SUPPORTED_NETWORKS:
             if network in ORIGINAL_ONLY_NETWORKS:
                 raise ValueError('network %r of the original code is not supported; this '
-                                 'project implements %s' % (network, ', '.join(SUPPORTED_NETWORKS)))
-            raise ValueError('unknown network %r; supported: %s'
-                             % (network, ', '.join(SUPPORTED_NETWORKS)))
+                                 'project implements %s (the original\'s other layouts: %s)'
+                                 % (network, ', '.join(SUPPORTED_NETWORKS),
+                                    ', '.join(ORIGINAL_ONLY_NETWORKS)))
+            raise ValueError('unknown network %r; supported: %s (the original also had %s, '
+                             'not supported here)' % (network, ', '.join(SUPPORTED_NETWORKS),
+                                                      ', '.join(ORIGINAL_ONLY_NETWORKS)))
         if not 0.0 <= float(nms) <= 1.0:
             raise ValueError('nms must be an IoU in [0, 1], got %r' % (nms,))
         self.network = network

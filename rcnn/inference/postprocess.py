@@ -220,7 +220,8 @@ def merge_detections(detections, nms_thresh, vote=False):
     """Final faces from the pooled candidates of every pass.
 
     Candidates are sorted by descending score (stable), then reduced by greedy NMS (a box whose
-    IoU with a kept, higher-scoring box is > ``nms_thresh`` is suppressed) or, with ``vote``,
+    IoU with a kept, higher-scoring box is >= ``nms_thresh`` is suppressed, as the original's
+    ``cpu_nms``) or, with ``vote``,
     by :func:`bbox_vote` at IoU >= ``nms_thresh``.
 
     Args:

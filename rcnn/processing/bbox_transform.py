@@ -85,24 +85,39 @@ def nonlinear_pred(boxes, box_deltas):
     return pred
 
 
+def _as_points(landmarks, what):
+    """(N, 5, 2|3) points or the original's flat (N, 10) rows (x1 y1 x2 y2 ...) ->
+    ``((N, 5, C) float array, flat)``."""
+    landmarks = np.asarray(landmarks)
+    if landmarks.ndim == 2 and landmarks.shape[1] % 2 == 0:
+        return landmarks.reshape(landmarks.shape[0], landmarks.shape[1] // 2, 2), True
+    if landmarks.ndim == 3 and landmarks.shape[2] in (2, 3):
+        return landmarks, False
+    raise ValueError('%s must be (N, P, 2), (N, P, 3) or flat (N, 2P), got shape %s'
+                     % (what, landmarks.shape))
+
+
 def landmark_transform(ex_rois, gt_landmarks):
     """Landmark targets relative to reference boxes.
 
     Args:
         ex_rois: (N, 4) reference boxes.
-        gt_landmarks: (N, 5, 2) or (N, 5, 3) points (a third visibility column is ignored).
+        gt_landmarks: (N, 5, 2) or (N, 5, 3) points (a third visibility column is ignored), or
+            the original's flat (N, 10) rows ``x1 y1 x2 y2 ...``.
     Returns:
-        (N, 5, 2) float: (x - centre_x) / width, (y - centre_y) / height per point.
+        float64 ``(x - centre_x) / width``, ``(y - centre_y) / height`` per point: (N, 5, 2),
+        or flat (N, 10) when given flat rows.
     """
-    if len(ex_rois) != len(gt_landmarks):
+    points, flat = _as_points(gt_landmarks, 'gt_landmarks')
+    if len(ex_rois) != len(points):
         raise ValueError('ex_rois and gt_landmarks differ in length: %d vs %d'
-                         % (len(ex_rois), len(gt_landmarks)))
+                         % (len(ex_rois), len(points)))
     widths, heights, ctr_x, ctr_y = _sizes_and_centres(np.asarray(ex_rois, dtype=np.float64))
-    points = np.asarray(gt_landmarks, dtype=np.float64)[:, :, :2]
+    points = points.astype(np.float64)[:, :, :2]
     targets = np.empty(points.shape, dtype=np.float64)
     targets[:, :, 0] = (points[:, :, 0] - ctr_x[:, None]) / (widths[:, None] + _EPS)
     targets[:, :, 1] = (points[:, :, 1] - ctr_y[:, None]) / (heights[:, None] + _EPS)
-    return targets
+    return targets.reshape(len(targets), -1) if flat else targets
 
 
 def landmark_pred(boxes, landmark_deltas):
@@ -110,14 +125,16 @@ def landmark_pred(boxes, landmark_deltas):
 
     Args:
         boxes: (N, 4) reference boxes.
-        landmark_deltas: (N, 5, 2) float.
+        landmark_deltas: (N, 5, 2) float, or the original's flat (N, 10) ``dx1 dy1 dx2 ...``.
     Returns:
-        (N, 5, 2) float points.
+        points in the layout given: (N, 5, 2) or flat (N, 10).
     """
+    deltas, flat = _as_points(landmark_deltas, 'landmark_deltas')
     if boxes.shape[0] == 0:
-        return np.zeros((0,) + tuple(landmark_deltas.shape[1:]), dtype=landmark_deltas.dtype)
+        return np.zeros((0,) + tuple(np.shape(landmark_deltas)[1:]),
+                        dtype=np.asarray(landmark_deltas).dtype)
     widths, heights, ctr_x, ctr_y = _sizes_and_centres(boxes.astype(np.float64, copy=False))
-    pred = np.empty(landmark_deltas.shape, dtype=np.result_type(landmark_deltas.dtype, np.float32))
-    pred[:, :, 0] = landmark_deltas[:, :, 0] * widths[:, None] + ctr_x[:, None]
-    pred[:, :, 1] = landmark_deltas[:, :, 1] * heights[:, None] + ctr_y[:, None]
-    return pred
+    pred = np.empty(deltas.shape, dtype=np.result_type(deltas.dtype, np.float32))
+    pred[:, :, 0] = deltas[:, :, 0] * widths[:, None] + ctr_x[:, None]
+    pred[:, :, 1] = deltas[:, :, 1] * heights[:, None] + ctr_y[:, None]
+    return pred.reshape(len(pred), -1) if flat else pred

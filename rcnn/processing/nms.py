@@ -11,7 +11,8 @@ def py_nms(dets, thresh):
 
     Args:
         dets: (N, 5) float, x1 y1 x2 y2 score.
-        thresh: suppress a box whose IoU (+1 convention) with a kept box is > thresh.
+        thresh: suppress a box whose IoU (+1 convention, float32) with a kept box is >= thresh
+            (compared in double precision, as the original's kernel).
     Returns:
         list of kept indices in descending score order (ties keep input order).
     """
@@ -28,7 +29,7 @@ def py_nms(dets, thresh):
         inter_h = np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + 1
         inter = np.maximum(inter_w, 0) * np.maximum(inter_h, 0)
         iou = inter / (areas[best] + areas[rest] - inter)
-        order = rest[iou <= thresh]
+        order = rest[iou.astype(np.float64) < thresh]
     return keep
 
 

@@ -31,10 +31,12 @@ stride index ``k``:
 
     i = 0  face_rpn_cls_prob_stride{s}        (B, 2, A*H*W)  SoftmaxOutput (ignore -1, 'valid')
     i = 1  face_rpn_label_stride{s}           (B, A*H*W)     OHEM-sampled labels, BlockGrad
-    i = 2  face_rpn_bbox_loss_stride{s}       (B, 4A, H*W)   MakeLoss(smooth_l1), grad 1/256
+    i = 2  face_rpn_bbox_loss_stride{s}       (B, 4A, H*W)   MakeLoss(smooth_l1), grad 1/256 *
     i = 3  face_rpn_bbox_weight_stride{s}     (B, 4A, H*W)   effective box weights, BlockGrad
-    i = 4  face_rpn_landmark_loss_stride{s}   (B, 10A, H*W)  MakeLoss, grad 0.4*LANDMARK_LR_MULT/256
+    i = 4  face_rpn_landmark_loss_stride{s}   (B, 10A, H*W)  MakeLoss, grad 0.4*LANDMARK_LR_MULT/256 *
     i = 5  face_rpn_landmark_weight_stride{s} (B, 10A, H*W)  effective landmark weights, BlockGrad
+
+(* with the default ``cfg.TRAIN.LOSS_SCALE = 'release'``; see :mod:`rcnn.symbol.loss_scale`.)
 
 The class-score convolution keeps the released name ``face_rpn_cls_score_stride{s}``: the data
 loader infers each stride's map size from ``face_rpn_cls_score_stride{s}_output``
@@ -49,6 +51,7 @@ from rcnn.model_layout import (BOX_LEN, DATA_NAME, FEATURE_STRIDES, HEAD_LENGTHS
                                LANDMARK_LEN, NUM_CLASSES, cls_score_name,
                                deploy_output_names, head_names, label_names,
                                train_output_names)
+from rcnn.symbol.loss_scale import loss_grad_scales
 from rcnn.symbol.ohem import ohem_symbol
 
 __all__ = ['FEATURE_STRIDES', 'BOX_VALUES', 'LANDMARK_VALUES', 'NECK_BN_EPS', 'NeckNames',
@@ -238,7 +241,6 @@ def smooth_l1_loss(pred, target, weight, grad_scale, name):
 
 def _stride_train_outputs(feature, stride, cfg, lr_mult):
     num_anchors = int(cfg.NUM_ANCHORS)
-    batch = float(cfg.TRAIN.RPN_BATCH_SIZE)
     label, bbox_target, bbox_weight, landmark_target, landmark_weight = _label_inputs(stride)
     cls_score, bbox_pred, landmark_pred = detection_heads(feature, stride, num_anchors)
     cls_score = mx.sym.Reshape(cls_score, shape=(0, 2, -1),
@@ -266,9 +268,9 @@ def _stride_train_outputs(feature, stride, cfg, lr_mult):
     cls_prob = mx.sym.SoftmaxOutput(data=cls_score, label=label, multi_output=True,
                                     normalization='valid', use_ignore=True, ignore_label=-1,
                                     grad_scale=lr_mult, name=cls_prob_name)
-    bbox_loss = smooth_l1_loss(bbox_pred, bbox_target, bbox_weight, lr_mult / batch,
+    box_scale, landmark_scale = loss_grad_scales(cfg, lr_mult)
+    bbox_loss = smooth_l1_loss(bbox_pred, bbox_target, bbox_weight, box_scale,
                                 bbox_loss_name)
-    landmark_scale = 0.4 * float(cfg.LANDMARK_LR_MULT) * lr_mult / batch
     landmark_loss = smooth_l1_loss(landmark_pred, landmark_target, landmark_weight,
                                     landmark_scale, landmark_loss_name)
     return [cls_prob,
