@@ -9,9 +9,11 @@ so the original import keeps working. Example::
     detector = RetinaFace('../shared/models/mnet.25/mnet.25', 0, ctx_id=-1)   # -1: CPU
     faces, landmarks = detector.detect(cv2.imread('photo.jpg'), threshold=0.5)
 """
-from rcnn.inference.detector import (MIN_IMAGE_SIDE, ORIGINAL_ONLY_NETWORKS, PAD_MULTIPLE,
-                                     SUPPORTED_NETWORKS, RetinaFace, as_bgr_image, check_scales,
-                                     check_threshold, network_input)
+from rcnn.inference.detector import (MAX_SCALED_SIDE, MIN_IMAGE_SIDE, ORIGINAL_ONLY_NETWORKS,
+                                     PAD_MULTIPLE, SUPPORTED_NETWORKS, InvalidInputError,
+                                     RetinaFace, as_bgr_image, check_scales, check_threshold,
+                                     network_input)
 
-__all__ = ['RetinaFace', 'as_bgr_image', 'check_scales', 'check_threshold', 'network_input',
-           'SUPPORTED_NETWORKS', 'ORIGINAL_ONLY_NETWORKS', 'MIN_IMAGE_SIDE', 'PAD_MULTIPLE']
+__all__ = ['RetinaFace', 'InvalidInputError', 'as_bgr_image', 'check_scales', 'check_threshold',
+           'network_input', 'SUPPORTED_NETWORKS', 'ORIGINAL_ONLY_NETWORKS', 'MIN_IMAGE_SIDE',
+           'MAX_SCALED_SIDE', 'PAD_MULTIPLE']

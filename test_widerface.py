@@ -14,11 +14,21 @@ Modes (as the original):
 
 Output: ``<output>/<event>/<image>.txt``, line 1 ``event/image.jpg``, line 2 the number of
 boxes, then ``x y w h score`` per box (``%d %d %d %d %g``, w = x2 - x1). Files are written
-atomically; an existing readable file is kept and its image skipped (resume an interrupted
-run; ``--overwrite`` recomputes). ``--part K --parts N`` processes images K, K+N, K+2N, ...
-of the label file (run N processes in parallel); ``--max-images K`` only its first K images
-(train.py's validation during training runs this same code). On a split whose labels have boxes (val) the
-recall at IoU >= 0.5 is logged, as the original did.
+atomically. ``<output>/manifest.json`` records what produces the files (checkpoint prefix,
+epoch, sha1 of its params and symbol files, network, mode, threshold, scales, nocrop, backend,
+data set). A rerun into the same --output resumes (an existing readable file is kept and its
+image skipped) only when the manifest matches; otherwise it stops and names the differing
+settings (``--overwrite`` recomputes this run's images and replaces the manifest).
+``--part K --parts N`` processes images K, K+N, K+2N, ... of the label file (run N processes
+in parallel into one --output); ``--max-images K`` only its first K images (train.py's
+validation during training runs this same code). On a split whose labels have boxes (val)
+the recall at IoU >= 0.5 is logged, as the original did.
+
+An image that is missing, truncated or not decodable is skipped with a warning naming it (no
+prediction file is written, so the evaluator counts it as having no detections) and the exit
+status is 1. Errors (output folder not writable, a file where the folder should be, a
+manifest mismatch, a bad label file) are one line on stderr with exit status 2; ``--debug``
+shows the traceback.
 
 Speed (see README, Performance): ``--backend onnxruntime`` runs the exported graph (needs the
 extras of requirements-deploy.txt); ``--threads`` sets the backend's CPU threads; in modes 1
@@ -36,7 +46,6 @@ import os
 import sys
 import time
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -45,6 +54,8 @@ from rcnn.evaluation.widerface import (PredictionFormatError, count_recalled,
                                        read_prediction_file, write_prediction_file)
 from rcnn.inference import BACKENDS
 from rcnn.inference.pyramid import detect_pyramid
+from rcnn.io.decode import imread_checked
+from rcnn.utils.run_manifest import ManifestMismatch, claim_output_dir, file_sha1
 from retinaface import RetinaFace
 
 logger = logging.getLogger('test_widerface')
@@ -94,7 +105,9 @@ def parse_args(argv=None):
                         help='this process handles the images i with i %% parts == part')
     parser.add_argument('--parts', type=int, default=1, help='number of shards')
     parser.add_argument('--overwrite', action='store_true',
-                        help='recompute images whose output file already exists')
+                        help='recompute images whose output file already exists, also when '
+                             '--output holds another run\'s predictions (its manifest.json '
+                             'is replaced)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     speed = parser.add_argument_group(
         'speed (the files depend on the backend only: onnxruntime agrees with MXNet to ~1e-4 px)')
@@ -119,6 +132,8 @@ def parse_args(argv=None):
                             'forwards concurrently; mxnet ignores it) (default %(default)s)')
     speed.add_argument('--serial', action='store_true',
                        help='the one-pass-at-a-time detect() path (reference for the speed-ups)')
+    parser.add_argument('--debug', action='store_true',
+                        help='show the traceback of an error instead of one line')
     args = parser.parse_args(argv)
     if args.parts < 1 or not 0 <= args.part < args.parts:
         parser.error('--part must be in [0, --parts), got --part %d --parts %d'
@@ -186,10 +201,11 @@ def detect_image(detector, image_path, mode, thresh, serial=False, flip_batch=Tr
     ``serial``: one forward per scale and flip (``detector.detect``); otherwise
     :func:`rcnn.inference.pyramid.detect_pyramid` with ``flip_batch`` / ``scale_workers``
     (same faces, fewer or concurrent forwards).
+
+    Raises:
+        ImageReadError: the image is missing, truncated or not decodable.
     """
-    image = cv2.imread(image_path)
-    if image is None:
-        raise ImageReadError('cannot read image %s (missing or not an image)' % image_path)
+    image = imread_checked(image_path)
     scales, do_flip = scales_for_image(image.shape[0], image.shape[1], mode)
     if serial:
         faces, _ = detector.detect(image, threshold=thresh, scales=scales, do_flip=do_flip)
@@ -218,18 +234,69 @@ class RecallCounter(object):
         return self.found / float(self.total) if self.total else float('nan')
 
 
+def run_settings(args):
+    """What determines the prediction files (recorded in ``<output>/manifest.json``)."""
+    from rcnn.utils.checkpoint import params_path, symbol_path   # imports mxnet: after the engine
+    return {
+        'prefix': os.path.abspath(args.prefix), 'epoch': args.epoch,
+        'params_sha1': file_sha1(params_path(args.prefix, args.epoch)),
+        'symbol_sha1': file_sha1(symbol_path(args.prefix)),
+        'network': args.network, 'mode': args.mode, 'thresh': args.thresh,
+        'nocrop': args.nocrop, 'backend': getattr(args, 'backend', 'mxnet'),
+        'scales': ({'target_size': SINGLE_TARGET_SIZE, 'max_size': SINGLE_MAX_SIZE}
+                   if args.mode == 0 else
+                   {'pyramid_sizes': list(PYRAMID_SIZES), 'target_size': PYRAMID_TARGET_SIZE,
+                    'max_size': PYRAMID_MAX_SIZE, 'flip': True}),
+        'dataset': args.dataset, 'image_set': args.image_set,
+        'dataset_path': os.path.abspath(args.dataset_path)}
+
+
+def check_output_folder(output):
+    """Create --output, or raise OSError with one line when it cannot hold the files."""
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise NotADirectoryError('--output %s exists and is not a folder' % output)
+    try:
+        os.makedirs(output, exist_ok=True)
+    except OSError as err:
+        raise OSError('cannot create --output %s: %s' % (output, err.strerror or err)) from None
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise PermissionError('--output %s is not writable' % output)
+
+
+def claim_output(args, targets):
+    """Check --output against its manifest (see the module docstring); with --overwrite,
+    remove this run's earlier prediction files so an interrupted rerun cannot adopt them."""
+    check_output_folder(args.output)
+    existing = [path for _, path in targets if os.path.isfile(path)]
+    state = claim_output_dir(args.output, run_settings(args), existing, args.overwrite)
+    if state == 'overwrite':
+        for path in existing:
+            os.remove(path)
+        if existing:
+            logger.info('--overwrite: removed %d earlier prediction file(s) of this run',
+                        len(existing))
+    elif state == 'resume' and existing:
+        logger.info('resuming: %d of %d prediction files exist (manifest matches)',
+                    len(existing), len(targets))
+    return state
+
+
 def run(args):
-    """Test the split; returns a summary dict (images, detected, resumed, seconds,
-    images_per_s, recall, found, faces)."""
+    """Test the split; returns a summary dict (images, detected, resumed, unreadable,
+    seconds, images_per_s, recall, found, faces)."""
     if args.backend == 'mxnet':
         from rcnn.inference.mxnet_backend import choose_engine
         logger.info('MXNet engine: %s', choose_engine(args.engine, on_gpu=args.gpu >= 0))
+    # the checkpoint first: a missing or broken one is reported by its loader
     detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network,
                           nocrop=args.nocrop, vote=(args.mode == 1), backend=args.backend,
                           threads=args.threads)
     imdb = DATASETS[args.dataset](args.image_set, args.root_path, args.dataset_path)
     roidb = imdb.gt_roidb()[:args.max_images]
     entries = [entry for i, entry in enumerate(roidb) if i % args.parts == args.part]
+    targets = [prediction_target(entry['image'], imdb.images_dir, args.output)
+               for entry in entries]
+    claim_output(args, targets)
     has_boxes = any(len(entry['boxes']) for entry in roidb)
     logger.info('%s: %d of %d images (part %d/%d), mode %d (%s), threshold %g, %s',
                 imdb.name, len(entries), len(roidb), args.part, args.parts, args.mode,
@@ -239,14 +306,21 @@ def run(args):
                                                        args.scale_workers))
     recall = RecallCounter()
     detected = resumed = 0
+    unreadable = []
     start = time.perf_counter()
     progress = tqdm(entries, desc='test_widerface', unit='img', disable=args.quiet)
-    for entry in progress:
-        name_line, out_path = prediction_target(entry['image'], imdb.images_dir, args.output)
+    for entry, (name_line, out_path) in zip(progress, targets):
         boxes = None if args.overwrite else read_existing(out_path, name_line)
         if boxes is None:
-            boxes = detect_image(detector, entry['image'], args.mode, args.thresh, args.serial,
-                                 args.flip_batch, args.scale_workers)
+            try:
+                boxes = detect_image(detector, entry['image'], args.mode, args.thresh,
+                                     args.serial, args.flip_batch, args.scale_workers)
+            except ImageReadError as err:
+                logger.warning('skipped (no prediction file written): %s', err)
+                unreadable.append(entry['image'])
+                if has_boxes:            # its faces count as missed
+                    recall.add(np.zeros((0, 5)), entry['boxes'])
+                continue
             write_prediction_file(out_path, name_line, boxes)
             detected += 1
         else:
@@ -260,7 +334,8 @@ def run(args):
             logger.debug('%s: %d faces', name_line, len(boxes))
     seconds = time.perf_counter() - start
     return {'images': len(entries), 'detected': detected, 'resumed': resumed,
-            'seconds': seconds, 'images_per_s': detected / seconds if detected else 0.0,
+            'unreadable': unreadable, 'seconds': seconds,
+            'images_per_s': detected / seconds if detected else 0.0,
             'recall': recall.recall if has_boxes else None, 'found': recall.found,
             'faces': recall.total, 'output': args.output}
 
@@ -272,16 +347,31 @@ def format_summary(summary):
     if summary['recall'] is not None:
         line += '; recall at IoU %.1f: %.4f (%d / %d faces)' % (
             RECALL_IOU, summary['recall'], summary['found'], summary['faces'])
-    return line + '; predictions in %s' % summary['output']
+    line += '; predictions in %s' % summary['output']
+    unreadable = summary.get('unreadable') or []
+    if unreadable:
+        line += '; %d image(s) skipped as unreadable: %s%s' % (
+            len(unreadable), ', '.join(unreadable[:5]), ' ...' if len(unreadable) > 5 else '')
+    return line
+
+
+#: errors reported as one line (exit status 2); anything else keeps its traceback
+USER_ERRORS = (OSError, ValueError, ManifestMismatch)
 
 
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     logger.info('called with %s', vars(args))
-    summary = run(args)
+    try:
+        summary = run(args)
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        print('error: %s' % err, file=sys.stderr)
+        return 2
     print(format_summary(summary))
-    return 0
+    return 1 if summary['unreadable'] else 0
 
 
 if __name__ == '__main__':

@@ -245,7 +245,8 @@ def test_tiny_end_to_end_run(tiny_set, tmp_path):
     assert demo.parse_ap_lines(evaluate_log) == result['ap']
     assert all(0.0 <= result['ap'][s] <= 1.0 for s in ('easy', 'medium', 'hard'))
     # one prediction file per val image, and the two pictures
-    predictions = [f for _, _, files in os.walk(tmp_path / 'out' / 'wout') for f in files]
+    predictions = [f for _, _, files in os.walk(tmp_path / 'out' / 'wout') for f in files
+                   if f.endswith('.txt')]
     assert len(predictions) == 4
     drawn = json.loads((tmp_path / 'out' / 'pictures' / 'detections.json').read_text())
     assert len(drawn) == 2 and all(os.path.isfile(r['drawn']) for r in drawn)

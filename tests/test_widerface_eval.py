@@ -214,7 +214,7 @@ def test_writer_format_and_round_trip(tmp_path):
     ('img1.jpg\n2\n1 2 3 4 0.5\n1 2 3 0.5\n', r'img1\.txt:4: expected "x y w h score"'),
     ('img1.jpg\n1\n1 2 three 4 0.5\n', r'img1\.txt:3: not a number'),
     ('img1.jpg\n1\n1 2 3 4 nan\n', r'img1\.txt:3: NaN'),
-    ('img1.jpg\n3\n1 2 3 4 0.5\n1 2 3 4 0.4\n', r'img1\.txt: line 2 announces 3 boxes but .* 2'),
+    ('img1.jpg\n3\n1 2 3 4 0.5\n1 2 3 4 0.4\n', r'img1\.txt:2: announces 3 boxes but .* 2'),
     ('img1.jpg\ntwo\n', r'img1\.txt:2: box count must be an integer'),
     ('img1.jpg\n', r'img1\.txt:2: missing box count'),
     ('', r'img1\.txt:1: missing image name'),

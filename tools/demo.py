@@ -275,7 +275,7 @@ def commands(plan, epoch='<final>', pictures=()):
     test = [plan.python, str(ROOT / 'test_widerface.py'), '--prefix', plan.prefix,
             '--epoch', str(epoch), '--gpu', '-1', '--dataset-path', plan.data,
             '--image-set', 'val', '--mode', str(args.mode), '--output', plan.predictions,
-            '--quiet']
+            '--quiet', '--overwrite']     # the demo's own folder: never resume another model's
     evaluate = [plan.python, str(ROOT / 'evaluate_widerface.py'), '--pred', plan.predictions,
                 '--gt', plan.gt, '--curves', plan.out, '--quiet']
     plot = [plan.python, str(ROOT / 'tools' / 'plot_training.py'), plan.prefix,

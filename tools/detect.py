@@ -10,8 +10,10 @@ magenta) is written under --out (a folder input keeps its sub-folders), unless -
 --json writes <out>/detections.json: a list with, per image, ``image`` (the input path),
 ``drawn`` (the written copy or null), ``width``, ``height`` and ``faces``, each face
 ``{"box": [x1, y1, x2, y2], "score": s, "landmarks": [[x, y] x 5]}`` in input pixels, by
-descending score. An unreadable image is reported (and listed with an ``error``) and the exit
-status is then 1.
+descending score. An unreadable image (missing, truncated or not decodable) is reported with
+its name (and listed with an ``error``) and the exit status is then 1. An output path that
+resolves to one of the input files (e.g. ``--out`` the input folder) is refused before
+anything is written.
 
 --crops DIR writes one aligned 112x112 ArcFace crop per face, ``DIR/<image>_<k>.png`` (k by
 descending score; see rcnn/inference/align.py).
@@ -41,6 +43,7 @@ import cv2  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from rcnn.utils.cli import positive_int  # noqa: E402
+from rcnn.io.decode import ImageReadError, imread_checked  # noqa: E402
 from rcnn.utils.fileio import atomic_write  # noqa: E402
 from rcnn.utils import video as video_io  # noqa: E402
 
@@ -143,6 +146,36 @@ def write_crops(detector, image, landmarks, folder, stem):
         _write_image(path, crop)
         paths.append(path)
     return paths
+
+
+def output_paths(pairs, args):
+    """Every file this run would write: the drawn copies and the JSON list."""
+    paths = [] if args.no_draw else [os.path.join(args.out, relative) for _, relative in pairs]
+    if args.json:
+        paths.append(os.path.join(args.out, JSON_NAME))
+    return paths
+
+
+def check_no_overwrite(pairs, outputs):
+    """Refuse to run when an output path resolves to an input file (symlinks followed, hard
+    links recognised by device and inode).
+
+    Raises:
+        ValueError naming the input and the output.
+    """
+    by_path = {os.path.realpath(path): path for path, _ in pairs}
+    by_inode = {}
+    for path, _ in pairs:
+        info = os.stat(path)
+        by_inode[(info.st_dev, info.st_ino)] = path
+    for output in outputs:
+        clash = by_path.get(os.path.realpath(output))
+        if clash is None and os.path.exists(output):
+            info = os.stat(output)
+            clash = by_inode.get((info.st_dev, info.st_ino))
+        if clash is not None:
+            raise ValueError('writing %s would overwrite the input image %s; choose an --out '
+                             'folder outside the inputs' % (output, clash))
 
 
 def draw_faces(image, faces, landmarks):
@@ -266,6 +299,7 @@ def run(args):
         raise ValueError('--out %s names a video file; images need an output folder' % args.out)
     for source in video_inputs:
         video_outputs(args, source, len(video_inputs))       # path errors before any work
+    check_no_overwrite(pairs, output_paths(pairs, args))
     detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network,
                           nms=args.nms)
     records = run_images(args, detector, pairs) if pairs else []
@@ -278,11 +312,11 @@ def run_images(args, detector, pairs):
     """Detect on every (image path, output-relative path); returns the per-image records."""
     records = []
     for path, relative in tqdm(pairs, desc='detect', unit='img', disable=len(pairs) < 5):
-        image = cv2.imread(path)
-        if image is None:
-            logger.error('cannot read image %s (not an image or unsupported format); skipped',
-                         path)
-            records.append({'image': path, 'error': 'unreadable image'})
+        try:
+            image = imread_checked(path)
+        except ImageReadError as err:
+            logger.error('%s; skipped', err)
+            records.append({'image': path, 'error': str(err)})
             continue
         faces, landmarks = detector.detect(image, threshold=args.thresh, scales=args.scales,
                                            do_flip=args.flip)

@@ -264,11 +264,17 @@ def mxnet_forward(sym, arg_params, aux_params, data):
             for name, out in zip(sym.list_outputs(), module.get_outputs())}
 
 
-def create_session(onnx_path, threads=None):
+def create_session(onnx_path, threads=None, varying_shapes=False):
     """An onnxruntime CPU session with full graph optimisation and ``threads`` intra-op threads
-    (None: onnxruntime's default, one per physical core)."""
+    (None: onnxruntime's default, one per physical core).
+
+    ``varying_shapes``: the session will see many input sizes (a detector): onnxruntime's
+    memory-pattern planning, which caches one allocation plan per input shape for the session's
+    lifetime, is turned off so memory stays bounded (outputs are unchanged)."""
     ort = _import_onnxruntime()
     options = ort.SessionOptions()
+    if varying_shapes:
+        options.enable_mem_pattern = False
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1

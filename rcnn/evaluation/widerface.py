@@ -51,7 +51,8 @@ from rcnn.utils.fileio import atomic_write_text
 
 __all__ = ['SETTINGS', 'LABEL_MIN_HEIGHT', 'PredictionFormatError', 'WiderGroundTruth',
            'SettingResult', 'load_ground_truth', 'load_mat_ground_truth',
-           'load_label_ground_truth', 'read_prediction_file', 'read_predictions',
+           'load_label_ground_truth', 'read_prediction_file', 'suspicious_rows',
+           'read_predictions',
            'write_prediction_file', 'pairwise_iou', 'count_recalled', 'normalise_scores',
            'match_predictions', 'pr_thresholds', 'pr_curve', 'voc_ap',
            'evaluate_predictions', 'evaluate']
@@ -233,7 +234,8 @@ def load_label_ground_truth(label_path, split='size', min_height=None):
     thresholds = dict(LABEL_MIN_HEIGHT if min_height is None else min_height)
     events, names, rows = [], [], []
     first_line = {}
-    with open(label_path, 'r') as f:
+    negative = []                 # (line, box) of boxes with a negative width or height
+    with open(label_path, 'r', encoding='utf-8-sig') as f:      # -sig: a leading BOM is dropped
         for line_no, line in enumerate(f, 1):
             text = line.strip()
             if not text:
@@ -263,9 +265,17 @@ def load_label_ground_truth(label_path, split='size', min_height=None):
             if len(box) < 4 or not np.all(np.isfinite(box)):
                 raise ValueError('%s:%d: expected "x y w h [...]", got %r'
                                  % (label_path, line_no, text))
+            if box[2] < 0 or box[3] < 0:
+                negative.append((line_no, box))
             rows[-1].append(box)
     if not names:
         raise ValueError('%s: no "# image" line found' % label_path)
+    if negative:
+        logger.warning('%s: %d face(s) with a negative width or height (kept, as the standard '
+                       'evaluation does; they can never be matched), first at %s',
+                       label_path, len(negative), ', '.join(
+                           'line %d (x y w h = %s)' % (n, ' '.join('%g' % v for v in box))
+                           for n, box in negative[:3]))
     boxes = [np.asarray(r, dtype=np.float64).reshape(-1, 4) for r in rows]
     all_boxes = np.concatenate(boxes) if boxes else np.zeros((0, 4))
     if split == 'all':
@@ -326,21 +336,74 @@ def _format_error(path, line_no, message):
     return PredictionFormatError('%s:%d: %s' % (path, line_no, message))
 
 
-def read_prediction_file(path, expected_name=None):
+def _read_lines(path):
+    """The text lines of a file (UTF-8, an optional BOM dropped, any newline convention), with
+    the line numbers an editor shows."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    try:
+        text = data.decode('utf-8-sig')
+    except UnicodeDecodeError as err:
+        raise _format_error(path, data[:err.start].count(b'\n') + 1,
+                            'not UTF-8 text (byte 0x%02x)' % data[err.start]) from None
+    lines = text.replace('\r\n', '\n').replace('\r', '\n').split('\n')
+    if lines and lines[-1] == '':
+        lines.pop()
+    return lines
+
+
+def _parse_rows(path, line_numbers, rows):
+    """(N, 5) float64 of the box rows; a format error naming the first bad line."""
+    try:
+        return np.array(rows, dtype=np.float64)
+    except ValueError:
+        pass
+    values = []
+    for n, r in zip(line_numbers, rows):
+        try:
+            values.append([float(v) for v in r])
+        except ValueError:
+            raise _format_error(path, int(n), 'not a number in %r' % ' '.join(r)) from None
+    return np.array(values, dtype=np.float64)
+
+
+def suspicious_rows(path, line_numbers, values):
+    """Messages (``file:line: ...``) about rows that parse but are probably wrong: a negative
+    width or height (such a box can never match a face) and a score outside [0, 1] (scores are
+    min-max normalised over all files, so one extreme score such as 1e30 squeezes every other
+    score into one end of the curve). At most one message per kind, with the count.
+    """
+    messages = []
+    checks = (((values[:, 2] < 0) | (values[:, 3] < 0), 'negative width or height'),
+              ((values[:, 4] < 0) | (values[:, 4] > 1),
+               'score outside [0, 1] (scores are min-max normalised over all files: an extreme '
+               'one squeezes all others together)'))
+    for bad, what in checks:
+        if bad.any():
+            first = int(np.argmax(bad))
+            messages.append('%s:%d: %s: %s%s' % (
+                path, int(line_numbers[first]), what,
+                ' '.join('%g' % v for v in values[first]),
+                ' (and %d more line(s) in this file)' % (bad.sum() - 1) if bad.sum() > 1 else ''))
+    return messages
+
+
+def read_prediction_file(path, expected_name=None, notes=None):
     """Read one submission file.
 
     Args:
         path: the ``.txt`` file.
         expected_name: image name without extension; when given, line 1 must name that image.
+        notes: a list receiving the :func:`suspicious_rows` messages; when None they are
+            logged as warnings.
     Returns:
         (N, 5) float64, ``x y w h score`` as written.
     Raises:
-        PredictionFormatError: naming the file and line (malformed line, non-finite value)
-            or the file (count line disagreeing with the boxes). Negative sizes are accepted,
-            as by the standard code (the official ground truth itself has a few).
+        PredictionFormatError: naming the file and line (malformed line, non-finite value,
+            not UTF-8) or the file (count line disagreeing with the boxes). Negative sizes and
+            scores outside [0, 1] are accepted, as by the standard code, with a warning.
     """
-    with open(path, 'r') as f:
-        lines = f.read().splitlines()
+    lines = _read_lines(path)
     if not lines or not lines[0].strip():
         raise _format_error(path, 1, 'missing image name line')
     header = lines[0].strip()
@@ -364,22 +427,20 @@ def read_prediction_file(path, expected_name=None):
         raise _format_error(path, int(wrong[0]), 'expected "x y w h score", got %r'
                             % lines[wrong[0] - 1].strip())
     if len(rows) != count:
-        raise PredictionFormatError('%s: line 2 announces %d boxes but the file has %d'
-                                    % (path, count, len(rows)))
+        raise _format_error(path, 2, 'announces %d boxes but the file has %d'
+                            % (count, len(rows)))
     if not rows:
         return np.zeros((0, 5), dtype=np.float64)
-    try:
-        values = np.array(rows, dtype=np.float64)
-    except ValueError:
-        for n, r in zip(line_numbers, rows):
-            try:
-                [float(v) for v in r]
-            except ValueError:
-                raise _format_error(path, int(n), 'not a number in %r' % ' '.join(r)) from None
-        raise
+    values = _parse_rows(path, line_numbers, rows)
     bad = ~np.all(np.isfinite(values), axis=1)
     if bad.any():
         raise _format_error(path, int(line_numbers[np.argmax(bad)]), 'NaN or infinite value')
+    messages = suspicious_rows(path, line_numbers, values)
+    if notes is None:
+        for message in messages:
+            logger.warning('%s', message)
+    else:
+        notes.extend(messages)
     return values
 
 
@@ -403,15 +464,20 @@ def read_predictions(pred_dir, gt, strict=False, progress=False):
     """
     if not os.path.isdir(pred_dir):
         raise FileNotFoundError('prediction folder not found: %s' % pred_dir)
-    predictions, missing = [], []
+    predictions, missing, notes = [], [], []
     for i in tqdm(range(gt.num_images), desc='reading predictions', unit='img',
                   disable=not progress):
         path = gt.prediction_path(pred_dir, i)
         try:
-            predictions.append(read_prediction_file(path, expected_name=gt.names[i]))
+            predictions.append(read_prediction_file(path, expected_name=gt.names[i],
+                                                    notes=notes))
         except FileNotFoundError:
             missing.append(os.path.join(gt.events[i], gt.names[i] + '.txt'))
             predictions.append(np.zeros((0, 5), dtype=np.float64))
+    for message in notes[:_MAX_LISTED]:
+        logger.warning('%s', message)
+    if len(notes) > _MAX_LISTED:
+        logger.warning('%d such warnings in total (the first %d shown)', len(notes), _MAX_LISTED)
     if missing:
         if len(missing) == gt.num_images:
             raise FileNotFoundError('no prediction file found under %s for any of the %d images '

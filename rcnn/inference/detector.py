@@ -50,14 +50,16 @@ import numpy as np
 
 from rcnn.inference import create_backend
 from rcnn.inference.batch import run_passes
+from rcnn.inference.input_check import InvalidInputError, check_pixel_range, check_threshold
 from rcnn.inference.postprocess import (AnchorCache, Detections, decode_detections, flip_back,
                                         merge_detections)
 from rcnn.model_layout import FEATURE_STRIDES, NETWORK_STRIDES
 from rcnn.processing.pixels import PixelTransform
 from rcnn.recipe import load_recipe
 
-__all__ = ['RetinaFace', 'as_bgr_image', 'check_scales', 'check_threshold', 'network_input',
-           'SUPPORTED_NETWORKS', 'MIN_IMAGE_SIDE', 'PAD_MULTIPLE']
+__all__ = ['RetinaFace', 'InvalidInputError', 'as_bgr_image', 'check_scales', 'check_threshold',
+           'network_input', 'SUPPORTED_NETWORKS', 'MIN_IMAGE_SIDE', 'MAX_SCALED_SIDE',
+           'PAD_MULTIPLE']
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +72,14 @@ ORIGINAL_ONLY_NETWORKS = ('net3a', 'net4', 'net4a', 'net5', 'net5a', 'net6', 'x3
                           'ssh', 'vgg')
 #: smallest image side accepted (a 1-pixel-wide image is almost always a decoding accident)
 MIN_IMAGE_SIDE = 2
+#: a scale may not make a side longer than this (a mistyped scale such as 1766 would otherwise
+#: try to allocate tens of GB); WIDER FACE's largest pyramid level is about 2,600 px
+MAX_SCALED_SIDE = 8192
 #: ``nocrop`` pads each input up to a multiple of this (the coarsest stride)
 PAD_MULTIPLE = max(FEATURE_STRIDES)
+#: pixel types cv2.resize handles with bilinear interpolation; others are resized as float32
+_RESIZABLE_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32,
+                                                 np.float64))
 _RAW_PIXELS = PixelTransform()
 
 
@@ -82,32 +90,34 @@ def as_bgr_image(img, name='img'):
     ``(H, W, 4)`` BGRA (alpha dropped), of any real dtype (uint8 as from ``cv2.imread``).
 
     Raises:
-        ValueError: ``None``, not an array, empty, a side < :data:`MIN_IMAGE_SIDE`, another
-            layout or a non-numeric dtype.
+        InvalidInputError (a ValueError): ``None``, not an array, empty, a side <
+            :data:`MIN_IMAGE_SIDE`, another layout, a non-numeric dtype, or a float image
+            scaled to 0..1 or holding NaN/inf (see :mod:`rcnn.inference.input_check`).
     """
     if img is None:
-        raise ValueError('%s is None (cv2.imread returns None for a missing or unreadable file)'
-                         % name)
+        raise InvalidInputError('%s is None (cv2.imread returns None for a missing or '
+                                'unreadable file)' % name)
     if not isinstance(img, np.ndarray):
-        raise ValueError('%s must be a numpy array (H, W, 3) BGR, got %s'
-                         % (name, type(img).__name__))
+        raise InvalidInputError('%s must be a numpy array (H, W, 3) BGR, got %s'
+                                % (name, type(img).__name__))
     if img.size == 0:
-        raise ValueError('%s is empty (shape %s)' % (name, img.shape))
+        raise InvalidInputError('%s is empty (shape %s)' % (name, img.shape))
     if img.dtype.kind not in 'uif':
-        raise ValueError('%s has dtype %s; expected uint8 (or another real type)'
-                         % (name, img.dtype))
+        raise InvalidInputError('%s has dtype %s; expected uint8 (or another real type)'
+                                % (name, img.dtype))
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
     elif img.ndim != 3 or img.shape[2] not in (3, 4):
-        raise ValueError('%s has shape %s; expected (H, W, 3) BGR, (H, W) grayscale or '
-                         '(H, W, 4) BGRA' % (name, img.shape))
+        raise InvalidInputError('%s has shape %s; expected (H, W, 3) BGR, (H, W) grayscale '
+                                'or (H, W, 4) BGRA' % (name, img.shape))
     elif img.shape[2] == 4:
         img = img[:, :, :3]
     if min(img.shape[:2]) < MIN_IMAGE_SIDE:
-        raise ValueError('%s is %dx%d pixels; at least %dx%d is needed'
-                         % (name, img.shape[1], img.shape[0], MIN_IMAGE_SIDE, MIN_IMAGE_SIDE))
+        raise InvalidInputError('%s is %dx%d pixels; at least %dx%d is needed'
+                                % (name, img.shape[1], img.shape[0], MIN_IMAGE_SIDE, MIN_IMAGE_SIDE))
+    check_pixel_range(img, name)
     return img
 
 
@@ -126,24 +136,21 @@ def network_input(image, flip=False, pad_multiple=None, pixels=_RAW_PIXELS):
 
 
 def check_scales(scales):
-    """Scales as a list of positive floats (a single number is accepted); ValueError otherwise."""
+    """Scales as a list of positive floats (a single number is accepted);
+    :class:`InvalidInputError` (a ValueError) otherwise."""
     if isinstance(scales, numbers.Real):
         scales = [scales]
-    scales = [float(s) for s in scales]
+    try:
+        scales = [float(s) for s in scales]
+    except (TypeError, ValueError):
+        raise InvalidInputError('scales must be a list of positive numbers, got %r'
+                                % (scales,)) from None
     if not scales:
-        raise ValueError('scales is empty; pass e.g. [1.0]')
+        raise InvalidInputError('scales is empty; pass e.g. [1.0]')
     bad = [s for s in scales if not (math.isfinite(s) and s > 0)]
     if bad:
-        raise ValueError('scales must be positive finite numbers, got %s' % bad)
+        raise InvalidInputError('scales must be positive finite numbers, got %s' % bad)
     return scales
-
-
-def check_threshold(threshold):
-    """``threshold`` as a finite float; ValueError otherwise."""
-    threshold = float(threshold)
-    if not math.isfinite(threshold):
-        raise ValueError('threshold must be a finite number, got %r' % (threshold,))
-    return threshold
 
 
 class RetinaFace(object):
@@ -215,9 +222,14 @@ class RetinaFace(object):
         if scale == 1.0:
             return image
         height, width = image.shape[:2]
+        if scale > 1.0 and max(height, width) * scale > MAX_SCALED_SIDE + 0.5:
+            raise InvalidInputError('scale %g turns the %dx%d image into more than %d pixels '
+                                    'per side' % (scale, width, height, MAX_SCALED_SIDE))
         if min(round(height * scale), round(width * scale)) < MIN_IMAGE_SIDE:
-            raise ValueError('scale %g turns the %dx%d image into less than %d pixels per side'
-                             % (scale, width, height, MIN_IMAGE_SIDE))
+            raise InvalidInputError('scale %g turns the %dx%d image into less than %d pixels '
+                                    'per side' % (scale, width, height, MIN_IMAGE_SIDE))
+        if image.dtype not in _RESIZABLE_DTYPES:      # e.g. int64, float16: not in cv2.resize
+            image = image.astype(np.float32)
         return cv2.resize(image, None, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
 
     def prepare_input(self, scaled, flip):
@@ -257,15 +269,17 @@ class RetinaFace(object):
 
         Args:
             img: (H, W, 3) BGR uint8 as from ``cv2.imread``; also (H, W) grayscale or
-                (H, W, 4) BGRA.
-            threshold: minimum face probability.
+                (H, W, 4) BGRA; other real dtypes hold raw 0..255 values (a float image scaled
+                to 0..1 is refused: pass ``img * 255``).
+            threshold: minimum face probability, in [0, 1].
             scales: image scales to run (results pooled before NMS).
             do_flip: also run every scale mirrored.
         Returns:
             faces (N, 5) float32 x1 y1 x2 y2 score, landmarks (N, 5, 2) float32, both in
             descending score order, in the coordinates of ``img``.
         Raises:
-            ValueError for a ``None``, empty, too small or malformed image or bad arguments.
+            InvalidInputError (a ValueError) for a ``None``, empty, too small or malformed
+            image, a 0..1-scaled float image, or bad arguments.
         """
         image = as_bgr_image(img)
         return run_passes(self, [image], check_threshold(threshold), check_scales(scales),

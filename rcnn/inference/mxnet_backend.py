@@ -8,11 +8,27 @@ shape ``(B, 3, H, W)``. Executors are kept in a small LRU cache (``max_shapes``)
 parameter arrays, so a repeated size costs no rebind and no parameter copy. ``num_binds``
 counts the executors created.
 
-Only the first executor is bound from scratch; the executor of a new shape is derived from the
-executor of the largest input seen so far with ``Executor.reshape(allow_up_sizing=True)`` (as
-MXNet's ``Module`` does from its first executor), so it shares that executor's memory. On an
-image pyramid over varied image sizes (WIDER FACE mode 1) this cut the run time by ~25% and the
-peak memory by ~40% compared with independent binds.
+The executor of a new shape is derived from a *base* executor, bound from scratch for the
+largest input seen so far, with ``Executor.reshape(allow_up_sizing=True)`` (as MXNet's
+``Module`` does from its first executor), so it shares the base's memory. On an image pyramid
+over varied image sizes (WIDER FACE mode 1) this cut the run time by ~25% and the peak memory
+by ~40% compared with independent binds.
+
+Bounded memory over endless new sizes (a service, a WIDER FACE run):
+
+* MXNet appends every array a derived executor cannot fit into the base's free memory to the
+  base's shared pool, for the base's lifetime, so a base that lives forever grows with every
+  new shape. After ``rebase_after`` derived executors a fresh base is bound (same largest
+  shape); the old base's memory goes with the last cached executor derived from it.
+* MXNet's MKLDNN operators cache one primitive per input shape in process-wide maps, unbounded
+  unless ``MXNET_MKLDNN_CACHE_NUM`` is set: :func:`import_mxnet` sets it to
+  :data:`DEFAULT_MKLDNN_CACHE_NUM` when the environment does not (it is read at the first
+  MKLDNN operation; ``-1`` restores MXNet's unbounded default).
+
+* When the LRU cache drops an executor, glibc is asked to return free heap memory to the OS
+  (:func:`rcnn.utils.memory.release_free_memory`; ``RETINAFACE_MALLOC_TRIM=0`` turns it off).
+
+None changes a result: every executor computes the same graph on the same parameters.
 
 ``forward(data)`` takes ``(B, 3, H, W)`` float32 numpy and returns the nine outputs as numpy
 arrays ``(B, C, H_s, W_s)``, strides coarse to fine -- the interface every backend implements.
@@ -32,6 +48,7 @@ import numpy as np
 from rcnn.model_layout import DATA_NAME, FEATURE_STRIDES, MXNET_OUTPUT_SUFFIX
 from rcnn.model_layout import deploy_output_names as output_names
 from rcnn.utils.param_names import fit_to_graph
+from rcnn.utils.memory import release_free_memory
 
 __all__ = ['DATA_NAME', 'DEFAULT_STRIDES', 'ENGINES', 'import_mxnet', 'choose_engine',
            'make_context', 'select_outputs', 'MXNetBackend']
@@ -41,6 +58,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_STRIDES = FEATURE_STRIDES
 #: executors kept bound; an image pyramid uses one shape per scale
 DEFAULT_MAX_SHAPES = 8
+#: a fresh base executor after this many derived ones (bounds MXNet's shared memory pool)
+DEFAULT_REBASE_AFTER = 4 * DEFAULT_MAX_SHAPES
+#: MKLDNN primitives kept per operator cache (MXNET_MKLDNN_CACHE_NUM; MXNet's default -1 keeps
+#: one per input shape forever); set before the first forward unless the caller set it
+DEFAULT_MKLDNN_CACHE_NUM = 1024
 _OUTPUT_SUFFIX = MXNET_OUTPUT_SUFFIX
 #: engine choice -> MXNET_ENGINE_TYPE (``threaded``: MXNet's default)
 ENGINES = {'threaded': 'ThreadedEnginePerDevice', 'naive': 'NaiveEngine'}
@@ -78,7 +100,9 @@ def choose_engine(choice, on_gpu):
 
 def import_mxnet(threads=None):
     """Import and return mxnet, first setting ``OMP_NUM_THREADS`` to ``threads`` when given
-    and mxnet is not imported yet (later it has no effect: a warning is logged)."""
+    and mxnet is not imported yet (later it has no effect: a warning is logged), and
+    ``MXNET_MKLDNN_CACHE_NUM`` to :data:`DEFAULT_MKLDNN_CACHE_NUM` unless already set."""
+    os.environ.setdefault('MXNET_MKLDNN_CACHE_NUM', str(DEFAULT_MKLDNN_CACHE_NUM))
     if threads is not None:
         threads = int(threads)
         if threads < 1:
@@ -145,17 +169,20 @@ class MXNetBackend(object):
         ctx: MXNet context (default CPU).
         strides: feature strides whose outputs are returned, coarse to fine.
         max_shapes: bound executors kept (least recently used dropped first).
+        rebase_after: executors derived from one base executor before a fresh base is bound
+            (None: never, the unbounded behaviour of earlier versions; see the module notes).
 
     Attributes:
         output_names: the 9 output names, in the order :meth:`forward` returns them.
         num_binds: executors bound so far (one per new input shape).
         concurrent_forward: False, one :meth:`forward` at a time (the executors share memory).
+        num_rebases: base executors bound so far.
     """
 
     concurrent_forward = False
 
     def __init__(self, symbol, arg_params, aux_params, ctx=None, strides=DEFAULT_STRIDES,
-                 max_shapes=DEFAULT_MAX_SHAPES):
+                 max_shapes=DEFAULT_MAX_SHAPES, rebase_after=DEFAULT_REBASE_AFTER):
         mx = import_mxnet()
         self.ctx = ctx if ctx is not None else mx.cpu()
         self.strides = tuple(int(s) for s in strides)
@@ -172,10 +199,16 @@ class MXNetBackend(object):
         self.max_shapes = int(max_shapes)
         if self.max_shapes < 1:
             raise ValueError('max_shapes must be >= 1, got %d' % self.max_shapes)
+        if rebase_after is not None and int(rebase_after) < 1:
+            raise ValueError('rebase_after must be >= 1 or None, got %r' % (rebase_after,))
+        self.rebase_after = None if rebase_after is None else int(rebase_after)
         self._executors = OrderedDict()
-        self._largest = None          # executor of the largest input: new shapes share its memory
-        self._largest_shape = None
+        self._base = None             # executor of the largest input: new shapes share its memory
+        self._base_shape = None
+        self._derived = 0             # executors derived from the current base
         self.num_binds = 0
+        self.num_rebases = 0
+        self.trim_memory = os.environ.get('RETINAFACE_MALLOC_TRIM', '1') != '0'
 
     @classmethod
     def from_checkpoint(cls, prefix, epoch, ctx_id=-1, threads=None, **kwargs):
@@ -199,6 +232,21 @@ class MXNetBackend(object):
                 len(missing), kind, ', '.join(missing[:8]), ' ...' if len(missing) > 8 else ''))
         return {n: params[n].as_in_context(self.ctx) for n in names}
 
+    def _bind(self, shape):
+        """A new executor for ``shape`` bound from scratch (its own memory)."""
+        mx = import_mxnet()
+        args = dict(self.arg_params)
+        args[DATA_NAME] = mx.nd.zeros(shape, ctx=self.ctx, dtype='float32')
+        return self.symbol.bind(self.ctx, args=args, aux_states=self.aux_params,
+                                grad_req='null')
+
+    def _new_base(self, shape):
+        """Bind a fresh base executor for ``shape``; executors derived from the old base keep
+        its memory only until the LRU cache drops them."""
+        self._base, self._base_shape, self._derived = self._bind(shape), shape, 0
+        self.num_rebases += 1
+        logger.debug('base executor #%d bound for input %s', self.num_rebases, shape)
+
     def executor(self, shape):
         """The executor bound for input ``shape`` (binding it on first use)."""
         shape = tuple(int(d) for d in shape)
@@ -206,21 +254,23 @@ class MXNetBackend(object):
         if exe is not None:
             self._executors.move_to_end(shape)
             return exe
-        if self._largest is None:
-            mx = import_mxnet()
-            args = dict(self.arg_params)
-            args[DATA_NAME] = mx.nd.zeros(shape, ctx=self.ctx, dtype='float32')
-            exe = self.symbol.bind(self.ctx, args=args, aux_states=self.aux_params,
-                                   grad_req='null')
+        if self._base is None or np.prod(shape) > np.prod(self._base_shape):
+            self._new_base(shape)
+        elif self.rebase_after is not None and self._derived >= self.rebase_after:
+            self._new_base(self._base_shape)
+        if shape == self._base_shape:
+            exe = self._base
         else:
-            exe = self._largest.reshape(allow_up_sizing=True, **{DATA_NAME: shape})
-        if self._largest is None or np.prod(shape) > np.prod(self._largest_shape):
-            self._largest, self._largest_shape = exe, shape
+            exe = self._base.reshape(allow_up_sizing=True, **{DATA_NAME: shape})
+            self._derived += 1
         self.num_binds += 1
         logger.debug('bound executor #%d for input %s', self.num_binds, shape)
         self._executors[shape] = exe
-        while len(self._executors) > self.max_shapes:
-            self._executors.popitem(last=False)
+        if len(self._executors) > self.max_shapes:
+            while len(self._executors) > self.max_shapes:
+                self._executors.popitem(last=False)
+            if self.trim_memory:
+                release_free_memory()
         return exe
 
     def forward(self, data):

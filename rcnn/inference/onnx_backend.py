@@ -8,7 +8,9 @@
   ``~/.cache/retinaface/onnx``), keyed by the sha1 of the checkpoint files, so the checkpoint's
   own directory is never written to;
 * ``threads`` sets onnxruntime's intra-op thread count (None: its default, one per physical
-  core); inter-op parallelism is off (the graph is a chain).
+  core); inter-op parallelism is off (the graph is a chain);
+* memory-pattern planning is off: it caches an allocation plan per input shape for the
+  session's lifetime, which grows without bound when every image has a new size.
 
 ``forward(data)`` takes ``(B, 3, H, W)`` float32 and returns the 9 outputs as numpy arrays, in
 the order of every backend (:mod:`rcnn.inference`): ``face_rpn_cls_prob_reshape_stride{s}``,
@@ -83,7 +85,7 @@ class OnnxRuntimeBackend(object):
         else:
             self.onnx_path = cached_onnx_path(model, int(epoch), cache_dir)
         self.threads = threads
-        self.session = onnx_export.create_session(self.onnx_path, threads)
+        self.session = onnx_export.create_session(self.onnx_path, threads, varying_shapes=True)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise ValueError('%s: expected one graph input (data), found %s'

@@ -15,6 +15,8 @@ as in the original. Only the anchors whose face probability reaches the threshol
 and the strides are decoded together (one :class:`rcnn.processing.box_coder.BoxCoder` call,
 which multiplies the deltas by the recipe's stds, then ``nonlinear_pred`` / ``landmark_pred``).
 """
+from collections import OrderedDict
+
 import numpy as np
 
 from cython_ext.cpu_nms import cpu_nms

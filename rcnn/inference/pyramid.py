@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from rcnn.inference.input_check import check_threshold
+
 __all__ = ['detect_pyramid', 'supports_concurrent_forward']
 
 
@@ -69,7 +71,7 @@ def detect_pyramid(detector, img, threshold=0.5, scales=(1.0,), do_flip=False, f
     Returns:
         faces (N, 5) float32 x1 y1 x2 y2 score, landmarks (N, 5, 2) float32, as ``detect()``.
     """
-    from rcnn.inference.detector import as_bgr_image, check_scales, check_threshold
+    from rcnn.inference.detector import as_bgr_image, check_scales
     image = as_bgr_image(img)
     threshold = check_threshold(threshold)
     scale_workers = int(scale_workers)

@@ -33,12 +33,12 @@ too): BGR -> RGB, ``(pixel / PIXEL_SCALE - mean) / std`` per channel, NCHW float
 (RGB channel ``c`` uses entry ``2 - c``).
 """
 import logging
-import os
 
 import cv2
 import numpy as np
 
 from rcnn.dataset.retinaface import ImageReadError
+from rcnn.io.decode import imread_checked
 from rcnn.processing.pixels import transform
 
 logger = logging.getLogger(__name__)
@@ -66,15 +66,12 @@ def read_image(roi_rec):
     Returns:
         (H, W, 3) uint8 BGR image.
     Raises:
-        ImageReadError: the file is missing, cannot be decoded, or its decoded size differs from
-            the record's ``height`` x ``width`` (the labels would not match the pixels).
+        ImageReadError: the file is missing, truncated or cannot be decoded (see
+            :func:`rcnn.io.decode.imread_checked`), or its decoded size differs from the
+            record's ``height`` x ``width`` (the labels would not match the pixels).
     """
     path = roi_rec['image']
-    if not os.path.isfile(path):
-        raise ImageReadError('image not found: %s' % path)
-    im = cv2.imread(path, cv2.IMREAD_COLOR)
-    if im is None:
-        raise ImageReadError('cannot decode image %s' % path)
+    im = imread_checked(path, cv2.IMREAD_COLOR)
     expected = (roi_rec.get('height'), roi_rec.get('width'))
     if None not in expected and tuple(im.shape[:2]) != tuple(int(v) for v in expected):
         raise ImageReadError('image %s decodes to %dx%d (h x w) but its record says %dx%d'
