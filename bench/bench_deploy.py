@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import SHARED, measure, print_rows  # noqa: E402
+from rcnn.processing.pixels import PixelTransform  # noqa: E402
 
 WIDTH, HEIGHT = 640, 480
 BATCH_SIZES = (1, 4, 8)
@@ -59,8 +60,8 @@ def _bench_image():
 
 def _input_batch(batch=1):
     image = _bench_image()
-    data = image[:, :, ::-1].transpose(2, 0, 1).astype(np.float32)
-    return np.ascontiguousarray(np.repeat(data[None], batch, axis=0))
+    data = PixelTransform().network_input(image)      # the released models' raw RGB input
+    return np.ascontiguousarray(np.repeat(data, batch, axis=0))
 
 
 # ----------------------------------------------------------------------------- workers

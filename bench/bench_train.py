@@ -75,15 +75,14 @@ class _OhemTimer(object):
 
 def _build(cfg, roidb, workers):
     import mxnet as mx
-    from rcnn.core.loader import CropLoader
+    from rcnn.core.loader import CropLoader, feature_symbols
     from rcnn.core.metric import build_train_metrics
     from rcnn.core.optimizer import init_module_optimizer
     from rcnn.core.trainer import XAVIER
     from rcnn.symbol import get_symbol_train
 
     sym = get_symbol_train('mnet', cfg)
-    feat_sym = [sym.get_internals()['face_rpn_cls_score_stride%d_output' % s]
-                for s in cfg.RPN_FEAT_STRIDE]
+    feat_sym = feature_symbols(sym, cfg)
     loader = CropLoader(feat_sym, roidb, BATCH, shuffle=True, cfg=cfg, num_workers=workers,
                         seed=0, prefetch=2)
     mod = mx.mod.Module(sym, data_names=['data'],
@@ -123,7 +122,7 @@ def compare_workers(quick=False):
     try:
         for _, workers in settings:
             if workers not in loaders:
-                from rcnn.core.loader import CropLoader
+                from rcnn.core.loader import CropLoader, feature_symbols
                 loaders[workers] = CropLoader(first_loader.feat_sym, roidb, BATCH, shuffle=True,
                                               cfg=cfg, num_workers=workers, seed=0, prefetch=2)
         for _ in range(rounds):

@@ -21,6 +21,8 @@ import copy
 import numpy as np
 from easydict import EasyDict as edict
 
+from rcnn.model_layout import anchors_per_position, strides_of
+
 __all__ = ['config', 'network', 'dataset', 'generate_config', 'derive_config',
            'DEFAULT_NETWORK', 'DEFAULT_DATASET', 'DEFAULT_END_EPOCH',
            'COLOR_NONE', 'COLOR_BRIGHTNESS', 'COLOR_ALL',
@@ -210,13 +212,8 @@ def derive_config(cfg):
     ``NUM_ANCHORS`` is the number of anchors per position (scales x ratios),
     which must be the same at every stride.
     """
-    strides = sorted((int(k) for k in cfg.RPN_ANCHOR_CFG), reverse=True)
-    per_stride = {len(v['SCALES']) * len(v['RATIOS']) for v in cfg.RPN_ANCHOR_CFG.values()}
-    if len(per_stride) != 1:
-        raise ValueError('every stride must have the same number of anchors, got %s'
-                         % sorted(per_stride))
-    cfg.RPN_FEAT_STRIDE = strides
-    cfg.NUM_ANCHORS = per_stride.pop()
+    cfg.RPN_FEAT_STRIDE = list(strides_of(cfg.RPN_ANCHOR_CFG))
+    cfg.NUM_ANCHORS = anchors_per_position(cfg.RPN_ANCHOR_CFG)
     return cfg
 
 

@@ -46,7 +46,7 @@ def nms_reference(dets, thresh):
 # ---------------------------------------------------------------- anchors
 
 def test_base_anchors_are_the_original_recipe():
-    base = generate_anchors_fpn()
+    base = generate_anchors_fpn(cfg=generate_config('mnet', 'retinaface')[0])
     assert len(base) == 3
     np.testing.assert_array_equal(base[0], [[-248, -248, 263, 263], [-120, -120, 135, 135]])
     # stride 16: scales 8, 4 of a 16 px box centred on 7.5

@@ -219,7 +219,11 @@ def test_smoke_run_logs_metrics_and_writes_a_checkpoint_retinaface_loads(tmp_pat
     deploy = get_symbol_test('mnet', cfg)
     assert sym.list_outputs() == deploy.list_outputs() and len(sym.list_outputs()) == 9
     check_params(deploy, arg_params, aux_params)
+    # the recipe inference needs is written beside the checkpoints, and the detector reads it
+    from rcnn.recipe import Recipe, read_recipe
+    assert read_recipe(str(prefix)) == Recipe.from_config(cfg, 'mnet')
     detector = RetinaFace(str(prefix), 1, ctx_id=-1)
+    assert detector.recipe.source == str(prefix) + '-recipe.json'
     image = cv2.imread(str(next((Path(dlib_faces) / 'val' / 'images').rglob('*.jpg'))))
     faces, landmarks = detector.detect(image, threshold=0.0)
     assert faces.ndim == 2 and faces.shape[1] == 5 and landmarks.shape[1:] == (5, 2)

@@ -57,6 +57,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from rcnn.utils import cli  # noqa: E402
+from rcnn.utils.checkpoint_files import checkpoint_name, params_path  # noqa: E402
 from rcnn.utils.cli import non_negative_int, positive_float, positive_int  # noqa: E402
 
 __all__ = ['DemoPlan', 'parse_args', 'count_images_with_faces', 'make_plan', 'format_plan',
@@ -586,8 +587,8 @@ def _train(plan):
 
 def _reused_training(plan):
     summary = read_train_summary(plan.prefix)
-    print('    reusing checkpoint %s-%04d (%d iterations)'
-          % (_shown(plan.prefix), summary['checkpoint'], summary['iterations']))
+    print('    reusing checkpoint %s (%d iterations)'
+          % (checkpoint_name(_shown(plan.prefix), summary['checkpoint']), summary['iterations']))
     return summary
 
 
@@ -653,7 +654,7 @@ def run(plan):
                   'seconds': train['seconds'], 'images_per_s': train['images_per_s'],
                   'stopped_by': train['stopped_by'], 'window': train.get('window', 0)},
         'losses': {'start': loss_summary(first), 'end': loss_summary(last)},
-        'checkpoint': '%s-%04d.params' % (_shown(plan.prefix), epoch),
+        'checkpoint': params_path(_shown(plan.prefix), epoch),
         'mode': args.mode, 'test': test, 'ap': ap, 'gt': _shown(plan.gt),
         'validation': read_validation(plan.prefix),
         'curves': _shown(plan.curves), 'pr_curves': _shown(os.path.join(plan.out, 'pr_curves.png')),

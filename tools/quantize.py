@@ -72,11 +72,12 @@ def parse_args(argv=None):
 def _forward_ms(prefix, epoch, input_size, repeat=30):
     import mxnet as mx
     import numpy as np
+    from rcnn.model_layout import DATA_NAME
     from rcnn.utils.checkpoint import load_checkpoint
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
     width, height = input_size
-    module = mx.mod.Module(sym, data_names=['data'], label_names=None, context=mx.cpu())
-    module.bind(data_shapes=[('data', (1, 3, height, width))], for_training=False)
+    module = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=None, context=mx.cpu())
+    module.bind(data_shapes=[(DATA_NAME, (1, 3, height, width))], for_training=False)
     module.set_params(arg_params, aux_params)
     batch = mx.io.DataBatch([mx.nd.array(np.random.RandomState(0).uniform(
         0, 255, (1, 3, height, width)).astype(np.float32))])

@@ -73,6 +73,7 @@ from rcnn.core import worker_protocol as protocol
 from rcnn.core.loader_worker import worker_main
 from rcnn.io.anchor_labels import label_anchors, label_names
 from rcnn.io.sample import ImageReadError, epoch_order, load_training_sample
+from rcnn.model_layout import DATA_NAME, cls_score_name
 
 logger = logging.getLogger(__name__)
 
@@ -113,17 +114,21 @@ def describe_exit(process):
     return '%s (pid %s) died with exit code %s (%s)' % (process.name, process.pid, code, why)
 
 
-def feature_symbols(train_symbol, cfg, prefix='face'):
+def feature_symbols(train_symbol, cfg=None, prefix='face'):
     """Per-stride class-score outputs of a training graph (the ``feat_sym`` of CropLoader).
 
     Returns:
-        list of symbols ``{prefix}_rpn_cls_score_stride{s}_output`` for s in cfg.RPN_FEAT_STRIDE.
+        list of the :func:`rcnn.model_layout.cls_score_name` outputs
+        (``{prefix}_rpn_cls_score_stride{s}_output``) for s in cfg.RPN_FEAT_STRIDE.
     """
+    if cfg is None:
+        from rcnn.config import config as cfg
     internals = train_symbol.get_internals()
     names = set(internals.list_outputs())
     symbols = []
     for stride in cfg.RPN_FEAT_STRIDE:
-        name = '%s_rpn_cls_score_stride%d_output' % (prefix, stride)
+        name = (cls_score_name(stride) if prefix == 'face'
+                else '%s_rpn_cls_score_stride%d_output' % (prefix, stride))
         if name not in names:
             raise ValueError('the training graph has no output %s' % name)
         symbols.append(internals[name])
@@ -154,7 +159,7 @@ class _BatchMaker(object):
 
     def __call__(self, views, indices):
         return mx.io.DataBatch(
-            data=[mx.nd.array(views['data'])],
+            data=[mx.nd.array(views[DATA_NAME])],
             label=[mx.nd.array(views[name]) for name in self.label_name],
             pad=0, index=indices.copy(),
             provide_data=self.provide_data, provide_label=self.provide_label)
@@ -473,15 +478,15 @@ class CropLoader(mx.io.DataIter):
                              % (len(self.feat_sym), len(self.feat_stride)))
         self.crop_size = int(cfg.SCALES[0][0])
         self.with_landmarks = bool(cfg.get('FACE_LANDMARK', True))
-        self.data_name = ['data']
+        self.data_name = [DATA_NAME]
         self.label_name = label_names(cfg, prefix='face')
         data_shape = (batch_size, 3, self.crop_size, self.crop_size)
         self.feat_shapes = self._feature_shapes((1, 3, self.crop_size, self.crop_size))
-        _, label_shapes = self.infer_shape([('data', data_shape)])
-        self._provide_data = [mx.io.DataDesc('data', data_shape)]
+        _, label_shapes = self.infer_shape([(DATA_NAME, data_shape)])
+        self._provide_data = [mx.io.DataDesc(DATA_NAME, data_shape)]
         self._provide_label = [mx.io.DataDesc(name, shape) for name, shape in label_shapes]
         self._layout, buffer_bytes = protocol.batch_buffer_layout(
-            [('data', data_shape)] + label_shapes)
+            [(DATA_NAME, data_shape)] + label_shapes)
         self._make_batch = _BatchMaker(self.label_name, self._provide_data, self._provide_label)
         self.num_batches = len(roidb) // batch_size
         self.seed = (int(np.random.SeedSequence().entropy % (1 << 63)) if seed is None
@@ -529,9 +534,9 @@ class CropLoader(mx.io.DataIter):
             (max_data_shape, [(label name, (B,) + per-image label shape)]).
         """
         shapes = dict(list(max_data_shape or []) + list(max_label_shape or []))
-        if 'data' not in shapes:
+        if DATA_NAME not in shapes:
             raise ValueError('infer_shape: max_data_shape needs a "data" entry')
-        batch, channels, height, width = shapes['data']
+        batch, channels, height, width = shapes[DATA_NAME]
         feat_shapes = self._feature_shapes((1, channels, height, width))
         empty = {'gt_boxes': np.zeros((0, 5), dtype=np.float32),
                  'gt_landmarks': np.zeros((0, 5, 3), dtype=np.float32)}

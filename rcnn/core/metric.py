@@ -1,6 +1,7 @@
 """Training metrics per feature stride, read from the training graph's outputs.
 
-The training graph has six outputs per stride (strides 32, 16, 8 in that order)::
+The training graph has six outputs per stride (strides 32, 16, 8 in that order; the layout is
+:data:`rcnn.model_layout.TRAIN_OUTPUT_KINDS`)::
 
     6k + 0  class probabilities   (B, 2, A*H*W)    channel 1 = face
     6k + 1  sampled anchor labels (B, A*H*W)       1 face, 0 background, -1 ignored
@@ -17,12 +18,14 @@ one positive anchor's box (4 values) or landmarks (10 values).
 import mxnet as mx
 import numpy as np
 
+from rcnn.model_layout import (BOX_LEN, FEATURE_STRIDES, LANDMARK_LEN, OUTPUTS_PER_STRIDE,
+                               train_output_index)
+
 __all__ = ['OUTPUTS_PER_STRIDE', 'RPNAcc', 'RPNL1Loss', 'RPNLandMarkL1Loss',
            'build_train_metrics', 'loss_output_indices']
 
-OUTPUTS_PER_STRIDE = 6
-BOX_VALUES_PER_ANCHOR = 4
-LANDMARK_VALUES_PER_ANCHOR = 10
+BOX_VALUES_PER_ANCHOR = BOX_LEN
+LANDMARK_VALUES_PER_ANCHOR = LANDMARK_LEN
 
 
 class RPNAcc(mx.metric.EvalMetric):
@@ -92,14 +95,19 @@ class RPNLandMarkL1Loss(RPNL1Loss):
                                                 values_per_anchor=LANDMARK_VALUES_PER_ANCHOR)
 
 
-def build_train_metrics(strides=(32, 16, 8)):
+def build_train_metrics(strides=FEATURE_STRIDES):
     """CompositeEvalMetric with, per stride, RPNAcc_s{s}, RPNL1Loss_s{s}, RPNLandMarkL1Loss_s{s}."""
     metrics = mx.metric.CompositeEvalMetric()
     for k, stride in enumerate(strides):
-        base = OUTPUTS_PER_STRIDE * k
-        metrics.add(RPNAcc(base, base + 1, name='RPNAcc_s%d' % stride))
-        metrics.add(RPNL1Loss(base + 2, base + 3, name='RPNL1Loss_s%d' % stride))
-        metrics.add(RPNLandMarkL1Loss(base + 4, base + 5, name='RPNLandMarkL1Loss_s%d' % stride))
+        def index(kind, k=k):
+            return train_output_index(k, kind)
+        metrics.add(RPNAcc(index('face_rpn_cls_prob'), index('face_rpn_label'),
+                           name='RPNAcc_s%d' % stride))
+        metrics.add(RPNL1Loss(index('face_rpn_bbox_loss'), index('face_rpn_bbox_weight'),
+                              name='RPNL1Loss_s%d' % stride))
+        metrics.add(RPNLandMarkL1Loss(index('face_rpn_landmark_loss'),
+                                      index('face_rpn_landmark_weight'),
+                                      name='RPNLandMarkL1Loss_s%d' % stride))
     return metrics
 
 
@@ -107,6 +115,6 @@ def loss_output_indices(num_strides=3):
     """Indices of the outputs that must stay finite: probabilities, box and landmark losses."""
     indices = []
     for k in range(num_strides):
-        base = OUTPUTS_PER_STRIDE * k
-        indices += [base, base + 2, base + 4]
+        indices += [train_output_index(k, kind) for kind in
+                    ('face_rpn_cls_prob', 'face_rpn_bbox_loss', 'face_rpn_landmark_loss')]
     return indices

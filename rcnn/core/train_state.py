@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 
+from rcnn.utils import checkpoint_files as checkpoint_files_
 from rcnn.utils.fileio import atomic_write_bytes, stage_file
 
 logger = logging.getLogger(__name__)
@@ -56,10 +57,10 @@ class CorruptCheckpointError(RuntimeError):
 
 def checkpoint_files(prefix, number):
     """Paths of checkpoint ``number``: dict with params, symbol, states, record."""
-    return {'params': '%s-%04d.params' % (prefix, number),
-            'symbol': '%s-symbol.json' % prefix,
-            'states': '%s-%04d.states' % (prefix, number),
-            'record': '%s-%04d.train.json' % (prefix, number)}
+    return {'params': checkpoint_files_.params_path(prefix, number),
+            'symbol': checkpoint_files_.symbol_path(prefix),
+            'states': checkpoint_files_.states_path(prefix, number),
+            'record': checkpoint_files_.train_record_path(prefix, number)}
 
 
 def sha256_file(path):
@@ -110,7 +111,7 @@ def write_train_record(prefix, number, record):
 
 def commit_marker(prefix, number):
     """Path of the marker present while checkpoint ``number``'s files are being renamed."""
-    return '%s-%04d.commit' % (prefix, number)
+    return checkpoint_files_.commit_marker_path(prefix, number)
 
 
 def _disk_full(exc, folder):

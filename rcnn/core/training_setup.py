@@ -421,7 +421,8 @@ def build_training(args, cfg):
 
 def _build_locked(args, cfg, contexts, kv, rank, num_workers, run_lock):
     """:func:`build_training` once the prefix is locked."""
-    from rcnn.core.loader import CropLoader
+    from rcnn.core.loader import CropLoader, feature_symbols
+    from rcnn.recipe import write_recipe
     from rcnn.symbol import get_symbol_test, get_symbol_train
 
     log_file = setup_logging(args.prefix, rank)
@@ -457,8 +458,9 @@ def _build_locked(args, cfg, contexts, kv, rank, num_workers, run_lock):
 
     train_sym = get_symbol_train(args.network, cfg)
     deploy_sym = get_symbol_test(args.network, cfg)
-    feat_sym = [train_sym.get_internals()['face_rpn_cls_score_stride%d_output' % s]
-                for s in cfg.RPN_FEAT_STRIDE]
+    feat_sym = feature_symbols(train_sym, cfg)
+    if rank == 0:       # what inference needs to decode this model (rcnn/recipe.py)
+        logger.info('recipe written to %s', write_recipe(args.prefix, cfg, args.network))
     # crops differ per worker; a run (re)started at epoch e draws that epoch's batches of the
     # same stream, so a resume sees exactly the batches of the uninterrupted run
     loader = CropLoader(feat_sym, roidb, batch_size, shuffle=not args.no_shuffle, ctx=contexts,

@@ -49,6 +49,7 @@ from rcnn.core.metrics_log import csv_cell, keep_rows_until, read_csv_table
 from rcnn.evaluation.widerface import (SETTINGS, evaluate_predictions, load_label_ground_truth,
                                        load_mat_ground_truth, read_predictions)
 from rcnn.utils.checkpoint import params_path, symbol_path
+from rcnn.utils.checkpoint_files import recipe_path
 from rcnn.utils.fileio import atomic_write, atomic_write_text
 
 __all__ = ['VAL_COLUMNS', 'VAL_MODES', 'val_csv_path', 'best_prefix', 'best_record_path',
@@ -376,6 +377,9 @@ class Validator(object):
         atomic_write(params_path(target, 0), lambda tmp: shutil.copyfile(source, tmp))
         atomic_write(symbol_path(target), lambda tmp: shutil.copyfile(symbol_path(self.prefix),
                                                                       tmp))
+        if os.path.isfile(recipe_path(self.prefix)):     # the detector decodes it as trained
+            atomic_write(recipe_path(target),
+                         lambda tmp: shutil.copyfile(recipe_path(self.prefix), tmp))
         sidecar = {'checkpoint': row['epoch'], 'epoch': row['epoch'],
                    'iteration': row['iteration'], 'metric': self.metric,
                    'value': row[self.metric], 'ap': {s: row[s] for s in SETTINGS},

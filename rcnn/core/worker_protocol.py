@@ -19,6 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rcnn.model_layout import DATA_NAME
+
 __all__ = ['SampleTask', 'SampleDone', 'SampleSkipped', 'SampleFailed', 'STOP',
            'batch_buffer_layout', 'batch_buffer_views', 'write_sample']
 
@@ -92,4 +94,4 @@ def batch_buffer_views(buffer, layout):
 def write_sample(views, slot, im_tensor, labels):
     """Copy one sample (``(1, 3, S, S)`` tensor, labels with batch axis 1) into batch ``slot``."""
     for name, array in views.items():
-        array[slot] = im_tensor[0] if name == 'data' else labels[name][0]
+        array[slot] = im_tensor[0] if name == DATA_NAME else labels[name][0]

@@ -35,13 +35,14 @@ Strictness
 import numpy as np
 
 from rcnn.utils.fileio import atomic_write_text
+from rcnn.model_layout import NUM_LANDMARKS as _LAYOUT_NUM_LANDMARKS
 
 __all__ = ['LabelFormatError', 'ParsedLabels', 'parse_label_text', 'read_label_file',
            'read_label_bytes', 'decode_label_bytes', 'count_images', 'format_number',
            'format_face_line', 'format_label_text', 'write_label_file', 'NUM_LANDMARKS',
            'TRAIN_LINE_LENGTH', 'BOX_ONLY_LINE_LENGTH', 'MISSING']
 
-NUM_LANDMARKS = 5
+NUM_LANDMARKS = _LAYOUT_NUM_LANDMARKS          # the model layout's landmarks per face
 TRAIN_LINE_LENGTH = 4 + 3 * NUM_LANDMARKS + 1   # x y w h, 5 x (x y flag), blur
 BOX_ONLY_LINE_LENGTH = 4                        # x y w h
 MISSING = -1.0                                  # a missing landmark coordinate / flag

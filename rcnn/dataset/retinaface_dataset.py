@@ -63,6 +63,7 @@ from rcnn.dataset.image_header import ImageReadError, read_image_size
 from rcnn.dataset.label_file import (NUM_LANDMARKS, TRAIN_LINE_LENGTH, MISSING, LabelFormatError,
                                      ParsedLabels, count_images, read_label_bytes,
                                      read_label_file)
+from rcnn.model_layout import FLIP_LANDMARK_ORDER
 from rcnn.utils.fileio import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,6 @@ __all__ = ['RetinaFaceDataset', 'retinaface', 'append_flipped_images', 'flip_roi
 
 CACHE_FORMAT_VERSION = 3         # 3: original clipping, outside boxes dropped, drop report kept
 MISSING_BLUR = 0.3                # original: a train face with blur < 0 gets 0.3
-FLIP_LANDMARK_ORDER = [1, 0, 2, 4, 3]   # eyes and mouth corners swap sides
 SIZE_THREADS = 4
 SIZE_CHUNK = 64                   # image headers read per thread-pool task
 PROGRESS_MIN_IMAGES = 200         # show a progress bar from this many images on
@@ -304,7 +304,7 @@ def flip_roidb_entry(entry):
     present = landmarks[:, :, 2] != MISSING
     landmarks[:, :, 0] = np.where(present, width - 1 - landmarks[:, :, 0], landmarks[:, :, 0])
     flipped = dict(entry)
-    flipped.update(boxes=flipped_boxes, landmarks=landmarks[:, FLIP_LANDMARK_ORDER, :],
+    flipped.update(boxes=flipped_boxes, landmarks=landmarks[:, list(FLIP_LANDMARK_ORDER), :],
                    blur=entry['blur'].copy(), gt_classes=entry['gt_classes'].copy(),
                    flipped=not entry['flipped'])
     return flipped

@@ -21,12 +21,14 @@ outputs it assumes strides 8, 16, 32, two anchors per position and keypoints, an
 its 9 RetinaFace outputs into exactly that:
 
 * the new input ``input.1`` is mapped back to raw RGB pixels (``x * 128 + 127.5``) in the graph,
-  since our networks take raw pixels;
+  then through the model's pixel transform (:mod:`rcnn.processing.pixels`; nothing more for raw
+  RGB models such as the released ones);
 * the face probabilities (channels ``[A, 2A)`` of ``face_rpn_cls_prob_reshape``) become the
   scores;
-* the RetinaFace box regression (``nonlinear_pred`` on anchors centred at
+* the RetinaFace box regression (deltas times the recipe's stds, then ``nonlinear_pred`` on
+  anchors centred at
   ``(x * s + c_x, y * s + c_y)``, ``c`` the base anchor's centre) and landmark regression
-  (``landmark_pred``) are decoded in the graph, boxes clipped to the input as our detector does,
+  (times ``LANDMARK_STD``, then ``landmark_pred``) are decoded in the graph, boxes clipped to the input as our detector does,
   and expressed as distances / offsets from the package's centre ``(x * s, y * s)`` in stride
   units. Decoding with the package's formulas then gives our boxes and landmarks.
 
@@ -37,6 +39,8 @@ With a dynamic height/width the input size must be a multiple of 32 (the package
 import logging
 
 import numpy as np
+
+from rcnn.model_layout import DATA_NAME, deploy_output_names
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +135,7 @@ def _channels_last(b, tensor, row_shape):
     return b.op('Reshape', [transposed, b.const(row_shape, 'shape', np.int64)])
 
 
-def _stride_head(b, outputs, stride, base_anchors, image_limits, names):
+def _stride_head(b, outputs, stride, base_anchors, image_limits, names, coder):
     """Nodes of one stride; returns the names of its score, bbox and kps outputs."""
     num_anchors = len(base_anchors)
     sizes, centres = anchor_geometry(base_anchors)
@@ -149,6 +153,8 @@ def _stride_head(b, outputs, stride, base_anchors, image_limits, names):
     size = b.const(sizes, 'anchor_size')                       # (A, 2)
     centre = b.const(centres, 'anchor_centre')                 # (A, 2)
     deltas = _channels_last(b, box, [-1, num_anchors, 4])      # (K, A, 4)
+    if tuple(coder.bbox_stds) != (1.0, 1.0, 1.0, 1.0):
+        deltas = b.op('Mul', [deltas, b.const(coder.bbox_stds, 'bbox_stds')])
     shift, log_scale = (b.op('Slice', [deltas, b.const([lo], 'start', np.int64),
                                        b.const([lo + 2], 'end', np.int64),
                                        b.const([2], 'axis', np.int64)]) for lo in (0, 2))
@@ -168,6 +174,8 @@ def _stride_head(b, outputs, stride, base_anchors, image_limits, names):
 
     # landmarks: landmark_pred around the anchor centre, relative to p, in stride units
     points = _channels_last(b, landmark, [-1, num_anchors, 5, 2])  # (K, A, 5, 2)
+    if coder.landmark_std != 1.0:
+        points = b.op('Mul', [points, b.const(coder.landmark_std, 'landmark_std')])
     size_pts = b.const(sizes[:, None, :], 'anchor_size')            # (A, 1, 2)
     centre_pts = b.const(centres[:, None, :], 'anchor_centre')
     offsets = b.op('Div', [b.op('Add', [b.op('Mul', [points, size_pts]), centre_pts]), stride_f])
@@ -175,7 +183,16 @@ def _stride_head(b, outputs, stride, base_anchors, image_limits, names):
     return score, bbox, kps
 
 
-def add_insightface_head(model, base_anchors_per_stride, output_names_of):
+def _pixel_transform_nodes(b, raw, pixels):
+    """Nodes applying ``pixels`` (a PixelTransform) to raw RGB ``raw``; output ``data``."""
+    rgb_means = np.asarray(pixels.means[::-1], np.float32).reshape(1, 3, 1, 1)
+    rgb_stds = np.asarray(pixels.stds[::-1], np.float32).reshape(1, 3, 1, 1)
+    scaled = b.op('Div', [raw, b.const(pixels.scale, 'pixel_scale')])
+    centred = b.op('Sub', [scaled, b.const(rgb_means, 'pixel_means')])
+    return b.op('Div', [centred, b.const(rgb_stds, 'pixel_stds')], output=DATA_NAME)
+
+
+def add_insightface_head(model, base_anchors_per_stride, output_names_of, recipe=None):
     """Turn an exported RetinaFace deploy graph (input ``data``, our 9 outputs) into the
     package's detector layout, in place; returns ``model``.
 
@@ -183,7 +200,11 @@ def add_insightface_head(model, base_anchors_per_stride, output_names_of):
         model: ``onnx.ModelProto`` from :func:`rcnn.deploy.onnx_export.build_onnx_model`.
         base_anchors_per_stride: {stride: (2, 4) base anchors}; strides must be 8, 16, 32.
         output_names_of: function stride -> [cls, bbox, landmark] output names of our graph.
+        recipe: the model's :class:`rcnn.recipe.Recipe` (pixel transform and box coder; None:
+            the original recipe).
     """
+    from rcnn.recipe import default_recipe
+    recipe = default_recipe() if recipe is None else recipe
     from onnx import TensorProto, helper
     graph = model.graph
     if sorted(base_anchors_per_stride) != sorted(PACKAGE_STRIDES):
@@ -193,16 +214,19 @@ def add_insightface_head(model, base_anchors_per_stride, output_names_of):
         if len(anchors) != PACKAGE_NUM_ANCHORS:
             raise ValueError('the insightface layout needs %d anchors per position, stride %d '
                              'has %d' % (PACKAGE_NUM_ANCHORS, stride, len(anchors)))
-    data_input, = [inp for inp in graph.input if inp.name == 'data']
+    data_input, = [inp for inp in graph.input if inp.name == DATA_NAME]
     dims = data_input.type.tensor_type.shape.dim
     height = dims[2].dim_value or dims[2].dim_param or 'height'
     width = dims[3].dim_value or dims[3].dim_param or 'width'
     old_outputs = {out.name for out in graph.output}
 
     b = _GraphBuilder(graph)
-    # input.1 = (RGB - 127.5) / 128  ->  data = input.1 * 128 + 127.5 (raw RGB pixels)
+    # input.1 = (RGB - 127.5) / 128  ->  raw RGB = input.1 * 128 + 127.5 -> the model's input
     scaled = b.op('Mul', [INPUT_NAME, b.const(INPUT_STD, 'input_std')])
-    b.op('Add', [scaled, b.const(INPUT_MEAN, 'input_mean')], output='data')
+    raw = b.op('Add', [scaled, b.const(INPUT_MEAN, 'input_mean')],
+               output=DATA_NAME if recipe.pixels.is_identity else None)
+    if not recipe.pixels.is_identity:
+        _pixel_transform_nodes(b, raw, recipe.pixels)
     normalise_nodes = list(b.nodes)
     b.nodes = []
     input_shape = b.op('Shape', [INPUT_NAME], 'input_shape')
@@ -217,7 +241,7 @@ def add_insightface_head(model, base_anchors_per_stride, output_names_of):
         if missing:
             raise ValueError('the graph lacks outputs %s' % missing)
         heads[stride] = _stride_head(b, sources, stride, base_anchors_per_stride[stride],
-                                     limits, names)
+                                     limits, names, recipe.coder)
 
     new_nodes = normalise_nodes + list(graph.node) + b.nodes
     del graph.node[:]
@@ -237,22 +261,20 @@ def add_insightface_head(model, base_anchors_per_stride, output_names_of):
     return model
 
 
-def build_insightface_model(sym, arg_params, aux_params, input_size=None, cfg=None):
+def build_insightface_model(sym, arg_params, aux_params, input_size=None, recipe=None):
     """ONNX model in the package's detector layout from a deploy checkpoint.
 
     Args:
         input_size: (height, width) for a fixed input, or None for a symbolic height and width
             (each a multiple of 32 at run time).
-        cfg: config with ``RPN_ANCHOR_CFG`` (default: :data:`rcnn.config.config`).
+        recipe: the model's :class:`rcnn.recipe.Recipe` (anchors, pixel transform, box coder;
+            None: the original recipe, the released models').
     """
     import onnx
     from rcnn.deploy.onnx_export import build_onnx_model
-    from rcnn.inference.postprocess import OUTPUT_KINDS
-    from rcnn.processing.generate_anchor import generate_anchors_fpn
-    if cfg is None:
-        from rcnn.config import config as cfg
-    strides = sorted((int(s) for s in cfg.RPN_ANCHOR_CFG), reverse=True)
-    base_anchors = dict(zip(strides, generate_anchors_fpn(dense_anchor=False, cfg=cfg)))
+    from rcnn.recipe import default_recipe
+    recipe = default_recipe() if recipe is None else recipe
+    base_anchors = recipe.base_anchors()
     if input_size is None:
         shape, dynamic = (1, 3, 640, 640), True
     else:
@@ -261,8 +283,8 @@ def build_insightface_model(sym, arg_params, aux_params, input_size=None, cfg=No
                              metadata={'retinaface.layout': 'insightface'})
     if dynamic:
         model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
-    add_insightface_head(model, base_anchors,
-                         lambda stride: ['%s_stride%d' % (kind, stride) for kind in OUTPUT_KINDS])
+    add_insightface_head(model, base_anchors, lambda stride: deploy_output_names([stride]),
+                         recipe)
     onnx.checker.check_model(model)
     return model
 
@@ -289,17 +311,17 @@ def package_decode(outputs, input_height, input_width):
     return tuple(np.concatenate(parts).astype(np.float32) for parts in (scores, boxes, points))
 
 
-def reference_decode(mxnet_outputs, input_height, input_width, cfg=None):
+def reference_decode(mxnet_outputs, input_height, input_width, recipe=None):
     """Every anchor of our 9 deploy outputs decoded by the detector's own post-processing
-    (threshold -1), reordered to the package's stride order; same returns as
-    :func:`package_decode`."""
+    (threshold -1; the recipe's anchors and coder, None: the original recipe), reordered to the
+    package's stride order; same returns as :func:`package_decode`."""
     from rcnn.inference.postprocess import AnchorCache, decode_detections
-    from rcnn.processing.generate_anchor import generate_anchors_fpn
-    if cfg is None:
-        from rcnn.config import config as cfg
-    strides = sorted((int(s) for s in cfg.RPN_ANCHOR_CFG), reverse=True)
-    cache = AnchorCache(dict(zip(strides, generate_anchors_fpn(dense_anchor=False, cfg=cfg))))
-    dets = decode_detections(mxnet_outputs, strides, cache, -1.0, (input_height, input_width))
+    from rcnn.recipe import default_recipe
+    recipe = default_recipe() if recipe is None else recipe
+    strides = list(recipe.strides)
+    cache = AnchorCache(recipe.base_anchors())
+    dets = decode_detections(mxnet_outputs, strides, cache, -1.0, (input_height, input_width),
+                             coder=recipe.coder)
     counts = [np.prod(mxnet_outputs[3 * i + 1].shape[2:]) * cache.num_anchors(s)
               for i, s in enumerate(strides)]
     bounds = np.cumsum([0] + counts)
@@ -309,20 +331,22 @@ def reference_decode(mxnet_outputs, input_height, input_width, cfg=None):
 
 
 def verify_insightface_model(onnx_path, sym, arg_params, aux_params, input_size=(640, 640),
-                             seed=0):
+                             seed=0, recipe=None):
     """Decode the layout model's outputs on a random image with the package's formulas and our
     MXNet graph's outputs with our post-processing; returns the largest differences
     ``{'score': .., 'box': .., 'kps': ..}`` (pixels for boxes and keypoints)."""
     from rcnn.deploy.onnx_export import create_session, mxnet_forward
-    from rcnn.inference.postprocess import output_names
+    from rcnn.recipe import default_recipe
+    recipe = default_recipe() if recipe is None else recipe
     height, width = int(input_size[0]), int(input_size[1])
     pixels = np.random.RandomState(seed).uniform(0, 255, (1, 3, height, width)).astype(np.float32)
     session = create_session(onnx_path)
     got = session.run(package_output_names(),
                       {INPUT_NAME: (pixels - INPUT_MEAN) / INPUT_STD})
-    reference = mxnet_forward(sym, arg_params, aux_params, pixels)
-    expected = reference_decode([reference[name] for name in output_names((32, 16, 8))],
-                                height, width)
+    reference = mxnet_forward(sym, arg_params, aux_params,
+                              recipe.pixels.normalise_(pixels.copy()))
+    expected = reference_decode([reference[name] for name in deploy_output_names(recipe.strides)],
+                                height, width, recipe)
     decoded = package_decode(got, height, width)
     return {key: float(np.abs(a - b).max())
             for key, a, b in zip(('score', 'box', 'kps'), decoded, expected)}
@@ -331,12 +355,15 @@ def verify_insightface_model(onnx_path, sym, arg_params, aux_params, input_size=
 def export_insightface_checkpoint(prefix, epoch, onnx_path, input_size=None, verify=True):
     """Load a deploy checkpoint, write its layout model to ``onnx_path`` (atomically) and, with
     ``verify``, return :func:`verify_insightface_model`'s differences (else ``{}``)."""
+    from rcnn.recipe import load_recipe
     from rcnn.utils.checkpoint import load_checkpoint
     from rcnn.utils.fileio import atomic_write_bytes
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
-    model = build_insightface_model(sym, arg_params, aux_params, input_size=input_size)
+    recipe = load_recipe(prefix)
+    model = build_insightface_model(sym, arg_params, aux_params, input_size=input_size,
+                                    recipe=recipe)
     atomic_write_bytes(onnx_path, model.SerializeToString())
     if not verify:
         return {}
     return verify_insightface_model(onnx_path, sym, arg_params, aux_params,
-                                    input_size=input_size or (640, 640))
+                                    input_size=input_size or (640, 640), recipe=recipe)

@@ -34,6 +34,8 @@ import warnings
 
 import numpy as np
 
+from rcnn.model_layout import DATA_NAME, MXNET_OUTPUT_SUFFIX
+from rcnn.utils.checkpoint_files import checkpoint_name, params_path, symbol_path
 from rcnn.utils.fileio import atomic_write_bytes
 from rcnn.utils.param_names import fit_to_graph
 
@@ -43,7 +45,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_OPSET = 13
 #: ONNX IR version matching opset 13 (ONNX 1.8), readable by every onnxruntime that runs opset 13
 IR_VERSION = 7
-DATA_NAME = 'data'
 DYNAMIC_DATA_SHAPE = ('batch', 3, 'height', 'width')
 #: SoftmaxActivation mode -> equivalent softmax axis
 _SOFTMAX_ACTIVATION_AXIS = {'channel': 1}
@@ -77,7 +78,7 @@ def _is_true(value):
 
 def onnx_output_name(mxnet_output_name):
     """ONNX name of an MXNet output: ``face_rpn_bbox_pred_stride32_output`` -> without ``_output``."""
-    suffix = '_output'
+    suffix = MXNET_OUTPUT_SUFFIX
     if mxnet_output_name.endswith(suffix):
         return mxnet_output_name[:-len(suffix)]
     return mxnet_output_name
@@ -354,10 +355,13 @@ def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dy
     graph, see :func:`rcnn.utils.checkpoint.load_checkpoint`), export,
     and (``verify``) check against MXNet. Returns ``(onnx_path, rows)`` (rows empty when not
     verified)."""
+    from rcnn.recipe import load_recipe
     from rcnn.utils.checkpoint import load_checkpoint
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
-    metadata = {'retinaface.source': '%s-%04d' % (os.path.basename(prefix), epoch),
-                'retinaface.dynamic': str(bool(dynamic))}
+    metadata = {'retinaface.source': checkpoint_name(os.path.basename(prefix), epoch),
+                'retinaface.dynamic': str(bool(dynamic)),
+                # the pixel transform and box coder the graph's inputs and outputs follow
+                'retinaface.recipe': json.dumps(load_recipe(prefix).to_dict(), sort_keys=True)}
     export_onnx(sym, arg_params, aux_params, onnx_path, input_shape=input_shape,
                 dynamic=dynamic, opset=opset, metadata=metadata)
     rows = []
@@ -370,7 +374,7 @@ def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dy
 def checkpoint_digest(prefix, epoch, extra=''):
     """sha1 of the symbol and params files (and ``extra``): a cache key for exported files."""
     digest = hashlib.sha1()
-    for path in ('%s-symbol.json' % prefix, '%s-%04d.params' % (prefix, epoch)):
+    for path in (symbol_path(prefix), params_path(prefix, epoch)):
         if not os.path.isfile(path):
             raise FileNotFoundError('checkpoint file %s not found' % path)
         with open(path, 'rb') as f:

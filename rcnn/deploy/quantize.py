@@ -14,9 +14,11 @@ requantization ranges are calibrated on real images:
   ``SoftmaxActivation`` stay FP32, with dequantize nodes in front of them.
 
 Calibration images are resized to one fixed input size (default 640x480, aspect ratio not kept:
-only activation ranges are collected) and fed as RGB raw pixels, like the detector's input.
-The result is saved as an ordinary checkpoint (``<out>-symbol.json``, ``<out>-0000.params``)
-that ``mx.mod.Module`` binds at any input shape, so ``RetinaFace(out, 0)`` loads it. INT8 kernels
+only activation ranges are collected) and go through the model's pixel transform
+(:mod:`rcnn.processing.pixels`, from the checkpoint's recipe; raw RGB for the released models),
+like the detector's input. The result is saved as an ordinary checkpoint
+(``<out>-symbol.json``, ``<out>-0000.params``, and ``<out>-recipe.json`` when the source has
+one) that ``mx.mod.Module`` binds at any input shape, so ``RetinaFace(out, 0)`` loads it. INT8 kernels
 exist on x86 CPUs only (``ctx_id=-1``).
 """
 import json
@@ -25,6 +27,8 @@ import os
 
 import numpy as np
 
+from rcnn.model_layout import DATA_NAME
+from rcnn.processing.pixels import PixelTransform
 from rcnn.utils.param_names import fit_to_graph
 
 logger = logging.getLogger(__name__)
@@ -74,12 +78,14 @@ def list_images(sources):
     return paths
 
 
-def load_calibration_batch(paths, input_size=DEFAULT_INPUT_SIZE):
+def load_calibration_batch(paths, input_size=DEFAULT_INPUT_SIZE, pixels=None):
     """Read and resize images for calibration.
 
-    paths: image files; input_size: (width, height).
-    Returns (N, 3, height, width) float32, RGB raw pixels (the detector's input convention).
+    paths: image files; input_size: (width, height); pixels: the model's
+    :class:`rcnn.processing.pixels.PixelTransform` (None: raw RGB, the released models').
+    Returns (N, 3, height, width) float32 network inputs (the detector's input convention).
     """
+    pixels = PixelTransform() if pixels is None else pixels
     import cv2
     width, height = (int(v) for v in input_size)
     if width < 32 or height < 32:
@@ -90,7 +96,7 @@ def load_calibration_batch(paths, input_size=DEFAULT_INPUT_SIZE):
         if image is None:
             raise ValueError('calibration image %s could not be read' % path)
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-        batch[i] = image[:, :, ::-1].transpose(2, 0, 1)
+        batch[i] = pixels.network_input(image)[0]
     return batch
 
 
@@ -120,12 +126,12 @@ def quantize_checkpoint(sym, arg_params, aux_params, calib_data=None, calib_mode
         if calib_data is None or len(calib_data) == 0:
             raise ValueError('calib_mode=%r needs calibration images' % calib_mode)
         calib_data = np.ascontiguousarray(calib_data, dtype=np.float32)
-        calib_iter = mx.io.NDArrayIter(calib_data, batch_size=1, data_name='data')
+        calib_iter = mx.io.NDArrayIter(calib_data, batch_size=1, data_name=DATA_NAME)
         num_examples = len(calib_data)
         logger.info('calibrating on %d images at %dx%d (%s)', num_examples,
                     calib_data.shape[3], calib_data.shape[2], calib_mode)
     qsym, qarg_params, qaux_params = quantization.quantize_model_mkldnn(
-        sym, arg_params, aux_params, data_names=('data',), label_names=None, ctx=mx.cpu(),
+        sym, arg_params, aux_params, data_names=(DATA_NAME,), label_names=None, ctx=mx.cpu(),
         excluded_sym_names=excluded_fused, excluded_op_names=list(excluded_op_names),
         calib_mode=calib_mode, calib_data=calib_iter, num_calib_examples=num_examples,
         quantized_dtype=quantized_dtype, quantize_mode=quantize_mode,
@@ -209,18 +215,22 @@ def quantize_prefix(prefix, epoch, out_prefix, calib_sources, input_size=DEFAULT
     """Load a checkpoint (BatchNorm spellings fitted to its graph), calibrate on the images of ``calib_sources``
     (at most ``max_images``), quantize (``options`` as :func:`quantize_checkpoint`) and save as
     epoch 0 under ``out_prefix``. Returns ``(symbol_path, params_path, qsym)``."""
+    from rcnn.recipe import load_recipe, read_recipe
     from rcnn.utils.checkpoint import load_checkpoint
     calib_data = None
     if options.get('calib_mode', 'entropy') != 'none':
         paths = list_images(calib_sources)
         if max_images:
             paths = paths[:int(max_images)]
-        calib_data = load_calibration_batch(paths, input_size)
+        calib_data = load_calibration_batch(paths, input_size, load_recipe(prefix).pixels)
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
     qsym, qarg_params, qaux_params = quantize_checkpoint(sym, arg_params, aux_params,
                                                          calib_data=calib_data, **options)
     symbol_path, params_path = save_checkpoint(out_prefix, qsym, qarg_params, qaux_params)
     logger.info('saved %s and %s', symbol_path, params_path)
+    recipe = read_recipe(prefix)
+    if recipe is not None:
+        logger.info('saved %s', recipe.write(out_prefix))
     return symbol_path, params_path, qsym
 
 

@@ -1,11 +1,13 @@
 """Inference: network backends and the post-processing that turns their outputs into faces.
 
 A backend is an object with ``forward(data) -> list of 9 numpy arrays``: ``data`` is
-``(B, 3, H, W)`` float32 (RGB, raw pixels) and the outputs are, for each stride ``s`` of
-32, 16, 8 in turn, ``face_rpn_cls_prob_reshape_stride{s}``, ``face_rpn_bbox_pred_stride{s}``,
-``face_rpn_landmark_pred_stride{s}``, each ``(B, C, H_s, W_s)``.
+``(B, 3, H, W)`` float32 (the network input made by :mod:`rcnn.processing.pixels`) and the
+outputs are, for each stride in turn, the deploy outputs named by
+:func:`rcnn.model_layout.deploy_output_names`, each ``(B, C, H_s, W_s)``.
 :func:`create_backend` builds one by name from a checkpoint.
 """
+from rcnn.model_layout import FEATURE_STRIDES
+
 __all__ = ['BACKENDS', 'create_backend']
 
 
@@ -32,7 +34,7 @@ BACKENDS = {'mxnet': _mxnet_backend, 'onnxruntime': _onnxruntime_backend,
             'opencv': _opencv_backend}
 
 
-def create_backend(name, prefix, epoch, ctx_id=-1, threads=None, strides=(32, 16, 8)):
+def create_backend(name, prefix, epoch, ctx_id=-1, threads=None, strides=FEATURE_STRIDES):
     """The backend ``name`` (see :data:`BACKENDS`) running checkpoint ``prefix``/``epoch``.
 
     Raises:

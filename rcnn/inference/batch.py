@@ -1,6 +1,7 @@
 """Batch inference: several images per forward pass, with per-image results as ``detect()``.
 
-:func:`detect_batch` runs a :class:`retinaface.RetinaFace` on a list of images. For every scale
+:func:`run_passes` is the one detection path of :class:`rcnn.inference.detector.RetinaFace`:
+``detect()`` runs it on one image, ``detect_batch()`` on a list. For every scale
 and flip, the network inputs of the images (exactly what ``detect()`` feeds: resized, RGB,
 ``nocrop``-padded when set) are stacked into batches of at most ``max_batch`` and run in one
 ``backend.forward``. Each image's outputs are then cut back to the feature maps its own input
@@ -21,9 +22,11 @@ Two ways to form batches (``pad``):
 """
 import numpy as np
 
-from rcnn.inference.input_check import check_threshold
+from rcnn.model_layout import DEPLOY_OUTPUTS_PER_STRIDE
 
-__all__ = ['detect_batch', 'plan_batches', 'feature_size']
+__all__ = ['detect_batch', 'run_passes', 'plan_batches', 'feature_size']
+
+_PER_STRIDE = DEPLOY_OUTPUTS_PER_STRIDE
 
 
 def feature_size(size, stride):
@@ -70,7 +73,7 @@ def _own_outputs(outputs, strides, input_shape):
     cut = []
     for level, stride in enumerate(strides):
         rows, cols = feature_size(input_shape[0], stride), feature_size(input_shape[1], stride)
-        for out in outputs[3 * level:3 * level + 3]:
+        for out in outputs[_PER_STRIDE * level:_PER_STRIDE * (level + 1)]:
             cut.append(out[:, :, :rows, :cols])
     return cut
 
@@ -78,7 +81,7 @@ def _own_outputs(outputs, strides, input_shape):
 def _check_feature_sizes(outputs, strides, batch_shape):
     for level, stride in enumerate(strides):
         expected = (feature_size(batch_shape[0], stride), feature_size(batch_shape[1], stride))
-        got = tuple(outputs[3 * level].shape[2:])
+        got = tuple(outputs[_PER_STRIDE * level].shape[2:])
         if got != expected:
             raise RuntimeError('stride %d output is %s for a %s input, expected ceil(size / %d) = '
                                '%s: this graph does not follow the feature-size rule detect_batch '
@@ -87,10 +90,10 @@ def _check_feature_sizes(outputs, strides, batch_shape):
 
 def detect_batch(detector, images, threshold=0.5, scales=(1.0,), do_flip=False, max_batch=8,
                  pad=False):
-    """Detect faces in several images, batching the forward passes.
+    """``detector.detect_batch(images, ...)`` (kept as a function for its callers).
 
     Args:
-        detector: a :class:`retinaface.RetinaFace` (any backend).
+        detector: a :class:`rcnn.inference.detector.RetinaFace` (any backend).
         images: list of images as ``detect()`` accepts them ((H, W, 3) BGR uint8, ...).
         threshold, scales, do_flip: as ``detect()``.
         max_batch: at most this many images per forward.
@@ -99,12 +102,24 @@ def detect_batch(detector, images, threshold=0.5, scales=(1.0,), do_flip=False, 
         list, per image, of ``(faces (N, 5) float32, landmarks (N, 5, 2) float32)`` as
         ``detector.detect(image, threshold, scales, do_flip)`` returns.
     """
-    from retinaface import as_bgr_image, check_scales
-    images = [as_bgr_image(img, 'images[%d]' % i) for i, img in enumerate(images)]
-    threshold = check_threshold(threshold)
+    return detector.detect_batch(images, threshold, scales, do_flip, max_batch, pad)
+
+
+def run_passes(detector, images, threshold, scales, do_flip, max_batch=8, pad=False):
+    """Every scale and flip of validated images, batched, decoded and merged per image.
+
+    Args:
+        detector: a :class:`rcnn.inference.detector.RetinaFace` (its ``scaled_image``,
+            ``prepare_input``, ``backend``, ``strides``, ``decode_pass``, ``merge``).
+        images: list of (H, W, 3) BGR arrays (already checked).
+        threshold: finite float; scales: list of positive floats; do_flip: bool.
+        max_batch, pad: see the module notes.
+    Returns:
+        list, per image, of ``(faces (N, 5) float32, landmarks (N, 5, 2) float32)``.
+    """
     flips = (False, True) if do_flip else (False,)
     candidates = [[] for _ in images]
-    for scale in check_scales(scales):
+    for scale in scales:
         scaled = [detector.scaled_image(image, scale) for image in images]
         for flip in flips:
             inputs = [detector.prepare_input(image, flip) for image in scaled]

@@ -45,7 +45,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from rcnn.inference.postprocess import output_names
+from rcnn.model_layout import DATA_NAME, FEATURE_STRIDES, MXNET_OUTPUT_SUFFIX
+from rcnn.model_layout import deploy_output_names as output_names
 from rcnn.utils.param_names import fit_to_graph
 from rcnn.utils.memory import release_free_memory
 
@@ -54,8 +55,7 @@ __all__ = ['DATA_NAME', 'DEFAULT_STRIDES', 'ENGINES', 'import_mxnet', 'choose_en
 
 logger = logging.getLogger(__name__)
 
-DATA_NAME = 'data'
-DEFAULT_STRIDES = (32, 16, 8)
+DEFAULT_STRIDES = FEATURE_STRIDES
 #: executors kept bound; an image pyramid uses one shape per scale
 DEFAULT_MAX_SHAPES = 8
 #: a fresh base executor after this many derived ones (bounds MXNet's shared memory pool)
@@ -63,7 +63,7 @@ DEFAULT_REBASE_AFTER = 4 * DEFAULT_MAX_SHAPES
 #: MKLDNN primitives kept per operator cache (MXNET_MKLDNN_CACHE_NUM; MXNet's default -1 keeps
 #: one per input shape forever); set before the first forward unless the caller set it
 DEFAULT_MKLDNN_CACHE_NUM = 1024
-_OUTPUT_SUFFIX = '_output'
+_OUTPUT_SUFFIX = MXNET_OUTPUT_SUFFIX
 #: engine choice -> MXNET_ENGINE_TYPE (``threaded``: MXNet's default)
 ENGINES = {'threaded': 'ThreadedEnginePerDevice', 'naive': 'NaiveEngine'}
 

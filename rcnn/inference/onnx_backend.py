@@ -23,11 +23,13 @@ import os
 import numpy as np
 
 from rcnn.deploy import onnx_export
-from rcnn.inference.postprocess import output_names
+from rcnn.model_layout import FEATURE_STRIDES
+from rcnn.utils.checkpoint_files import checkpoint_name
+from rcnn.model_layout import deploy_output_names as output_names
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STRIDES = (32, 16, 8)
+DEFAULT_STRIDES = FEATURE_STRIDES
 #: bumped when the export recipe changes, so stale cache files are not reused
 EXPORT_RECIPE_VERSION = '1'
 
@@ -45,11 +47,12 @@ def cached_onnx_path(prefix, epoch, cache_dir=None):
     returns the ``.onnx`` path."""
     cache_dir = cache_dir or default_cache_dir()
     key = onnx_export.checkpoint_digest(prefix, epoch, extra='recipe=%s' % EXPORT_RECIPE_VERSION)
-    path = os.path.join(cache_dir, '%s-%04d-%s.onnx' % (os.path.basename(prefix), epoch, key[:16]))
+    path = os.path.join(cache_dir, '%s-%s.onnx' % (checkpoint_name(os.path.basename(prefix), epoch),
+                                                   key[:16]))
     if os.path.isfile(path):
         logger.info('using cached ONNX export %s', path)
         return path
-    logger.info('exporting %s-%04d to %s', prefix, epoch, path)
+    logger.info('exporting %s to %s', checkpoint_name(prefix, epoch), path)
     onnx_export.export_checkpoint(prefix, epoch, path, input_shape=(1, 3, 640, 640), dynamic=True,
                                   verify=True, threads=1)
     return path

@@ -20,11 +20,13 @@ import numpy as np
 
 from rcnn.deploy import onnx_export
 from rcnn.inference.onnx_backend import default_cache_dir
-from rcnn.inference.postprocess import output_names
+from rcnn.model_layout import FEATURE_STRIDES
+from rcnn.model_layout import deploy_output_names as output_names
+from rcnn.utils.checkpoint_files import checkpoint_name
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STRIDES = (32, 16, 8)
+DEFAULT_STRIDES = FEATURE_STRIDES
 #: bumped when the export recipe changes, so stale cache files are not reused
 EXPORT_RECIPE_VERSION = '1'
 
@@ -35,11 +37,13 @@ def cached_static_onnx_path(prefix, epoch, height, width, cache_dir=None):
     cache_dir = cache_dir or default_cache_dir()
     key = onnx_export.checkpoint_digest(
         prefix, epoch, extra='recipe=%s;static=%dx%d' % (EXPORT_RECIPE_VERSION, height, width))
-    path = os.path.join(cache_dir, '%s-%04d-%dx%d-%s.onnx'
-                        % (os.path.basename(prefix), epoch, height, width, key[:16]))
+    path = os.path.join(cache_dir, '%s-%dx%d-%s.onnx'
+                        % (checkpoint_name(os.path.basename(prefix), epoch), height, width,
+                           key[:16]))
     if os.path.isfile(path):
         return path
-    logger.info('exporting %s-%04d for OpenCV at %dx%d to %s', prefix, epoch, height, width, path)
+    logger.info('exporting %s for OpenCV at %dx%d to %s', checkpoint_name(prefix, epoch), height,
+                width, path)
     onnx_export.export_checkpoint(prefix, epoch, path, input_shape=(1, 3, height, width),
                                   dynamic=False, verify=False)
     return path

@@ -12,86 +12,40 @@ The deploy graph has three outputs per feature stride ``s`` (32, 16, 8 for ``net
 Anchors are laid out position-major, anchor-minor (``anchors_plane(H, W, ...).reshape(-1, 4)``:
 index ``(h * W + w) * A + a``), which is also the order in which passing anchors are pooled,
 as in the original. Only the anchors whose face probability reaches the threshold are decoded,
-and the strides are decoded together (one ``nonlinear_pred`` / ``landmark_pred`` call).
+and the strides are decoded together (one :class:`rcnn.processing.box_coder.BoxCoder` call,
+which multiplies the deltas by the recipe's stds, then ``nonlinear_pred`` / ``landmark_pred``).
 """
 from collections import OrderedDict
 
 import numpy as np
 
 from cython_ext.cpu_nms import cpu_nms
-from rcnn.processing.bbox_transform import (bbox_overlaps, clip_boxes, landmark_pred,
-                                            nonlinear_pred)
-from rcnn.processing.generate_anchor import anchors_plane
+from rcnn.processing.bbox_transform import bbox_overlaps, clip_boxes
+from rcnn.processing.box_coder import BoxCoder
+from rcnn.model_layout import (BOX_LEN, DEPLOY_OUTPUT_KINDS, DEPLOY_OUTPUTS_PER_STRIDE,
+                               FLIP_LANDMARK_ORDER,
+                               NUM_LANDMARKS, deploy_output_names)
+from rcnn.processing.generate_anchor import DEFAULT_MAX_ANCHOR_PLANES, AnchorCache
 
 __all__ = ['OUTPUT_KINDS', 'output_names', 'FLIP_LANDMARK_ORDER', 'VOTE_MAX_RESULTS',
            'AnchorCache', 'DEFAULT_MAX_ANCHOR_PLANES', 'Detections', 'decode_detections', 'flip_back', 'merge_detections',
            'bbox_vote', 'empty_faces']
 
-#: the three head outputs of each stride, in the deploy graph's order
-OUTPUT_KINDS = ('face_rpn_cls_prob_reshape', 'face_rpn_bbox_pred', 'face_rpn_landmark_pred')
-#: a mirrored face's left eye is its right eye, etc.: point p of the flip is point ORDER[p]
-FLIP_LANDMARK_ORDER = [1, 0, 2, 4, 3]
-#: anchor planes an :class:`AnchorCache` keeps by default: 3 strides x 8 input shapes (the
-#: MXNet backend's executor cache), i.e. a 5-scale pyramid with room to spare
-DEFAULT_MAX_ANCHOR_PLANES = 24
+#: the three head outputs of each stride, in the deploy graph's order (alias of
+#: :data:`rcnn.model_layout.DEPLOY_OUTPUT_KINDS`)
+OUTPUT_KINDS = DEPLOY_OUTPUT_KINDS
+_DEFAULT_CODER = BoxCoder()
 #: box voting keeps at most this many faces (as the original)
 VOTE_MAX_RESULTS = 750
-NUM_LANDMARKS = 5
 
 
-def output_names(strides):
-    """Deploy output names (without MXNet's ``_output`` suffix) in the order backends return
-    them: the three kinds of stride ``strides[0]``, then of ``strides[1]``, ...
-
-    >>> output_names((32, 16, 8))[:2]
-    ['face_rpn_cls_prob_reshape_stride32', 'face_rpn_bbox_pred_stride32']
-    """
-    return ['%s_stride%d' % (kind, stride) for stride in strides for kind in OUTPUT_KINDS]
+#: alias of :func:`rcnn.model_layout.deploy_output_names` (this module's old name)
+output_names = deploy_output_names
 
 
 def empty_faces():
     """The result of a detection that found nothing: (0, 5) and (0, 5, 2) float32."""
     return np.zeros((0, 5), dtype=np.float32), np.zeros((0, NUM_LANDMARKS, 2), dtype=np.float32)
-
-
-class AnchorCache(object):
-    """All anchors of a feature map, computed once per (stride, height, width), least recently
-    used dropped first beyond ``max_planes`` planes, so a long run over varied input sizes keeps
-    bounded memory (a dropped plane is recomputed identically when needed again).
-
-    Args:
-        base_anchors: {stride: (A, 4) float32 anchors of cell (0, 0)}.
-        max_planes: planes kept (one per stride and feature-map size); None keeps every plane.
-    """
-
-    def __init__(self, base_anchors, max_planes=DEFAULT_MAX_ANCHOR_PLANES):
-        self.base_anchors = {int(s): np.asarray(a, dtype=np.float32)
-                             for s, a in base_anchors.items()}
-        if max_planes is not None and int(max_planes) < 1:
-            raise ValueError('max_planes must be >= 1 or None, got %r' % (max_planes,))
-        self.max_planes = None if max_planes is None else int(max_planes)
-        self._planes = OrderedDict()
-
-    def num_anchors(self, stride):
-        return len(self.base_anchors[stride])
-
-    def get(self, stride, height, width):
-        """(height * width * A, 4) float32, index ``(h * width + w) * A + a``."""
-        key = (stride, height, width)
-        plane = self._planes.get(key)
-        if plane is not None:
-            self._planes.move_to_end(key)
-            return plane
-        plane = anchors_plane(height, width, stride, self.base_anchors[stride]).reshape(-1, 4)
-        plane.setflags(write=False)
-        self._planes[key] = plane
-        if self.max_planes is not None:
-            while len(self._planes) > self.max_planes:
-                self._planes.popitem(last=False)
-        return plane
-
-    def __len__(self):
-        return len(self._planes)
 
 
 class Detections(object):
@@ -142,7 +96,7 @@ def _select_level(scores, box_out, landmark_out, num_anchors, threshold, batch_i
     rows, cols, anchor_ids = np.nonzero((face_scores >= threshold).transpose(1, 2, 0))
     flat = (rows.astype(np.int64) * width + cols) * num_anchors + anchor_ids
     level_scores = face_scores[anchor_ids, rows, cols]
-    deltas = box_out[batch_index].reshape(num_anchors, 4, height, width)
+    deltas = box_out[batch_index].reshape(num_anchors, BOX_LEN, height, width)
     deltas = deltas[anchor_ids, :, rows, cols]                                  # (n, 4)
     points = landmark_out[batch_index].reshape(num_anchors, NUM_LANDMARKS, 2, height, width)
     points = points[anchor_ids, :, :, rows, cols]                               # (n, 5, 2)
@@ -150,7 +104,7 @@ def _select_level(scores, box_out, landmark_out, num_anchors, threshold, batch_i
 
 
 def decode_detections(outputs, strides, anchor_cache, threshold, clip_shape, batch_index=0,
-                      score_decay=None):
+                      score_decay=None, coder=None):
     """Faces of one network pass whose score reaches ``threshold``.
 
     Args:
@@ -163,15 +117,18 @@ def decode_detections(outputs, strides, anchor_cache, threshold, clip_shape, bat
         batch_index: which image of the batch.
         score_decay: {stride: factor} multiplying that stride's scores before thresholding
             (the original's ``decay4`` on a stride-4 level).
+        coder: the :class:`rcnn.processing.box_coder.BoxCoder` of the model's recipe (None: the
+            released models' coder, every std 1).
     Returns:
         :class:`Detections` in input coordinates, pooled stride by stride (coarse first).
     """
-    if len(outputs) != 3 * len(strides):
-        raise ValueError('expected %d outputs (3 per stride %s), got %d'
-                         % (3 * len(strides), list(strides), len(outputs)))
+    per_stride = DEPLOY_OUTPUTS_PER_STRIDE
+    if len(outputs) != per_stride * len(strides):
+        raise ValueError('expected %d outputs (%d per stride %s), got %d'
+                         % (per_stride * len(strides), per_stride, list(strides), len(outputs)))
     anchors, scores, deltas, points = [], [], [], []
     for level, stride in enumerate(strides):
-        cls_out, box_out, landmark_out = outputs[3 * level:3 * level + 3]
+        cls_out, box_out, landmark_out = outputs[per_stride * level:per_stride * (level + 1)]
         num_anchors = anchor_cache.num_anchors(stride)
         decay = (score_decay or {}).get(stride, 1.0)
         flat, level_scores, level_deltas, level_points = _select_level(
@@ -181,10 +138,12 @@ def decode_detections(outputs, strides, anchor_cache, threshold, clip_shape, bat
         scores.append(level_scores)
         deltas.append(level_deltas)
         points.append(level_points)
+    coder = _DEFAULT_CODER if coder is None else coder
     anchors = np.concatenate(anchors)
-    boxes = nonlinear_pred(anchors, np.concatenate(deltas).astype(np.float32, copy=False))
+    boxes = coder.decode_boxes(anchors, np.concatenate(deltas).astype(np.float32, copy=False))
     clip_boxes(boxes, clip_shape)
-    landmarks = landmark_pred(anchors, np.concatenate(points).astype(np.float32, copy=False))
+    landmarks = coder.decode_landmarks(anchors,
+                                       np.concatenate(points).astype(np.float32, copy=False))
     return Detections(boxes.astype(np.float32, copy=False),
                       np.concatenate(scores).astype(np.float32, copy=False),
                       landmarks.astype(np.float32, copy=False))
@@ -204,7 +163,7 @@ def flip_back(detections, width):
     old_x1 = boxes[:, 0].copy()
     boxes[:, 0] = width - boxes[:, 2] - 1
     boxes[:, 2] = width - old_x1 - 1
-    points = detections.landmarks[:, FLIP_LANDMARK_ORDER, :]
+    points = detections.landmarks[:, list(FLIP_LANDMARK_ORDER), :]
     points[:, :, 0] = width - points[:, :, 0] - 1
     detections.landmarks = points
     return detections

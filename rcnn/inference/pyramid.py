@@ -61,7 +61,7 @@ def detect_pyramid(detector, img, threshold=0.5, scales=(1.0,), do_flip=False, f
     backend allows, scales processed concurrently.
 
     Args:
-        detector: a :class:`retinaface.RetinaFace`.
+        detector: a :class:`rcnn.inference.detector.RetinaFace`.
         img, threshold, scales, do_flip: as ``detect()``.
         flip_batch: run each scale's two flips as one batch of 2.
         scale_workers: threads processing scales at once (used only when
@@ -71,7 +71,7 @@ def detect_pyramid(detector, img, threshold=0.5, scales=(1.0,), do_flip=False, f
     Returns:
         faces (N, 5) float32 x1 y1 x2 y2 score, landmarks (N, 5, 2) float32, as ``detect()``.
     """
-    from retinaface import as_bgr_image, check_scales
+    from rcnn.inference.detector import as_bgr_image, check_scales
     image = as_bgr_image(img)
     threshold = check_threshold(threshold)
     scale_workers = int(scale_workers)

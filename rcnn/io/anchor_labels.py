@@ -45,8 +45,11 @@ import numpy as np
 
 from cython_ext.bbox import bbox_overlaps_cython
 from rcnn.config import OHEM_OFF
-from rcnn.processing.bbox_transform import landmark_transform, nonlinear_transform
-from rcnn.processing.generate_anchor import anchors_plane, generate_anchors_fpn
+from rcnn.model_layout import BOX_LEN, LANDMARK_LEN, NUM_LANDMARKS
+from rcnn.model_layout import label_name
+from rcnn.model_layout import label_names as layout_label_names
+from rcnn.processing.box_coder import BoxCoder
+from rcnn.processing.generate_anchor import AnchorCache, generate_anchors_fpn
 
 __all__ = ['label_anchors', 'assign_anchor_fpn', 'label_names', 'best_faces', 'DENSE_PAIRS',
            'TILE_CELLS']
@@ -54,10 +57,12 @@ __all__ = ['label_anchors', 'assign_anchor_fpn', 'label_names', 'best_faces', 'D
 DENSE_PAIRS = 200000       # anchor-face pairs of one stride computed densely
 TILE_CELLS = 16            # tile side in feature cells for the pruned IoU
 TILE_MARGIN = 2.0          # pixels of slack when pruning faces per tile (only ever keeps more)
-BBOX_PRED_LEN = 4
-LANDMARK_PRED_LEN = 10
+BBOX_PRED_LEN = BOX_LEN              # aliases of the model layout's lengths
+LANDMARK_PRED_LEN = LANDMARK_LEN
 
-_plane_cache = {}
+_anchor_caches = {}           # base anchors -> AnchorCache, in this process
+_MAX_ANCHOR_CACHES = 4
+_MAX_PLANES = 48
 
 
 # ----------------------------------------------------------------------------
@@ -65,27 +70,25 @@ _plane_cache = {}
 # ----------------------------------------------------------------------------
 
 def _anchor_planes(feat_hw, cfg):
-    """Anchor planes of every stride, cached per process.
+    """Anchor planes of every stride, cached per process (:class:`AnchorCache`).
 
     Args:
         feat_hw: tuple of (H, W) per stride of ``cfg.RPN_FEAT_STRIDE``.
     Returns:
         list of (H, W, A, 4) float32 planes (read-only), one per stride.
     """
-    base_anchors = generate_anchors_fpn(dense_anchor=bool(cfg.get('DENSE_ANCHOR', False)), cfg=cfg)
+    base_anchors = generate_anchors_fpn(dense_anchor=bool(cfg.get('DENSE_ANCHOR', False)),
+                                        cfg=cfg)
     strides = tuple(int(s) for s in cfg.RPN_FEAT_STRIDE)
-    key = (tuple(feat_hw), strides, tuple(a.tobytes() for a in base_anchors))
-    planes = _plane_cache.get(key)
-    if planes is None:
-        planes = []
-        for (height, width), stride, base in zip(feat_hw, strides, base_anchors):
-            plane = anchors_plane(height, width, stride, base)
-            plane.setflags(write=False)
-            planes.append(plane)
-        if len(_plane_cache) > 16:
-            _plane_cache.clear()
-        _plane_cache[key] = planes
-    return planes
+    key = (strides, tuple(a.tobytes() for a in base_anchors))
+    cache = _anchor_caches.get(key)
+    if cache is None:
+        if len(_anchor_caches) >= _MAX_ANCHOR_CACHES:
+            _anchor_caches.clear()
+        cache = AnchorCache(dict(zip(strides, base_anchors)), max_planes=_MAX_PLANES)
+        _anchor_caches[key] = cache
+    return [cache.plane(stride, height, width)
+            for (height, width), stride in zip(feat_hw, strides)]
 
 
 def _best_faces_dense(anchors, gt_boxes):
@@ -212,11 +215,8 @@ def _stride_layout(values, height, width, num_anchors, per_anchor):
 def label_names(cfg, prefix='face'):
     """Names of the label arrays in the loader's order: per stride label, bbox target/weight,
     landmark target/weight (the last two only with ``cfg.FACE_LANDMARK``)."""
-    kinds = ['label', 'bbox_target', 'bbox_weight']
-    if cfg.get('FACE_LANDMARK', True):
-        kinds += ['landmark_target', 'landmark_weight']
-    return ['%s_%s_stride%d' % (prefix, kind, stride)
-            for stride in cfg.RPN_FEAT_STRIDE for kind in kinds]
+    return layout_label_names(cfg.RPN_FEAT_STRIDE, landmarks=bool(cfg.get('FACE_LANDMARK', True)),
+                              prefix=prefix)
 
 
 def label_anchors(feat_shape, gt_label, im_info, landmark=False, prefix='face',
@@ -253,7 +253,7 @@ def label_anchors(feat_shape, gt_label, im_info, landmark=False, prefix='face',
     keep = gt_boxes[:, 4] != -1
     gt_boxes = gt_boxes[keep]
     if landmark:
-        gt_landmarks = np.asarray(gt_label['gt_landmarks'], dtype=np.float32).reshape(-1, 5, 3)
+        gt_landmarks = np.asarray(gt_label['gt_landmarks'], dtype=np.float32).reshape(-1, NUM_LANDMARKS, 3)
         if len(gt_landmarks) != len(keep):
             raise ValueError('gt_landmarks has %d faces but gt_boxes %d'
                              % (len(gt_landmarks), len(keep)))
@@ -264,7 +264,7 @@ def label_anchors(feat_shape, gt_label, im_info, landmark=False, prefix='face',
     else:
         labels, matched = np.zeros(len(anchors), dtype=np.float32), None
     bbox_targets, landmark_targets, has_landmarks = _targets(
-        anchors, gt_boxes, gt_landmarks if landmark else None, matched, cfg.TRAIN)
+        anchors, gt_boxes, gt_landmarks if landmark else None, matched, BoxCoder.from_config(cfg))
     if inside is not None:
         outside = ~inside
         labels[outside] = -1
@@ -279,12 +279,13 @@ def label_anchors(feat_shape, gt_label, im_info, landmark=False, prefix='face',
 assign_anchor_fpn = label_anchors     # the original name
 
 
-def _targets(anchors, gt_boxes, gt_landmarks, matched, train_cfg):
+def _targets(anchors, gt_boxes, gt_landmarks, matched, coder):
     """Box and landmark targets of every anchor against its matched face.
 
     Args:
         anchors: (N, 4); gt_boxes: (K, 5); gt_landmarks: (K, 5, 3) or None (no landmarks);
         matched: (N,) face index per anchor, None when K == 0.
+        coder: the :class:`rcnn.processing.box_coder.BoxCoder` of the recipe.
     Returns:
         bbox_targets (N, 4) float32, landmark_targets (N, 10) float32, has_landmarks (N,) bool
         (the matched face has landmarks); zeros / False without faces.
@@ -295,12 +296,9 @@ def _targets(anchors, gt_boxes, gt_landmarks, matched, train_cfg):
     has_landmarks = np.zeros(num, dtype=bool)
     if matched is None:
         return bbox_targets, landmark_targets, has_landmarks
-    bbox_targets[:] = nonlinear_transform(anchors, gt_boxes[matched, :4])
-    bbox_targets /= np.asarray(train_cfg.BBOX_STDS, dtype=np.float32)
+    bbox_targets[:] = coder.encode_boxes(anchors, gt_boxes[matched, :4])
     if gt_landmarks is not None:
-        landmark_targets[:] = landmark_transform(
-            anchors, gt_landmarks[:, :, :2][matched]).reshape(-1, LANDMARK_PRED_LEN)
-        landmark_targets /= np.float32(train_cfg.LANDMARK_STD)
+        landmark_targets[:] = coder.encode_landmarks(anchors, gt_landmarks[:, :, :2][matched])
         has_landmarks = (gt_landmarks[:, 0, 2] >= 0)[matched]
     return bbox_targets, landmark_targets, has_landmarks
 
@@ -322,16 +320,17 @@ def _per_stride_outputs(planes, strides, labels, bbox_targets, landmark_targets,
         stride_labels = labels[part].reshape(height, width, num_anchors).transpose(2, 0, 1)
         if select_stride > 0 and stride != select_stride:
             stride_labels = np.full_like(stride_labels, -1)
-        name = '%s_%%s_stride%d' % (prefix, stride)
-        label_dict[name % 'label'] = np.ascontiguousarray(stride_labels).reshape(1, -1)
+        def name(kind, stride=stride):
+            return label_name(kind, stride, prefix)
+        label_dict[name('label')] = np.ascontiguousarray(stride_labels).reshape(1, -1)
         layout = (height, width, num_anchors)
-        label_dict[name % 'bbox_target'] = _stride_layout(
+        label_dict[name('bbox_target')] = _stride_layout(
             bbox_targets[part], *layout, BBOX_PRED_LEN)
-        label_dict[name % 'bbox_weight'] = _stride_layout(
+        label_dict[name('bbox_weight')] = _stride_layout(
             bbox_weights[part], *layout, BBOX_PRED_LEN)
         if landmark:
-            label_dict[name % 'landmark_target'] = _stride_layout(
+            label_dict[name('landmark_target')] = _stride_layout(
                 landmark_targets[part], *layout, LANDMARK_PRED_LEN)
-            label_dict[name % 'landmark_weight'] = _stride_layout(
+            label_dict[name('landmark_weight')] = _stride_layout(
                 landmark_weights[part], *layout, LANDMARK_PRED_LEN)
     return label_dict

@@ -28,9 +28,10 @@ Colour jitter (``cfg.COLOR_MODE``, ``cfg.COLOR_JITTERING`` = j), on float32 BGR 
   applied the luma weights to the B, G, R channels in that order; here the weights follow the
   channels' meaning.)
 
-Tensor (:func:`transform`): BGR -> RGB, ``(pixel / PIXEL_SCALE - mean) / std`` per channel, NCHW
-float32. ``cfg.PIXEL_MEANS`` / ``cfg.PIXEL_STDS`` are listed in **BGR** order, as in the original
-config (RGB channel ``c`` uses entry ``2 - c``).
+Tensor (:func:`transform`, from :mod:`rcnn.processing.pixels`, the transform the detector uses
+too): BGR -> RGB, ``(pixel / PIXEL_SCALE - mean) / std`` per channel, NCHW float32.
+``cfg.PIXEL_MEANS`` / ``cfg.PIXEL_STDS`` are listed in **BGR** order, as in the original config
+(RGB channel ``c`` uses entry ``2 - c``).
 """
 import logging
 
@@ -40,6 +41,7 @@ import numpy as np
 from rcnn.config import COLOR_ALL, COLOR_NONE
 from rcnn.dataset.image_header import ImageReadError
 from rcnn.io.decode import imread_checked
+from rcnn.processing.pixels import transform
 
 logger = logging.getLogger(__name__)
 
@@ -73,43 +75,6 @@ def read_image(roi_rec):
     if roi_rec.get('flipped', False):
         im = cv2.flip(im, 1)
     return im
-
-
-def transform(im, pixel_means, pixel_stds, pixel_scale):
-    """BGR image -> normalised RGB NCHW tensor.
-
-    Args:
-        im: (H, W, 3) BGR pixels (any numeric dtype).
-        pixel_means, pixel_stds: 3 values each, in BGR order.
-        pixel_scale: pixels are divided by it before the mean is subtracted.
-    Returns:
-        (1, 3, H, W) float32; channel c (R, G, B) is
-        (im[..., 2 - c] / scale - mean[2 - c]) / std[2 - c].
-    """
-    means = np.asarray(pixel_means, dtype=np.float32).reshape(3)
-    stds = np.asarray(pixel_stds, dtype=np.float32).reshape(3)
-    scale = np.float32(pixel_scale)
-    tensor = np.empty((1, 3) + im.shape[:2], dtype=np.float32)
-    for channel, bgr_plane in enumerate(reversed(_bgr_planes(im))):
-        plane = tensor[0, channel]
-        plane[...] = bgr_plane
-        # the same float32 operations per channel as on the whole image; the identities
-        # (x / 1, x - 0, x / 1) are exact in IEEE arithmetic, so skipping them changes no bit
-        if scale != 1.0:
-            plane /= scale
-        if means[2 - channel] != 0.0:
-            plane -= means[2 - channel]
-        if stds[2 - channel] != 1.0:
-            plane /= stds[2 - channel]
-    return tensor
-
-
-def _bgr_planes(im):
-    """The three channel planes of an (H, W, 3) image (OpenCV's vectorised split when it
-    handles the dtype: 3 contiguous copies, much faster than a strided NumPy transpose)."""
-    if im.dtype in (np.uint8, np.float32) and im.strides[1:] == (3 * im.itemsize, im.itemsize):
-        return cv2.split(im)
-    return [im[:, :, c] for c in range(3)]
 
 
 def _luma(im):

@@ -15,6 +15,7 @@ import numpy as np
 
 from rcnn.io.anchor_labels import label_anchors
 from rcnn.io.image import ImageReadError, training_crops
+from rcnn.model_layout import NUM_LANDMARKS
 
 __all__ = ['gt_label_from_record', 'crop_and_label', 'sample_rng', 'epoch_order',
            'load_training_sample', 'MAX_REPLACEMENTS', 'ImageReadError']
@@ -39,9 +40,9 @@ def gt_label_from_record(roi_rec, with_landmarks=True):
     if with_landmarks:
         if 'landmarks' in roi_rec:
             gt_label['gt_landmarks'] = np.asarray(
-                roi_rec['landmarks'], dtype=np.float32).reshape(-1, 5, 3)[keep]
+                roi_rec['landmarks'], dtype=np.float32).reshape(-1, NUM_LANDMARKS, 3)[keep]
         else:
-            gt_label['gt_landmarks'] = np.full((len(gt_boxes), 5, 3), -1, dtype=np.float32)
+            gt_label['gt_landmarks'] = np.full((len(gt_boxes), NUM_LANDMARKS, 3), -1, dtype=np.float32)
     return gt_label
 
 

@@ -49,13 +49,6 @@ def ohem_counts(cfg):
     return max_fg, batch
 
 
-def _default_cfg(cfg):
-    if cfg is None:
-        from rcnn.config import config
-        return config
-    return cfg
-
-
 def _keep_smallest(keys, candidate, counts):
     """Per row, mark the ``counts[b]`` candidates with the smallest keys.
 
@@ -86,7 +79,7 @@ def _keep_smallest(keys, candidate, counts):
     return keep
 
 
-def ohem_select(fg_scores, labels, cfg=None):
+def ohem_select(fg_scores, labels, cfg):
     """Select the hardest anchors of each image (vectorised over the batch, O(N) per row).
 
     Args:
@@ -97,7 +90,7 @@ def ohem_select(fg_scores, labels, cfg=None):
         sampled_labels: (B, N) float32, the kept labels, -1 elsewhere.
         anchor_weight: (B, N) float32, 1 on the kept positives, 0 elsewhere.
     """
-    max_fg, batch = ohem_counts(_default_cfg(cfg))
+    max_fg, batch = ohem_counts(cfg)
     fg_scores = np.asarray(fg_scores, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.float32)
     if fg_scores.ndim != 2 or fg_scores.shape != labels.shape:
@@ -160,7 +153,7 @@ class _OHEMProp(mx.operator.CustomOpProp):
         return _OHEMOp(self.cfg)
 
 
-def ohem_symbol(cls_score, labels, cfg=None, name='ohem'):
+def ohem_symbol(cls_score, labels, cfg, name='ohem'):
     """OHEM operator for the training graph.
 
     Args:
@@ -171,7 +164,6 @@ def ohem_symbol(cls_score, labels, cfg=None, name='ohem'):
     Returns:
         ``(sampled_labels, anchor_weight)`` symbols, both (B, N) float32, no gradient.
     """
-    cfg = _default_cfg(cfg)
     ohem_counts(cfg)
     op = mx.sym.Custom(cls_score=mx.sym.BlockGrad(cls_score, name='%s_score_nograd' % name),
                        labels=mx.sym.BlockGrad(labels, name='%s_label_nograd' % name),

@@ -48,6 +48,10 @@ from collections import namedtuple
 import mxnet as mx
 
 from rcnn.config import OHEM_IN_GRAPH, OHEM_OFF
+from rcnn.model_layout import (BOX_LEN, DATA_NAME, FEATURE_STRIDES, HEAD_LENGTHS,
+                               LANDMARK_LEN, NUM_CLASSES, cls_score_name,
+                               deploy_output_names, head_names, label_names,
+                               train_output_names)
 from rcnn.symbol.loss_scale import loss_grad_scales
 from rcnn.symbol.ohem import ohem_symbol
 
@@ -56,39 +60,17 @@ __all__ = ['FEATURE_STRIDES', 'BOX_VALUES', 'LANDMARK_VALUES', 'NECK_BN_EPS', 'N
            'ssh_context_module', 'fpn_neck', 'ssh_features', 'detection_heads',
            'deploy_outputs', 'smooth_l1_loss', 'train_outputs', 'feature_shapes', 'label_shapes']
 
-#: strides of the feature maps every backbone provides, coarse to fine
-FEATURE_STRIDES = (32, 16, 8)
-BOX_VALUES = 4
-LANDMARK_VALUES = 10
+#: aliases of :data:`rcnn.model_layout.BOX_LEN` / ``LANDMARK_LEN`` (this module's old names)
+BOX_VALUES = BOX_LEN
+LANDMARK_VALUES = LANDMARK_LEN
 #: BatchNorm epsilon of the neck and SSH modules
 NECK_BN_EPS = 2e-5
 _BN_MOMENTUM = 0.9
 _WEIGHT_SIGMA = 0.01
-_LABEL_TEMPLATES = ('face_label_stride%d', 'face_bbox_target_stride%d', 'face_bbox_weight_stride%d',
-                    'face_landmark_target_stride%d', 'face_landmark_weight_stride%d')
-_DEPLOY_TEMPLATES = ('face_rpn_cls_prob_reshape_stride%d', 'face_rpn_bbox_pred_stride%d',
-                     'face_rpn_landmark_pred_stride%d')
 
 #: per-stride layer names of a neck; ``lateral``/``ssh`` for every stride, ``upsample`` for the
 #: strides whose map is upsampled into the next finer one, ``aggr`` for the finer strides
 NeckNames = namedtuple('NeckNames', ['lateral', 'upsample', 'aggr', 'ssh'])
-
-
-def _default_cfg(cfg):
-    if cfg is None:
-        from rcnn.config import config
-        return config
-    return cfg
-
-
-def deploy_output_names(strides=FEATURE_STRIDES):
-    """The 9 deploy output names in graph order (without MXNet's ``_output`` suffix)."""
-    return [template % stride for stride in strides for template in _DEPLOY_TEMPLATES]
-
-
-def label_names(strides=FEATURE_STRIDES):
-    """Training label input names: per stride label, bbox target/weight, landmark target/weight."""
-    return [template % stride for stride in strides for template in _LABEL_TEMPLATES]
 
 
 def graph_config(network, cfg=None):
@@ -106,8 +88,9 @@ def check_graph_config(cfg):
     if tuple(strides) != FEATURE_STRIDES:
         raise ValueError('cfg.RPN_FEAT_STRIDE must be %s (the backbones give these maps), got %s'
                          % (list(FEATURE_STRIDES), strides))
-    if int(cfg.NUM_CLASSES) != 2:
-        raise ValueError('cfg.NUM_CLASSES must be 2 (face / background), got %r' % cfg.NUM_CLASSES)
+    if int(cfg.NUM_CLASSES) != NUM_CLASSES:
+        raise ValueError('cfg.NUM_CLASSES must be %d (face / background), got %r'
+                         % (NUM_CLASSES, cfg.NUM_CLASSES))
     if not cfg.get('FACE_LANDMARK', True):
         raise ValueError('cfg.FACE_LANDMARK=False is not supported: the graphs always have the '
                          'landmark head (as the released models)')
@@ -208,10 +191,7 @@ def detection_heads(feature, stride, num_anchors):
     """1x1 heads of one stride -> ``(cls_score (B, 2A, H, W), bbox_pred (B, 4A, H, W),
     landmark_pred (B, 10A, H, W))``."""
     heads = []
-    for template, values in (('face_rpn_cls_score_stride%d', 2),
-                             ('face_rpn_bbox_pred_stride%d', BOX_VALUES),
-                             ('face_rpn_landmark_pred_stride%d', LANDMARK_VALUES)):
-        name = template % stride
+    for name, values in zip(head_names(stride), HEAD_LENGTHS):
         heads.append(mx.sym.Convolution(data=feature, weight=_weight(name),
                                         bias=_bias(name, 0.0), kernel=(1, 1), pad=(0, 0),
                                         stride=(1, 1), num_filter=values * num_anchors,
@@ -219,9 +199,8 @@ def detection_heads(feature, stride, num_anchors):
     return tuple(heads)
 
 
-def deploy_outputs(features, cfg=None):
+def deploy_outputs(features, cfg):
     """The deploy group (see the module docstring) from stride -> SSH feature."""
-    cfg = _default_cfg(cfg)
     check_graph_config(cfg)
     num_anchors = int(cfg.NUM_ANCHORS)
     outputs = []
@@ -238,9 +217,8 @@ def deploy_outputs(features, cfg=None):
 
 def _label_inputs(stride):
     """The five label variables of one stride, each behind BlockGrad."""
-    return [mx.sym.BlockGrad(mx.sym.Variable(template % stride),
-                             name=(template % stride) + '_nograd')
-            for template in _LABEL_TEMPLATES]
+    return [mx.sym.BlockGrad(mx.sym.Variable(name), name=name + '_nograd')
+            for name in label_names([stride])]
 
 
 def _apply_anchor_weight(weight, anchor_weight, num_anchors, values, name):
@@ -286,25 +264,26 @@ def _stride_train_outputs(feature, stride, cfg, lr_mult):
         raise ValueError('cfg.TRAIN.RPN_ENABLE_OHEM=%d is not supported: 0 (labels as assigned) '
                          'or >= 2 (OHEM in the graph)' % ohem)
 
+    (cls_prob_name, label_out_name, bbox_loss_name, bbox_weight_name, landmark_loss_name,
+     landmark_weight_name) = train_output_names([stride])
     cls_prob = mx.sym.SoftmaxOutput(data=cls_score, label=label, multi_output=True,
                                     normalization='valid', use_ignore=True, ignore_label=-1,
-                                    grad_scale=lr_mult, name='face_rpn_cls_prob_stride%d' % stride)
+                                    grad_scale=lr_mult, name=cls_prob_name)
     box_scale, landmark_scale = loss_grad_scales(cfg, lr_mult)
     bbox_loss = smooth_l1_loss(bbox_pred, bbox_target, bbox_weight, box_scale,
-                                'face_rpn_bbox_loss_stride%d' % stride)
+                                bbox_loss_name)
     landmark_loss = smooth_l1_loss(landmark_pred, landmark_target, landmark_weight,
-                                    landmark_scale, 'face_rpn_landmark_loss_stride%d' % stride)
+                                    landmark_scale, landmark_loss_name)
     return [cls_prob,
-            mx.sym.BlockGrad(label, name='face_rpn_label_stride%d' % stride),
+            mx.sym.BlockGrad(label, name=label_out_name),
             bbox_loss,
-            mx.sym.BlockGrad(bbox_weight, name='face_rpn_bbox_weight_stride%d' % stride),
+            mx.sym.BlockGrad(bbox_weight, name=bbox_weight_name),
             landmark_loss,
-            mx.sym.BlockGrad(landmark_weight, name='face_rpn_landmark_weight_stride%d' % stride)]
+            mx.sym.BlockGrad(landmark_weight, name=landmark_weight_name)]
 
 
-def train_outputs(features, cfg=None, lr_mult=1.0):
+def train_outputs(features, cfg, lr_mult=1.0):
     """The training group (18 outputs, see the module docstring) from stride -> SSH feature."""
-    cfg = _default_cfg(cfg)
     check_graph_config(cfg)
     outputs = []
     for stride in FEATURE_STRIDES:
@@ -317,18 +296,17 @@ def feature_shapes(sym, data_shape):
     internals = sym.get_internals()
     shapes = {}
     for stride in FEATURE_STRIDES:
-        name = 'face_rpn_cls_score_stride%d_output' % stride
+        name = cls_score_name(stride)
         if name not in internals.list_outputs():
             raise ValueError('symbol has no %s: not a RetinaFace graph' % name)
-        _, out_shapes, _ = internals[name].infer_shape(data=tuple(data_shape))
+        _, out_shapes, _ = internals[name].infer_shape(**{DATA_NAME: tuple(data_shape)})
         shapes[stride] = tuple(int(d) for d in out_shapes[0][2:])
     return shapes
 
 
-def label_shapes(sym, data_shape, cfg=None):
+def label_shapes(sym, data_shape, cfg):
     """``[(name, shape)]`` of the training labels for input ``data_shape`` (B, 3, H, W),
     in :func:`label_names` order."""
-    cfg = _default_cfg(cfg)
     num_anchors = int(cfg.NUM_ANCHORS)
     batch = int(data_shape[0])
     shapes = []

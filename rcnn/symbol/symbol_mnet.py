@@ -13,7 +13,8 @@ reach the heads). Input: raw RGB pixels (``cfg.PIXEL_MEANS`` 0, stds 1).
 """
 import mxnet as mx
 
-from rcnn.symbol.symbol_common import (FEATURE_STRIDES, NeckNames, graph_config,
+from rcnn.model_layout import DATA_NAME, FEATURE_STRIDES
+from rcnn.symbol.symbol_common import (NeckNames, graph_config,
                                        deploy_outputs, fpn_neck, ssh_features, train_outputs)
 
 __all__ = ['MNET_NECK_NAMES', 'WIDTH_MULTIPLIER', 'mobilenet_backbone', 'mnet_features',
@@ -62,7 +63,7 @@ def mobilenet_backbone(data, multiplier=WIDTH_MULTIPLIER):
 
 def mnet_features(cfg):
     """stride -> SSH feature of the mnet graph."""
-    data = mx.sym.Variable('data')
+    data = mx.sym.Variable(DATA_NAME)
     neck_filters = int(cfg.HEAD_FILTER_NUM)
     neck = fpn_neck(mobilenet_backbone(data), neck_filters, MNET_NECK_NAMES)
     return ssh_features(neck, neck_filters // 2, MNET_NECK_NAMES)

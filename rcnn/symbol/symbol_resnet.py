@@ -15,6 +15,7 @@ are twice as wide relative to the neck as mnet's: a 256-channel 3x3 branch and t
 """
 import mxnet as mx
 
+from rcnn.model_layout import DATA_NAME
 from rcnn.symbol.symbol_common import (NeckNames, graph_config, deploy_outputs, fpn_neck,
                                        ssh_features, train_outputs)
 
@@ -84,7 +85,7 @@ def resnet_backbone(data, units=RESNET50_UNITS):
 
 def resnet_features(cfg):
     """stride -> SSH feature of the resnet graph."""
-    data = mx.sym.Variable('data')
+    data = mx.sym.Variable(DATA_NAME)
     neck_filters = int(cfg.HEAD_FILTER_NUM)
     neck = fpn_neck(resnet_backbone(data), neck_filters, RESNET_NECK_NAMES)
     return ssh_features(neck, neck_filters, RESNET_NECK_NAMES)

@@ -34,6 +34,8 @@ import re
 import mxnet as mx
 import numpy as np
 
+from rcnn.model_layout import DATA_NAME, LABEL_KINDS
+from rcnn.utils.checkpoint_files import params_path, symbol_path
 from rcnn.utils.fileio import atomic_write
 from rcnn.utils.param_names import BN_STAT_SPELLINGS, fit_names, other_spelling
 
@@ -48,10 +50,10 @@ logger = logging.getLogger(__name__)
 LEGACY_AUX_SUFFIXES = dict(BN_STAT_SPELLINGS)
 #: graph inputs that are labels of the training graph, not parameters
 LABEL_INPUT_PATTERN = re.compile(
-    r'^face_(label|bbox_target|bbox_weight|landmark_target|landmark_weight)_stride\d+$')
-DEFAULT_DATA_SHAPES = {'data': (1, 3, 640, 640)}
+    r'^face_(%s)_stride\d+$' % '|'.join(LABEL_KINDS))
+DEFAULT_DATA_SHAPES = {DATA_NAME: (1, 3, 640, 640)}
 #: a second input size: parameter shapes that change with the input size are not checked
-_OTHER_DATA_SHAPES = {'data': (1, 3, 480, 352)}
+_OTHER_DATA_SHAPES = {DATA_NAME: (1, 3, 480, 352)}
 #: MXNet's suffix of label variables (``SoftmaxOutput`` makes ``<name>_label``)
 _LABEL_SUFFIX = '_label'
 _MAX_LISTED = 20
@@ -65,16 +67,6 @@ class ParamMismatchError(ValueError):
         self.missing = list(missing)
         self.unexpected = list(unexpected)
         self.misshaped = list(misshaped)
-
-
-def symbol_path(prefix):
-    """``<prefix>-symbol.json``."""
-    return '%s-symbol.json' % prefix
-
-
-def params_path(prefix, epoch):
-    """``<prefix>-%04d.params``."""
-    return '%s-%04d.params' % (prefix, int(epoch))
 
 
 def _require_file(path, what):
@@ -207,7 +199,7 @@ def _size_independent_shapes(sym):
     """``(arg shapes, aux shapes)`` of ``sym``'s arrays whose shape does not depend on the input
     size (inferred at two sizes; partially known shapes are left out); ``({}, {})`` when the
     graph has no ``data`` input or MXNet cannot infer its shapes."""
-    if 'data' not in sym.list_arguments():
+    if DATA_NAME not in sym.list_arguments():
         return {}, {}
     inferred = []
     for data_shapes in (DEFAULT_DATA_SHAPES, _OTHER_DATA_SHAPES):

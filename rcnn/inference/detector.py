@@ -1,0 +1,318 @@
+"""RetinaFace face detector: load a deploy checkpoint, detect faces and their 5 landmarks.
+
+Example::
+
+    import cv2
+    from retinaface import RetinaFace
+
+    detector = RetinaFace('../shared/models/mnet.25/mnet.25', 0, ctx_id=-1)   # -1: CPU
+    faces, landmarks = detector.detect(cv2.imread('photo.jpg'), threshold=0.5)
+    # faces (N, 5) float32 x1 y1 x2 y2 score; landmarks (N, 5, 2) float32 (x, y) of the
+    # left eye, right eye, nose, left and right mouth corners (image left/right as seen).
+    crops = detector.align(cv2.imread('photo.jpg'), landmarks)   # (N, 112, 112, 3) for ArcFace
+
+The algorithm is the original insightface ``RetinaFace.detect``: for each scale (bilinear resize
+unless 1.0) and each flip, the BGR image goes through the model's pixel transform
+(:mod:`rcnn.processing.pixels`; RGB raw pixel values for the released models); for each stride
+the face-probability channels are thresholded, the passing anchors' boxes and landmarks are
+decoded by the model's box coder (:mod:`rcnn.processing.box_coder`: deltas times the training
+stds, then ``nonlinear_pred`` / ``landmark_pred``) and the boxes clipped to the input; a flipped
+pass is mirrored back (x1' = W - x2 - 1, landmarks reordered by
+:data:`rcnn.model_layout.FLIP_LANDMARK_ORDER`); coordinates are divided by the scale;
+everything is pooled, sorted by score and reduced by NMS (IoU > ``nms`` suppressed) or by box
+voting (``vote=True``, see :func:`rcnn.inference.postprocess.bbox_vote`, including the
+original's lone-box quirk).
+
+The pixel transform, the coder's stds and the anchors come from the checkpoint's recipe
+(``<prefix>-recipe.json``, written by training; :mod:`rcnn.recipe`); a checkpoint without one
+(the released models) gets the original recipe. ``detect`` and ``detect_batch`` run the same
+code (:func:`rcnn.inference.batch.run_passes`): ``detect`` is a batch of one image.
+
+Differences from the original, all deliberate:
+
+* with ``vote=True`` the landmarks of each cluster's top box are returned (the original
+  returned none);
+* with ``nocrop=True`` the input is zero-padded at the bottom/right to a multiple of 32 as in
+  the original, but boxes are clipped to, and flipped passes mirrored about, the real
+  (unpadded) image; the original used the padded size, which shifted flipped boxes by the
+  padding;
+* grayscale ``(H, W)`` / ``(H, W, 1)`` images are replicated to 3 channels and BGRA images
+  lose their alpha channel (no compositing), instead of failing;
+* the network is bound once per distinct input shape and reused (the original re-shaped its
+  module whenever the size changed), and only anchors passing the threshold are decoded.
+"""
+import logging
+import math
+import numbers
+
+import cv2
+import numpy as np
+
+from rcnn.inference import create_backend
+from rcnn.inference.batch import run_passes
+from rcnn.inference.input_check import InvalidInputError, check_pixel_range, check_threshold
+from rcnn.inference.postprocess import (AnchorCache, Detections, decode_detections, flip_back,
+                                        merge_detections)
+from rcnn.model_layout import FEATURE_STRIDES, NETWORK_STRIDES
+from rcnn.processing.pixels import PixelTransform
+from rcnn.recipe import load_recipe
+
+__all__ = ['RetinaFace', 'InvalidInputError', 'as_bgr_image', 'check_scales', 'check_threshold',
+           'network_input', 'SUPPORTED_NETWORKS', 'MIN_IMAGE_SIDE', 'MAX_SCALED_SIDE',
+           'PAD_MULTIPLE']
+
+logger = logging.getLogger(__name__)
+
+#: network layouts this project implements -> feature strides (coarse to fine)
+SUPPORTED_NETWORKS = NETWORK_STRIDES
+#: the other layouts of the original's ``RetinaFace(network=...)`` (retinaface.py there:
+#: net3a, net4, net4a, net5, net5a, net6 since May 2019; x3, x3a, x5 later; ssh, vgg),
+#: recognised only to give a clear error
+ORIGINAL_ONLY_NETWORKS = ('net3a', 'net4', 'net4a', 'net5', 'net5a', 'net6', 'x3', 'x3a', 'x5',
+                          'ssh', 'vgg')
+#: smallest image side accepted (a 1-pixel-wide image is almost always a decoding accident)
+MIN_IMAGE_SIDE = 2
+#: a scale may not make a side longer than this (a mistyped scale such as 1766 would otherwise
+#: try to allocate tens of GB); WIDER FACE's largest pyramid level is about 2,600 px
+MAX_SCALED_SIDE = 8192
+#: ``nocrop`` pads each input up to a multiple of this (the coarsest stride)
+PAD_MULTIPLE = max(FEATURE_STRIDES)
+#: pixel types cv2.resize handles with bilinear interpolation; others are resized as float32
+_RESIZABLE_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32,
+                                                 np.float64))
+_RAW_PIXELS = PixelTransform()
+
+
+def as_bgr_image(img, name='img'):
+    """Validate an image and return it as ``(H, W, 3)`` BGR (a view when already so).
+
+    Accepts ``(H, W, 3)`` BGR, ``(H, W)`` or ``(H, W, 1)`` grayscale (replicated) and
+    ``(H, W, 4)`` BGRA (alpha dropped), of any real dtype (uint8 as from ``cv2.imread``).
+
+    Raises:
+        InvalidInputError (a ValueError): ``None``, not an array, empty, a side <
+            :data:`MIN_IMAGE_SIDE`, another layout, a non-numeric dtype, or a float image
+            scaled to 0..1 or holding NaN/inf (see :mod:`rcnn.inference.input_check`).
+    """
+    if img is None:
+        raise InvalidInputError('%s is None (cv2.imread returns None for a missing or '
+                                'unreadable file)' % name)
+    if not isinstance(img, np.ndarray):
+        raise InvalidInputError('%s must be a numpy array (H, W, 3) BGR, got %s'
+                                % (name, type(img).__name__))
+    if img.size == 0:
+        raise InvalidInputError('%s is empty (shape %s)' % (name, img.shape))
+    if img.dtype.kind not in 'uif':
+        raise InvalidInputError('%s has dtype %s; expected uint8 (or another real type)'
+                                % (name, img.dtype))
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise InvalidInputError('%s has shape %s; expected (H, W, 3) BGR, (H, W) grayscale '
+                                'or (H, W, 4) BGRA' % (name, img.shape))
+    elif img.shape[2] == 4:
+        img = img[:, :, :3]
+    if min(img.shape[:2]) < MIN_IMAGE_SIDE:
+        raise InvalidInputError('%s is %dx%d pixels; at least %dx%d is needed'
+                                % (name, img.shape[1], img.shape[0], MIN_IMAGE_SIDE, MIN_IMAGE_SIDE))
+    check_pixel_range(img, name)
+    return img
+
+
+def network_input(image, flip=False, pad_multiple=None, pixels=_RAW_PIXELS):
+    """BGR image -> network input (see :meth:`rcnn.processing.pixels.PixelTransform.network_input`).
+
+    Args:
+        image: (H, W, 3) BGR.
+        flip: mirror horizontally.
+        pad_multiple: zero-pad bottom/right up to a multiple of this (None: no padding).
+        pixels: the model's pixel transform (default: raw RGB values, the released models').
+    Returns:
+        (1, 3, H', W') float32, channels R, G, B.
+    """
+    return pixels.network_input(image, flip, pad_multiple)
+
+
+def check_scales(scales):
+    """Scales as a list of positive floats (a single number is accepted);
+    :class:`InvalidInputError` (a ValueError) otherwise."""
+    if isinstance(scales, numbers.Real):
+        scales = [scales]
+    try:
+        scales = [float(s) for s in scales]
+    except (TypeError, ValueError):
+        raise InvalidInputError('scales must be a list of positive numbers, got %r'
+                                % (scales,)) from None
+    if not scales:
+        raise InvalidInputError('scales is empty; pass e.g. [1.0]')
+    bad = [s for s in scales if not (math.isfinite(s) and s > 0)]
+    if bad:
+        raise InvalidInputError('scales must be positive finite numbers, got %s' % bad)
+    return scales
+
+
+class RetinaFace(object):
+    """Face detector on a RetinaFace deploy checkpoint (ours or a released insightface one).
+
+    Args:
+        prefix, epoch: checkpoint ``<prefix>-symbol.json`` + ``<prefix>-%04d.params``.
+        ctx_id: < 0 runs on the CPU; >= 0 on GPU ``ctx_id`` (fails clearly on a CPU-only
+            MXNet, suggesting ``ctx_id=-1``).
+        network: anchor layout; only ``'net3'`` (strides 32/16/8, anchor scales (32, 16) /
+            (8, 4) / (2, 1), ratio 1) exists in this project.
+        nms: NMS IoU threshold (a box with IoU > nms with a better one is suppressed); also the
+            clustering IoU of box voting.
+        nocrop: zero-pad every input up to a multiple of 32 (default: the input as is).
+        decay4: factor on the scores of a stride-4 level before thresholding, as the original;
+            accepted for compatibility, it has no effect on ``net3`` (no stride 4).
+        vote: box voting instead of NMS (WIDER FACE "accurate" mode).
+        backend: ``'mxnet'``, ``'onnxruntime'`` or ``'opencv'`` (OpenCV's DNN module on a
+            fixed-size export per input size); the last two run on the CPU only (``ctx_id=-1``)
+            and need the extras of ``requirements-deploy.txt``; see
+            :data:`rcnn.inference.BACKENDS`.
+        threads: CPU threads for the backend (MXNet: only before mxnet is first imported).
+        recipe: the :class:`rcnn.recipe.Recipe` of the model (pixel transform, box coder,
+            anchors); default: ``<prefix>-recipe.json`` when present, else the original recipe
+            (the released models').
+    """
+
+    def __init__(self, prefix, epoch, ctx_id=0, network='net3', nms=0.4, nocrop=False,
+                 decay4=0.5, vote=False, backend='mxnet', threads=None, recipe=None):
+        if network not in SUPPORTED_NETWORKS:
+            if network in ORIGINAL_ONLY_NETWORKS:
+                raise ValueError('network %r of the original code is not supported; this '
+                                 'project implements %s (the original\'s other layouts: %s)'
+                                 % (network, ', '.join(SUPPORTED_NETWORKS),
+                                    ', '.join(ORIGINAL_ONLY_NETWORKS)))
+            raise ValueError('unknown network %r; supported: %s (the original also had %s, '
+                             'not supported here)' % (network, ', '.join(SUPPORTED_NETWORKS),
+                                                      ', '.join(ORIGINAL_ONLY_NETWORKS)))
+        if not 0.0 <= float(nms) <= 1.0:
+            raise ValueError('nms must be an IoU in [0, 1], got %r' % (nms,))
+        self.network = network
+        self.strides = SUPPORTED_NETWORKS[network]
+        self.nms_threshold = float(nms)
+        self.nocrop = bool(nocrop)
+        self.decay4 = float(decay4)
+        self.vote = bool(vote)
+        self.use_landmarks = True
+        self.recipe = load_recipe(prefix) if recipe is None else recipe
+        self.pixels = self.recipe.pixels
+        self.coder = self.recipe.coder
+        self.anchor_cache = AnchorCache(self._base_anchors())
+        self.score_decay = {4: self.decay4} if 4 in self.strides else {}
+        self.backend_name = backend
+        self.backend = create_backend(backend, prefix, epoch, ctx_id=ctx_id, threads=threads,
+                                      strides=self.strides)
+
+    def _base_anchors(self):
+        if tuple(self.recipe.strides) != tuple(self.strides):
+            where = self.recipe.source or 'the original recipe'
+            raise ValueError('the anchors of %s have strides %s, network %s needs %s'
+                             % (where, list(self.recipe.strides), self.network,
+                                list(self.strides)))
+        return self.recipe.base_anchors()
+
+    # ------------------------------------------------------------------ steps of detect()
+
+    def scaled_image(self, image, scale):
+        """``image`` resized by ``scale`` (bilinear; the image itself for 1.0)."""
+        if scale == 1.0:
+            return image
+        height, width = image.shape[:2]
+        if scale > 1.0 and max(height, width) * scale > MAX_SCALED_SIDE + 0.5:
+            raise InvalidInputError('scale %g turns the %dx%d image into more than %d pixels '
+                                    'per side' % (scale, width, height, MAX_SCALED_SIDE))
+        if min(round(height * scale), round(width * scale)) < MIN_IMAGE_SIDE:
+            raise InvalidInputError('scale %g turns the %dx%d image into less than %d pixels '
+                                    'per side' % (scale, width, height, MIN_IMAGE_SIDE))
+        if image.dtype not in _RESIZABLE_DTYPES:      # e.g. int64, float16: not in cv2.resize
+            image = image.astype(np.float32)
+        return cv2.resize(image, None, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+
+    def prepare_input(self, scaled, flip):
+        """(1, 3, H, W) float32 network input of a scaled BGR image (padded when ``nocrop``)."""
+        return self.pixels.network_input(scaled, flip, PAD_MULTIPLE if self.nocrop else None)
+
+    def decode_pass(self, outputs, image_shape, scale, flip, threshold, batch_index=0):
+        """Candidates of one pass, in original-image coordinates.
+
+        Args:
+            outputs: the backend's 9 outputs.
+            image_shape: (height, width) of the scaled (unpadded) image fed in.
+            scale: its scale relative to the original image.
+            flip: whether it was mirrored.
+        Returns:
+            :class:`rcnn.inference.postprocess.Detections`.
+        """
+        height, width = image_shape[:2]
+        dets = decode_detections(outputs, self.strides, self.anchor_cache, threshold,
+                                 (height, width), batch_index=batch_index,
+                                 score_decay=self.score_decay, coder=self.coder)
+        if flip:
+            flip_back(dets, width)
+        if scale != 1.0:
+            dets.boxes /= np.float32(scale)
+            dets.landmarks /= np.float32(scale)
+        return dets
+
+    def merge(self, candidates):
+        """Pooled candidates -> (faces (N, 5), landmarks (N, 5, 2)) by NMS or voting."""
+        return merge_detections(Detections.concatenate(candidates), self.nms_threshold, self.vote)
+
+    # ------------------------------------------------------------------ public API
+
+    def detect(self, img, threshold=0.5, scales=(1.0,), do_flip=False):
+        """Detect faces.
+
+        Args:
+            img: (H, W, 3) BGR uint8 as from ``cv2.imread``; also (H, W) grayscale or
+                (H, W, 4) BGRA; other real dtypes hold raw 0..255 values (a float image scaled
+                to 0..1 is refused: pass ``img * 255``).
+            threshold: minimum face probability, in [0, 1].
+            scales: image scales to run (results pooled before NMS).
+            do_flip: also run every scale mirrored.
+        Returns:
+            faces (N, 5) float32 x1 y1 x2 y2 score, landmarks (N, 5, 2) float32, both in
+            descending score order, in the coordinates of ``img``.
+        Raises:
+            InvalidInputError (a ValueError) for a ``None``, empty, too small or malformed
+            image, a 0..1-scaled float image, or bad arguments.
+        """
+        image = as_bgr_image(img)
+        return run_passes(self, [image], check_threshold(threshold), check_scales(scales),
+                          do_flip, max_batch=1, pad=False)[0]
+
+    def align(self, img, landmarks, size=112):
+        """Aligned face crops for recognition: each face's 5 landmarks mapped onto the ArcFace
+        template by a similarity transform (see :mod:`rcnn.inference.align`).
+
+        Args:
+            img: the image ``landmarks`` were detected on (BGR, as for :meth:`detect`).
+            landmarks: (N, 5, 2) as returned by :meth:`detect`.
+            size: crop side; 112 gives the ArcFace input.
+        Returns:
+            (N, size, size, 3) uint8 BGR crops.
+        """
+        from rcnn.inference.align import align_faces
+        image = as_bgr_image(img)
+        if image.dtype != np.uint8:
+            image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+        return align_faces(image, landmarks, size=size)
+
+    def detect_batch(self, images, threshold=0.5, scales=(1.0,), do_flip=False, max_batch=8,
+                     pad=False):
+        """``detect()`` on several images, batching the forward passes.
+
+        Returns a list with one ``(faces, landmarks)`` per image, equal to ``detect()`` on that
+        image; see :mod:`rcnn.inference.batch` for ``max_batch`` and ``pad``.
+        """
+        images = [as_bgr_image(img, 'images[%d]' % i) for i, img in enumerate(images)]
+        return run_passes(self, images, check_threshold(threshold), check_scales(scales),
+                          do_flip, max_batch=max_batch, pad=pad)
+
+    def __repr__(self):
+        return ('RetinaFace(network=%r, nms=%g, nocrop=%s, vote=%s, backend=%r)'
+                % (self.network, self.nms_threshold, self.nocrop, self.vote, self.backend_name))

@@ -1,0 +1,134 @@
+"""The model layout: the one place for the facts the graph, the labels and the decoder share.
+
+Everything that depends on how a RetinaFace graph is laid out reads it from here: the symbol
+builders (:mod:`rcnn.symbol`), anchor labelling (:mod:`rcnn.io`), the loader
+(:mod:`rcnn.core.loader`), the training metrics (:mod:`rcnn.core.metric`), the decoder and the
+backends (:mod:`rcnn.inference`) and the exporters (:mod:`rcnn.deploy`). No MXNet here.
+
+Facts (``net3``, the layout of both released models):
+
+* feature strides, coarse to fine: :data:`FEATURE_STRIDES` = (32, 16, 8);
+* ``A`` anchors per feature-map position = len(scales) x len(ratios) of a stride's anchor
+  settings (:func:`anchors_per_position`), the same at every stride;
+* per anchor: 2 class scores, :data:`BOX_LEN` = 4 box deltas (dx dy dw dh),
+  :data:`LANDMARK_LEN` = 10 landmark deltas (x then y of :data:`NUM_LANDMARKS` = 5 points:
+  left eye, right eye, nose, left and right mouth corner, image left/right as seen);
+* a mirrored face's point ``p`` is the original's point ``FLIP_LANDMARK_ORDER[p]``;
+* names: the image input :data:`DATA_NAME`; per stride the five training label inputs
+  (:func:`label_names`), the three deploy outputs (:func:`deploy_output_names`), the six
+  training outputs (:data:`TRAIN_OUTPUT_KINDS`) and the class-score convolution whose output
+  size the loader reads (:func:`cls_score_name`).
+"""
+
+__all__ = ['FEATURE_STRIDES', 'NETWORK_STRIDES', 'DATA_NAME', 'NUM_CLASSES', 'BOX_LEN',
+           'LANDMARK_LEN', 'NUM_LANDMARKS', 'FLIP_LANDMARK_ORDER', 'LABEL_KINDS',
+           'LANDMARK_LABEL_KINDS', 'DEPLOY_OUTPUT_KINDS', 'TRAIN_OUTPUT_KINDS',
+           'OUTPUTS_PER_STRIDE', 'DEPLOY_OUTPUTS_PER_STRIDE', 'MXNET_OUTPUT_SUFFIX',
+           'anchors_per_position', 'strides_of', 'label_name', 'label_names',
+           'deploy_output_names',
+           'train_output_names', 'cls_score_name', 'head_names', 'train_output_index']
+
+#: strides of the feature maps every backbone provides, coarse to fine
+FEATURE_STRIDES = (32, 16, 8)
+#: the original detector's ``network`` names this project implements -> their strides
+NETWORK_STRIDES = {'net3': FEATURE_STRIDES}
+#: name of the image input of every graph
+DATA_NAME = 'data'
+#: background and face
+NUM_CLASSES = 2
+#: box regression values per anchor: dx, dy, log dw, log dh
+BOX_LEN = 4
+#: facial points per face
+NUM_LANDMARKS = 5
+#: landmark regression values per anchor: x, y of each point
+LANDMARK_LEN = 2 * NUM_LANDMARKS
+#: left eye <-> right eye, nose stays, left <-> right mouth corner
+FLIP_LANDMARK_ORDER = (1, 0, 2, 4, 3)
+
+#: training label inputs of one stride, in the loader's and the graph's order
+LABEL_KINDS = ('label', 'bbox_target', 'bbox_weight', 'landmark_target', 'landmark_weight')
+#: the two of them that exist only with landmarks
+LANDMARK_LABEL_KINDS = ('landmark_target', 'landmark_weight')
+_LABEL_PREFIX = 'face'
+
+#: deploy outputs of one stride, in graph order: class probabilities (B, 2A, H, W; channels
+#: A..2A-1 are the face probability of anchor a), box deltas (B, 4A, H, W; channel 4a + k),
+#: landmark deltas (B, 10A, H, W; channel 10a + 2p + c)
+DEPLOY_OUTPUT_KINDS = ('face_rpn_cls_prob_reshape', 'face_rpn_bbox_pred', 'face_rpn_landmark_pred')
+DEPLOY_OUTPUTS_PER_STRIDE = len(DEPLOY_OUTPUT_KINDS)
+
+#: training outputs of one stride, in graph order (output 6k + i of stride index k)
+TRAIN_OUTPUT_KINDS = ('face_rpn_cls_prob', 'face_rpn_label', 'face_rpn_bbox_loss',
+                      'face_rpn_bbox_weight', 'face_rpn_landmark_loss', 'face_rpn_landmark_weight')
+OUTPUTS_PER_STRIDE = len(TRAIN_OUTPUT_KINDS)
+
+#: the three 1x1 head convolutions of one stride (parameter names of the released graphs)
+HEAD_KINDS = ('face_rpn_cls_score', 'face_rpn_bbox_pred', 'face_rpn_landmark_pred')
+#: values per anchor of each head
+HEAD_LENGTHS = (NUM_CLASSES, BOX_LEN, LANDMARK_LEN)
+#: MXNet appends this to the name of a node's output
+MXNET_OUTPUT_SUFFIX = '_output'
+
+
+def _stride_name(kind, stride):
+    return '%s_stride%d' % (kind, int(stride))
+
+
+def anchors_per_position(anchor_cfg):
+    """Anchors per feature-map position of an ``RPN_ANCHOR_CFG`` (scales x ratios, the same
+    at every stride); ValueError otherwise."""
+    per_stride = {len(v['SCALES']) * len(v['RATIOS']) for v in anchor_cfg.values()}
+    if len(per_stride) != 1:
+        raise ValueError('every stride must have the same number of anchors, got %s'
+                         % sorted(per_stride))
+    return per_stride.pop()
+
+
+def strides_of(anchor_cfg):
+    """The strides of an ``RPN_ANCHOR_CFG`` (string keys), coarse to fine, as ints."""
+    return tuple(sorted((int(k) for k in anchor_cfg), reverse=True))
+
+
+def label_name(kind, stride, prefix=_LABEL_PREFIX):
+    """Name of the training label input ``kind`` (one of :data:`LABEL_KINDS`) of ``stride``."""
+    return _stride_name('%s_%s' % (prefix, kind), stride)
+
+
+def label_names(strides=FEATURE_STRIDES, landmarks=True, prefix=_LABEL_PREFIX):
+    """Training label input names in the loader's order: per stride ``label``, ``bbox_target``,
+    ``bbox_weight`` (and ``landmark_target``, ``landmark_weight`` when ``landmarks``)."""
+    kinds = [k for k in LABEL_KINDS if landmarks or k not in LANDMARK_LABEL_KINDS]
+    return [label_name(kind, stride, prefix) for stride in strides for kind in kinds]
+
+
+def deploy_output_names(strides=FEATURE_STRIDES):
+    """Deploy output names (without :data:`MXNET_OUTPUT_SUFFIX`) in the order every backend
+    returns them: the three kinds of ``strides[0]``, then of ``strides[1]``, ...
+
+    >>> deploy_output_names((32, 16, 8))[:2]
+    ['face_rpn_cls_prob_reshape_stride32', 'face_rpn_bbox_pred_stride32']
+    """
+    return [_stride_name(kind, stride) for stride in strides for kind in DEPLOY_OUTPUT_KINDS]
+
+
+def train_output_names(strides=FEATURE_STRIDES):
+    """The training graph's output node names, in output order (6 per stride)."""
+    return [_stride_name(kind, stride) for stride in strides for kind in TRAIN_OUTPUT_KINDS]
+
+
+def train_output_index(stride_index, kind):
+    """Index of output ``kind`` (one of :data:`TRAIN_OUTPUT_KINDS`) of the ``stride_index``-th
+    stride in the training graph's outputs."""
+    return OUTPUTS_PER_STRIDE * int(stride_index) + TRAIN_OUTPUT_KINDS.index(kind)
+
+
+def head_names(stride):
+    """The class, box and landmark head convolution names of one stride."""
+    return tuple(_stride_name(kind, stride) for kind in HEAD_KINDS)
+
+
+def cls_score_name(stride, output=True):
+    """The class-score convolution of ``stride`` (its output when ``output``): the loader reads
+    each stride's feature-map size from it."""
+    name = _stride_name(HEAD_KINDS[0], stride)
+    return name + MXNET_OUTPUT_SUFFIX if output else name

@@ -1,0 +1,170 @@
+"""The recipe a checkpoint needs at inference: pixel transform, box coder, anchors, network.
+
+Training writes it once per prefix, beside its checkpoints, as ``<prefix>-recipe.json``
+(:func:`write_recipe`, from the training config); the detector reads it with
+:func:`load_recipe`. A checkpoint without the file -- the released insightface models, or one
+trained before this file existed -- gets :func:`default_recipe`: the original recipe (raw RGB
+pixels, every std 1, the ``net3`` anchors), which is what those models were trained with.
+
+File (JSON, ``format`` 1)::
+
+    {"format": 1, "network": "mnet", "strides": [32, 16, 8],
+     "pixel_means": [0, 0, 0], "pixel_stds": [1, 1, 1], "pixel_scale": 1.0,   # BGR order
+     "bbox_stds": [1, 1, 1, 1], "landmark_std": 1.0,
+     "dense_anchor": false,
+     "anchors": {"32": {"SCALES": [32, 16], "BASE_SIZE": 16, "RATIOS": [1.0]}, ...}}
+"""
+import json
+import logging
+import os
+
+from rcnn.model_layout import strides_of
+from rcnn.processing.box_coder import BoxCoder
+from rcnn.processing.pixels import PixelTransform
+from rcnn.utils.checkpoint_files import recipe_path
+from rcnn.utils.fileio import atomic_write_text
+
+__all__ = ['RECIPE_FORMAT', 'Recipe', 'RecipeError', 'default_recipe', 'write_recipe',
+           'read_recipe', 'load_recipe']
+
+logger = logging.getLogger(__name__)
+
+RECIPE_FORMAT = 1
+_ANCHOR_KEYS = ('SCALES', 'BASE_SIZE', 'RATIOS')
+
+
+class RecipeError(ValueError):
+    """A recipe file is unreadable or malformed (the message names the file)."""
+
+
+class Recipe(object):
+    """What inference needs to know about how a model was trained.
+
+    Attributes:
+        network: the training network ('mnet', 'resnet') or None when unknown.
+        pixels: :class:`rcnn.processing.pixels.PixelTransform`.
+        coder: :class:`rcnn.processing.box_coder.BoxCoder`.
+        anchor_cfg: ``{'32': {'SCALES': ..., 'BASE_SIZE': ..., 'RATIOS': ...}, ...}``
+            (an ``RPN_ANCHOR_CFG``).
+        dense_anchor: whether each anchor is repeated shifted by half a stride.
+        source: the file it was read from, or None.
+    """
+
+    def __init__(self, network, pixels, coder, anchor_cfg, dense_anchor=False, source=None):
+        self.network = network
+        self.pixels = pixels
+        self.coder = coder
+        self.anchor_cfg = {str(int(stride)): {key: _plain(values[key]) for key in _ANCHOR_KEYS}
+                           for stride, values in anchor_cfg.items()}
+        self.dense_anchor = bool(dense_anchor)
+        self.source = source
+
+    @classmethod
+    def from_config(cls, cfg, network=None):
+        """The recipe of a training config (``PIXEL_*``, ``TRAIN.BBOX_STDS``,
+        ``TRAIN.LANDMARK_STD``, ``RPN_ANCHOR_CFG``, ``DENSE_ANCHOR``)."""
+        return cls(network, PixelTransform.from_config(cfg), BoxCoder.from_config(cfg),
+                   cfg.RPN_ANCHOR_CFG, bool(cfg.get('DENSE_ANCHOR', False)))
+
+    @property
+    def strides(self):
+        """The anchor strides, coarse to fine."""
+        return strides_of(self.anchor_cfg)
+
+    def base_anchors(self):
+        """{stride: (A, 4) float32 anchors of cell (0, 0)}."""
+        from rcnn.processing.generate_anchor import generate_anchors_fpn
+        anchors = generate_anchors_fpn(dense_anchor=self.dense_anchor, cfg=self.anchor_cfg)
+        return dict(zip(self.strides, anchors))
+
+    def to_dict(self):
+        record = {'format': RECIPE_FORMAT, 'network': self.network,
+                  'strides': list(self.strides)}
+        record.update(self.pixels.to_dict())
+        record.update(self.coder.to_dict())
+        record['dense_anchor'] = self.dense_anchor
+        record['anchors'] = self.anchor_cfg
+        return record
+
+    def write(self, prefix):
+        """Write ``<prefix>-recipe.json`` atomically; returns the path."""
+        text = json.dumps(self.to_dict(), indent=1, sort_keys=True)
+        return atomic_write_text(recipe_path(prefix), text + '\n')
+
+    def __eq__(self, other):
+        return isinstance(other, Recipe) and self.to_dict() == other.to_dict()
+
+    def __repr__(self):
+        return 'Recipe(network=%r, %r, %r, strides=%s%s)' % (
+            self.network, self.pixels, self.coder, list(self.strides),
+            ', from %s' % self.source if self.source else '')
+
+
+def _plain(value):
+    """JSON-ready copy of a config value (tuples and numpy values become lists / floats)."""
+    if hasattr(value, 'tolist'):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def default_recipe():
+    """The original recipe (the released models'): the ``mnet`` preset's values, which are the
+    original's ``net3`` values (raw RGB, stds 1, anchors 32: (32, 16), 16: (8, 4), 8: (2, 1))."""
+    from rcnn.config import generate_config
+    cfg, _ = generate_config('mnet', 'retinaface')
+    return Recipe.from_config(cfg, network=None)
+
+
+def write_recipe(prefix, cfg, network):
+    """Write ``<prefix>-recipe.json`` (atomically) from a training config; returns the path."""
+    return Recipe.from_config(cfg, network).write(prefix)
+
+
+def _from_dict(record, path):
+    if not isinstance(record, dict):
+        raise RecipeError('recipe file %s does not hold a JSON object' % path)
+    if record.get('format') != RECIPE_FORMAT:
+        raise RecipeError('recipe file %s has format %r; this code reads format %d'
+                          % (path, record.get('format'), RECIPE_FORMAT))
+    try:
+        recipe = Recipe(record.get('network'),
+                        PixelTransform(record['pixel_means'], record['pixel_stds'],
+                                       record['pixel_scale']),
+                        BoxCoder(record['bbox_stds'], record['landmark_std']),
+                        record['anchors'], record.get('dense_anchor', False), source=path)
+    except KeyError as exc:
+        raise RecipeError('recipe file %s lacks the key %s' % (path, exc)) from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise RecipeError('recipe file %s: %s' % (path, exc)) from None
+    if 'strides' in record and list(record['strides']) != list(recipe.strides):
+        raise RecipeError('recipe file %s: strides %s do not match its anchors %s'
+                          % (path, record['strides'], list(recipe.strides)))
+    return recipe
+
+
+def read_recipe(prefix):
+    """The recipe in ``<prefix>-recipe.json``, or None when there is no such file.
+
+    Raises:
+        RecipeError: the file exists but is unreadable or malformed.
+    """
+    path = recipe_path(prefix)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, 'r', encoding='utf-8') as handle:
+            record = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise RecipeError('recipe file %s is unreadable or not JSON: %s' % (path, exc)) from None
+    return _from_dict(record, path)
+
+
+def load_recipe(prefix):
+    """The recipe of checkpoint ``prefix``: its file when present, else :func:`default_recipe`."""
+    recipe = read_recipe(prefix)
+    if recipe is None:
+        logger.debug('no %s: using the original recipe', recipe_path(prefix))
+        return default_recipe()
+    return recipe
