@@ -134,3 +134,24 @@ def test_a_preset_key_no_layer_declares_is_refused(monkeypatch):
     monkeypatch.setitem(config_module.network.mnet, 'HEAD_FILTER_NUMS', 32)
     with pytest.raises(KeyError, match='HEAD_FILTER_NUMS'):
         generate_config('mnet', 'retinaface')
+
+
+def test_no_library_module_reads_the_module_level_config():
+    """Library code takes ``cfg`` explicitly: nothing under rcnn/ (nor the entry points)
+    imports the base ``config`` object of rcnn/config.py."""
+    import ast
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    files = list((root / 'rcnn').rglob('*.py')) + [root / name for name in (
+        'train.py', 'test_widerface.py', 'evaluate_widerface.py', 'retinaface.py')]
+    offenders = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.ImportFrom) and node.module == 'rcnn.config'
+                    and any(alias.name == 'config' for alias in node.names)):
+                offenders.append('%s:%d' % (path.relative_to(root), node.lineno))
+            if (isinstance(node, ast.Attribute) and node.attr == 'config'
+                    and isinstance(node.value, ast.Name) and node.value.id in ('rcnn_config',
+                                                                                'config_module')):
+                offenders.append('%s:%d' % (path.relative_to(root), node.lineno))
+    assert not offenders, offenders

@@ -114,15 +114,13 @@ def describe_exit(process):
     return '%s (pid %s) died with exit code %s (%s)' % (process.name, process.pid, code, why)
 
 
-def feature_symbols(train_symbol, cfg=None, prefix='face'):
+def feature_symbols(train_symbol, cfg, prefix='face'):
     """Per-stride class-score outputs of a training graph (the ``feat_sym`` of CropLoader).
 
     Returns:
         list of the :func:`rcnn.model_layout.cls_score_name` outputs
         (``{prefix}_rpn_cls_score_stride{s}_output``) for s in cfg.RPN_FEAT_STRIDE.
     """
-    if cfg is None:
-        from rcnn.config import config as cfg
     internals = train_symbol.get_internals()
     names = set(internals.list_outputs())
     symbols = []
