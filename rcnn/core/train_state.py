@@ -28,7 +28,6 @@ run at start-up, removes what a killed save left: temporary files, and the ``.pa
 """
 import errno
 import glob
-import hashlib
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ import re
 import shutil
 
 from rcnn.utils import checkpoint_files as checkpoint_files_
-from rcnn.utils.fileio import atomic_write_bytes, stage_file
+from rcnn.utils.fileio import atomic_write_bytes, file_digest, stage_file
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +64,7 @@ def checkpoint_files(prefix, number):
 
 def sha256_file(path):
     """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, 'sha256')
 
 
 class CheckpointWriteError(OSError):

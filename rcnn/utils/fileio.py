@@ -3,6 +3,7 @@
 Each writer fills a temporary file in the destination folder, flushes it to disk, gives it
 the usual permissions (``mkstemp`` creates 0600) and renames it over the destination.
 """
+import hashlib
 import os
 import tempfile
 
@@ -72,3 +73,12 @@ def atomic_write_bytes(path, data):
 def atomic_write_text(path, text):
     """Write ``text`` (str, UTF-8) to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode('utf-8'))
+
+
+def file_digest(path, algorithm='sha256'):
+    """Hex digest (``hashlib`` algorithm name) of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()

@@ -15,11 +15,10 @@ scales, backend, ...). :func:`claim_output_dir` is called before anything is wri
 Settings that do not change the predictions (``--part``, progress bars) are not recorded, so
 the shards of one run share the manifest. The manifest is written atomically.
 """
-import hashlib
 import json
 import os
 
-from rcnn.utils.fileio import atomic_write_text
+from rcnn.utils.fileio import atomic_write_text, file_digest
 
 __all__ = ['MANIFEST_NAME', 'ManifestMismatch', 'file_sha1', 'read_manifest',
            'manifest_differences', 'claim_output_dir']
@@ -34,12 +33,8 @@ class ManifestMismatch(RuntimeError):
 
 
 def file_sha1(path):
-    """Hex sha1 of a file's bytes (read in 1 MiB blocks)."""
-    digest = hashlib.sha1()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex sha1 of a file's bytes."""
+    return file_digest(path, 'sha1')
 
 
 def _normalised(settings):
