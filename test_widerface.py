@@ -30,15 +30,17 @@ status is 1. Errors (output folder not writable, a file where the folder should 
 manifest mismatch, a bad label file) are one line on stderr with exit status 2; ``--debug``
 shows the traceback.
 
-Speed (see README, Performance): ``--backend onnxruntime`` runs the exported graph (needs the
-extras of requirements-deploy.txt); ``--threads`` sets the backend's CPU threads; in modes 1
-and 2 ``--flip-batch on`` runs each scale's unflipped and flipped inputs in one forward pass
-(a batch of 2; the default ``auto`` does so on a GPU only: on the CPU the batch of 2 measured
+Speed (see README, Performance): images are detected by ``--image-workers`` processes at
+once, each with its own detector and ``--threads`` CPU threads (default ``auto``: on the CPU
+one process per core, at most 4, with cores / workers threads each; 1 on a GPU); the files
+are the same as with one process. ``--backend onnxruntime`` runs the exported graph (needs
+the extras of requirements-deploy.txt; boxes agree with MXNet to ~1e-4 px). In modes 1 and 2
+``--flip-batch on`` runs each scale's unflipped and flipped inputs in one forward pass (a
+batch of 2; the default ``auto`` does so on a GPU only: on the CPU the batch of 2 measured
 slower than two passes), and ``--scale-workers K`` runs K scales at once where the backend
-allows it (onnxruntime; with ``--threads 1`` the fastest CPU setting measured on 2 cores).
-``--engine naive`` (the default on the CPU) runs MXNet's operators in the calling thread.
-``--serial`` is the plain one-pass-at-a-time ``detect()`` path. A given backend writes the
-same files with every schedule.
+allows it (onnxruntime). ``--engine naive`` (the default on the CPU) runs MXNet's operators in
+the calling thread. ``--serial`` is the plain one-pass-at-a-time ``detect()`` path. A given
+backend writes the same files with every schedule.
 """
 import argparse
 import logging
@@ -49,12 +51,15 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from rcnn.core.cpu_share import usable_cores
 from rcnn.dataset import RetinaFaceDataset
 from rcnn.dataset.image_header import ImageReadError
 from rcnn.utils import cli
 from rcnn.evaluation.widerface import (PredictionFormatError, count_recalled,
                                        read_prediction_file, write_prediction_file)
 from rcnn.inference import BACKENDS
+from rcnn.inference.image_workers import (MAX_AUTO_WORKERS, ImageWorkerError, ImageWorkerPool,
+                                          available_memory, plan_image_workers)
 from rcnn.inference.pyramid import detect_pyramid
 from rcnn.io.decode import imread_checked
 from rcnn.utils.run_manifest import ManifestMismatch, claim_output_dir, file_sha1
@@ -116,10 +121,15 @@ def parse_args(argv=None):
     speed.add_argument('--backend', default='mxnet', choices=sorted(BACKENDS),
                        help='network runtime: mxnet, or onnxruntime (CPU, --gpu -1; the '
                             'checkpoint is exported and cached once) (default %(default)s)')
+    speed.add_argument('--image-workers', default='auto', type=_image_workers,
+                       help='processes detecting images at once, each with its own detector and '
+                            '--threads threads; auto: 1 on a GPU, on the CPU one per core (at '
+                            'most %d, at most one per 2 GB of free memory) '
+                            '(default %%(default)s)' % MAX_AUTO_WORKERS)
     speed.add_argument('--threads', type=int, default=None,
-                       help='CPU threads of the backend (MXNet: OMP_NUM_THREADS, set before '
-                            'mxnet is imported; onnxruntime: intra-op threads); default: the '
-                            'backend\'s own (one per core)')
+                       help='CPU threads of the backend in each image worker (MXNet: '
+                            'OMP_NUM_THREADS, set before mxnet is imported; onnxruntime: '
+                            'intra-op threads); default: cores / image workers')
     speed.add_argument('--engine', default='auto', choices=('auto', 'threaded', 'naive'),
                        help='MXNet backend: naive runs each operator in the calling thread '
                             '(faster CPU inference); auto: naive on the CPU unless '
@@ -152,6 +162,19 @@ def parse_args(argv=None):
         parser.error('--backend onnxruntime runs on the CPU only: pass --gpu -1')
     args.flip_batch = args.gpu >= 0 if args.flip_batch == 'auto' else args.flip_batch == 'on'
     return args
+
+
+def _image_workers(text):
+    """``--image-workers``: ``auto`` or an int >= 1."""
+    if text == 'auto':
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError('expected auto or an integer >= 1, got %r' % text)
+    return value
 
 
 def _base_scale(height, width, target_size, max_size):
@@ -216,6 +239,18 @@ def detect_image(detector, image_path, mode, thresh, serial=False, flip_batch=Tr
                                   do_flip=do_flip, flip_batch=flip_batch,
                                   scale_workers=scale_workers, executor=executor)
     return faces
+
+
+def detect_outcome(detector, job):
+    """``(boxes, None)`` of one image, or ``(None, message)`` when it cannot be read.
+
+    ``job``: ``(image_path, mode, thresh, serial, flip_batch, scale_workers)``. Module-level, so
+    the image workers (:mod:`rcnn.inference.image_workers`) run it in their processes.
+    """
+    try:
+        return detect_image(detector, *job), None
+    except ImageReadError as err:
+        return None, str(err)
 
 
 class RecallCounter(object):
@@ -283,16 +318,97 @@ def claim_output(args, targets):
     return state
 
 
+def plan_workers(args, environ=None):
+    """(image workers, threads per worker) of this run, from --image-workers and --threads;
+    with the MXNet backend an ``OMP_NUM_THREADS`` in the environment stands for --threads."""
+    environ = os.environ if environ is None else environ
+    threads = args.threads
+    omp = environ.get('OMP_NUM_THREADS', '')
+    if threads is None and args.backend == 'mxnet' and omp.isdigit() and int(omp) > 0:
+        threads = int(omp)
+    return plan_image_workers(args.image_workers, threads, args.gpu >= 0, usable_cores(),
+                              available_memory())
+
+
+def detector_kwargs(args, threads):
+    """Keyword arguments of the detector that tests the split."""
+    return {'prefix': args.prefix, 'epoch': args.epoch, 'ctx_id': args.gpu,
+            'network': args.network, 'nocrop': args.nocrop, 'vote': args.mode == 1,
+            'backend': args.backend, 'threads': threads}
+
+
+class InProcessDetection(object):
+    """Images detected one after the other in this process."""
+
+    def __init__(self, kwargs):
+        # the checkpoint first: a missing or broken one is reported by its loader
+        self.detector = RetinaFace(**kwargs)
+
+    def describe(self):
+        return repr(self.detector)
+
+    def outcomes(self, jobs):
+        for job in jobs:
+            yield detect_outcome(self.detector, job)
+
+    def close(self):
+        pass
+
+
+class PooledDetection(object):
+    """Images detected by worker processes (:class:`ImageWorkerPool`), results in order."""
+
+    def __init__(self, workers, kwargs, environ):
+        self.pool = ImageWorkerPool(workers, kwargs, environ)
+        try:
+            self.description = self.pool.describe_detector()   # loads the checkpoint once
+        except BaseException:
+            self.pool.close()
+            raise
+
+    def describe(self):
+        return '%d image workers, each %s' % (self.pool.workers, self.description)
+
+    def outcomes(self, jobs):
+        return self.pool.imap(detect_outcome, jobs, name=lambda job: job[0])
+
+    def close(self):
+        self.pool.close()
+
+
+def start_detection(args):
+    """The detection of this run: in this process, or in --image-workers processes."""
+    workers, threads = plan_workers(args)
+    engine = None
+    if args.backend == 'mxnet':
+        from rcnn.inference.mxnet_backend import choose_engine
+        engine = choose_engine(args.engine, on_gpu=args.gpu >= 0)
+        logger.info('MXNet engine: %s', engine)
+    logger.info('%d image worker process(es)%s, %s CPU thread(s) each',
+                workers, '' if workers > 1 else ' (this one)',
+                'backend default' if threads is None else threads)
+    kwargs = detector_kwargs(args, threads)
+    if workers == 1:
+        return InProcessDetection(kwargs)
+    environ = {'OMP_NUM_THREADS': str(threads)}
+    if engine is not None:
+        environ['MXNET_ENGINE_TYPE'] = engine
+    return PooledDetection(workers, kwargs, environ)
+
+
 def run(args):
     """Test the split; returns a summary dict (images, detected, resumed, unreadable,
     seconds, images_per_s, recall, found, faces)."""
-    if args.backend == 'mxnet':
-        from rcnn.inference.mxnet_backend import choose_engine
-        logger.info('MXNet engine: %s', choose_engine(args.engine, on_gpu=args.gpu >= 0))
-    # the checkpoint first: a missing or broken one is reported by its loader
-    detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network,
-                          nocrop=args.nocrop, vote=(args.mode == 1), backend=args.backend,
-                          threads=args.threads)
+    detection = start_detection(args)
+    try:
+        return test_split(args, detection)
+    finally:
+        detection.close()
+
+
+def test_split(args, detection):
+    """Detect the images of --image-set that have no output yet, write their files, count the
+    recall; see :func:`run`."""
     # no training recipe here: every box of the listed images is kept for the recall figures
     imdb = DATASETS[args.dataset](args.image_set, args.root_path, args.dataset_path, cfg=None)
     roidb = imdb.gt_roidb()[:args.max_images]
@@ -303,23 +419,25 @@ def run(args):
     has_boxes = any(len(entry['boxes']) for entry in roidb)
     logger.info('%s: %d of %d images (part %d/%d), mode %d (%s), threshold %g, %s',
                 imdb.name, len(entries), len(roidb), args.part, args.parts, args.mode,
-                MODES[args.mode], args.thresh, detector)
+                MODES[args.mode], args.thresh, detection.describe())
     logger.info('schedule: %s', 'serial (one forward per scale and flip)' if args.serial else
                 'flip batch %s, %d scale worker(s)' % ('on' if args.flip_batch else 'off',
                                                        args.scale_workers))
+    existing = [None if args.overwrite else read_existing(out_path, name_line)
+                for name_line, out_path in targets]
+    jobs = [(entry['image'], args.mode, args.thresh, args.serial, args.flip_batch,
+             args.scale_workers) for entry, boxes in zip(entries, existing) if boxes is None]
+    outcomes = detection.outcomes(jobs)
     recall = RecallCounter()
     detected = resumed = 0
     unreadable = []
     start = time.perf_counter()
     progress = tqdm(entries, desc='test_widerface', unit='img', disable=args.quiet)
-    for entry, (name_line, out_path) in zip(progress, targets):
-        boxes = None if args.overwrite else read_existing(out_path, name_line)
+    for entry, (name_line, out_path), boxes in zip(progress, targets, existing):
         if boxes is None:
-            try:
-                boxes = detect_image(detector, entry['image'], args.mode, args.thresh,
-                                     args.serial, args.flip_batch, args.scale_workers)
-            except ImageReadError as err:
-                logger.warning('skipped (no prediction file written): %s', err)
+            boxes, error = next(outcomes)
+            if error is not None:
+                logger.warning('skipped (no prediction file written): %s', error)
                 unreadable.append(entry['image'])
                 if has_boxes:            # its faces count as missed
                     recall.add(np.zeros((0, 5)), entry['boxes'])
@@ -359,7 +477,7 @@ def format_summary(summary):
 
 
 #: errors reported as one line (exit status 2); anything else keeps its traceback
-USER_ERRORS = (OSError, ValueError, ManifestMismatch)
+USER_ERRORS = (OSError, ValueError, ManifestMismatch, ImageWorkerError)
 
 
 def main(argv=None):

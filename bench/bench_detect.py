@@ -91,10 +91,13 @@ def child_rows(threads, engine, repeat):
 
 
 #: mode-1 schedules: (name, MXNet engine of the process, backend, backend threads, serial,
-#: flip_batch, scale_workers); the first is today's path, the baseline
+#: flip_batch, scale_workers[, image worker processes]); the first is the path before issue
+#: 15, the baseline (MXNet's own OMP thread default). With image workers the schedule runs in
+#: an ImageWorkerPool (processes with their own detector, OMP_NUM_THREADS = threads), as
+#: test_widerface.py --image-workers does.
 MODE1_SCHEDULES = [
-    ('serial detect(), mxnet threaded engine (today\'s path, baseline)', 'threaded', 'mxnet',
-     None, True, True, 1),
+    ('before: serial detect(), mxnet threaded engine, MXNet\'s threads (baseline)', 'threaded',
+     'mxnet', None, True, True, 1),
     ('flip batch, mxnet threaded engine', 'threaded', 'mxnet', None, False, True, 1),
     ('serial detect(), mxnet NaiveEngine', 'naive', 'mxnet', None, True, True, 1),
     ('flip batch, mxnet NaiveEngine', 'naive', 'mxnet', None, False, True, 1),
@@ -104,6 +107,14 @@ MODE1_SCHEDULES = [
      2),
     ('flip batch + 2 scale workers, onnxruntime 1 thread each', 'threaded', 'onnxruntime', 1,
      False, True, 2),
+    ('1 process x 2 threads, mxnet NaiveEngine (test_widerface.py --image-workers 1)', 'naive',
+     'mxnet', 2, False, False, 1, 1),
+    ('2 image workers x 1 thread, mxnet threaded engine', 'threaded', 'mxnet', 1, False, False,
+     1, 2),
+    ('2 image workers x 1 thread, mxnet NaiveEngine (test_widerface.py default, 2 cores)',
+     'naive', 'mxnet', 1, False, False, 1, 2),
+    ('2 image workers x 1 thread, onnxruntime (--backend onnxruntime, 2 cores)', 'threaded',
+     'onnxruntime', 1, False, False, 1, 2),
 ]
 
 
@@ -123,32 +134,86 @@ def _mode1_images(count):
     return images
 
 
+def _image_workers(schedule):
+    """Image worker processes of a schedule (None: it runs in a server process)."""
+    return schedule[7] if len(schedule) > 7 else None
+
+
+def _detect_mode1(detector, schedule, image):
+    """Faces (N, 5) of one image with a schedule's serial / flip batch / scale workers."""
+    from rcnn.inference.pyramid import detect_pyramid
+    from test_widerface import scales_for_image
+    serial, flip_batch, scale_workers = schedule[4:7]
+    scales, do_flip = scales_for_image(image.shape[0], image.shape[1], 1)
+    if serial:
+        return detector.detect(image, 0.02, scales, do_flip)[0]
+    return detect_pyramid(detector, image, 0.02, scales, do_flip, flip_batch=flip_batch,
+                          scale_workers=scale_workers)[0]
+
+
+_POOL_IMAGES = {}
+
+
+def _pool_task(detector, job):
+    """In an image worker: faces of image ``index`` of the first ``count`` with a schedule."""
+    index, count, schedule_index = job
+    if count not in _POOL_IMAGES:
+        _POOL_IMAGES[count] = _mode1_images(count)
+    return _detect_mode1(detector, MODE1_SCHEDULES[schedule_index], _POOL_IMAGES[count][index])
+
+
+class _PoolServer(object):
+    """Runs a schedule in an ImageWorkerPool, answering as a _Server does."""
+
+    def __init__(self, schedule_index, num_images):
+        from rcnn.inference.image_workers import ImageWorkerPool
+        _, engine, backend, threads = MODE1_SCHEDULES[schedule_index][:4]
+        environ = {'OMP_NUM_THREADS': str(threads),
+                   'MXNET_ENGINE_TYPE': 'NaiveEngine' if engine == 'naive' else
+                   'ThreadedEnginePerDevice'}
+        self.schedule_index, self.num_images = schedule_index, num_images
+        self.pool = ImageWorkerPool(_image_workers(MODE1_SCHEDULES[schedule_index]),
+                                    {'prefix': _prefix(), 'epoch': 0, 'ctx_id': -1,
+                                     'vote': True, 'backend': backend, 'threads': threads},
+                                    environ)
+        self.pool.describe_detector()
+
+    def run(self, index):
+        import hashlib
+        import time
+        assert index == self.schedule_index
+        t0 = time.perf_counter()
+        faces = list(self.pool.imap(_pool_task, [(i, self.num_images, index)
+                                                 for i in range(self.num_images)]))
+        seconds = time.perf_counter() - t0
+        return {'seconds': seconds,
+                'digests': [hashlib.sha1(f.tobytes()).hexdigest()[:16] for f in faces],
+                'boxes': [f[:, :4].tolist() for f in faces]}
+
+    def close(self):
+        self.pool.close()
+
+
 def mode1_server(engine, num_images):
     """Child process (MXNet engine ``engine``): reads schedule indices from stdin, runs that
     schedule on every image and answers one JSON line (seconds, sha1 of the faces per image)."""
     import hashlib
     import time
 
-    from rcnn.inference.pyramid import detect_pyramid
     from retinaface import RetinaFace
-    from test_widerface import scales_for_image
 
     images = _mode1_images(num_images)
     detectors = {}
     for schedule in MODE1_SCHEDULES:
         _, sched_engine, backend, threads = schedule[:4]
+        if _image_workers(schedule):
+            continue
         if sched_engine == engine and (backend, threads) not in detectors:
             detectors[backend, threads] = RetinaFace(_prefix(), 0, ctx_id=-1, vote=True,
                                                      backend=backend, threads=threads)
 
     def run_schedule(schedule, image):
-        backend, threads, serial, flip_batch, scale_workers = schedule[2:]
-        detector = detectors[backend, threads]
-        scales, do_flip = scales_for_image(image.shape[0], image.shape[1], 1)
-        if serial:
-            return detector.detect(image, 0.02, scales, do_flip)[0]
-        return detect_pyramid(detector, image, 0.02, scales, do_flip, flip_batch=flip_batch,
-                              scale_workers=scale_workers)[0]
+        return _detect_mode1(detectors[schedule[2], schedule[3]], schedule, image)
 
     print(_ROW_MARK + json.dumps({'ready': True}), flush=True)
     for line in sys.stdin:
@@ -195,15 +260,22 @@ def mode1_rows(rounds, num_images):
     import numpy as np
     servers = {}
     try:
-        for schedule in MODE1_SCHEDULES:
-            if schedule[1] not in servers:
-                servers[schedule[1]] = _Server(schedule[1], num_images)
+        for index, schedule in enumerate(MODE1_SCHEDULES):
+            key = index if _image_workers(schedule) else schedule[1]
+            if key not in servers:
+                servers[key] = (_PoolServer(index, num_images) if _image_workers(schedule)
+                                else _Server(schedule[1], num_images))
+
+        def server_of(index):
+            return servers[index if _image_workers(MODE1_SCHEDULES[index]) else
+                           MODE1_SCHEDULES[index][1]]
+
         results = {i: [] for i in range(len(MODE1_SCHEDULES))}
-        for index, schedule in enumerate(MODE1_SCHEDULES):   # warm-up: binds, exports, caches
-            servers[schedule[1]].run(index)
+        for index in range(len(MODE1_SCHEDULES)):   # warm-up: binds, exports, caches
+            server_of(index).run(index)
         for _ in range(rounds):
-            for index, schedule in enumerate(MODE1_SCHEDULES):
-                results[index].append(servers[schedule[1]].run(index))
+            for index in range(len(MODE1_SCHEDULES)):
+                results[index].append(server_of(index).run(index))
     finally:
         for server in servers.values():
             server.close()

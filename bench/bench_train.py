@@ -13,7 +13,12 @@ batches of one loader per setting in turn, in blocks of steps (the first steps o
 served from that loader's prefetched batches, are not timed), round after round, so a
 changing machine load hits every setting alike.
 
-Usage: ``python -m bench.bench_train [--quick] [--workers N] [--compare-workers]``.
+Defaults comparison (``--compare-defaults``): the step loop in separate processes (MXNet reads
+its thread settings once, at import), alternately: the default before issue 15 (2 loader
+workers, ``OMP_NUM_THREADS`` unset, i.e. MXNet's own choice) and train.py's rule today.
+
+Usage: ``python -m bench.bench_train [--quick] [--workers N] [--compare-workers]
+[--compare-defaults]``.
 """
 import argparse
 import logging
@@ -23,8 +28,12 @@ import time
 
 from rcnn.core import cpu_share  # standard library only
 
-if 'mxnet' not in sys.modules:   # the default plan's threads, as train.py sets them
-    _PLAN = cpu_share.configure_from_argv([])
+#: set (by compare_defaults) in a child that must keep MXNet's own thread defaults
+_NO_PLAN_ENV = 'RETINAFACE_BENCH_MXNET_THREAD_DEFAULTS'
+_ROW_MARK = 'BENCH_TRAIN_ROW '
+
+if 'mxnet' not in sys.modules and not os.environ.get(_NO_PLAN_ENV):
+    _PLAN = cpu_share.configure_from_argv([])   # the default plan's threads, as train.py sets them
 else:
     _PLAN = cpu_share.plan_cpu_share(cpu_share.usable_cores(), cpu_share.count_gpus())
 
@@ -209,6 +218,52 @@ def step_split(quick=False, workers=1):
     return rows
 
 
+def compare_defaults(quick=False):
+    """Rows: images/s of the previous default and of today's rule, one process per run."""
+    import json
+    import subprocess
+    thread_vars = ('OMP_NUM_THREADS', 'MXNET_CPU_WORKER_NTHREADS', _NO_PLAN_ENV)
+    base_env = {k: v for k, v in os.environ.items() if k not in thread_vars}
+    settings = [('before issue 15: 2 loader workers, OMP_NUM_THREADS unset (MXNet default)',
+                 ['--workers', '2'], dict(base_env, **{_NO_PLAN_ENV: '1'})),
+                ('today: train.py rule (%d worker(s), OMP_NUM_THREADS=%d)'
+                 % (_PLAN.workers, _PLAN.omp_threads), [], base_env)]
+    rounds = 1 if quick else 3
+    results = {name: [] for name, _, _ in settings}
+    for _ in range(rounds):
+        for name, extra, env in settings:
+            argv = [sys.executable, '-m', 'bench.bench_train', '--child-step-split'] + extra
+            if quick:
+                argv.append('--quick')
+            done = subprocess.run(argv, env=env, capture_output=True, text=True,
+                                  cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            if done.returncode != 0:
+                raise RuntimeError('bench_train child failed: %s' % done.stderr[-2000:])
+            line = [l for l in done.stdout.splitlines() if l.startswith(_ROW_MARK)][-1]
+            results[name].append(json.loads(line[len(_ROW_MARK):]))
+    rows = []
+    base = float(np.median([r['images_per_s'] for r in results[settings[0][0]]]))
+    for name, _, _ in settings:
+        runs = results[name]
+        median = float(np.median([r['images_per_s'] for r in runs]))
+        rows.append({'name': 'train mnet 640x640 batch %d, %s' % (BATCH, name),
+                     'images_per_s': round(median, 2), 'relative_to_before': round(median / base, 3),
+                     'runs_images_per_s': [r['images_per_s'] for r in runs],
+                     'loader_wait_share': [r['loader_wait_share'] for r in runs],
+                     'omp_threads': runs[0]['omp_threads'], 'rounds': rounds})
+    return rows
+
+
+def _child_step_split(quick, workers):
+    import json
+    rows = step_split(quick, _PLAN.workers if workers is None else workers)
+    wait = [r for r in rows if r['name'].strip() == 'loader wait'][0]
+    print(_ROW_MARK + json.dumps({'images_per_s': rows[0]['images_per_s'],
+                                  'loader_wait_share': wait['share_of_step'],
+                                  'omp_threads': os.environ.get('OMP_NUM_THREADS', 'unset')}),
+          flush=True)
+
+
 if __name__ == '__main__':
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -218,9 +273,17 @@ if __name__ == '__main__':
                              'rule, %d here)' % _PLAN.workers)
     parser.add_argument('--compare-workers', action='store_true',
                         help='only the images/s of 0, 1, 2 workers and the default')
+    parser.add_argument('--compare-defaults', action='store_true',
+                        help='only the images/s of the previous default (2 workers, MXNet\'s '
+                             'own threads) against today\'s rule, in separate processes')
+    parser.add_argument('--child-step-split', action='store_true', help=argparse.SUPPRESS)
     cli = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    if cli.compare_workers:
+    if cli.child_step_split:
+        _child_step_split(cli.quick, cli.workers)
+    elif cli.compare_defaults:
+        print_rows(compare_defaults(quick=cli.quick))
+    elif cli.compare_workers:
         print_rows(compare_workers(quick=cli.quick))
     else:
         print_rows(run(quick=cli.quick, workers=cli.workers))

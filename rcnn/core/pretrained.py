@@ -29,10 +29,9 @@ import logging
 import os
 import re
 
-import mxnet as mx
 import numpy as np
 
-from rcnn.utils.checkpoint import LEGACY_AUX_SUFFIXES, load_params, params_path
+from rcnn.utils.checkpoint import LEGACY_AUX_SUFFIXES, params_path, read_ndarray_dict
 
 __all__ = ['PretrainedError', 'PretrainedParams', 'load_pretrained', 'read_pretrained',
            'gluon_graph_names']
@@ -127,18 +126,6 @@ def gluon_graph_names(network, keys):
     return {key: _rename_legacy_aux(name) for key, name in mapped.items()}
 
 
-def _load_ndarray_file(path):
-    try:
-        saved = mx.nd.load(path)
-    except mx.base.MXNetError as exc:
-        first = [line for line in str(exc).splitlines() if line.strip()][:1]
-        raise PretrainedError('--pretrained %s is corrupt or not an MXNet params file (%s)'
-                              % (path, first[0] if first else 'unreadable')) from exc
-    if not isinstance(saved, dict) or not saved:
-        raise PretrainedError('--pretrained %s holds no named arrays' % path)
-    return saved
-
-
 def _split_symbolic(saved, path):
     arg_params, aux_params = {}, {}
     for key, value in saved.items():
@@ -171,20 +158,17 @@ def read_pretrained(source, epoch, network):
     Raises:
         FileNotFoundError / PretrainedError naming the file.
     """
-    if os.path.isfile(source):
-        saved = _load_ndarray_file(source)
-        if all(key.startswith(('arg:', 'aux:')) for key in saved):
-            arg_params, aux_params = _split_symbolic(saved, source)
-            return arg_params, aux_params, 'symbolic checkpoint', source
-        arg_params, aux_params = _split_gluon(saved, network, source)
-        return arg_params, aux_params, 'Gluon parameter file', source
-    path = params_path(source, epoch)
+    path = source if os.path.isfile(source) else params_path(source, epoch)
     if not os.path.isfile(path):
         raise FileNotFoundError('--pretrained %s: neither a file nor a checkpoint prefix (%s not '
                                 'found; give PREFIX with --pretrained_epoch N, or a .params file)'
                                 % (source, path))
-    arg_params, aux_params = load_params(source, epoch)
-    return arg_params, aux_params, 'symbolic checkpoint', path
+    saved = read_ndarray_dict(path, '--pretrained', PretrainedError)
+    if all(key.startswith(('arg:', 'aux:')) for key in saved):
+        arg_params, aux_params = _split_symbolic(saved, path)
+        return arg_params, aux_params, 'symbolic checkpoint', path
+    arg_params, aux_params = _split_gluon(saved, network, path)
+    return arg_params, aux_params, 'Gluon parameter file', path
 
 
 def _shape(value):

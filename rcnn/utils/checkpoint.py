@@ -119,18 +119,30 @@ def map_legacy_names(aux_params, source='params'):
     return mapped
 
 
-def _read_params(path):
-    """``path`` -> ``(arg_params, aux_params)`` with the names as stored (``arg:`` / ``aux:``
-    stripped). Missing, corrupt or malformed files and NaN/Inf values raise naming the file."""
-    _require_file(path, 'checkpoint params file')
+def read_ndarray_dict(path, what='checkpoint params file', error=ValueError):
+    """``mx.nd.load(path)`` of a file of named arrays -> {stored name: NDArray}.
+
+    ``what`` names the file in messages (e.g. ``'--pretrained'``); ``error`` is the exception
+    class raised for a corrupt file, an unnamed list of arrays or a file with no array.
+    """
+    _require_file(path, what)
     try:
         saved = mx.nd.load(path)
     except mx.base.MXNetError as exc:
-        raise ValueError('checkpoint params file %s is corrupt or not an MXNet params file: %s'
-                         % (path, _error_summary(exc))) from exc
+        raise error('%s %s is corrupt or not an MXNet params file: %s'
+                    % (what, path, _error_summary(exc))) from exc
     if not isinstance(saved, dict):
-        raise ValueError('checkpoint params file %s holds an unnamed list of %d arrays, '
-                         'expected arg:/aux: names' % (path, len(saved)))
+        raise error('%s %s holds an unnamed list of %d arrays, expected named arrays'
+                    % (what, path, len(saved)))
+    if not saved:
+        raise error('%s %s holds no array' % (what, path))
+    return saved
+
+
+def _read_params(path):
+    """``path`` -> ``(arg_params, aux_params)`` with the names as stored (``arg:`` / ``aux:``
+    stripped). Missing, corrupt or malformed files and NaN/Inf values raise naming the file."""
+    saved = read_ndarray_dict(path)
     arg_params, aux_params = {}, {}
     for key, value in saved.items():
         kind, sep, name = key.partition(':')
