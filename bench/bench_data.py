@@ -18,7 +18,7 @@ The per-image rows run in a spawned process set up like a loader worker (one Ope
 :func:`rcnn.core.loader_worker.tune_malloc_for_worker`). The loader rows also give the CPU time
 the calling (training) thread spends per batch: with workers it only takes ready batches.
 
-Usage: ``python -m bench.bench_data [--quick]``.
+Usage: ``python -m bench.bench_data [--quick] [--dataset DIR] [--only-crop]``.
 """
 import argparse
 import concurrent.futures
@@ -40,12 +40,15 @@ FACE_COUNTS = (1, 50, 500, 1500)
 LOADER_BATCH = 8
 
 
-def _dlib_roidb():
+def _dlib_roidb(root=None):
+    """Train records (and their flips) of ``root`` (RetinaFace layout; default: the dlib
+    photos of ../shared)."""
     from rcnn.config import generate_config
     from rcnn.dataset.retinaface_dataset import RetinaFaceDataset, append_flipped_images
-    root = SHARED / 'data' / 'dlib_faces'
+    from pathlib import Path
+    root = SHARED / 'data' / 'dlib_faces' if root is None else Path(root)
     if not (root / 'train' / 'label.txt').exists():
-        raise FileNotFoundError('%s not found (see ../shared/README.md)' % root)
+        raise FileNotFoundError('%s not found (see ../shared/README.md)' % (root / 'train'))
     cfg, _ = generate_config('mnet', 'retinaface')
     return append_flipped_images(RetinaFaceDataset('train', None, str(root), cfg).gt_roidb())
 
@@ -82,7 +85,7 @@ def _labelling_rows(cfg, quick):
     return rows
 
 
-def _crop_rows(cfg, roidb, quick):
+def _crop_rows(cfg, roidb, quick, data_name='dlib photos'):
     rng = np.random.default_rng(0)
     repeat = 16 if quick else 80
     state = {'i': 0}
@@ -97,9 +100,13 @@ def _crop_rows(cfg, roidb, quick):
         state['i'] += 1
         crop_and_label(record, FEAT_640, cfg=cfg, rng=rng)
 
-    return [measure('get_crop_image1 per image (dlib photos)', one_crop, repeat=repeat, warmup=2),
-            measure('crop_and_label per image (crop + colour + labels)', one_sample,
-                    repeat=repeat, warmup=2)] + _transform_before_after_rows(cfg, roidb, repeat)
+    rows = [measure('get_crop_image1 per image (%s)' % data_name, one_crop, repeat=repeat,
+                    warmup=2),
+            measure('crop_and_label per image (crop + colour + labels, %s)' % data_name,
+                    one_sample, repeat=repeat, warmup=2)]
+    for row in rows:
+        row['images_per_s'] = round(1000.0 / row['median_ms'], 1)
+    return rows + _transform_before_after_rows(cfg, roidb, repeat)
 
 
 def _whole_image_transform(im, pixel_means, pixel_stds, pixel_scale):
@@ -190,18 +197,22 @@ def _loader_rows(cfg, roidb, quick):
     return rows
 
 
-def _per_image_rows(quick):
+def _per_image_rows(quick, dataset=None, only_crop=False):
     """Labelling and crop rows, run in a process set up like a loader worker."""
     cv2.setNumThreads(1)
     tune_malloc_for_worker()
     cfg, _ = generate_config('mnet', 'retinaface')
-    return _labelling_rows(cfg, quick) + _crop_rows(cfg, _dlib_roidb(), quick)
+    crops = _crop_rows(cfg, _dlib_roidb(dataset), quick,
+                       'dlib photos' if dataset is None else str(dataset))
+    return crops if only_crop else _labelling_rows(cfg, quick) + crops
 
 
-def run(quick=False):
+def run(quick=False, dataset=None, only_crop=False):
     context = multiprocessing.get_context('spawn')
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
-        rows = executor.submit(_per_image_rows, quick).result()
+        rows = executor.submit(_per_image_rows, quick, dataset, only_crop).result()
+    if only_crop:
+        return rows
     cfg, _ = generate_config('mnet', 'retinaface')
     rows += _loader_rows(cfg, _dlib_roidb(), quick)
     return rows
@@ -211,8 +222,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true', help='fewer repetitions and batches')
+    parser.add_argument('--dataset', default=None,
+                        help='RetinaFace-layout folder whose train split the crop rows use '
+                             '(default: the dlib photos of ../shared), e.g. data/sample')
+    parser.add_argument('--only-crop', action='store_true',
+                        help='only the per-image crop rows (no labelling, no loader rows)')
     args = parser.parse_args(argv)
-    print_rows(run(quick=args.quick))
+    print_rows(run(quick=args.quick, dataset=args.dataset, only_crop=args.only_crop))
 
 
 if __name__ == '__main__':

@@ -8,8 +8,10 @@ number of GPUs ``G`` training runs on:
   crops and labels an image in ~25 ms on one core while mnet's forward+backward takes ~150
   core-ms per image, so a worker needs ~1/6 of a core per core of compute: one worker per 6
   cores, at least one (``max(1, C // 6)``). Inline loading (0 workers) would put the whole crop
-  on the step's critical path; a second worker on 2 cores only steals cycles from the compute
-  threads (measured: 2 workers 7.0-7.8 images/s vs 1 worker 8.3 on 2 cores).
+  on the step's critical path. Left unset, MXNet gives its operators half the cores; on 2 cores
+  the previous default (2 workers, MXNet's threads) trained mnet at 7.66 images/s, this rule at
+  11.34 (``bench/bench_train.py --compare-defaults``); with the threads fixed, 0, 1 and 2
+  workers are within 3 % of each other there (``--compare-workers``).
 * **GPU training** (``G >= 1``): the devices compute; the loader must feed them, so the workers
   get the cores but one, up to 8 per GPU (``max(1, min(C - 1, 8 G))``), and MXNet's CPU-side
   operators (copies, the metric, the OHEM op) keep the remaining cores, at least 1
