@@ -96,7 +96,7 @@ def _init_worker(environ, detector_kwargs):
 
 def _detector():
     if _WORKER['detector'] is None:
-        from retinaface import RetinaFace
+        from rcnn.inference.detector import RetinaFace
         _WORKER['detector'] = RetinaFace(**_WORKER['detector_kwargs'])
     return _WORKER['detector']
 
