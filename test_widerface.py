@@ -27,8 +27,9 @@ the recall at IoU >= 0.5 is logged, as the original did.
 An image that is missing, truncated or not decodable is skipped with a warning naming it (no
 prediction file is written, so the evaluator counts it as having no detections) and the exit
 status is 1. Errors (output folder not writable, a file where the folder should be, a
-manifest mismatch, a bad label file) are one line on stderr with exit status 2; ``--debug``
-shows the traceback.
+manifest mismatch, a bad label file, an image worker process that died) are one line on
+stderr with exit status 2; ``--debug`` shows the traceback. Ctrl-C stops the run (and its
+image workers) with exit status 130; the files written so far are kept and a rerun resumes.
 
 Speed (see README, Performance): images are detected by ``--image-workers`` processes at
 once, each with its own detector and ``--threads`` CPU threads (default ``auto``: on the CPU
@@ -491,6 +492,12 @@ def main(argv=None):
             raise
         print('error: %s' % err, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print('interrupted: the prediction files written so far are kept; rerun the same '
+              'command to resume', file=sys.stderr)
+        return 130
     print(format_summary(summary))
     return 1 if summary['unreadable'] else 0
 

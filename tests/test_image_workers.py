@@ -168,3 +168,35 @@ def test_available_memory_reads_proc_meminfo():
         assert free is None
     else:
         assert free is not None and free > 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_workers_and_keeps_the_files(mnet25_prefix, dlib_faces, tmp_path):
+    """SIGINT to the process group (as Ctrl-C) while 2 workers run mode 1: exit 130 with one
+    line, no worker left behind, no temporary file; a rerun resumes what was written."""
+    import time
+    out = tmp_path / 'out'
+    argv = [sys.executable, os.path.join(ROOT, 'test_widerface.py')] + _argv(
+        mnet25_prefix, dlib_faces, tmp_path / 'root', out, '--mode', '1', '--threads', '1',
+        '--image-workers', '2')
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not list(out.rglob('*.txt')) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, 'the run ended before it could be interrupted'
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    ours = [line for line in stderr.splitlines() if line.startswith('interrupted: ')]
+    assert len(ours) == 1 and 'rerun the same command' in ours[0]
+    assert 'Traceback' not in stderr
+    time.sleep(0.5)
+    group = subprocess.run(['ps', '-o', 'pid=,stat=,args=', '-g', str(proc.pid)],
+                           capture_output=True, text=True).stdout.splitlines()
+    running = [line for line in group if line.split()[1][0] != 'Z']   # zombies wait for init
+    assert running == [], 'processes left running in the group: %s' % running
+    written = list(out.rglob('*.txt'))
+    assert written and not list(out.rglob('*.tmp*'))
+    summary = twf.run(twf.parse_args(argv[2:] + ['--image-workers', '1']))
+    assert summary['resumed'] == len(written) and summary['detected'] == 5 - len(written)
