@@ -137,8 +137,8 @@ class ImageWorkerPool(object):
         """``task(detector, item)`` for every item, results in the order of ``items``.
 
         ``task`` must be picklable (a module-level function). An exception raised by a task
-        is raised here, with its own type and message. ``name(item)`` names the item in the
-        error raised when a worker dies.
+        is raised here, with its own type and message. ``name(item)`` names the items in
+        flight in the error raised when a worker dies (which of them killed it is unknown).
         """
         pending = collections.deque()
         items = iter(items)
@@ -150,17 +150,25 @@ class ImageWorkerPool(object):
                 except StopIteration:
                     exhausted = True
                     break
-                pending.append((item, self._submit(task, item, name)))
+                try:
+                    future = self._pool.submit(_run_task, task, item)
+                except BrokenProcessPool:
+                    raise self._died(self._in_flight(pending, name, item)) from None
+                pending.append((item, future))
             if not pending:
                 return
-            item, future = pending.popleft()
-            yield self._result(future, name(item))
+            try:
+                result = pending[0][1].result()
+            except BrokenProcessPool:
+                raise self._died(self._in_flight(pending, name)) from None
+            pending.popleft()
+            yield result
 
-    def _submit(self, task, item, name):
-        try:
-            return self._pool.submit(_run_task, task, item)
-        except BrokenProcessPool:
-            raise self._died(name(item)) from None
+    @staticmethod
+    def _in_flight(pending, name, *more):
+        """The names of the items whose results were outstanding when the pool broke."""
+        names = [name(item) for item, _ in pending] + [name(item) for item in more]
+        return 'one of %s (in flight)' % ', '.join(names) if len(names) > 1 else names[0]
 
     def _result(self, future, what):
         try:
