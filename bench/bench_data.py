@@ -40,7 +40,7 @@ FACE_COUNTS = (1, 50, 500, 1500)
 LOADER_BATCH = 8
 
 
-def _dlib_roidb(root=None):
+def _train_roidb(root=None):
     """Train records (and their flips) of ``root`` (RetinaFace layout; default: the dlib
     photos of ../shared)."""
     from rcnn.config import generate_config
@@ -202,7 +202,7 @@ def _per_image_rows(quick, dataset=None, only_crop=False):
     cv2.setNumThreads(1)
     tune_malloc_for_worker()
     cfg, _ = generate_config('mnet', 'retinaface')
-    crops = _crop_rows(cfg, _dlib_roidb(dataset), quick,
+    crops = _crop_rows(cfg, _train_roidb(dataset), quick,
                        'dlib photos' if dataset is None else str(dataset))
     return crops if only_crop else _labelling_rows(cfg, quick) + crops
 
@@ -214,7 +214,7 @@ def run(quick=False, dataset=None, only_crop=False):
     if only_crop:
         return rows
     cfg, _ = generate_config('mnet', 'retinaface')
-    rows += _loader_rows(cfg, _dlib_roidb(), quick)
+    rows += _loader_rows(cfg, _train_roidb(), quick)
     return rows
 
 

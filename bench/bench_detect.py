@@ -179,25 +179,28 @@ class _PoolServer(object):
         self.pool.describe_detector()
 
     def run(self, index):
-        import hashlib
         import time
         assert index == self.schedule_index
         t0 = time.perf_counter()
         faces = list(self.pool.imap(_pool_task, [(i, self.num_images, index)
                                                  for i in range(self.num_images)]))
-        seconds = time.perf_counter() - t0
-        return {'seconds': seconds,
-                'digests': [hashlib.sha1(f.tobytes()).hexdigest()[:16] for f in faces],
-                'boxes': [f[:, :4].tolist() for f in faces]}
+        return _answer(time.perf_counter() - t0, faces)
 
     def close(self):
         self.pool.close()
 
 
+def _answer(seconds, faces):
+    """A schedule's run: its seconds, the sha1 of each image's faces and their boxes."""
+    import hashlib
+    return {'seconds': seconds,
+            'digests': [hashlib.sha1(f.tobytes()).hexdigest()[:16] for f in faces],
+            'boxes': [f[:, :4].tolist() for f in faces]}
+
+
 def mode1_server(engine, num_images):
     """Child process (MXNet engine ``engine``): reads schedule indices from stdin, runs that
     schedule on every image and answers one JSON line (seconds, sha1 of the faces per image)."""
-    import hashlib
     import time
 
     from retinaface import RetinaFace
@@ -220,11 +223,7 @@ def mode1_server(engine, num_images):
         schedule = MODE1_SCHEDULES[int(line)]
         t0 = time.perf_counter()
         faces = [run_schedule(schedule, image) for image in images]
-        seconds = time.perf_counter() - t0
-        digests = [hashlib.sha1(f.tobytes()).hexdigest()[:16] for f in faces]
-        boxes = [f[:, :4].tolist() for f in faces]
-        print(_ROW_MARK + json.dumps({'seconds': seconds, 'digests': digests, 'boxes': boxes}),
-              flush=True)
+        print(_ROW_MARK + json.dumps(_answer(time.perf_counter() - t0, faces)), flush=True)
 
 
 class _Server(object):

@@ -39,7 +39,7 @@ else:
 
 import numpy as np  # noqa: E402
 
-from bench.common import SHARED, print_rows  # noqa: E402
+from bench.common import ROOT, SHARED, print_rows  # noqa: E402
 
 BATCH = 8
 
@@ -236,7 +236,7 @@ def compare_defaults(quick=False):
             if quick:
                 argv.append('--quick')
             done = subprocess.run(argv, env=env, capture_output=True, text=True,
-                                  cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                                  cwd=str(ROOT))
             if done.returncode != 0:
                 raise RuntimeError('bench_train child failed: %s' % done.stderr[-2000:])
             line = [l for l in done.stdout.splitlines() if l.startswith(_ROW_MARK)][-1]

@@ -319,10 +319,9 @@ class Validator(object):
         # apply once mxnet is imported; the prediction files do not depend on the engine
         argv += ['--engine', 'auto' if os.environ.get('MXNET_ENGINE_TYPE') else 'threaded']
         # in this process (no image workers: the loader workers and the training keep the
-        # cores), with the thread count mxnet was imported with
+        # cores); test_widerface.py takes the threads from the OMP_NUM_THREADS mxnet was
+        # imported with
         argv += ['--image-workers', '1']
-        if os.environ.get('OMP_NUM_THREADS', '').isdigit() and int(os.environ['OMP_NUM_THREADS']):
-            argv += ['--threads', os.environ['OMP_NUM_THREADS']]
         if self.val_set.root_path is not None:
             argv += ['--root-path', self.val_set.root_path]
         if self.val_set.max_images is not None:
