@@ -196,6 +196,14 @@ def _run_text(command, timeout=30):
     return result.stdout if result.returncode == 0 else None
 
 
+def _number(text):
+    """A number nvidia-smi printed, or None for '[N/A]', '[Not Supported]' and the like."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def nvidia_smi_gpus():
     """GPUs as nvidia-smi lists them: dicts with index, name, memory_total_mib, driver,
     compute_capability (``90`` for 9.0; None on drivers that cannot say). [] without
@@ -211,7 +219,7 @@ def nvidia_smi_gpus():
         parts = [p.strip() for p in line.split(',')]
         cap = parts[4] if with_cap and len(parts) > 4 else ''
         gpus.append({'index': int(parts[0]), 'name': parts[1],
-                     'memory_total_mib': float(parts[2]), 'driver': parts[3],
+                     'memory_total_mib': _number(parts[2]), 'driver': parts[3],
                      'compute_capability': int(round(float(cap) * 10))
                      if re.fullmatch(r'\d+\.\d+', cap) else None})
     return gpus
@@ -327,7 +335,10 @@ class GpuMemoryWatch(object):
                           '--format=csv,noheader,nounits'], timeout=10)
         if text is None:
             return None
-        used = dict(tuple(float(v) for v in line.split(',')) for line in text.strip().splitlines())
+        used = {}
+        for line in text.strip().splitlines():
+            index, value = line.split(',')[:2]
+            used[int(index)] = _number(value)
         return {i: used.get(i) for i in self.ids}
 
     def _poll(self):

@@ -52,7 +52,7 @@ fail() {   # one line saying what is missing, exit status 2
 }
 
 value() {  # the value of flag $1, or an error naming the flag
-    [ $# -ge 2 ] && [ -n "$2" ] || fail "$1 needs a value (see --help)"
+    [ $# -ge 2 ] && [ -n "$2" ] && [[ "$2" != --* ]] || fail "$1 needs a value (see --help)"
     printf '%s' "$2"
 }
 
@@ -80,7 +80,8 @@ mkdir -p "$OUT" || fail "--out $OUT: cannot create the folder"
 OUT="$(cd "$OUT" && pwd)"
 LOG="$OUT/gpu_check.log"
 : > "$LOG" || fail "--out $OUT: cannot write $LOG"
-exec > >(tee -a "$LOG") 2>&1
+# everything to the terminal and the log; errors stay on stderr
+exec > >(tee -a "$LOG") 2> >(tee -a "$LOG" >&2)
 say() { echo "$(date -u '+%Y-%m-%d %H:%M:%S') gpu_check.sh: $*"; }
 say "mode $MODE, repository $ROOT, output $OUT"
 

@@ -58,7 +58,7 @@ fail() {
 }
 
 value() {
-    [ $# -ge 2 ] && [ -n "$2" ] || fail "$1 needs a value (see --help)"
+    [ $# -ge 2 ] && [ -n "$2" ] && [[ "$2" != --* ]] || fail "$1 needs a value (see --help)"
     printf '%s' "$2"
 }
 
