@@ -43,7 +43,8 @@ usage: bench/gpu_wheels.sh [--dest DIR] [--cuda cuXYZ] [--python-version X.Y] [-
 
   --dest DIR            folder for the wheels (default gpu_wheels/ in the repository, git-ignored)
   --cuda cuXYZ          the MXNet build: cu101 cu102 cu110 cu112 cu113 cu116 cu117 (default cu117;
-                        take the newest whose CUDA version is not above the driver's)
+                        take the newest whose CUDA version is not above the driver's), or cpu
+                        (the CPU build, for gpu_check.sh --cpu --wheels DIR)
   --python-version X.Y  the GPU machine's Python (default 3.11; numpy 1.23.5, which MXNet 1.9.1
                         needs, has no wheels for 3.12 or later)
   --cuda-libs           also the CUDA 11 runtime, cuDNN 8 and NCCL wheels (CUDA 11 builds only)
@@ -76,11 +77,12 @@ while [ $# -gt 0 ]; do
     shift
 done
 case "$CUDA" in
-    cu101|cu102|cu110|cu112|cu113|cu116|cu117) ;;
-    *) fail "--cuda $CUDA: MXNet 1.9.1 is published for cu101 cu102 cu110 cu112 cu113 cu116 cu117" ;;
+    cu101|cu102|cu110|cu112|cu113|cu116|cu117) MXNET="mxnet-$CUDA==1.9.1" ;;
+    cpu) MXNET="mxnet==1.9.1" ;;
+    *) fail "--cuda $CUDA: MXNet 1.9.1 is published for cu101 cu102 cu110 cu112 cu113 cu116 cu117 (and cpu)" ;;
 esac
 [[ "$PYTHON_VERSION" =~ ^3\.[0-9]+$ ]] || fail "--python-version takes X.Y, got '$PYTHON_VERSION'"
-if [ "$CUDA_LIBS" = 1 ] && [[ "$CUDA" == cu10* ]]; then
+if [ "$CUDA_LIBS" = 1 ] && [[ "$CUDA" != cu11* ]]; then
     fail "--cuda-libs holds CUDA 11 libraries; --cuda $CUDA needs CUDA 10 ones"
 fi
 
@@ -96,7 +98,7 @@ for tag in "${PLATFORMS[@]}"; do platform_flags+=(--platform "$tag"); done
 common=(download --only-binary=:all: --python-version "$PYTHON_VERSION" --implementation cp
         "${platform_flags[@]}" --disable-pip-version-check -d "$DEST")
 
-packages=("mxnet-$CUDA==1.9.1")
+packages=("$MXNET")
 for name in numpy opencv-python-headless Cython easydict scipy tqdm; do packages+=("$(pin "$name")"); done
 if [ "$ONNX_GPU" = 1 ]; then
     version="$(pin onnxruntime)"
@@ -120,5 +122,5 @@ if [ "$CUDA_LIBS" = 1 ]; then
 fi
 if [ "$DRY_RUN" = 0 ]; then
     echo "wheels in $DEST: $(du -sh "$DEST" | cut -f1) in $(ls "$DEST"/*.whl | wc -l) files"
-    ls -l "$DEST"/mxnet_"$CUDA"-1.9.1-*.whl
+    ls -l "$DEST"/mxnet*-1.9.1-*.whl
 fi

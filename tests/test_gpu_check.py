@@ -346,3 +346,45 @@ def test_gpus_and_memory_from_nvidia_smi(tmp_path, monkeypatch):
     # the peak is the last reading: 1000 + 100 x queries, against 1100 before
     assert watch.added_mib == {'0': 100.0 * (queries - 1)}
     assert gpu_check.GpuMemoryWatch([]).added_mib is None      # the CPU: nothing watched
+
+
+# ---------------------------------------------------------------------- wheel preparation
+
+WHEELS_SCRIPT = ROOT / 'bench' / 'gpu_wheels.sh'
+
+
+def _requirement_pins():
+    pins = {}
+    for name in ('requirements.txt', 'requirements-deploy.txt'):
+        for line in (ROOT / name).read_text().splitlines():
+            if '==' in line and not line.startswith('#'):
+                package, version = line.split('==')
+                pins[package.strip().lower()] = version.strip()
+    return pins
+
+
+def test_wheel_list_follows_the_requirement_pins():
+    result = subprocess.run([str(WHEELS_SCRIPT), '--dry-run', '--cuda', 'cu112',
+                             '--onnxruntime-gpu', '--cuda-libs'], cwd=str(ROOT),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.strip().splitlines()
+    asked = dict(arg.lower().split('==') for arg in first.split() if '==' in arg)
+    pins = _requirement_pins()
+    assert asked.pop('mxnet-cu112') == '1.9.1'
+    assert asked.pop('onnxruntime-gpu') == pins['onnxruntime']
+    assert asked == {name: pins[name] for name in asked}
+    assert {'numpy', 'opencv-python-headless', 'cython', 'easydict', 'scipy', 'tqdm', 'onnx',
+            'protobuf'} == set(asked)
+    assert '--python-version 3.11' in first and '--only-binary=:all:' in first
+    # the CUDA 11 libraries go in a second call, without dependency resolution
+    assert '--no-deps' in second and 'nvidia-cudnn-cu11==8.9.6.50' in second
+
+
+def test_wheel_preparation_refuses_unpublished_builds():
+    result = subprocess.run([str(WHEELS_SCRIPT), '--dry-run', '--cuda', 'cu118'], cwd=str(ROOT),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and 'cu117' in result.stderr
+    result = subprocess.run([str(WHEELS_SCRIPT), '--dry-run', '--cuda', 'cu102', '--cuda-libs'],
+                            cwd=str(ROOT), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and 'CUDA 11 libraries' in result.stderr
