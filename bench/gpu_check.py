@@ -257,8 +257,8 @@ def machine_facts():
         if caps:
             facts['mxnet_code_runs_on_gpu0'] = runs_on(archs, caps[0])
             if not facts['mxnet_code_runs_on_gpu0']:
-                logger.warning('libmxnet.so has GPU code for %s only (cubin %s, PTX %s): none of '
-                               'it runs on GPU 0 (compute capability %d.%d); MXNet GPU stages '
+                logger.warning('%s holds GPU code for cubin %s and PTX %s only: none of it '
+                               'runs on GPU 0 (compute capability %d.%d); the MXNet GPU stages '
                                'will fail', library, archs['cubin'], archs['ptx'],
                                caps[0] // 10, caps[0] % 10)
     return facts
@@ -299,10 +299,13 @@ def gpu_probe(python):
                             capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
     lines = [l for l in result.stdout.splitlines() if l.startswith(_PROBE_MARK)]
     found = json.loads(lines[-1][len(_PROBE_MARK):]) if lines else {}
-    if result.returncode != 0 or 'max_rel_diff_vs_cpu' not in found:
-        found['ok'] = False
-        found['error'] = _error_tail(result.stderr) or 'MXNet sees no GPU (a CPU-only build, ' \
-            'or CUDA_VISIBLE_DEVICES hides them)'
+    if result.returncode != 0:
+        found.update(ok=False, error='the probe exited with %d: %s' % (
+            result.returncode, _error_tail(result.stderr)))
+        return found
+    if not found.get('num_gpus'):
+        found.update(ok=False, error='MXNet sees no GPU (a CPU-only build, or '
+                                     'CUDA_VISIBLE_DEVICES hides them)')
         return found
     found['ok'] = found['max_rel_diff_vs_cpu'] <= 1e-4
     found['error'] = None if found['ok'] else 'GPU results differ from the CPU'

@@ -388,3 +388,33 @@ def test_wheel_preparation_refuses_unpublished_builds():
     result = subprocess.run([str(WHEELS_SCRIPT), '--dry-run', '--cuda', 'cu102', '--cuda-libs'],
                             cwd=str(ROOT), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and 'CUDA 11 libraries' in result.stderr
+
+
+# ---------------------------------------------------------------------- the probe's verdict
+
+def _probe_stand_in(tmp_path, lines, stderr='', status=0):
+    """An interpreter stand-in for the probe child: prints ``lines`` (JSON after the probe's
+    mark), ``stderr``, exits with ``status``."""
+    tool = tmp_path / 'probe-python'
+    body = ''.join("echo '%s%s'\n" % (gpu_check._PROBE_MARK, json.dumps(line)) for line in lines)
+    tool.write_text('#!/bin/sh\n%secho "%s" >&2\nexit %d\n' % (body, stderr, status))
+    tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+    return str(tool)
+
+
+def test_probe_verdicts(tmp_path):
+    known = {'mxnet': '1.9.1', 'features': {'CUDA': True}, 'num_gpus': 1}
+    good = dict(known, max_rel_diff_vs_cpu=2e-7)
+    result = gpu_check.gpu_probe(_probe_stand_in(tmp_path, [known, good]))
+    assert result['ok'] and result['error'] is None
+    result = gpu_check.gpu_probe(_probe_stand_in(tmp_path, [known, dict(known,
+                                                                       max_rel_diff_vs_cpu=0.01)]))
+    assert not result['ok'] and 'differ' in result['error']
+    # an sm_86-only build on an sm_90 GPU dies at its first kernel: what was known stays
+    result = gpu_check.gpu_probe(_probe_stand_in(
+        tmp_path, [known], 'CUDA: no kernel image is available for execution on the device',
+        status=134))
+    assert not result['ok'] and result['num_gpus'] == 1
+    assert 'exited with 134' in result['error'] and 'no kernel image' in result['error']
+    result = gpu_check.gpu_probe(_probe_stand_in(tmp_path, [dict(known, num_gpus=0)]))
+    assert not result['ok'] and 'sees no GPU' in result['error']
