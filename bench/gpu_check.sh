@@ -104,8 +104,19 @@ pin() {  # the "name==version" line of requirements*.txt for package $1
     grep -hi "^$1==" "$ROOT"/requirements*.txt | head -n 1
 }
 
+pip_cuda_libs() {  # the lib folders of NVIDIA's pip packages (nvidia/*/lib) of interpreter $1
+    "$1" -c "import glob, site; print(':'.join(d for p in site.getsitepackages() for d in glob.glob(p + '/nvidia/*/lib')))" \
+        2>/dev/null || true
+}
+
+with_cuda_libs() {  # run interpreter $1 (args after it) with its pip CUDA libraries found
+    local libs
+    libs="$(pip_cuda_libs "$1")"
+    LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
+}
+
 has_cuda_mxnet() {  # interpreter $1 imports an MXNet built with CUDA
-    "$1" -c "import mxnet; import sys; sys.exit(0 if mxnet.runtime.Features().is_enabled('CUDA') else 1)" \
+    with_cuda_libs "$1" -c "import mxnet; import sys; sys.exit(0 if mxnet.runtime.Features().is_enabled('CUDA') else 1)" \
         >/dev/null 2>&1
 }
 
@@ -185,9 +196,10 @@ EOF
     "or --wheels DIR)"
 if [ "$MODE" = gpu ]; then
     # pip's CUDA libraries (nvidia/*/lib of the interpreter's site-packages) where present
-    for lib in $("$PY" -c "import site, glob; print(' '.join(glob.glob(site.getsitepackages()[0] + '/nvidia/*/lib')))"); do
-        export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    done
+    libs="$(pip_cuda_libs "$PY")"
+    if [ -n "$libs" ]; then
+        export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    fi
     has_cuda_mxnet "$PY" || fail "$PY: its MXNet is not a CUDA build, or libmxnet.so misses" \
         "CUDA libraries ($("$PY" -c 'import mxnet' 2>&1 | tail -n 1))"
 fi

@@ -348,6 +348,18 @@ def test_gpus_and_memory_from_nvidia_smi(tmp_path, monkeypatch):
     assert gpu_check.GpuMemoryWatch([]).added_mib is None      # the CPU: nothing watched
 
 
+@pytest.mark.slow
+def test_script_names_the_interpreters_it_tried(tmp_path):
+    import mxnet as mx
+    if mx.runtime.Features().is_enabled('CUDA'):
+        pytest.skip('this venv holds a CUDA build of MXNet')
+    bin_dir = _fake_nvidia_smi(tmp_path / 'bin', '12.2')
+    result = _script([], tmp_path, path_first=bin_dir)
+    line = _last_line(result)
+    assert result.returncode == 2 and 'no MXNet CUDA build found (tried: ' in line
+    assert str(ROOT / '.venv' / 'bin' / 'python') in line and '--wheels DIR' in line
+
+
 # ---------------------------------------------------------------------- wheel preparation
 
 WHEELS_SCRIPT = ROOT / 'bench' / 'gpu_wheels.sh'
