@@ -134,7 +134,7 @@ RESUMED = 'with --resume: the checkpoint\'s'
 def build_parser(known_network, cfg, dflt):
     """train.py's flags; the defaults shown come from the preset ``(cfg, dflt)``."""
     pre = _pre_parser()
-    parser = cli.ArgumentParser(description=__doc__, parents=[pre],
+    parser = cli.ArgumentParser(prog='train.py', description=__doc__, parents=[pre],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group('data')
     data.add_argument('--image_set', default=None,
@@ -254,7 +254,7 @@ def build_parser(known_network, cfg, dflt):
 
 
 def _pre_parser():
-    pre = cli.ArgumentParser(add_help=False)
+    pre = cli.ArgumentParser(prog='train.py', add_help=False)
     pre.add_argument('--network', default=DEFAULT_NETWORK, choices=sorted(network_presets),
                      help='backbone preset: mnet (MobileNet-0.25) or resnet (ResNet-50); sets '
                           'the defaults below (default %(default)s)')
@@ -303,7 +303,7 @@ def parse_args(argv=None):
     try:
         _check_args(args, cfg)
         options = options_from_args(args, argv)
-    except ValueError as exc:       # ConfigError included
+    except (ValueError, FileNotFoundError) as exc:       # ConfigError included
         parser.error(str(exc))
     return args, options
 

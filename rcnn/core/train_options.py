@@ -35,8 +35,8 @@ class DataOptions:
     dataset_path: Optional[str] = None
     #: image set(s) under dataset_path, '+'-joined
     image_set: Optional[str] = None
-    #: the roidb cache goes to <root_path>/cache
-    root_path: str = 'data'
+    #: the roidb cache goes to <root_path>/cache (None: no cache)
+    root_path: Optional[str] = 'data'
     #: clip label boxes far outside the image (the original reader) instead of dropping them
     keep_outside_boxes: Optional[bool] = None
     #: add the mirrored copy of every image
