@@ -50,7 +50,8 @@ deploy graph, 9 outputs) and ``<prefix>-%04d.params`` with the epoch number, plu
 ``--resume`` continues from (same iteration, lr and optimizer state; the same batches too
 when the resume falls in the run's first epoch, otherwise a fresh reproducible crop stream);
 ``--checkpoint_iters N`` adds one every N iterations and a final one is written when
-training stops inside an epoch. Checkpoint N belongs to the N-th epoch. Logs go to stdout
+training stops inside an epoch. Checkpoint N belongs to the N-th epoch. ``--prefix`` is a
+folder and a file-name start (``model/retinaface``); one ending in ``/`` is refused. Logs go to stdout
 and ``<prefix>-train.log``. A NaN or infinite loss (or parameters that overflowed, checked
 before each checkpoint) stops training with exit status 3, naming the batch; the last good
 checkpoint is left untouched.
@@ -370,8 +371,9 @@ def _work_load(text):
 
 
 def _check_prefix(prefix):
-    """ValueError for a prefix naming a folder, or in a folder this user cannot write."""
-    if not prefix or prefix.endswith(('/', os.sep)) or os.path.isdir(prefix):
+    """ValueError for a prefix ending in a path separator (it would write files named
+    ``-0001.params`` inside that folder), or in a folder this user cannot write."""
+    if not prefix or prefix.endswith(('/', os.sep)):
         raise ValueError('--prefix %r names a folder: give a folder and a file name start, e.g. '
                          '%s (checkpoints are written as <prefix>-0001.params, ...)'
                          % (prefix, os.path.join(prefix or '.', 'retinaface')))

@@ -91,10 +91,6 @@ class ScheduleOptions:
     #: log metrics every N iterations
     frequent: int = 20
 
-    @property
-    def lr_given(self):
-        return self.lr is not None
-
 
 @dataclass(frozen=True)
 class DeviceOptions:

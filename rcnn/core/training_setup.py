@@ -311,6 +311,10 @@ def remembered_options(options, record):
     if record is None:
         return options.with_defaults()
     data, schedule = options.data, options.schedule
+    if schedule.lr_step is not None:
+        logger.warning('--lr_step %s is not used by --resume: checkpoint %d\'s schedule goes on '
+                       '(lr steps at iterations %s)', schedule.lr_step, record['checkpoint'],
+                       record['lr_steps'])
     data = dataclasses.replace(
         data, dataset_path=_first(data.dataset_path, record.get('dataset_path')),
         image_set=_first(data.image_set, record.get('image_set')),
