@@ -51,8 +51,8 @@ deploy graph, 9 outputs) and ``<prefix>-%04d.params`` with the epoch number, plu
 when the resume falls in the run's first epoch, otherwise a fresh reproducible crop stream);
 ``--checkpoint_iters N`` adds one every N iterations and a final one is written when
 training stops inside an epoch. Checkpoint N belongs to the N-th epoch. ``--prefix`` is a
-folder and a file-name start (``model/retinaface``); one ending in ``/`` is refused. Logs go to stdout
-and ``<prefix>-train.log``. A NaN or infinite loss (or parameters that overflowed, checked
+folder and a file-name start (``model/retinaface``); one ending in ``/`` is refused. Logs go
+to stdout and ``<prefix>-train.log``. A NaN or infinite loss (or parameters that overflowed, checked
 before each checkpoint) stops training with exit status 3, naming the batch; the last good
 checkpoint is left untouched.
 

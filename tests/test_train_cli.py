@@ -38,7 +38,8 @@ def refusal(argv, capsys):
     (['--begin_epoch', '-1'], '--begin_epoch must be >= 0, got -1'),
     (['--seed', '-3'], '--seed must be >= 0, got -3'),
     (['--batch_images', '0'], '--batch_images must be positive, got 0'),
-    (['--lr_step', '5,3'], '--lr_step \'5,3\': epochs must be non-negative and strictly increasing'),
+    (['--lr_step', '5,3'],
+     '--lr_step \'5,3\': epochs must be non-negative and strictly increasing'),
     (['--work_load_list', '1,nan'], '--work_load_list \'1,nan\': every load must be a finite'),
     (['--prefix', 'models/'], '--prefix \'models/\' names a folder'),
     (['--pretrained', '/nowhere/backbone'], '--pretrained /nowhere/backbone: neither a file nor a '
@@ -120,7 +121,8 @@ def test_no_set_up_function_takes_the_argparse_namespace():
     import argparse: train.py parses and checks, the library takes typed options."""
     files = [ROOT / 'rcnn' / 'core' / name for name in (
         'training_setup.py', 'validation.py', 'train_options.py', 'schedule.py', 'optimizer.py',
-        'pretrained.py', 'cpu_share.py')] + [ROOT / 'rcnn' / 'recipe.py', ROOT / 'rcnn' / 'config.py']
+        'pretrained.py', 'cpu_share.py')]
+    files += [ROOT / 'rcnn' / 'recipe.py', ROOT / 'rcnn' / 'config.py']
     files += list((ROOT / 'rcnn' / 'symbol').glob('*.py'))
     offenders = []
     for path in files:
