@@ -112,3 +112,49 @@ def test_the_data_digest_follows_content_not_paths(dlib_faces, tmp_path):
     label.write_text(label.read_text().replace(' 0 ', ' 0.0 ', 1))
     assert digest(copies[0]) != before
     assert re.fullmatch('[0-9a-f]{64}', before)
+
+
+RECORD = {'checkpoint': 4, 'base_lr': 0.02, 'end_epoch': 30, 'seed': 11, 'wd': 0.001,
+          'dataset_path': '/data/wider', 'image_set': 'train+extra', 'flip': False,
+          'shuffle': True, 'keep_outside_boxes': True,
+          'validation_options': {'val_set': 'val', 'every': 3, 'images': 50, 'mode': 1,
+                                 'metric': 'easy'}}
+
+
+def test_what_resume_takes_from_the_record_and_what_it_keeps_from_the_flags():
+    import train
+    from rcnn.core.training_setup import remembered_options
+    _, options = train.parse_args(['--resume', '--max_iters', '9'])
+    resumed = remembered_options(options, RECORD)
+    assert (resumed.data.dataset_path, resumed.data.image_set) == ('/data/wider', 'train+extra')
+    assert (resumed.data.flip, resumed.data.shuffle, resumed.data.keep_outside_boxes) == \
+        (False, True, True)
+    assert (resumed.schedule.lr, resumed.schedule.end_epoch, resumed.schedule.seed,
+            resumed.schedule.wd, resumed.schedule.max_iters) == (0.02, 30, 11, 0.001, 9)
+    val = resumed.validation
+    assert (val.val_set, val.every, val.images, val.mode, val.metric) == \
+        ('val', 3, 50, 1, 'easy')
+    # given again: the flags win (another split gets its own settings or the defaults)
+    _, options = train.parse_args(['--resume', '--lr', '0.5', '--end_epoch', '40',
+                                   '--dataset_path', '/other', '--val_set', 'val2'])
+    resumed = remembered_options(options, RECORD)
+    assert (resumed.schedule.lr, resumed.schedule.end_epoch) == (0.5, 40)
+    assert resumed.data.dataset_path == '/other' and resumed.data.image_set == 'train+extra'
+    assert (resumed.validation.val_set, resumed.validation.every,
+            resumed.validation.mode) == ('val2', 1, 0)
+    _, options = train.parse_args(['--resume', '--val_mode', '2'])
+    assert remembered_options(options, RECORD).validation.mode == 2
+
+
+def test_resume_of_an_older_record_falls_back_to_the_defaults():
+    import train
+    from rcnn.core.training_setup import remembered_options
+    _, options = train.parse_args(['--resume'])
+    resumed = remembered_options(options, {'checkpoint': 2, 'base_lr': 0.01})
+    assert resumed.data.dataset_path == 'data/retinaface' and resumed.data.flip is True
+    assert resumed.schedule.end_epoch == 10000 and resumed.schedule.wd == 0.0005
+    assert resumed.validation.val_set is None
+    _, options = train.parse_args(['--resume', '--val_every', '2'])
+    with pytest.raises(ValueError, match="--val_every needs --val_set: checkpoint 2's run did "
+                                         "not validate"):
+        remembered_options(options, {'checkpoint': 2, 'base_lr': 0.01})
