@@ -8,22 +8,33 @@ Three layers, as in the original pipeline:
 * presets       -- ``network.mnet`` / ``network.resnet`` and ``dataset.retinaface``
                    override keys of the two above.
 
-Nothing here is mutated after import and no library module reads a module-level config:
 ``generate_config(network, dataset)`` returns a *fresh* ``(config, default)`` pair built from
 deep copies (calling it twice in one process, e.g. ``resnet`` after ``mnet``, yields exactly the
-second preset), and every library function takes that ``cfg`` as an explicit argument.
+second preset); no library module reads a module-level config, every library function takes
+``cfg`` as an explicit argument.
+
+A training run's config is built once (:func:`build_config`: the presets, then the overrides
+of train.py's flags and ``--set KEY=VALUE``) and then frozen (:meth:`Config.freeze`):
+assigning to it, or to anything inside it, raises :class:`FrozenConfigError`. Overrides name
+keys by their path (``TRAIN.BATCH_IMAGES``, ``RPN_ANCHOR_CFG.32.SCALES``); a key the config
+does not declare, or a value of another type than the key's, is a :class:`ConfigError` naming
+it (:func:`merge_overrides`).
 
 Numeric codes have named constants here (``COLOR_*`` for ``COLOR_MODE``, ``OHEM_*`` for
 ``TRAIN.RPN_ENABLE_OHEM`` and ``TRAIN.OHEM_MODE``); their readers use the names.
 """
+import ast
 import copy
+import difflib
+import math
 
 import numpy as np
-from easydict import EasyDict as edict
 
 from rcnn.model_layout import anchors_per_position, strides_of
 
-__all__ = ['config', 'network', 'dataset', 'generate_config', 'derive_config',
+__all__ = ['config', 'network', 'dataset', 'generate_config', 'derive_config', 'build_config',
+           'Config', 'FrozenList', 'ConfigError', 'FrozenConfigError', 'parse_override',
+           'parse_overrides', 'merge_overrides', 'config_to_plain', 'DERIVED_KEYS',
            'DEFAULT_NETWORK', 'DEFAULT_DATASET', 'DEFAULT_END_EPOCH',
            'COLOR_NONE', 'COLOR_BRIGHTNESS', 'COLOR_ALL',
            'OHEM_OFF', 'OHEM_IN_GRAPH', 'OHEM_MODE_HARDEST']
@@ -49,9 +60,159 @@ DEFAULT_DATASET = 'retinaface'
 DEFAULT_END_EPOCH = 10000
 
 
+# ---------------------------------------------------------------------------- the container
+class ConfigError(ValueError):
+    """An override names no config key, or gives a value the key cannot hold."""
+
+
+class FrozenConfigError(AttributeError):
+    """Something tried to change a frozen config."""
+
+
+def _refuse_change(what):
+    raise FrozenConfigError('the config is frozen (built once by rcnn.config.build_config); '
+                            'cannot %s. Pass the value with train.py --set KEY=VALUE, or '
+                            'build another config' % what)
+
+
+class FrozenList(list):
+    """A list that refuses every change (the lists of a frozen config); equal to a list."""
+
+    def _refuse(self, *args, **kwargs):
+        _refuse_change('change a list value')
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+
+    def __reduce__(self):
+        return FrozenList, (list(self),)
+
+
+def _frozen_value(value):
+    """An unchangeable copy of a config value (nested configs, lists, tuples, arrays)."""
+    if isinstance(value, Config):
+        return value.freeze()
+    if isinstance(value, np.ndarray):
+        value = value.copy()
+        value.setflags(write=False)
+        return value
+    if isinstance(value, list):
+        return FrozenList(_frozen_value(v) for v in value)
+    if isinstance(value, tuple):
+        return tuple(_frozen_value(v) for v in value)
+    return value
+
+
+def _thawed_value(value):
+    """A changeable copy of a (possibly frozen) config value; dicts become Configs."""
+    if isinstance(value, dict):
+        return Config(value)
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, list):
+        return [_thawed_value(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_thawed_value(v) for v in value)
+    return value
+
+
+def _rebuild_config(items, frozen):
+    cfg = Config(items)
+    return cfg.freeze() if frozen else cfg
+
+
+class Config(dict):
+    """A dict whose keys are also attributes (``cfg.TRAIN.BATCH_IMAGES``), as the original's
+    EasyDict; nested dicts become Configs.
+
+    :meth:`freeze` makes it, and everything inside it, unchangeable: item or attribute
+    assignment, deletion and the dict's mutating methods raise :class:`FrozenConfigError`,
+    lists become :class:`FrozenList`, arrays read-only. A frozen config pickles (loader
+    workers receive it) and deep-copies as a frozen config.
+    """
+
+    def __init__(self, mapping=(), **kwargs):
+        super(Config, self).__init__()
+        object.__setattr__(self, '_frozen', False)
+        for key, value in dict(mapping, **kwargs).items():
+            self[key] = value
+
+    @property
+    def frozen(self):
+        return self._frozen
+
+    def freeze(self):
+        """Make this config unchangeable (in place, recursively); returns it."""
+        if not self._frozen:
+            for key in list(self):
+                super(Config, self).__setitem__(key, _frozen_value(dict.__getitem__(self, key)))
+            object.__setattr__(self, '_frozen', True)
+        return self
+
+    def thawed(self):
+        """A changeable deep copy."""
+        return Config(self)
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError('config has no key %r' % name) from None
+
+    def __setattr__(self, name, value):
+        self[name] = value
+
+    def __delattr__(self, name):
+        del self[name]
+
+    def __setitem__(self, key, value):
+        if self._frozen:
+            _refuse_change('set %s' % key)
+        super(Config, self).__setitem__(key, _thawed_value(value))
+
+    def __delitem__(self, key):
+        if self._frozen:
+            _refuse_change('delete %s' % key)
+        super(Config, self).__delitem__(key)
+
+    def update(self, *args, **kwargs):
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key, default=None):
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def _refuse_if_frozen(self, *args, **kwargs):
+        if self._frozen:
+            _refuse_change('remove keys')
+
+    def pop(self, *args):
+        self._refuse_if_frozen()
+        return super(Config, self).pop(*args)
+
+    def popitem(self):
+        self._refuse_if_frozen()
+        return super(Config, self).popitem()
+
+    def clear(self):
+        self._refuse_if_frozen()
+        super(Config, self).clear()
+
+    def __reduce__(self):
+        return _rebuild_config, (dict(self), self._frozen)
+
+    def __deepcopy__(self, memo):
+        return _rebuild_config(copy.deepcopy(dict(self), memo), self._frozen)
+
+    def __copy__(self):
+        return _rebuild_config(dict(self), self._frozen)
+
+
 def _base_config():
     """The recipe keys shared by both networks (every key commented; the presets override some)."""
-    cfg = edict()
+    cfg = Config()
 
     # ---- input pixels: tensor = (pixel / PIXEL_SCALE - PIXEL_MEANS) / PIXEL_STDS ----
     # per-channel means, BGR order as the original lists them (0: raw RGB values reach the net)
@@ -105,7 +266,7 @@ def _base_config():
     # jitter strength j: every factor is drawn from [1 - j, 1 + j]
     cfg.COLOR_JITTERING = 0.125
 
-    cfg.TRAIN = edict()
+    cfg.TRAIN = Config()
     # faces whose longer box side (pixels, in the crop) is below this are dropped; 0: keep all
     cfg.TRAIN.MIN_BOX_SIZE = 0
     # images per device per batch (mnet 16, resnet 8; train.py --batch_images)
@@ -145,7 +306,7 @@ def _base_config():
 
 def _base_default():
     """train.py's command-line defaults (lower-case keys, the original's ``default``)."""
-    d = edict()
+    d = Config()
     d.network = DEFAULT_NETWORK         # --network: mnet | resnet
     d.dataset = DEFAULT_DATASET         # --dataset: retinaface
     d.image_set = 'train'               # --image_set: folder(s) under dataset_path, '+'-joined
@@ -166,9 +327,9 @@ def _base_default():
 
 def _network_presets():
     """Per-network overrides (recipe or default keys, as the original's ``network.*``)."""
-    presets = edict()
+    presets = Config()
     # MobileNet-0.25 backbone, the released mnet.25
-    presets.mnet = edict()
+    presets.mnet = Config()
     presets.mnet.BATCH_IMAGES = 16
     presets.mnet.HEAD_FILTER_NUM = 64
     presets.mnet.LANDMARK_LR_MULT = 2.5
@@ -181,7 +342,7 @@ def _network_presets():
     presets.mnet.LAYER_FIX = True
 
     # ResNet-50 backbone, the released R50
-    presets.resnet = edict()
+    presets.resnet = Config()
     presets.resnet.BATCH_IMAGES = 8
     presets.resnet.HEAD_FILTER_NUM = 256
     presets.resnet.LANDMARK_LR_MULT = 2.0
@@ -195,8 +356,8 @@ def _network_presets():
 
 def _dataset_presets():
     """Per-dataset overrides (the original's ``dataset.*``); RetinaFace layout only."""
-    presets = edict()
-    presets.retinaface = edict()
+    presets = Config()
+    presets.retinaface = Config()
     presets.retinaface.dataset = 'retinaface'
     presets.retinaface.image_set = 'train'
     presets.retinaface.root_path = 'data'
@@ -262,3 +423,163 @@ def generate_config(network_name, dataset_name):
     dflt.dataset = dataset_name
     derive_config(cfg)
     return cfg, dflt
+
+
+# ---------------------------------------------------------------------------- overrides
+#: keys computed from RPN_ANCHOR_CFG (derive_config); an override sets RPN_ANCHOR_CFG instead
+DERIVED_KEYS = ('RPN_FEAT_STRIDE', 'NUM_ANCHORS')
+#: keys whose value must be a positive number
+_POSITIVE_KEYS = ('TRAIN.BATCH_IMAGES', 'TRAIN.RPN_BATCH_SIZE', 'CROP_TRIES', 'PIXEL_SCALE',
+                  'HEAD_FILTER_NUM', 'TRAIN.LANDMARK_STD')
+#: keys whose value must lie in [0, 1]
+_FRACTION_KEYS = ('TRAIN.RPN_FG_FRACTION', 'TRAIN.MOMENTUM', 'TRAIN.RPN_POSITIVE_OVERLAP',
+                  'TRAIN.RPN_NEGATIVE_OVERLAP', 'COLOR_JITTERING')
+
+
+def parse_override(item, source='--set'):
+    """``'TRAIN.BATCH_IMAGES=8'`` -> ``('TRAIN.BATCH_IMAGES', 8)``.
+
+    The value is read as a Python literal (``8``, ``0.5``, ``True``, ``(16, 8)``,
+    ``[(800, 800)]``); anything else, e.g. a bare word, stays a string.
+    """
+    key, sep, text = str(item).partition('=')
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError('%s %r: expected KEY=VALUE, e.g. TRAIN.BATCH_IMAGES=8' % (source, item))
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        value = text.strip()
+    return key, value
+
+
+def parse_overrides(items, source='--set'):
+    """``['A=1', 'B.C=x']`` -> ``[('A', 1), ('B.C', 'x')]``; a key given twice is an error."""
+    pairs = [parse_override(item, source) for item in items]
+    keys = [key for key, _ in pairs]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise ConfigError('%s gives %s more than once' % (source, ', '.join(twice)))
+    return pairs
+
+
+def _key_paths(cfg, prefix=''):
+    paths = []
+    for key, value in cfg.items():
+        paths.append(prefix + str(key))
+        if isinstance(value, dict):
+            paths.extend(_key_paths(value, prefix + str(key) + '.'))
+    return paths
+
+
+def _locate(cfg, key, source):
+    """``(parent dict, last key part)`` of dotted ``key`` in ``cfg``; ConfigError if unknown."""
+    parts = key.split('.')
+    parent = cfg
+    for depth, part in enumerate(parts):
+        if not isinstance(parent, dict) or part not in parent:
+            close = difflib.get_close_matches(key, _key_paths(cfg), n=3)
+            raise ConfigError('%s %s: unknown config key %s%s (the keys are listed, with '
+                              'their meaning, in rcnn/config.py)' % (
+                                  source, key, '.'.join(parts[:depth + 1]),
+                                  '; did you mean %s?' % ' or '.join(close) if close else ''))
+        if depth < len(parts) - 1:
+            parent = parent[part]
+    return parent, parts[-1]
+
+
+def _type_name(value):
+    return 'an array' if isinstance(value, np.ndarray) else type(value).__name__
+
+
+def _coerced(key, current, value, source):
+    """``value`` in the type of ``current`` (the key's value now), or ConfigError."""
+    def refuse():
+        raise ConfigError('%s %s=%r: %s holds %s (now %r), got %s' % (
+            source, key, value, key, _type_name(current), _plain(current), _type_name(value)))
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            refuse()
+        return value
+    if isinstance(current, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(current, int) and not isinstance(value, int)):
+            refuse()
+        if not math.isfinite(value):
+            raise ConfigError('%s %s=%r: the value must be finite' % (source, key, value))
+        return type(current)(value)
+    if isinstance(current, np.ndarray):
+        if not isinstance(value, (list, tuple)) or len(value) != current.size or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise ConfigError('%s %s=%r: %s holds %d numbers (now %s)' % (
+                source, key, value, key, current.size, current.tolist()))
+        return np.array(value, dtype=current.dtype)
+    if isinstance(current, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            refuse()
+        return type(current)(value)
+    if isinstance(current, dict):
+        if not isinstance(value, dict):
+            refuse()
+        return value
+    if not isinstance(value, type(current)):
+        refuse()
+    return value
+
+
+def _check_ranges(cfg, source):
+    """ConfigError for a positive-only or fraction key out of its range."""
+    for key in _POSITIVE_KEYS + _FRACTION_KEYS:
+        parent, leaf = _locate(cfg, key, source)
+        value = parent[leaf]
+        if key in _POSITIVE_KEYS and not value > 0:
+            raise ConfigError('%s: %s must be positive, got %r' % (source, key, value))
+        if key in _FRACTION_KEYS and not 0 <= value <= 1:
+            raise ConfigError('%s: %s must lie in [0, 1], got %r' % (source, key, value))
+
+
+def merge_overrides(cfg, overrides, source='--set'):
+    """Apply ``[(dotted key, value), ...]`` to the changeable ``cfg`` (in place); returns it.
+
+    Raises:
+        ConfigError: one line naming ``source`` and the key -- unknown key (with the closest
+        known ones), a derived key, a value of another type than the key's, a non-finite
+        number, or a value out of the key's range.
+    """
+    for key, value in overrides:
+        if key.split('.')[0] in DERIVED_KEYS:
+            raise ConfigError('%s %s: derived from RPN_ANCHOR_CFG, set that key instead'
+                              % (source, key))
+        parent, leaf = _locate(cfg, key, source)
+        parent[leaf] = _coerced(key, parent[leaf], value, source)
+    try:
+        derive_config(cfg)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ConfigError('%s: RPN_ANCHOR_CFG %s' % (source, exc)) from None
+    _check_ranges(cfg, source)
+    return cfg
+
+
+def build_config(network_name, dataset_name, overrides=(), source='--set'):
+    """The frozen config of a run: the presets, then ``overrides`` (see
+    :func:`merge_overrides`), the derived keys, then :meth:`Config.freeze`."""
+    cfg, _ = generate_config(network_name, dataset_name)
+    return merge_overrides(cfg, overrides, source).freeze()
+
+
+def _plain(value):
+    """JSON-ready copy of a config value (Configs -> dicts, tuples/arrays -> lists)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def config_to_plain(cfg):
+    """The config as plain JSON values (nested dicts, lists, numbers, strings, booleans)."""
+    return _plain(cfg)

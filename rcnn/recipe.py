@@ -64,7 +64,7 @@ class Recipe(object):
         """The recipe of a training config (``PIXEL_*``, ``TRAIN.BBOX_STDS``,
         ``TRAIN.LANDMARK_STD``, ``RPN_ANCHOR_CFG``, ``DENSE_ANCHOR``)."""
         return cls(network, PixelTransform.from_config(cfg), BoxCoder.from_config(cfg),
-                   cfg.RPN_ANCHOR_CFG, bool(cfg.get('DENSE_ANCHOR', False)))
+                   cfg.RPN_ANCHOR_CFG, bool(cfg.DENSE_ANCHOR))
 
     @property
     def strides(self):
@@ -117,9 +117,21 @@ def default_recipe():
     return Recipe.from_config(cfg, network=None)
 
 
-def write_recipe(prefix, cfg, network):
-    """Write ``<prefix>-recipe.json`` (atomically) from a training config; returns the path."""
-    return Recipe.from_config(cfg, network).write(prefix)
+def write_recipe(prefix, cfg, network, overrides=None):
+    """Write ``<prefix>-recipe.json`` (atomically) from a training config; returns the path.
+
+    Besides the recipe, the file keeps the whole training config (``training_config``) and,
+    when given, the ``{dotted key: value}`` overrides it was built with
+    (``config_overrides``); :func:`read_recipe` reads only the recipe.
+    """
+    from rcnn.config import config_to_plain
+    record = Recipe.from_config(cfg, network).to_dict()
+    record['training_config'] = config_to_plain(cfg)
+    if overrides is not None:
+        record['config_overrides'] = [[key, config_to_plain(value)]
+                                      for key, value in dict(overrides).items()]
+    text = json.dumps(record, indent=1, sort_keys=True)
+    return atomic_write_text(recipe_path(prefix), text + '\n')
 
 
 def _from_dict(record, path):

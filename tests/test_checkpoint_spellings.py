@@ -250,8 +250,8 @@ def test_running_spelled_pretrained_checkpoint_feeds_the_training_graph(variant_
     """``train.py --pretrained`` on a checkpoint saying _running_ (graph and params): every
     BatchNorm statistic reaches our training graph (which says _moving_), none is
     re-initialised."""
-    import argparse
     from rcnn.config import generate_config
+    from rcnn.core.train_options import CheckpointOptions
     from rcnn.core.training_setup import starting_params
     from rcnn.symbol import get_symbol_train
     from rcnn.utils.checkpoint import is_graph_input
@@ -262,9 +262,9 @@ def test_running_spelled_pretrained_checkpoint_feeds_the_training_graph(variant_
                   if not is_graph_input(n)}
     aux_shapes = {n: tuple(s) for n, s in zip(sym.list_auxiliary_states(), aux_shapes)}
     assert not [n for n in aux_shapes if RUNNING in n]
-    args = argparse.Namespace(prefix='unused', network='mnet', pretrained_epoch=0,
-                              pretrained=variant_prefixes['all_running'])
-    arg, aux, loaded = starting_params(args, None, arg_shapes, aux_shapes)
+    checkpoint = CheckpointOptions(prefix='unused', pretrained_epoch=0,
+                                   pretrained=variant_prefixes['all_running'])
+    arg, aux, loaded = starting_params('mnet', checkpoint, None, arg_shapes, aux_shapes)
     _, released_arg, released_aux = load_checkpoint(released_prefix, 0)
     assert set(aux) == set(aux_shapes) == set(released_aux)
     for name, value in aux.items():

@@ -155,3 +155,111 @@ def test_no_library_module_reads_the_module_level_config():
                                                                                 'config_module')):
                 offenders.append('%s:%d' % (path.relative_to(root), node.lineno))
     assert not offenders, offenders
+
+
+# ------------------------------------------------------------------------------ frozen config
+def test_a_frozen_config_refuses_every_change_nested_too():
+    import pytest
+    from rcnn.config import FrozenConfigError, build_config
+    cfg = build_config('mnet', 'retinaface')
+    assert cfg.frozen and cfg.TRAIN.frozen and cfg.RPN_ANCHOR_CFG['32'].frozen
+    changes = [lambda: setattr(cfg, 'COLOR_MODE', 0),
+               lambda: cfg.__setitem__('COLOR_MODE', 0),
+               lambda: setattr(cfg.TRAIN, 'BATCH_IMAGES', 2),
+               lambda: cfg.TRAIN.__setitem__('BATCH_IMAGES', 2),
+               lambda: cfg.RPN_ANCHOR_CFG['32'].__setitem__('SCALES', (1,)),
+               lambda: cfg.update(NEW=1), lambda: cfg.pop('SCALES'),
+               lambda: cfg.setdefault('NEW', 1), lambda: delattr(cfg, 'SCALES'),
+               lambda: cfg.SCALES.append((800, 800)), lambda: cfg.PRE_SCALES.__setitem__(0, 9),
+               lambda: cfg.RPN_FEAT_STRIDE.sort()]
+    for change in changes:
+        with pytest.raises(FrozenConfigError, match='the config is frozen'):
+            change()
+    with pytest.raises(ValueError, match='read-only'):
+        cfg.PIXEL_MEANS[0] = 1.0
+    assert cfg.TRAIN.BATCH_IMAGES == 16 and cfg.SCALES == [(640, 640)]
+    assert cfg.RPN_ANCHOR_CFG['32']['SCALES'] == (32, 16) and 'NEW' not in cfg
+
+
+def test_a_frozen_config_pickles_and_copies_frozen_and_thaws_into_a_copy():
+    import copy
+    import pickle
+    from rcnn.config import build_config, config_to_plain
+    cfg = build_config('resnet', 'retinaface')
+    for twin in (pickle.loads(pickle.dumps(cfg)), copy.deepcopy(cfg), copy.copy(cfg)):
+        assert twin.frozen and twin.TRAIN.frozen
+        assert config_to_plain(twin) == config_to_plain(cfg)
+        assert not twin.PIXEL_MEANS.flags.writeable
+    thawed = cfg.thawed()
+    thawed.TRAIN.BATCH_IMAGES = 3
+    thawed.SCALES.append((800, 800))
+    assert cfg.TRAIN.BATCH_IMAGES == 8 and cfg.SCALES == [(640, 640)]
+
+
+def test_graph_builders_and_recipe_read_a_frozen_config():
+    from rcnn.config import build_config
+    from rcnn.recipe import Recipe
+    from rcnn.symbol import get_symbol_test, get_symbol_train
+    cfg = build_config('mnet', 'retinaface')
+    assert len(get_symbol_test('mnet', cfg).list_outputs()) == 9
+    assert 'face_label_stride32' in get_symbol_train('mnet', cfg).list_arguments()
+    assert Recipe.from_config(cfg, 'mnet').strides == (32, 16, 8)
+
+
+def test_overrides_reach_nested_keys_and_keep_the_key_type():
+    from rcnn.config import build_config, parse_overrides
+    cfg = build_config('mnet', 'retinaface', parse_overrides([
+        'TRAIN.BATCH_IMAGES=4', 'RPN_ANCHOR_CFG.32.SCALES=[64, 32]', 'PIXEL_SCALE=2',
+        'TRAIN.LOSS_SCALE=master', 'PIXEL_STDS=(58, 57, 57)', 'RPN_ANCHOR_CFG.8.RATIOS=(1.0, 2.0)',
+        'RPN_ANCHOR_CFG.16.RATIOS=(1.0, 2.0)', 'RPN_ANCHOR_CFG.32.RATIOS=(1.0, 2.0)']))
+    assert cfg.TRAIN.BATCH_IMAGES == 4 and cfg.TRAIN.LOSS_SCALE == 'master'
+    assert cfg.RPN_ANCHOR_CFG['32']['SCALES'] == (64, 32)      # a tuple, as the preset's
+    assert cfg.PIXEL_SCALE == 2.0 and isinstance(cfg.PIXEL_SCALE, float)
+    assert cfg.PIXEL_STDS.dtype == np.float64 and cfg.PIXEL_STDS.tolist() == [58, 57, 57]
+    assert cfg.NUM_ANCHORS == 4                                  # derived again: 2 x 2
+
+
+def test_bad_overrides_are_one_line_errors_naming_the_key():
+    import pytest
+    from rcnn.config import ConfigError, build_config, parse_overrides
+    cases = [('NOPE=1', 'unknown config key NOPE'),
+             ('TRAIN.NOPE=1', 'unknown config key TRAIN.NOPE'),
+             ('RPN_ANCHOR_CFG.64.SCALES=(1,)', 'unknown config key RPN_ANCHOR_CFG.64'),
+             ('TRAIN.BATCH_IMAGES=2.5', 'TRAIN.BATCH_IMAGES holds int (now 16), got float'),
+             ('TRAIN.GRAPH_LR_WD_MULT=1', 'holds bool (now False), got int'),
+             ('COLOR_JITTERING=strong', 'COLOR_JITTERING holds float (now 0.125), got str'),
+             ('PIXEL_MEANS=(1, 2)', 'PIXEL_MEANS holds 3 numbers'),
+             ('NUM_ANCHORS=4', 'derived from RPN_ANCHOR_CFG'),
+             ('TRAIN.RPN_FG_FRACTION=1.5', 'TRAIN.RPN_FG_FRACTION must lie in [0, 1]'),
+             ('TRAIN.RPN_BATCH_SIZE=0', 'TRAIN.RPN_BATCH_SIZE must be positive'),
+             ('TRAIN.LANDMARK_STD=1e999', 'must be finite'),
+             ('RPN_ANCHOR_CFG.8.SCALES=(2, 1, 0.5)', 'same number of anchors')]
+    for item, message in cases:
+        with pytest.raises(ConfigError) as info:
+            build_config('mnet', 'retinaface', parse_overrides([item]))
+        assert message in str(info.value) and '\n' not in str(info.value), item
+    with pytest.raises(ConfigError, match='COLOR_MODE more than once'):
+        parse_overrides(['COLOR_MODE=0', 'COLOR_MODE=1'])
+
+
+def test_keys_read_by_the_data_side_exist_with_the_original_defaults():
+    """The original's config.py: FACE_LANDMARK True, USE_BLUR False, DENSE_ANCHOR False,
+    IMAGE_STRIDE 0, TRAIN.RPN_FORCE_POSITIVE False; every stride's ALLOWED_BORDER 9999."""
+    for network in ('mnet', 'resnet'):
+        cfg, _ = generate_config(network, 'retinaface')
+        assert (cfg.FACE_LANDMARK, cfg.USE_BLUR, cfg.DENSE_ANCHOR, cfg.IMAGE_STRIDE) == \
+            (True, False, False, 0)
+        assert cfg.TRAIN.RPN_FORCE_POSITIVE is False
+        assert [v['ALLOWED_BORDER'] for v in cfg.RPN_ANCHOR_CFG.values()] == [9999] * 3
+
+
+def test_no_read_site_of_the_set_up_side_carries_a_default():
+    """``cfg.get(KEY, default)`` would hide a key missing from rcnn/config.py."""
+    import re
+    files = [ROOT / 'rcnn' / 'recipe.py', ROOT / 'train.py'] + \
+        list((ROOT / 'rcnn' / 'symbol').glob('*.py')) + \
+        [ROOT / 'rcnn' / 'core' / n for n in ('training_setup.py', 'optimizer.py',
+                                              'pretrained.py', 'schedule.py')]
+    found = [(p.name, m.group(0)) for p in files
+             for m in re.finditer(r"cfg(\.TRAIN)?\.get\(", p.read_text())]
+    assert found == []

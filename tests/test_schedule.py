@@ -85,3 +85,16 @@ def test_scheduler_is_picklable_for_kvstore_servers():
     import pickle
     sched = pickle.loads(pickle.dumps(StepFactorScheduler(0.01, [3], [0.1])))
     assert sched(3) == pytest.approx(0.01) and sched(4) == pytest.approx(0.001)
+
+
+def test_rebased_steps_keep_their_epochs_on_data_of_another_size():
+    """Epochs 55 / 68 / 80 at 100 iterations per epoch, resumed at epoch 10 (iteration 1000)
+    on half the images (50 per epoch): the steps come at 1000 + 45 x 50, 1000 + 58 x 50, ..."""
+    from rcnn.core.schedule import rebase_steps
+    assert rebase_steps([5500, 6800, 8000], 1000, 100, 50) == [3250, 3900, 4500]
+    # steps already passed stay where they were; twice the data doubles the distance
+    assert rebase_steps([500, 5500], 1000, 100, 200) == [500, 1000 + 9000]
+    assert rebase_steps([], 10, 1, 1) == []
+    import pytest
+    with pytest.raises(ValueError, match='positive'):
+        rebase_steps([5], 0, 0, 3)

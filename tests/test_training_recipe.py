@@ -371,23 +371,25 @@ def test_train_py_refuses_a_pretrained_file_sharing_no_name(tmp_path, dlib_faces
 # ------------------------------------------------------------------------------ flags, resume
 def test_recipe_flags_set_the_config_and_a_resumed_run_keeps_its_recipe():
     import train
-    from rcnn.core.training_setup import apply_recipe_flags
-    args, cfg = train.parse_args(['--network', 'resnet', '--graph_lr_wd_mult',
-                                  '--loss_scale', 'master'])
-    assert apply_recipe_flags(args, cfg, None) == {'graph_lr_wd_mult': True,
-                                                   'loss_scale': 'master'}
+    from rcnn.config import build_config
+    from rcnn.core.training_setup import run_overrides
+    _, options = train.parse_args(['--network', 'resnet', '--graph_lr_wd_mult',
+                                   '--loss_scale', 'master'])
+    overrides = run_overrides(options.config_overrides, None)
+    assert overrides == {'TRAIN.GRAPH_LR_WD_MULT': True, 'TRAIN.LOSS_SCALE': 'master'}
+    cfg = build_config('resnet', 'retinaface', overrides.items())
     assert (cfg.TRAIN.GRAPH_LR_WD_MULT, cfg.TRAIN.LOSS_SCALE) == (True, 'master')
-    args, cfg = train.parse_args(['--network', 'mnet'])
-    assert apply_recipe_flags(args, cfg, None) == {'graph_lr_wd_mult': False,
-                                                   'loss_scale': 'release'}
+    _, options = train.parse_args(['--network', 'mnet'])
+    cfg = build_config('mnet', 'retinaface', run_overrides(options.config_overrides, None).items())
+    assert (cfg.TRAIN.GRAPH_LR_WD_MULT, cfg.TRAIN.LOSS_SCALE) == (False, 'release')
     # resuming: the record's recipe wins; records older than the switches used the graph's
     # multipliers and the release scales
-    record = {'checkpoint': 3, 'graph_lr_wd_mult': False, 'loss_scale': 'master'}
-    assert apply_recipe_flags(args, cfg, record) == {'graph_lr_wd_mult': False,
-                                                     'loss_scale': 'master'}
-    assert cfg.TRAIN.LOSS_SCALE == 'master'
-    assert apply_recipe_flags(args, cfg, {'checkpoint': 3}) == {
-        'graph_lr_wd_mult': True, 'loss_scale': 'release'}
-    args, cfg = train.parse_args(['--network', 'mnet', '--loss_scale', 'release'])
+    record = {'checkpoint': 3, 'graph_lr_wd_mult': False, 'loss_scale': 'master',
+              'batch_size': 4, 'num_devices': 2}
+    assert run_overrides(options.config_overrides, record) == {
+        'TRAIN.GRAPH_LR_WD_MULT': False, 'TRAIN.LOSS_SCALE': 'master', 'TRAIN.BATCH_IMAGES': 2}
+    assert run_overrides((), {'checkpoint': 3, 'batch_size': 8, 'num_devices': 1}) == {
+        'TRAIN.GRAPH_LR_WD_MULT': True, 'TRAIN.LOSS_SCALE': 'release', 'TRAIN.BATCH_IMAGES': 8}
+    _, options = train.parse_args(['--network', 'mnet', '--loss_scale', 'release'])
     with pytest.raises(ValueError, match='cannot resume checkpoint 3'):
-        apply_recipe_flags(args, cfg, record)
+        run_overrides(options.config_overrides, record)

@@ -367,11 +367,10 @@ def test_a_val_split_without_labels_stops_train_py_before_training(sample_set, t
 
 
 def test_only_rank_0_reads_the_split_and_validates(sample_set):
-    import argparse
+    from rcnn.core.train_options import DataOptions, ValidationOptions
     from rcnn.core.training_setup import open_val_set
-    args = argparse.Namespace(val_set='val', dataset_path=str(sample_set), root_path=None,
-                              val_images=2)
-    assert open_val_set(args, rank=1) is None
-    assert open_val_set(args, rank=0).num_images == 2
-    args.val_set = None
-    assert open_val_set(args, rank=0) is None
+    data = DataOptions(dataset_path=str(sample_set), root_path=None)
+    validation = ValidationOptions(val_set='val', images=2)
+    assert open_val_set(validation, data, rank=1) is None
+    assert open_val_set(validation, data, rank=0).num_images == 2
+    assert open_val_set(ValidationOptions(), data, rank=0) is None

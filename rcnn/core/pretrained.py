@@ -34,6 +34,7 @@ import numpy as np
 from rcnn.utils.checkpoint import LEGACY_AUX_SUFFIXES, params_path, read_ndarray_dict
 
 __all__ = ['PretrainedError', 'PretrainedParams', 'load_pretrained', 'read_pretrained',
+           'pretrained_path',
            'gluon_graph_names']
 
 logger = logging.getLogger(__name__)
@@ -148,6 +149,20 @@ def _split_gluon(saved, network, path):
     return arg_params, aux_params
 
 
+def pretrained_path(source, epoch):
+    """The file ``--pretrained source`` (with ``--pretrained_epoch epoch``) reads.
+
+    Raises:
+        FileNotFoundError: naming the flag and the path tried.
+    """
+    path = source if os.path.isfile(source) else params_path(source, epoch)
+    if not os.path.isfile(path):
+        raise FileNotFoundError('--pretrained %s: neither a file nor a checkpoint prefix (%s not '
+                                'found; give PREFIX with --pretrained_epoch N, or a .params file)'
+                                % (source, path))
+    return path
+
+
 def read_pretrained(source, epoch, network):
     """Read a pretrained file -> ``(arg_params, aux_params, form, path)`` in our names.
 
@@ -158,11 +173,7 @@ def read_pretrained(source, epoch, network):
     Raises:
         FileNotFoundError / PretrainedError naming the file.
     """
-    path = source if os.path.isfile(source) else params_path(source, epoch)
-    if not os.path.isfile(path):
-        raise FileNotFoundError('--pretrained %s: neither a file nor a checkpoint prefix (%s not '
-                                'found; give PREFIX with --pretrained_epoch N, or a .params file)'
-                                % (source, path))
+    path = pretrained_path(source, epoch)
     saved = read_ndarray_dict(path, '--pretrained', PretrainedError)
     if all(key.startswith(('arg:', 'aux:')) for key in saved):
         arg_params, aux_params = _split_symbolic(saved, path)

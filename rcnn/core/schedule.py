@@ -30,7 +30,7 @@ from mxnet.lr_scheduler import LRScheduler
 logger = logging.getLogger(__name__)
 
 __all__ = ['WARMUP_FACTOR', 'step_factors', 'parse_lr_step', 'epochs_to_iterations',
-           'LRSchedule', 'StepFactorScheduler']
+           'rebase_steps', 'LRSchedule', 'StepFactorScheduler']
 
 WARMUP_FACTOR = 1.5849
 FIVE_STEP_FACTORS = (0.5, 0.5, 0.4, 0.1, 0.1)
@@ -84,6 +84,29 @@ def epochs_to_iterations(step_epochs, begin_epoch, num_images, batch_size):
         raise ValueError('batch_size must be positive, got %r' % batch_size)
     return [int((epoch - begin_epoch) * num_images / batch_size)
             for epoch in step_epochs if epoch > begin_epoch]
+
+
+def rebase_steps(steps, iteration, old_iters_per_epoch, new_iters_per_epoch):
+    """Iteration steps of a run resumed at ``iteration`` on data of another size.
+
+    A step already passed (``<= iteration``) stays; a step ahead keeps its distance in
+    *epochs*: ``iteration + round((step - iteration) * new / old)``. With half the images
+    (``new = old / 2``) the epochs 55 / 68 / 80 still change the lr, at the new iterations.
+
+    Args:
+        steps: increasing iterations of the resumed schedule.
+        iteration: the resumed run's global iteration.
+        old_iters_per_epoch, new_iters_per_epoch: iterations per epoch of the old and the
+            new data (positive).
+    Returns:
+        list of int, non-decreasing.
+    """
+    if old_iters_per_epoch <= 0 or new_iters_per_epoch <= 0:
+        raise ValueError('iterations per epoch must be positive, got %r and %r'
+                         % (old_iters_per_epoch, new_iters_per_epoch))
+    ratio = float(new_iters_per_epoch) / float(old_iters_per_epoch)
+    return [int(step) if step <= iteration
+            else int(iteration + round((step - iteration) * ratio)) for step in steps]
 
 
 def _lr_of_iteration(base_lr, steps, factors, iteration):

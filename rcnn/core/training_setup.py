@@ -1,31 +1,40 @@
-"""Training set-up and resume: what ``train.py`` does between parsing its flags and the loop.
+"""Training set-up and resume: what ``train.py`` does between checking its flags and the loop.
 
-:func:`build_training` ``(args, cfg)`` turns train.py's flags and a config from
-``generate_config`` into a ready :class:`TrainingRun`:
+:func:`build_training` ``(options)`` turns :class:`~rcnn.core.train_options.TrainOptions`
+(train.py's checked flags, or options built in Python) into a ready :class:`TrainingRun`:
 
 1. devices (``--gpus`` / ``--cpus`` / CUDA_VISIBLE_DEVICES) and the kvstore (rank, workers);
    the exclusive lock on ``--prefix`` (rcnn/utils/run_lock.py), held until the run is closed;
 2. logging to stdout and ``<prefix>-train.log``; what a killed save left behind is removed;
-3. resume state: the verified training record of ``--resume`` (rcnn/core/train_state.py), on
-   the same data unless ``--resume_other_data``; the seed (``--seed``, the record's, or a
-   fresh one);
-4. the roidb (every ``+``-joined image set, mirrored unless ``--no_flip``), this worker's shard
-   and the batch size (``BATCH_IMAGES`` x devices, lowered for tiny sets);
-5. the schedule, start position and end epoch of a new or resumed run (:func:`plan_run`);
-6. the training and deploy graphs and the CropLoader;
-7. the starting parameters (resumed checkpoint, ``--pretrained`` or none), the frozen ones
-   (``LAYER_FIX``), the bound Module with SGD (``--graph_lr_wd_mult``, rcnn/core/optimizer.py)
-   and, resuming, its optimizer state;
-8. the :class:`~rcnn.core.trainer.Trainer` with its :class:`~rcnn.core.trainer.TrainerOptions`
-   and, on rank 0, its watchers: ``<prefix>-metrics.csv`` and, with ``--val_set``, the
+3. resume state: the verified training record of ``--resume`` (rcnn/core/train_state.py);
+   the options the flags did not give (data, validation, lr, end epoch, config overrides) are
+   taken from it (:func:`remembered_options`); another dataset path or image set is refused
+   unless ``--resume_other_data``; the seed (``--seed``, the record's, or a fresh one);
+4. the config, built once and frozen (:func:`rcnn.config.build_config`): the presets, the
+   record's overrides when resuming, then the flags' and ``--set``'s (:func:`run_overrides`);
+5. the roidb (every ``+``-joined image set, mirrored unless ``--no_flip``), its content digest
+   (:func:`training_data_digest`: label files and image list; a resume on changed data is
+   refused unless ``--resume_other_data``), this worker's shard and the batch size
+   (``BATCH_IMAGES`` x devices; for a set too small to fill it, a config with a lower
+   ``BATCH_IMAGES`` is built);
+6. the schedule, start position and end epoch of a new or resumed run (:func:`plan_run`);
+7. the training and deploy graphs and the starting parameters (resumed checkpoint,
+   ``--pretrained`` or none), read before any loader worker starts; then the CropLoader;
+8. the frozen ones (``LAYER_FIX``), the bound Module with SGD (``TRAIN.GRAPH_LR_WD_MULT``,
+   rcnn/core/optimizer.py) and, resuming, its optimizer state;
+9. the :class:`~rcnn.core.trainer.Trainer` with its :class:`~rcnn.core.trainer.TrainerOptions`
+   and, on rank 0, its watchers: ``<prefix>-metrics.csv`` and, with a validation split, the
    validation of epoch checkpoints (rcnn/core/metrics_log.py, rcnn/core/validation.py; the
-   validation split is read at start-up, before the roidb).
+   split is read at start-up, before the roidb).
+
+The training record of every checkpoint stores the run's options that ``--resume``
+remembers, the data digest, the config overrides and the merged config.
 
 :func:`run_training` builds, trains (``Trainer.fit``), logs the final parameter digest and
-closes the run (loader workers, lock). ``cfg`` is explicit; set-up changes three of its keys:
-``TRAIN.BATCH_IMAGES`` (``--batch_images``, or lowered for tiny sets) and
-``TRAIN.GRAPH_LR_WD_MULT`` / ``TRAIN.LOSS_SCALE`` (the flags, or a resumed run's record).
+closes the run (loader workers, lock). Nothing here changes a config: a config is frozen.
 """
+import dataclasses
+import hashlib
 import logging
 import os
 import pprint
@@ -35,11 +44,12 @@ import sys
 import mxnet as mx
 import numpy as np
 
-from rcnn.config import DEFAULT_END_EPOCH
+from rcnn.config import build_config, config_to_plain
 from rcnn.core import cpu_share, train_state
 from rcnn.core.optimizer import describe_multipliers, effective_multipliers, init_module_optimizer
 from rcnn.core.pretrained import load_pretrained
-from rcnn.core.schedule import LRSchedule
+from rcnn.core.schedule import LRSchedule, rebase_steps
+from rcnn.core.train_options import ValidationOptions
 from rcnn.core.trainer import (XAVIER, DeviceError, Position, Trainer, TrainerOptions,
                                frozen_param_names, layer_fix_candidates, params_digest,
                                resolve_contexts, shard_roidb)
@@ -50,10 +60,14 @@ logger = logging.getLogger('train')
 
 __all__ = ['TrainingRun', 'build_training', 'run_training', 'setup_logging',
            'NoTracebackFormatter', 'seed_everything', 'check_resume_data',
-           'load_roidb', 'LoaderFeed', 'fit_batch_to_data', 'create_kvstore',
-           'train_param_shapes', 'starting_params', 'resolve_resume', 'check_resume_compatible',
-           'is_sync_dist', 'init_optimizer', 'plan_run', 'build_module', 'choose_frozen',
-           'apply_recipe_flags', 'open_val_set', 'make_watchers']
+           'load_roidb', 'training_data_digest', 'LoaderFeed', 'fit_batch_to_data',
+           'create_kvstore', 'train_param_shapes', 'starting_params', 'resolve_resume',
+           'check_resume_compatible', 'check_resume_not_done', 'is_sync_dist', 'init_optimizer',
+           'plan_run', 'build_module', 'choose_frozen', 'RECIPE_KEYS', 'recorded_overrides',
+           'run_overrides', 'remembered_options', 'open_val_set', 'make_watchers']
+
+#: config keys of the optimizer semantics and the loss scales: a resumed run keeps them
+RECIPE_KEYS = ('TRAIN.GRAPH_LR_WD_MULT', 'TRAIN.LOSS_SCALE')
 
 
 def setup_logging(prefix, rank=0):
@@ -91,21 +105,46 @@ def seed_everything(seed):
     mx.random.seed(seed)
 
 
-def load_roidb(args, cfg):
-    """Roidb of every '+'-joined image set, with mirrored copies unless --no_flip."""
+# ---------------------------------------------------------------------------- data
+def load_roidb(data, cfg):
+    """Roidb of every '+'-joined image set of ``data`` (DataOptions), with mirrored copies
+    unless ``data.flip`` is False."""
     from rcnn.dataset import RetinaFaceDataset
     roidb = []
-    for image_set in args.image_set.split('+'):
-        imdb = RetinaFaceDataset(image_set, args.root_path, args.dataset_path, cfg=cfg,
-                          drop_outside_boxes=not args.keep_outside_boxes)
+    for image_set in data.image_sets:
+        imdb = RetinaFaceDataset(image_set, data.root_path, data.dataset_path, cfg=cfg,
+                                 drop_outside_boxes=not data.keep_outside_boxes)
         entries = imdb.gt_roidb()
-        if not args.no_flip:
+        if data.flip:
             entries = imdb.append_flipped_images(entries)
         roidb.extend(entries)
     if not roidb:
-        raise ValueError('no training image in %s (image set %s)' % (args.dataset_path,
-                                                                      args.image_set))
+        raise ValueError('no training image in %s (image set %s)' % (data.dataset_path,
+                                                                      data.image_set))
     return roidb
+
+
+def training_data_digest(data, roidb):
+    """SHA-256 of what the training data is: every image set's ``label.txt`` bytes and the
+    sorted list of the images the roidb reads, each with its size in bytes.
+
+    Two folders with the same content have the same digest (paths and dates do not count);
+    removing a label, an image or replacing an image by one of another size changes it.
+    """
+    digest = hashlib.sha256()
+    for image_set in data.image_sets:
+        label_file = os.path.join(data.dataset_path, image_set, 'label.txt')
+        digest.update(('%s\0' % image_set).encode('utf-8'))
+        with open(label_file, 'rb') as handle:
+            digest.update(hashlib.sha256(handle.read()).digest())
+    root = os.path.abspath(data.dataset_path)
+    for path in sorted({os.path.abspath(entry['image']) for entry in roidb}):
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = -1       # a missing image: the loader skips it, the digest still differs
+        digest.update(('%s\0%d\0' % (os.path.relpath(path, root), size)).encode('utf-8'))
+    return digest.hexdigest()
 
 
 class LoaderFeed(object):
@@ -126,18 +165,19 @@ class LoaderFeed(object):
                 yield batch
 
 
-def fit_batch_to_data(cfg, num_images, num_devices):
-    """Lower BATCH_IMAGES when the data set cannot fill one batch (tiny smoke-test sets)."""
-    wanted = cfg.TRAIN.BATCH_IMAGES * num_devices
+def fit_batch_to_data(batch_images, num_images, num_devices):
+    """Images per device: ``batch_images``, lowered when the data set cannot fill one batch
+    (tiny smoke-test sets, logged)."""
+    wanted = batch_images * num_devices
     if num_images >= wanted:
-        return
+        return batch_images
     per_device = num_images // num_devices
     if per_device < 1:
         raise ValueError('%d training images cannot feed %d devices' % (num_images, num_devices))
     logger.warning('only %d training images for a batch of %d: BATCH_IMAGES lowered from %d to '
-                   '%d (pass --batch_images to choose)', num_images, wanted,
-                   cfg.TRAIN.BATCH_IMAGES, per_device)
-    cfg.TRAIN.BATCH_IMAGES = per_device
+                   '%d (pass --batch_images to choose)', num_images, wanted, batch_images,
+                   per_device)
+    return per_device
 
 
 def create_kvstore(kvstore_type):
@@ -152,35 +192,50 @@ def create_kvstore(kvstore_type):
     return kv, kv.rank, kv.num_workers
 
 
-def train_param_shapes(train_sym, data_shapes):
-    """name -> shape of the training graph's parameters and aux states at ``data_shapes``."""
-    arg_shapes, _, aux_shapes = train_sym.infer_shape(**dict(data_shapes))
-    inputs = {name for name, _ in data_shapes}
-    args = {n: s for n, s in zip(train_sym.list_arguments(), arg_shapes) if n not in inputs}
-    aux = dict(zip(train_sym.list_auxiliary_states(), aux_shapes))
+def train_param_shapes(train_sym, cfg, batch_size):
+    """``(args, aux)``: name -> shape of the training graph's parameters and aux states for
+    batches of ``batch_size`` crops (the shapes follow from the image input alone, so they
+    are known before the loader exists)."""
+    from rcnn.model_layout import label_names
+    crop = int(cfg.SCALES[0][0])
+    arg_shapes, _, aux_shapes = train_sym.infer_shape_partial(data=(batch_size, 3, crop, crop))
+    inputs = {'data'} | set(label_names(cfg.RPN_FEAT_STRIDE, landmarks=cfg.FACE_LANDMARK))
+    args = {n: tuple(s) for n, s in zip(train_sym.list_arguments(), arg_shapes)
+            if n not in inputs}
+    aux = {n: tuple(s) for n, s in zip(train_sym.list_auxiliary_states(), aux_shapes)}
+    unknown = sorted(n for n, s in list(args.items()) + list(aux.items()) if not s or 0 in s)
+    if unknown:
+        raise ValueError('cannot infer the shapes of %s in the %d-pixel training graph'
+                         % (unknown, crop))
     return args, aux
 
 
-def starting_params(args, record, arg_shapes, aux_shapes):
+def starting_params(network, checkpoint, record, arg_shapes, aux_shapes):
     """``(arg_params, aux_params, loaded names)`` to start from: the resumed checkpoint, the
     pretrained weights (rcnn/core/pretrained.py) or nothing.
 
+    Args:
+        network: 'mnet' or 'resnet'.
+        checkpoint: :class:`~rcnn.core.train_options.CheckpointOptions` (prefix, pretrained).
+        record: the resumed training record, or None.
+        arg_shapes, aux_shapes: name -> shape of the training graph.
     Raises ValueError naming the file on mismatched shapes, a pretrained file sharing no name
     with the graph, or (resuming) anything missing.
     """
     from rcnn.utils.checkpoint import compare_params, load_checkpoint
     from rcnn.utils.param_names import fit_names
-    if args.pretrained and record is None:
-        pretrained = load_pretrained(args.pretrained, args.pretrained_epoch, args.network,
-                                     arg_shapes, aux_shapes)
+    if checkpoint.pretrained and record is None:
+        pretrained = load_pretrained(checkpoint.pretrained, checkpoint.pretrained_epoch,
+                                     network, arg_shapes, aux_shapes)
         logger.info('%s', pretrained.summary())
         return pretrained.arg_params, pretrained.aux_params, pretrained.loaded
     if record is None:
         logger.warning('training from scratch (no --pretrained): every parameter gets the '
                        'initialiser; the original recipe starts from ImageNet weights')
         return {}, {}, []
-    source = '%s-%04d' % (args.prefix, record['checkpoint'])
-    _, arg_params, aux_params = load_checkpoint(args.prefix, record['checkpoint'])
+    prefix = checkpoint.prefix
+    source = '%s-%04d' % (prefix, record['checkpoint'])
+    _, arg_params, aux_params = load_checkpoint(prefix, record['checkpoint'])
     # BatchNorm statistics in the training graph's spelling (a Gluon backbone's checkpoint
     # says _running_ where our graphs say _moving_)
     arg_params = fit_names(arg_shapes, arg_params)[0]
@@ -189,7 +244,7 @@ def starting_params(args, record, arg_shapes, aux_shapes):
                                                      aux_params)
     if mismatched:
         raise ValueError('%s does not fit the %s training graph: %s' % (
-            source, args.network, '; '.join(mismatched)))
+            source, network, '; '.join(mismatched)))
     if missing:
         raise ValueError('cannot resume from %s: it lacks %s' % (source, missing))
     logger.info('loaded %d arrays from %s (%d unexpected, ignored: %s)',
@@ -213,58 +268,145 @@ def choose_frozen(cfg, param_names, loaded):
     return fixed
 
 
-def apply_recipe_flags(args, cfg, record):
-    """Set the optimizer semantics and loss-scale variant in ``cfg`` from the flags, or from
-    the resumed run's record (a resumed run keeps its recipe; a differing flag is refused)."""
-    wanted = {'graph_lr_wd_mult': bool(args.graph_lr_wd_mult),
-              'loss_scale': args.loss_scale or cfg.TRAIN.LOSS_SCALE}
-    if record is not None:
-        # records written before these switches existed: graph multipliers, release scales
-        saved = {'graph_lr_wd_mult': record.get('graph_lr_wd_mult', True),
-                 'loss_scale': record.get('loss_scale', 'release')}
-        asked = {'graph_lr_wd_mult': args.graph_lr_wd_mult and not saved['graph_lr_wd_mult'],
-                 'loss_scale': args.loss_scale not in (None, saved['loss_scale'])}
-        if any(asked.values()):
-            raise ValueError('cannot resume checkpoint %d with %s: it was trained with %s'
-                             % (record['checkpoint'], wanted, saved))
-        wanted = saved
-    cfg.TRAIN.GRAPH_LR_WD_MULT = wanted['graph_lr_wd_mult']
-    cfg.TRAIN.LOSS_SCALE = wanted['loss_scale']
-    logger.info('optimizer: %s; loss scales: %s', 'the graph\'s lr/wd multipliers '
-                '(--graph_lr_wd_mult)' if wanted['graph_lr_wd_mult'] else
-                'lr x1 and wd %g for every trainable parameter (the original)' % args.wd,
-                wanted['loss_scale'])
-    return wanted
-
-
-def resolve_resume(args):
-    """The verified training record to resume from, or None."""
-    if args.resume is None:
+# ---------------------------------------------------------------------------- resume
+def resolve_resume(prefix, resume):
+    """The verified training record of checkpoint ``resume`` ('latest' or a number) of
+    ``prefix``, or None when ``resume`` is None."""
+    if resume is None:
         return None
-    number = train_state.latest_checkpoint(args.prefix) if args.resume == 'latest' \
-        else args.resume
+    number = train_state.latest_checkpoint(prefix) if resume == 'latest' else resume
     if number is None:
         raise train_state.CorruptCheckpointError(
-            'cannot resume: no training record %s-NNNN.train.json found' % args.prefix)
-    return train_state.read_train_record(args.prefix, number)
+            'cannot resume: no training record %s-NNNN.train.json found' % prefix)
+    return train_state.read_train_record(prefix, number)
 
 
-def check_resume_data(record, args):
-    """Refuse to resume on another data set than the checkpoint's, unless allowed."""
+def _first(*values):
+    """The first value that is not None (None when all are)."""
+    return next((value for value in values if value is not None), None)
+
+
+def _remembered_validation(given, record):
+    """The validation settings of a resumed run: the given ones, else the record's."""
+    saved = record.get('validation_options') or {}
+    names = [f.name for f in dataclasses.fields(ValidationOptions)]
+    if given.val_set is None and not saved.get('val_set'):
+        asked = [name for name in names if getattr(given, name) is not None]
+        if asked:
+            raise ValueError('--val_%s needs --val_set: checkpoint %d\'s run did not validate'
+                             % (asked[0], record['checkpoint']))
+        return given
+    if given.val_set is not None and given.val_set != saved.get('val_set'):
+        return given                       # another split: its own settings or the defaults
+    return ValidationOptions(**{name: _first(getattr(given, name), saved.get(name))
+                                for name in names})
+
+
+def remembered_options(options, record):
+    """The options a run uses: for a new run the given ones with the defaults; resuming, what
+    the flags did not give comes from the checkpoint's record (the data, the validation
+    settings, the base lr, the end epoch, the weight decay, the seed), then the defaults
+    (records written before a setting was recorded).
+    """
+    if record is None:
+        return options.with_defaults()
+    data, schedule = options.data, options.schedule
+    if schedule.lr_step is not None:
+        logger.warning('--lr_step %s is not used by --resume: checkpoint %d\'s schedule goes on '
+                       '(lr steps at iterations %s)', schedule.lr_step, record['checkpoint'],
+                       record['lr_steps'])
+    data = dataclasses.replace(
+        data, dataset_path=_first(data.dataset_path, record.get('dataset_path')),
+        image_set=_first(data.image_set, record.get('image_set')),
+        keep_outside_boxes=_first(data.keep_outside_boxes, record.get('keep_outside_boxes')),
+        flip=_first(data.flip, record.get('flip')),
+        shuffle=_first(data.shuffle, record.get('shuffle')))
+    schedule = dataclasses.replace(
+        schedule, lr=_first(schedule.lr, record['base_lr']),
+        end_epoch=_first(schedule.end_epoch, record.get('end_epoch')),
+        wd=_first(schedule.wd, record.get('wd')), seed=_first(schedule.seed, record.get('seed')))
+    resumed = dataclasses.replace(options, data=data, schedule=schedule,
+                                  validation=_remembered_validation(options.validation, record))
+    logger.info('resuming checkpoint %d: data %s (image set %s), validation %s',
+                record['checkpoint'], data.dataset_path, data.image_set,
+                resumed.validation.val_set or 'none')
+    return resumed.with_defaults()
+
+
+def recorded_overrides(record):
+    """``{dotted key: value}``: the config overrides checkpoint ``record``'s run used.
+
+    Records that do not list them get the values of the switches they do record (records
+    older than the switches: the graph's multipliers and the release loss scales) and the
+    batch per device."""
+    if 'config_overrides' in record:
+        return {key: value for key, value in record['config_overrides']}
+    return {'TRAIN.GRAPH_LR_WD_MULT': record.get('graph_lr_wd_mult', True),
+            'TRAIN.LOSS_SCALE': record.get('loss_scale', 'release'),
+            'TRAIN.BATCH_IMAGES': record['batch_size'] // record['num_devices']}
+
+
+def run_overrides(given, record):
+    """``{dotted key: value}`` the run's config is built with: a resumed run's recorded
+    overrides, then ``given`` (train.py's flags and ``--set``) on top.
+
+    Raises:
+        ValueError: resuming with a recipe key (:data:`RECIPE_KEYS`) other than the
+        checkpoint's: a resumed run keeps its optimizer semantics and loss scales.
+    """
+    given = dict(given)
+    if record is None:
+        return given
+    saved = recorded_overrides(record)
+    refused = {key: value for key, value in given.items()
+               if key in RECIPE_KEYS and key in saved and saved[key] != value}
+    if refused:
+        raise ValueError('cannot resume checkpoint %d with %s: it was trained with %s'
+                         % (record['checkpoint'], refused,
+                            {key: saved[key] for key in refused}))
+    for key, value in given.items():
+        if key in saved and saved[key] != value:
+            logger.warning('resuming checkpoint %d with %s=%r (its run used %r)',
+                           record['checkpoint'], key, value, saved[key])
+    merged = dict(saved)
+    merged.update(given)
+    return merged
+
+
+def check_resume_data(record, data, allowed):
+    """Refuse to resume on another dataset path / image set than the checkpoint's, unless
+    ``allowed``; returns whether they differ."""
     trained_on = (record.get('dataset_path'), record.get('image_set'))
-    now = (os.path.abspath(args.dataset_path), args.image_set)
+    now = (os.path.abspath(data.dataset_path), data.image_set)
     differing = [(flag, old, new) for flag, old, new in zip(('--dataset_path', '--image_set'),
                                                             trained_on, now)
                  if old is not None and old != new]
     if not differing:
-        return
+        return False
     text = ', '.join('%s %s (checkpoint: %s)' % (flag, new, old) for flag, old, new in differing)
-    if not args.resume_other_data:
+    if not allowed:
         raise ValueError('cannot resume checkpoint %d on other data: %s; pass '
                          '--resume_other_data to continue on it anyway'
                          % (record['checkpoint'], text))
     logger.warning('resuming checkpoint %d on other data (--resume_other_data): %s',
                    record['checkpoint'], text)
+    return True
+
+
+def check_resume_content(record, digest, allowed):
+    """Refuse to resume when the training data's content changed (:func:`training_data_digest`
+    differs from the record's), unless ``allowed``; returns whether it changed."""
+    saved = record.get('data_digest')
+    if saved is None or saved == digest:
+        return False
+    if not allowed:
+        raise ValueError('cannot resume checkpoint %d: the training data changed since it was '
+                         'written (label.txt or the image list differ); pass '
+                         '--resume_other_data to continue on it (the lr steps are then '
+                         'recomputed from their epochs)' % record['checkpoint'])
+    logger.warning('resuming checkpoint %d on changed training data (--resume_other_data)',
+                   record['checkpoint'])
+    return True
 
 
 def check_resume_compatible(record, network, batch_size, num_devices, num_workers):
@@ -277,6 +419,18 @@ def check_resume_compatible(record, network, batch_size, num_devices, num_worker
         raise ValueError('cannot resume checkpoint %d: it was trained with %s; use the same '
                          'network, batch and devices' % (record['checkpoint'],
                                                          ', '.join(differing)))
+
+
+def check_resume_not_done(record, end_epoch, max_iters):
+    """Refuse to resume a checkpoint that ``--end_epoch`` / ``--max_iters`` already stop."""
+    if record['epoch'] >= end_epoch:
+        raise ValueError('--end_epoch %d: checkpoint %d is already at epoch %d, nothing would be '
+                         'trained; pass a later --end_epoch' % (end_epoch, record['checkpoint'],
+                                                                record['epoch']))
+    if max_iters is not None and record['iteration'] >= max_iters:
+        raise ValueError('--max_iters %d: checkpoint %d has already done %d iterations, nothing '
+                         'would be trained; pass a larger --max_iters'
+                         % (max_iters, record['checkpoint'], record['iteration']))
 
 
 def is_sync_dist(kv):
@@ -315,24 +469,42 @@ def init_optimizer(mod, kv, optimizer_params, graph_multipliers=False):
     return True
 
 
-def plan_run(args, record, num_images, batch_size):
-    """(schedule, start Position, end_epoch, frozen names or None) of a new or resumed run."""
+def plan_run(schedule, record, num_images, batch_size, prefix, data_changed=False):
+    """(LRSchedule, start Position, end_epoch, frozen names or None) of a new or resumed run.
+
+    Args:
+        schedule: :class:`~rcnn.core.train_options.ScheduleOptions` with the defaults (or the
+            record's values) filled in.
+        record: the resumed training record, or None.
+        num_images, batch_size: roidb entries and images per iteration of this worker.
+        prefix: the checkpoint prefix (for the log).
+        data_changed: resuming on other data (``--resume_other_data``): the lr steps still
+            ahead move to the same epochs at the new iterations per epoch.
+    """
     if record is not None:
         base_lr = record['base_lr']
-        if args.lr_given and args.lr != base_lr:
+        if schedule.lr != base_lr:
             logger.warning('--lr %.8g replaces the resumed schedule\'s base lr %.8g (the lr steps '
-                           'and factors stay)', args.lr, base_lr)
-            base_lr = args.lr
-        schedule = LRSchedule(base_lr, record['lr_steps'], record['lr_factors'])
+                           'and factors stay)', schedule.lr, base_lr)
+            base_lr = schedule.lr
         position = Position(record['epoch'], record['batch_in_epoch'], record['iteration'])
-        end_epoch = args.end_epoch if args.end_epoch is not None else record['end_epoch']
-        logger.info('resuming from checkpoint %s-%04d at %s, lr %.8g', args.prefix,
-                    record['checkpoint'], position, schedule.lr_at(position.iteration))
-        return schedule, position, end_epoch, list(record.get('fixed_params', []))
-    schedule = LRSchedule.from_epochs(args.lr, args.lr_step, args.begin_epoch, num_images,
-                                      batch_size)
-    end_epoch = args.end_epoch if args.end_epoch is not None else DEFAULT_END_EPOCH
-    return schedule, Position(args.begin_epoch, 0, 0), end_epoch, None
+        steps = record['lr_steps']
+        if data_changed:
+            now = max(num_images // batch_size, 1)
+            steps = rebase_steps(steps, position.iteration, record['iters_per_epoch'], now)
+            logger.warning('lr steps recomputed for the other data: iterations %s -> %s (the same '
+                           'epochs at %d instead of %d iterations per epoch)',
+                           record['lr_steps'], steps, now, record['iters_per_epoch'])
+        lr_schedule = LRSchedule(base_lr, steps, record['lr_factors'])
+        logger.info('resuming from checkpoint %s-%04d at %s, lr %.8g', prefix,
+                    record['checkpoint'], position, lr_schedule.lr_at(position.iteration))
+        return lr_schedule, position, schedule.end_epoch, list(record.get('fixed_params', []))
+    if schedule.end_epoch <= schedule.begin_epoch:
+        raise ValueError('--end_epoch %d must be after --begin_epoch %d: nothing would be trained'
+                         % (schedule.end_epoch, schedule.begin_epoch))
+    lr_schedule = LRSchedule.from_epochs(schedule.lr, schedule.lr_step, schedule.begin_epoch,
+                                         num_images, batch_size)
+    return lr_schedule, Position(schedule.begin_epoch, 0, 0), schedule.end_epoch, None
 
 
 def build_module(train_sym, loader, contexts, work_load_list, fixed, arg_params, aux_params,
@@ -349,26 +521,28 @@ def build_module(train_sym, loader, contexts, work_load_list, fixed, arg_params,
     return mod
 
 
-
-def open_val_set(args, rank):
-    """Rank 0 with --val_set: the validation split, read and checked now (start-up)."""
+def open_val_set(validation, data, rank):
+    """Rank 0 with a validation split: the split (under ``data.dataset_path``), read and
+    checked now (start-up); None otherwise."""
     from rcnn.core.validation import open_validation_set
-    if rank != 0 or not args.val_set:
+    if rank != 0 or not validation.val_set:
         return None
-    return open_validation_set(args.dataset_path, args.val_set, args.root_path, args.val_images)
+    return open_validation_set(data.dataset_path, validation.val_set, data.root_path,
+                               validation.images)
 
 
-def make_watchers(args, cfg, record, contexts, val_set):
-    """Rank 0's ``<prefix>-metrics.csv`` writer and, with --val_set, its validator."""
+def make_watchers(prefix, strides, validation, record, contexts, val_set):
+    """Rank 0's ``<prefix>-metrics.csv`` writer and, with a validation split, its validator
+    (``validation``: :class:`~rcnn.core.train_options.ValidationOptions`)."""
     from rcnn.core.metric import build_train_metrics
     from rcnn.core.metrics_log import MetricsLog
     from rcnn.core.validation import Validator
-    names = [name for name, _ in build_train_metrics(cfg.RPN_FEAT_STRIDE).get_name_value()]
-    watchers = [MetricsLog(args.prefix, names, None if record is None else record['iteration'])]
+    names = [name for name, _ in build_train_metrics(strides).get_name_value()]
+    watchers = [MetricsLog(prefix, names, None if record is None else record['iteration'])]
     if val_set is not None:
         ctx_id = contexts[0].device_id if contexts[0].device_type == 'gpu' else -1
-        watchers.append(Validator(args.prefix, val_set, args.val_every, args.val_mode,
-                                  args.val_metric, ctx_id, resume=record))
+        watchers.append(Validator(prefix, val_set, validation.every, validation.mode,
+                                  validation.metric, ctx_id, resume=record))
     return watchers
 
 
@@ -396,131 +570,190 @@ class TrainingRun(object):
             self.lock.release()
 
 
-def build_training(args, cfg):
-    """Set up a new or resumed training run from train.py's flags (see the module docstring);
-    the run holds an exclusive lock on ``--prefix`` until :meth:`TrainingRun.close`.
+def build_training(options):
+    """Set up a new or resumed training run (see the module docstring); the run holds an
+    exclusive lock on the prefix until :meth:`TrainingRun.close`.
 
     Args:
-        args: train.py's parsed flags (``train.parse_args``).
-        cfg: the config of ``generate_config(args.network, args.dataset)``.
+        options: :class:`~rcnn.core.train_options.TrainOptions` (train.py's checked flags).
     Returns:
         :class:`TrainingRun`.
     Raises:
-        DeviceError, train_state.CorruptCheckpointError, ValueError, OSError: with a message
-        naming the flag or file; PrefixInUseError when another run holds ``--prefix``.
+        DeviceError, train_state.CorruptCheckpointError, ValueError (ConfigError included),
+        OSError: with a message naming the flag or file; PrefixInUseError when another run
+        holds the prefix.
     """
-    contexts = resolve_contexts(args.gpus, args.cpus)
-    kv, rank, num_workers = create_kvstore(args.kvstore)
-    run_lock = PrefixLock(args.prefix, rank)   # held while this run lives (TrainingRun.close)
+    contexts = resolve_contexts(options.devices.gpus, options.devices.cpus)
+    kv, rank, num_workers = create_kvstore(options.devices.kvstore)
+    run_lock = PrefixLock(options.prefix, rank)   # held while this run lives (TrainingRun.close)
     try:
-        return _build_locked(args, cfg, contexts, kv, rank, num_workers, run_lock)
+        return _build_locked(options, contexts, kv, rank, num_workers, run_lock)
     except BaseException:
         run_lock.release()
         raise
 
 
-def _build_locked(args, cfg, contexts, kv, rank, num_workers, run_lock):
+@dataclasses.dataclass(frozen=True)
+class _RunPlan:
+    """What the set-up settled before building the graphs: the completed options, the frozen
+    config and its overrides, the resumed record, the roidb and its digest."""
+    options: object
+    cfg: object
+    overrides: dict
+    record: object
+    roidb: list
+    data_digest: str
+    data_changed: bool
+    seed: int
+
+
+def _plan(options, contexts, rank, num_workers):
+    """Resume record, remembered options, config, seed, validation split and roidb."""
+    record = resolve_resume(options.prefix, options.checkpoint.resume)
+    options = remembered_options(options, record)
+    allowed = options.checkpoint.resume_other_data
+    data_changed = record is not None and check_resume_data(record, options.data, allowed)
+    overrides = run_overrides(options.config_overrides, record)
+    cfg = build_config(options.network, options.dataset, overrides.items(),
+                       source='config override')
+    seed = options.schedule.seed if options.schedule.seed is not None \
+        else random.SystemRandom().randrange(2 ** 31)
+    seed_everything(seed)
+    logger.info('train.py %s', options.command_line)
+    val_set = open_val_set(options.validation, options.data, rank)
+    full_roidb = load_roidb(options.data, cfg)
+    digest = training_data_digest(options.data, full_roidb)
+    if record is not None:
+        data_changed = check_resume_content(record, digest, allowed) or data_changed
+    roidb = shard_roidb(full_roidb, rank, num_workers)
+    per_device = fit_batch_to_data(cfg.TRAIN.BATCH_IMAGES, len(roidb), len(contexts))
+    if per_device != cfg.TRAIN.BATCH_IMAGES:
+        overrides['TRAIN.BATCH_IMAGES'] = per_device
+        cfg = build_config(options.network, options.dataset, overrides.items(),
+                           source='config override')
+    return _RunPlan(options, cfg, overrides, record, roidb, digest, data_changed, seed), val_set
+
+
+def run_record(plan, num_devices, num_workers, fixed):
+    """The fields every training record of this run stores (besides the position)."""
+    options, cfg, record = plan.options, plan.cfg, plan.record
+    data, val = options.data, options.validation
+    return {'network': options.network, 'seed': plan.seed, 'num_devices': num_devices,
+            'num_workers': num_workers, 'fixed_params': fixed,
+            'graph_lr_wd_mult': cfg.TRAIN.GRAPH_LR_WD_MULT, 'loss_scale': cfg.TRAIN.LOSS_SCALE,
+            'begin_epoch': record['begin_epoch'] if record else options.schedule.begin_epoch,
+            'dataset_path': os.path.abspath(data.dataset_path), 'image_set': data.image_set,
+            'keep_outside_boxes': data.keep_outside_boxes, 'flip': data.flip,
+            'shuffle': data.shuffle, 'wd': options.schedule.wd, 'data_digest': plan.data_digest,
+            'validation_options': dataclasses.asdict(val) if val.val_set else None,
+            'config_overrides': [[key, config_to_plain(value)]
+                                 for key, value in plan.overrides.items()],
+            'config': config_to_plain(cfg)}
+
+
+def _build_locked(options, contexts, kv, rank, num_workers, run_lock):
     """:func:`build_training` once the prefix is locked."""
     from rcnn.core.loader import CropLoader, feature_symbols
     from rcnn.recipe import write_recipe
     from rcnn.symbol import get_symbol_test, get_symbol_train
 
-    log_file = setup_logging(args.prefix, rank)
+    log_file = setup_logging(options.prefix, rank)
     if rank == 0:
-        train_state.clean_interrupted_saves(args.prefix)
-    if args.batch_images:
-        cfg.TRAIN.BATCH_IMAGES = args.batch_images
-    record = resolve_resume(args)
-    if record is not None:
-        check_resume_data(record, args)
-    recipe = apply_recipe_flags(args, cfg, record)
-    seed = args.seed if args.seed is not None else (
-        record['seed'] if record is not None else random.SystemRandom().randrange(2 ** 31))
-    seed_everything(seed)
-    logger.info('train.py %s', ' '.join(sys.argv[1:]))
+        train_state.clean_interrupted_saves(options.prefix)
     cpu_plan = cpu_share.plan_cpu_share(
         cpu_share.usable_cores(), sum(1 for c in contexts if c.device_type == 'gpu'),
-        args.workers)
+        options.data.workers)
+    plan, val_set = _plan(options, contexts, rank, num_workers)
+    options, cfg, record, roidb = plan.options, plan.cfg, plan.record, plan.roidb
     logger.info('%s', cpu_share.describe(cpu_plan))
-    val_set = open_val_set(args, rank)
-    roidb = shard_roidb(load_roidb(args, cfg), rank, num_workers)
-    fit_batch_to_data(cfg, len(roidb), len(contexts))
     batch_size = cfg.TRAIN.BATCH_IMAGES * len(contexts)
     iters_per_epoch = len(roidb) // batch_size
     logger.info('devices %s, batch %d (%d per device), kvstore %s, rank %d of %d, seed %d, '
                 'log %s', contexts, batch_size, cfg.TRAIN.BATCH_IMAGES,
-                kv if isinstance(kv, str) else kv.type, rank, num_workers, seed, log_file)
+                kv if isinstance(kv, str) else kv.type, rank, num_workers, plan.seed, log_file)
     logger.info('config:\n%s', pprint.pformat(dict(cfg)))
+    logger.info('config overrides: %s', plan.overrides or 'none')
+    logger.info('optimizer: %s; loss scales: %s', 'the graph\'s lr/wd multipliers '
+                '(TRAIN.GRAPH_LR_WD_MULT)' if cfg.TRAIN.GRAPH_LR_WD_MULT else
+                'lr x1 and wd %g for every trainable parameter (the original)'
+                % options.schedule.wd, cfg.TRAIN.LOSS_SCALE)
     if record is not None:
-        check_resume_compatible(record, args.network, batch_size, len(contexts), num_workers)
-    schedule, position, end_epoch, fixed = plan_run(args, record, len(roidb), batch_size)
+        check_resume_compatible(record, options.network, batch_size, len(contexts), num_workers)
+    schedule, position, end_epoch, fixed = plan_run(options.schedule, record, len(roidb),
+                                                    batch_size, options.prefix,
+                                                    plan.data_changed)
+    if record is not None:
+        check_resume_not_done(record, end_epoch, options.schedule.max_iters)
     logger.info('%d images (%d iterations per epoch); %s', len(roidb), iters_per_epoch, schedule)
 
-    train_sym = get_symbol_train(args.network, cfg)
-    deploy_sym = get_symbol_test(args.network, cfg)
+    train_sym = get_symbol_train(options.network, cfg)
+    deploy_sym = get_symbol_test(options.network, cfg)
     feat_sym = feature_symbols(train_sym, cfg)
     if rank == 0:       # what inference needs to decode this model (rcnn/recipe.py)
-        logger.info('recipe written to %s', write_recipe(args.prefix, cfg, args.network))
+        logger.info('recipe written to %s', write_recipe(options.prefix, cfg, options.network,
+                                                         plan.overrides))
+    # the starting weights are read (and refused) before any loader worker starts
+    arg_shapes, aux_shapes = train_param_shapes(train_sym, cfg, batch_size)
+    arg_params, aux_params, loaded = starting_params(options.network, options.checkpoint,
+                                                     record, arg_shapes, aux_shapes)
+    param_names = [n for n in train_sym.list_arguments() if n in arg_shapes]
+    if fixed is None:
+        fixed = choose_frozen(cfg, param_names, loaded)
+    logger.info('frozen parameters (%d): %s', len(fixed), fixed)
     # crops differ per worker; a run (re)started at epoch e draws that epoch's batches of the
     # same stream, so a resume sees exactly the batches of the uninterrupted run
-    loader = CropLoader(feat_sym, roidb, batch_size, shuffle=not args.no_shuffle, ctx=contexts,
-                        work_load_list=args.work_load_list, cfg=cfg, num_workers=cpu_plan.workers,
-                        seed=seed + 1000003 * rank, first_epoch=position.epoch)
+    work_load_list = None if options.devices.work_load_list is None \
+        else list(options.devices.work_load_list)
+    loader = CropLoader(feat_sym, roidb, batch_size, shuffle=options.data.shuffle, ctx=contexts,
+                        work_load_list=work_load_list, cfg=cfg, num_workers=cpu_plan.workers,
+                        seed=plan.seed + 1000003 * rank, first_epoch=position.epoch)
     try:
-        data_shapes = loader.provide_data + loader.provide_label
-        arg_shapes, aux_shapes = train_param_shapes(train_sym, data_shapes)
-        arg_params, aux_params, loaded = starting_params(args, record, arg_shapes, aux_shapes)
-        param_names = [n for n in train_sym.list_arguments() if n in arg_shapes]
-        if fixed is None:
-            fixed = choose_frozen(cfg, param_names, loaded)
-        logger.info('frozen parameters (%d): %s', len(fixed), fixed)
-
-        mod = build_module(train_sym, loader, contexts, args.work_load_list, fixed,
+        mod = build_module(train_sym, loader, contexts, work_load_list, fixed,
                            arg_params, aux_params, allow_missing=record is None)
         sync_workers = num_workers if is_sync_dist(kv) else 1
         states_saved = init_optimizer(mod, kv, {
-            'learning_rate': schedule.base_lr, 'momentum': cfg.TRAIN.MOMENTUM, 'wd': args.wd,
-            'rescale_grad': 1.0 / (len(contexts) * sync_workers),
+            'learning_rate': schedule.base_lr, 'momentum': cfg.TRAIN.MOMENTUM,
+            'wd': options.schedule.wd, 'rescale_grad': 1.0 / (len(contexts) * sync_workers),
             'lr_scheduler': schedule.scheduler(), 'begin_num_update': position.iteration},
-            graph_multipliers=recipe['graph_lr_wd_mult'])
+            graph_multipliers=cfg.TRAIN.GRAPH_LR_WD_MULT)
         logger.info('optimizer multipliers: %s', describe_multipliers(effective_multipliers(
             mod._optimizer, [n for n in param_names if n not in set(fixed)])))
         if record is not None and record.get('optimizer_states', True) and states_saved:
             mod.load_optimizer_states(train_state.checkpoint_files(
-                args.prefix, record['checkpoint'])['states'])
+                options.prefix, record['checkpoint'])['states'])
             logger.info('optimizer state restored (%d updates so far)', position.iteration)
         elif record is not None:
             logger.warning('checkpoint %d has no optimizer state (dist_async) or this run cannot '
                            'hold it: the momentum restarts from zero', record['checkpoint'])
 
-        options = TrainerOptions(
-            prefix=args.prefix, batch_size=batch_size, iters_per_epoch=iters_per_epoch,
-            end_epoch=end_epoch, max_iters=args.max_iters,
-            checkpoint_iters=args.checkpoint_iters, frequent=args.frequent,
-            record={'network': args.network, 'seed': seed, 'num_devices': len(contexts),
-                    'num_workers': num_workers, 'fixed_params': fixed, **recipe,
-                    'begin_epoch': record['begin_epoch'] if record else args.begin_epoch,
-                    'dataset_path': os.path.abspath(args.dataset_path),
-                    'image_set': args.image_set},
+        max_minutes = options.schedule.max_minutes
+        trainer_options = TrainerOptions(
+            prefix=options.prefix, batch_size=batch_size, iters_per_epoch=iters_per_epoch,
+            end_epoch=end_epoch, max_iters=options.schedule.max_iters,
+            checkpoint_iters=options.checkpoint.checkpoint_iters,
+            frequent=options.schedule.frequent,
+            record=run_record(plan, len(contexts), num_workers, fixed),
             strides=tuple(cfg.RPN_FEAT_STRIDE), saver=rank == 0,
             save_optimizer_states=states_saved,
-            max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
+            max_seconds=None if max_minutes is None else 60.0 * max_minutes,
             resumed_from=None if record is None else (record['checkpoint'], record['iteration']))
-        watchers = make_watchers(args, cfg, record, contexts, val_set) if rank == 0 else ()
-        trainer = Trainer(mod, deploy_sym, LoaderFeed(loader), schedule, options, watchers)
+        watchers = make_watchers(options.prefix, tuple(cfg.RPN_FEAT_STRIDE), options.validation,
+                                 record, contexts, val_set) if rank == 0 else ()
+        trainer = Trainer(mod, deploy_sym, LoaderFeed(loader), schedule, trainer_options,
+                          watchers)
     except BaseException:
         loader.close()
         raise
-    return TrainingRun(trainer, mod, loader, position, rank, num_workers, seed, run_lock)
+    return TrainingRun(trainer, mod, loader, position, rank, num_workers, plan.seed, run_lock)
 
 
-def run_training(args, cfg):
+def run_training(options):
     """:func:`build_training`, then train until the stop rule; returns the final Position.
 
     Raises (besides :func:`build_training`'s): NonFiniteLossError when a loss or a parameter
     becomes NaN/Inf (the last good checkpoint is left untouched).
     """
-    run = build_training(args, cfg)
+    run = build_training(options)
     try:
         position = run.trainer.fit(run.start)
         arg_params, _ = run.module.get_params()

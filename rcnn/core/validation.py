@@ -53,7 +53,7 @@ from rcnn.utils.checkpoint_files import recipe_path
 from rcnn.utils.fileio import atomic_write, atomic_write_text
 
 __all__ = ['VAL_COLUMNS', 'VAL_MODES', 'val_csv_path', 'best_prefix', 'best_record_path',
-           'add_validation_arguments', 'check_validation_arguments', 'ValidationSet',
+           'ValidationSet',
            'open_validation_set', 'is_better', 'select_best', 'read_val_rows', 'Validator']
 
 logger = logging.getLogger(__name__)
@@ -82,47 +82,6 @@ def best_record_path(prefix):
 def pred_dir_path(prefix):
     """``<prefix>-val-pred``: the latest validation's prediction files."""
     return '%s-val-pred' % prefix
-
-
-# ---------------------------------------------------------------------------- arguments
-def add_validation_arguments(parser):
-    """The ``validation`` group of train.py's flags."""
-    group = parser.add_argument_group(
-        'validation during training (rank 0; see rcnn/core/validation.py)')
-    group.add_argument('--val_set', default=None,
-                       help='labelled split under --dataset_path to validate on (e.g. val): '
-                            'WIDER AP of the checkpoints, <prefix>-val.csv, the best checkpoint '
-                            'in <prefix>-best-*; default: no validation')
-    group.add_argument('--val_every', type=int, default=None, metavar='N',
-                       help='validate every N-th epoch checkpoint (and the final one; '
-                            'default 1)')
-    group.add_argument('--val_images', type=int, default=None, metavar='K',
-                       help='only the first K images of the split (a fixed subset; default all)')
-    group.add_argument('--val_mode', type=int, default=None, choices=VAL_MODES,
-                       help='test_widerface.py mode: 0 one scale, no flip (default), 1 pyramid '
-                            '+ flip + box voting, 2 pyramid + flip + NMS')
-    group.add_argument('--val_metric', default=None, choices=SETTINGS,
-                       help='the AP that picks the best checkpoint (default hard)')
-    return group
-
-
-def check_validation_arguments(parser, args):
-    """Refuse bad validation flags at start-up (``parser.error``); fills in the defaults."""
-    given = [flag for flag in ('val_every', 'val_images', 'val_mode', 'val_metric')
-             if getattr(args, flag) is not None]
-    if args.val_set is None:
-        if given:
-            parser.error('--%s needs --val_set (the split to validate on)' % given[0])
-        return
-    if not args.val_set.strip():
-        parser.error('--val_set must name a split under --dataset_path, got an empty string')
-    for flag in ('val_every', 'val_images'):
-        value = getattr(args, flag)
-        if value is not None and value <= 0:
-            parser.error('--%s must be positive, got %d' % (flag, value))
-    args.val_every = 1 if args.val_every is None else args.val_every
-    args.val_mode = 0 if args.val_mode is None else args.val_mode
-    args.val_metric = 'hard' if args.val_metric is None else args.val_metric
 
 
 # ---------------------------------------------------------------------------- the split

@@ -19,10 +19,9 @@ for mnet's B = 16, 2x for resnet's B = 8). The class loss (``SoftmaxOutput``,
 ``grad_scale = lr_mult``, 'valid' normalisation) is the same in both.
 """
 
-__all__ = ['LOSS_SCALE_VARIANTS', 'DEFAULT_LOSS_SCALE', 'check_loss_scale', 'loss_grad_scales']
+__all__ = ['LOSS_SCALE_VARIANTS', 'check_loss_scale', 'loss_grad_scales']
 
 LOSS_SCALE_VARIANTS = ('release', 'master')
-DEFAULT_LOSS_SCALE = 'release'
 
 
 def check_loss_scale(variant):
@@ -37,11 +36,11 @@ def loss_grad_scales(cfg, lr_mult=1.0):
     """``(box_grad_scale, landmark_grad_scale)`` of the training graph (see the module docstring).
 
     Args:
-        cfg: config with ``TRAIN.LOSS_SCALE`` (default 'release'), ``TRAIN.RPN_BATCH_SIZE``,
+        cfg: config with ``TRAIN.LOSS_SCALE``, ``TRAIN.RPN_BATCH_SIZE``,
             ``TRAIN.BATCH_IMAGES`` and ``LANDMARK_LR_MULT``.
         lr_mult: loss weight of the head.
     """
-    variant = check_loss_scale(cfg.TRAIN.get('LOSS_SCALE', DEFAULT_LOSS_SCALE))
+    variant = check_loss_scale(cfg.TRAIN.LOSS_SCALE)
     anchors = float(cfg.TRAIN.RPN_BATCH_SIZE)
     if variant == 'release':
         box = lr_mult / anchors

@@ -91,10 +91,10 @@ def check_graph_config(cfg):
     if int(cfg.NUM_CLASSES) != NUM_CLASSES:
         raise ValueError('cfg.NUM_CLASSES must be %d (face / background), got %r'
                          % (NUM_CLASSES, cfg.NUM_CLASSES))
-    if not cfg.get('FACE_LANDMARK', True):
+    if not cfg.FACE_LANDMARK:
         raise ValueError('cfg.FACE_LANDMARK=False is not supported: the graphs always have the '
                          'landmark head (as the released models)')
-    if cfg.get('USE_BLUR', False):
+    if cfg.USE_BLUR:
         raise ValueError('cfg.USE_BLUR=True is not supported: no blur head')
     if int(cfg.NUM_ANCHORS) < 1:
         raise ValueError('cfg.NUM_ANCHORS must be >= 1, got %r' % cfg.NUM_ANCHORS)

@@ -35,10 +35,16 @@ class PrefixLock(object):
     """
 
     def __init__(self, prefix, rank=0):
+        self._file = None       # set first: release() (and __del__) must work if open fails
         self.prefix = prefix
         self.path = lock_path(prefix, rank)
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self._file = open(self.path, 'a+')
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self._file = open(self.path, 'a+')
+        except OSError as exc:
+            raise OSError('--prefix %s: cannot create the lock file %s (%s); choose a folder '
+                          'this user can write' % (prefix, self.path, exc.strerror or exc)) \
+                from None
         try:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -74,4 +80,5 @@ class PrefixLock(object):
         self.release()
 
     def __del__(self):
-        self.release()
+        if getattr(self, '_file', None) is not None:
+            self.release()
