@@ -87,7 +87,7 @@ def _build(cfg, roidb, workers):
     from rcnn.core.loader import CropLoader, feature_symbols
     from rcnn.core.metric import build_train_metrics
     from rcnn.core.optimizer import init_module_optimizer
-    from rcnn.core.trainer import XAVIER
+    from rcnn.core.param_policy import XAVIER
     from rcnn.symbol import get_symbol_train
 
     sym = get_symbol_train('mnet', cfg)

@@ -6,7 +6,7 @@
 1. devices (``--gpus`` / ``--cpus`` / CUDA_VISIBLE_DEVICES) and the kvstore (rank, workers);
    the exclusive lock on ``--prefix`` (rcnn/utils/run_lock.py), held until the run is closed;
 2. logging to stdout and ``<prefix>-train.log``; what a killed save left behind is removed;
-3. resume state: the verified training record of ``--resume`` (rcnn/core/train_state.py), on
+3. resume state: the verified training record of ``--resume`` (rcnn/checkpoint/record.py), on
    the same data unless ``--resume_other_data``; the seed (``--seed``, the record's, or a
    fresh one);
 4. the roidb (every ``+``-joined image set, mirrored unless ``--no_flip``), this worker's shard
@@ -16,8 +16,9 @@
 7. the starting parameters (resumed checkpoint, ``--pretrained`` or none), the frozen ones
    (``LAYER_FIX``), the bound Module with SGD (``--graph_lr_wd_mult``, rcnn/core/optimizer.py)
    and, resuming, its optimizer state;
-8. the :class:`~rcnn.core.trainer.Trainer` with its :class:`~rcnn.core.trainer.TrainerOptions`
-   and, on rank 0, its watchers: ``<prefix>-metrics.csv`` and, with ``--val_set``, the
+8. the :class:`~rcnn.core.trainer.Trainer` with its hooks (:func:`make_hooks`,
+   rcnn/core/hooks.py): logging, checkpoints, the stop rule, the time budget, the NaN guard,
+   Ctrl-C and, on rank 0, ``<prefix>-metrics.csv``, the summary and, with ``--val_set``, the
    validation of epoch checkpoints (rcnn/core/metrics_log.py, rcnn/core/validation.py; the
    validation split is read at start-up, before the roidb).
 
@@ -36,13 +37,18 @@ import mxnet as mx
 import numpy as np
 
 from rcnn.config import DEFAULT_END_EPOCH
-from rcnn.core import cpu_share, train_state
+from rcnn.checkpoint import record as train_record
+from rcnn.checkpoint.commit import clean_interrupted_saves
+from rcnn.checkpoint.params import params_digest
+from rcnn.checkpoint.states import load_optimizer_states
+from rcnn.core import cpu_share
+from rcnn.core.devices import DeviceError, resolve_contexts, shard_roidb
+from rcnn.core.hooks import standard_hooks
 from rcnn.core.optimizer import describe_multipliers, effective_multipliers, init_module_optimizer
 from rcnn.core.pretrained import load_pretrained
 from rcnn.core.schedule import LRSchedule
-from rcnn.core.trainer import (XAVIER, DeviceError, Position, Trainer, TrainerOptions,
-                               frozen_param_names, layer_fix_candidates, params_digest,
-                               resolve_contexts, shard_roidb)
+from rcnn.core.param_policy import XAVIER, frozen_param_names, layer_fix_candidates
+from rcnn.core.trainer import Position, Trainer
 from rcnn.utils.run_lock import PrefixLock
 
 # the log lines keep train.py's name
@@ -53,7 +59,7 @@ __all__ = ['TrainingRun', 'build_training', 'run_training', 'setup_logging',
            'load_roidb', 'LoaderFeed', 'fit_batch_to_data', 'create_kvstore',
            'train_param_shapes', 'starting_params', 'resolve_resume', 'check_resume_compatible',
            'is_sync_dist', 'init_optimizer', 'plan_run', 'build_module', 'choose_frozen',
-           'apply_recipe_flags', 'open_val_set', 'make_watchers']
+           'apply_recipe_flags', 'open_val_set', 'make_hooks']
 
 
 def setup_logging(prefix, rank=0):
@@ -168,7 +174,7 @@ def starting_params(args, record, arg_shapes, aux_shapes):
     Raises ValueError naming the file on mismatched shapes, a pretrained file sharing no name
     with the graph, or (resuming) anything missing.
     """
-    from rcnn.utils.checkpoint import compare_params, load_checkpoint
+    from rcnn.checkpoint.params import compare_params, load_checkpoint
     from rcnn.utils.param_names import fit_names
     if args.pretrained and record is None:
         pretrained = load_pretrained(args.pretrained, args.pretrained_epoch, args.network,
@@ -241,12 +247,12 @@ def resolve_resume(args):
     """The verified training record to resume from, or None."""
     if args.resume is None:
         return None
-    number = train_state.latest_checkpoint(args.prefix) if args.resume == 'latest' \
+    number = train_record.latest_checkpoint(args.prefix) if args.resume == 'latest' \
         else args.resume
     if number is None:
-        raise train_state.CorruptCheckpointError(
+        raise train_record.CorruptCheckpointError(
             'cannot resume: no training record %s-NNNN.train.json found' % args.prefix)
-    return train_state.read_train_record(args.prefix, number)
+    return train_record.read_train_record(args.prefix, number)
 
 
 def check_resume_data(record, args):
@@ -358,18 +364,29 @@ def open_val_set(args, rank):
     return open_validation_set(args.dataset_path, args.val_set, args.root_path, args.val_images)
 
 
-def make_watchers(args, cfg, record, contexts, val_set):
-    """Rank 0's ``<prefix>-metrics.csv`` writer and, with --val_set, its validator."""
+def make_hooks(args, cfg, record, contexts, val_set, rank, deploy_sym, run_record, end_epoch,
+               batch_size, states_saved):
+    """The Trainer's hooks (rcnn/core/hooks.py :func:`standard_hooks`): on rank 0 with
+    ``<prefix>-metrics.csv`` and, with --val_set, its validator."""
     from rcnn.core.metric import build_train_metrics
     from rcnn.core.metrics_log import MetricsLog
     from rcnn.core.validation import Validator
-    names = [name for name, _ in build_train_metrics(cfg.RPN_FEAT_STRIDE).get_name_value()]
-    watchers = [MetricsLog(args.prefix, names, None if record is None else record['iteration'])]
-    if val_set is not None:
+    metrics_table = validator = None
+    if rank == 0:
+        names = [name for name, _ in build_train_metrics(cfg.RPN_FEAT_STRIDE).get_name_value()]
+        metrics_table = MetricsLog(args.prefix, names,
+                                   None if record is None else record['iteration'])
+    if rank == 0 and val_set is not None:
         ctx_id = contexts[0].device_id if contexts[0].device_type == 'gpu' else -1
-        watchers.append(Validator(args.prefix, val_set, args.val_every, args.val_mode,
-                                  args.val_metric, ctx_id, resume=record))
-    return watchers
+        validator = Validator(args.prefix, val_set, args.val_every, args.val_mode,
+                              args.val_metric, ctx_id, resume=record)
+    return standard_hooks(
+        args.prefix, deploy_sym, run_record, end_epoch, batch_size, tuple(cfg.RPN_FEAT_STRIDE),
+        frequent=args.frequent, max_iters=args.max_iters, checkpoint_iters=args.checkpoint_iters,
+        max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
+        saver=rank == 0, optimizer_states=states_saved,
+        resumed_from=None if record is None else (record['checkpoint'], record['iteration']),
+        metrics_table=metrics_table, validator=validator)
 
 
 # ---------------------------------------------------------------------------- the run
@@ -406,7 +423,7 @@ def build_training(args, cfg):
     Returns:
         :class:`TrainingRun`.
     Raises:
-        DeviceError, train_state.CorruptCheckpointError, ValueError, OSError: with a message
+        DeviceError, CorruptCheckpointError, ValueError, OSError: with a message
         naming the flag or file; PrefixInUseError when another run holds ``--prefix``.
     """
     contexts = resolve_contexts(args.gpus, args.cpus)
@@ -427,7 +444,7 @@ def _build_locked(args, cfg, contexts, kv, rank, num_workers, run_lock):
 
     log_file = setup_logging(args.prefix, rank)
     if rank == 0:
-        train_state.clean_interrupted_saves(args.prefix)
+        clean_interrupted_saves(args.prefix)
     if args.batch_images:
         cfg.TRAIN.BATCH_IMAGES = args.batch_images
     record = resolve_resume(args)
@@ -486,28 +503,21 @@ def _build_locked(args, cfg, contexts, kv, rank, num_workers, run_lock):
         logger.info('optimizer multipliers: %s', describe_multipliers(effective_multipliers(
             mod._optimizer, [n for n in param_names if n not in set(fixed)])))
         if record is not None and record.get('optimizer_states', True) and states_saved:
-            mod.load_optimizer_states(train_state.checkpoint_files(
-                args.prefix, record['checkpoint'])['states'])
+            load_optimizer_states(mod, args.prefix, record)   # only bytes the record vouches for
             logger.info('optimizer state restored (%d updates so far)', position.iteration)
         elif record is not None:
             logger.warning('checkpoint %d has no optimizer state (dist_async) or this run cannot '
                            'hold it: the momentum restarts from zero', record['checkpoint'])
 
-        options = TrainerOptions(
-            prefix=args.prefix, batch_size=batch_size, iters_per_epoch=iters_per_epoch,
-            end_epoch=end_epoch, max_iters=args.max_iters,
-            checkpoint_iters=args.checkpoint_iters, frequent=args.frequent,
-            record={'network': args.network, 'seed': seed, 'num_devices': len(contexts),
-                    'num_workers': num_workers, 'fixed_params': fixed, **recipe,
-                    'begin_epoch': record['begin_epoch'] if record else args.begin_epoch,
-                    'dataset_path': os.path.abspath(args.dataset_path),
-                    'image_set': args.image_set},
-            strides=tuple(cfg.RPN_FEAT_STRIDE), saver=rank == 0,
-            save_optimizer_states=states_saved,
-            max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
-            resumed_from=None if record is None else (record['checkpoint'], record['iteration']))
-        watchers = make_watchers(args, cfg, record, contexts, val_set) if rank == 0 else ()
-        trainer = Trainer(mod, deploy_sym, LoaderFeed(loader), schedule, options, watchers)
+        run_record = {'network': args.network, 'seed': seed, 'num_devices': len(contexts),
+                      'num_workers': num_workers, 'fixed_params': fixed, **recipe,
+                      'begin_epoch': record['begin_epoch'] if record else args.begin_epoch,
+                      'dataset_path': os.path.abspath(args.dataset_path),
+                      'image_set': args.image_set}
+        hooks = make_hooks(args, cfg, record, contexts, val_set, rank, deploy_sym, run_record,
+                           end_epoch, batch_size, states_saved)
+        trainer = Trainer(mod, LoaderFeed(loader), schedule, batch_size, iters_per_epoch,
+                          tuple(cfg.RPN_FEAT_STRIDE), hooks)
     except BaseException:
         loader.close()
         raise
