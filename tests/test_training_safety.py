@@ -263,6 +263,76 @@ def test_resume_with_an_explicit_lr_replaces_the_base_lr(tmp_path, dlib_faces):
     assert record['base_lr'] == 0.004
 
 
+# ------------------------------------------------------------------------------ Ctrl-C
+def _final_digest(text):
+    match = re.search(r'final parameter digest \(rank 0 of 1\): ([0-9a-f]{64})', text)
+    assert match, text[-3000:]
+    return match.group(1)
+
+
+def _group_gone(pgid, seconds=20):
+    """True once no process of group ``pgid`` is left (the loader workers ended too)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_the_batches_done_exits_130_and_resume_continues_exactly(
+        tmp_path, dlib_faces):
+    """SIGINT to the process group (a terminal's Ctrl-C) in epoch 0: one line, exit 130, a
+    checkpoint of the batches done, no leftover file or worker; --resume then ends with the
+    parameters of an uninterrupted run (the resume falls in the run's first epoch)."""
+    common = ['--workers', '1', '--lr_step', '1,2', '--max_iters', '10',
+              *data_args(dlib_faces, tmp_path)]
+    reference = run_train(train_cmd(tmp_path / 'ref', *common))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    prefix = tmp_path / 'run'
+    log = Path(str(prefix) + '-train.log')
+    with open(tmp_path / 'out.txt', 'w') as out, open(tmp_path / 'err.txt', 'w') as err:
+        run = subprocess.Popen(train_cmd(prefix, *common), cwd=str(ROOT), env=train_env(),
+                               stdout=out, stderr=err, start_new_session=True)
+        try:
+            deadline = time.time() + 240
+            while time.time() < deadline and run.poll() is None and not (
+                    log.exists() and 'Iter[3]' in log.read_text()):
+                time.sleep(0.05)
+            os.killpg(run.pid, signal.SIGINT)
+            run.wait(timeout=120)
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait()
+    stdout, stderr = (tmp_path / 'out.txt').read_text(), (tmp_path / 'err.txt').read_text()
+    assert run.returncode == 130, stdout[-3000:] + stderr[-3000:]
+    assert 'Traceback' not in stdout + stderr
+    lines = [line for line in stderr.strip().splitlines() if not MXNET_NATIVE_LOG.match(line)]
+    assert len(lines) == 1, stderr
+    match = re.match(r'train\.py: interrupted \(Ctrl-C\) at epoch 0, batch (\d+) \(iteration '
+                     r'(\d+)\) after \d+ batch\(es\) of this run: checkpoint (\S+) holds them; '
+                     r'continue with --resume$', lines[0])
+    assert match, lines[0]
+    stopped = int(match.group(2))
+    assert 3 <= stopped < 8 and match.group(3) == '%s-0001' % prefix
+    record = read_train_record(str(prefix), 1)                  # complete and verified
+    assert (record['epoch'], record['batch_in_epoch'], record['iteration']) == \
+        (0, stopped, stopped)
+    summary = json.loads(Path(str(prefix) + '-train-summary.json').read_text())
+    assert summary['stopped_by'] == 'interrupt' and summary['iterations'] == stopped
+    assert _leftovers(tmp_path) == [] and _group_gone(run.pid)
+
+    resumed = run_train(train_cmd(prefix, '--resume', *common))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert 'optimizer state restored (%d updates so far)' % stopped in resumed.stdout
+    assert _final_digest(resumed.stdout) == _final_digest(reference.stdout)
+
+
 # ------------------------------------------------------------------------------ loader
 @pytest.mark.slow
 def test_a_sigkilled_loader_worker_stops_training_in_one_line_after_a_checkpoint(
