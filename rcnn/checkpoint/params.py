@@ -42,10 +42,10 @@ from rcnn.checkpoint.files import params_path, symbol_path
 from rcnn.utils.fileio import atomic_write
 from rcnn.utils.param_names import BN_STAT_SPELLINGS, fit_names, other_spelling
 
-__all__ = ['ParamMismatchError', 'LEGACY_AUX_SUFFIXES', 'LABEL_INPUT_PATTERN', 'load_symbol', 'load_params', 'load_checkpoint', 'map_legacy_names',
-           'check_params', 'compare_params', 'ParamComparison', 'fit_params', 'is_graph_input',
-           'save_checkpoint', 'params_payload', 'read_ndarray_dict', 'select_params',
-           'params_digest']
+__all__ = ['ParamMismatchError', 'LEGACY_AUX_SUFFIXES', 'LABEL_INPUT_PATTERN', 'load_symbol',
+           'load_params', 'load_checkpoint', 'map_legacy_names', 'check_params', 'compare_params',
+           'ParamComparison', 'fit_params', 'is_graph_input', 'save_checkpoint', 'params_payload',
+           'read_ndarray_dict', 'select_params', 'params_digest']
 
 logger = logging.getLogger(__name__)
 

@@ -429,7 +429,7 @@ class RunSummary(HookBase):
 def standard_hooks(prefix, deploy_sym, record, end_epoch, batch_size, strides, frequent=20,
                    max_iters=None, checkpoint_iters=0, max_seconds=None, saver=True,
                    optimizer_states=True, resumed_from=None, metrics_table=None,
-                   validator=None):
+                   validator=None, interruptible=True):
     """train.py's hooks, in the order they must run (see the module docstring).
 
     Args:
@@ -441,11 +441,16 @@ def standard_hooks(prefix, deploy_sym, record, end_epoch, batch_size, strides, f
         max_seconds: the time budget (None: none).
         metrics_table: the ``MetricsLog`` hook (rank 0), or None.
         validator: the ``Validator`` hook (rank 0 with ``--val_set``), or None.
+        interruptible: Ctrl-C stops after the batch in progress (:class:`InterruptStop`).
+            False for distributed workers: each would stop at the batch it is in, and one
+            that went on would wait forever for the others' gradients; there Ctrl-C stops at
+            once (KeyboardInterrupt) and the last complete checkpoint is kept.
     Returns:
         list of hooks.
     """
-    hooks = [InterruptStop(), StopRule(end_epoch, max_iters), NonFiniteGuard(len(strides)),
-             SpeedLogger(batch_size, frequent)]
+    hooks = [InterruptStop()] if interruptible else []
+    hooks += [StopRule(end_epoch, max_iters), NonFiniteGuard(len(strides)),
+              SpeedLogger(batch_size, frequent)]
     if metrics_table is not None:
         hooks.append(metrics_table)
     hooks.append(Checkpointer(prefix, deploy_sym, dict(record, end_epoch=end_epoch),

@@ -364,8 +364,8 @@ def open_val_set(args, rank):
     return open_validation_set(args.dataset_path, args.val_set, args.root_path, args.val_images)
 
 
-def make_hooks(args, cfg, record, contexts, val_set, rank, deploy_sym, run_record, end_epoch,
-               batch_size, states_saved):
+def make_hooks(args, cfg, record, contexts, val_set, rank, num_workers, deploy_sym, run_record,
+               end_epoch, batch_size, states_saved):
     """The Trainer's hooks (rcnn/core/hooks.py :func:`standard_hooks`): on rank 0 with
     ``<prefix>-metrics.csv`` and, with --val_set, its validator."""
     from rcnn.core.metric import build_train_metrics
@@ -386,7 +386,7 @@ def make_hooks(args, cfg, record, contexts, val_set, rank, deploy_sym, run_recor
         max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
         saver=rank == 0, optimizer_states=states_saved,
         resumed_from=None if record is None else (record['checkpoint'], record['iteration']),
-        metrics_table=metrics_table, validator=validator)
+        metrics_table=metrics_table, validator=validator, interruptible=num_workers == 1)
 
 
 # ---------------------------------------------------------------------------- the run
@@ -514,8 +514,8 @@ def _build_locked(args, cfg, contexts, kv, rank, num_workers, run_lock):
                       'begin_epoch': record['begin_epoch'] if record else args.begin_epoch,
                       'dataset_path': os.path.abspath(args.dataset_path),
                       'image_set': args.image_set}
-        hooks = make_hooks(args, cfg, record, contexts, val_set, rank, deploy_sym, run_record,
-                           end_epoch, batch_size, states_saved)
+        hooks = make_hooks(args, cfg, record, contexts, val_set, rank, num_workers, deploy_sym,
+                           run_record, end_epoch, batch_size, states_saved)
         trainer = Trainer(mod, LoaderFeed(loader), schedule, batch_size, iters_per_epoch,
                           tuple(cfg.RPN_FEAT_STRIDE), hooks)
     except BaseException:
