@@ -107,3 +107,30 @@ def test_a_record_without_the_states_digest_is_refused(tmp_path):
     with pytest.raises(CorruptCheckpointError, match=r'\.states is corrupted or was changed'):
         read_train_record(prefix, 1)
     assert not marker.exists()
+
+
+def test_train_py_refuses_to_resume_from_a_planted_states_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from rcnn.checkpoint.commit import save_checkpoint_files
+    root = Path(__file__).resolve().parents[1]
+    prefix = str(tmp_path / 'm')
+    writers = {'params': lambda path: Path(path).write_bytes(b'p' * 64),
+               'states': lambda path: Path(path).write_bytes(b'momentum'),
+               'symbol': lambda path: Path(path).write_text('{"nodes": []}')}
+    save_checkpoint_files(prefix, 1, writers, dict(RECORD, network='mnet'))
+    marker = tmp_path / 'pwned'
+    Path(checkpoint_files(prefix, 1)['states']).write_bytes(
+        pickle.dumps(CreatesAFile(str(marker))))
+    env = dict(os.environ)
+    env.pop('CUDA_VISIBLE_DEVICES', None)
+    proc = subprocess.run([sys.executable, str(root / 'train.py'), '--network', 'mnet',
+                           '--prefix', prefix, '--resume', '--dataset_path', str(tmp_path),
+                           '--root_path', str(tmp_path)], cwd=str(root), env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith('train.py')]
+    assert len(lines) == 1 and 'Traceback' not in proc.stderr
+    assert '%s-0001.states is corrupted or was changed after it was saved' % prefix in lines[0]
+    assert not marker.exists()
