@@ -391,9 +391,10 @@ def make_hooks(args, cfg, record, contexts, val_set, rank, num_workers, deploy_s
 
 # ---------------------------------------------------------------------------- the run
 class TrainingRun(object):
-    """What :func:`build_training` sets up: ``trainer`` (ready to ``fit(start)``), ``module``
-    (the bound training Module), ``loader`` (the CropLoader, to ``close()``), ``start`` (the
-    Position training begins at), ``rank`` / ``num_workers`` of this process, ``seed``."""
+    """What :func:`build_training` sets up: ``trainer`` (ready to ``fit(start)``; add hooks with
+    ``trainer.register_hooks``, see docs/training-hooks.md), ``module`` (the bound training
+    Module), ``loader`` (the CropLoader, to ``close()``), ``start`` (the Position training
+    begins at), ``rank`` / ``num_workers`` of this process, ``seed``."""
 
     def __init__(self, trainer, module, loader, start, rank, num_workers, seed, lock):
         self.trainer = trainer
