@@ -274,7 +274,7 @@ class RecallCounter(object):
 
 def run_settings(args):
     """What determines the prediction files (recorded in ``<output>/manifest.json``)."""
-    from rcnn.utils.checkpoint import params_path, symbol_path   # imports mxnet: after the engine
+    from rcnn.checkpoint.files import params_path, symbol_path   # imports mxnet: after the engine
     return {
         'prefix': os.path.abspath(args.prefix), 'epoch': args.epoch,
         'params_sha1': file_sha1(params_path(args.prefix, args.epoch)),

@@ -44,7 +44,7 @@ prefix (with ``--pretrained_epoch``) or a ``.params`` file, symbolic or a Gluon 
 training starts from scratch: an extension, not the original recipe (which always starts from
 ImageNet weights).
 
-Checkpoints (rcnn/core/train_state.py): at every epoch end, ``<prefix>-symbol.json`` (the
+Checkpoints (rcnn/checkpoint/): at every epoch end, ``<prefix>-symbol.json`` (the
 deploy graph, 9 outputs) and ``<prefix>-%04d.params`` with the epoch number, plus
 ``.states`` (optimizer) and ``.train.json`` (position, schedule, checksums) that
 ``--resume`` continues from (same iteration, lr and optimizer state; the same batches too
@@ -70,7 +70,10 @@ Numeric flags are checked at start-up (one line naming the flag), as is ``--pret
 before any loader worker starts.
 A loader worker that dies, or too many unreadable images in a row, stop training with exit
 status 4 and a one-line message naming the worker (pid, exit code) or the files, after a
-checkpoint of the batches done. Errors print one line; tracebacks go to the log file only.
+checkpoint of the batches done. Ctrl-C (SIGINT) stops training after the batch in progress
+with a checkpoint of the batches done and exit status 130; ``--resume`` continues from it (a
+second Ctrl-C stops at once, keeping the last complete checkpoint). Errors print one line;
+tracebacks go to the log file only.
 
 Watching (rank 0): every ``--frequent`` batches a row of ``<prefix>-metrics.csv`` (the
 numbers of the log line); with ``--val_set val`` the WIDER AP of every ``--val_every``-th epoch
@@ -104,18 +107,19 @@ from rcnn.core import cpu_share  # noqa: E402  (standard library only)
 if __name__ == '__main__':  # MXNet reads its thread settings when imported: choose them first
     cpu_share.configure_from_argv(sys.argv[1:])
 
+from rcnn.checkpoint.record import CorruptCheckpointError  # noqa: E402
 from rcnn.config import (DEFAULT_DATASET, DEFAULT_END_EPOCH, DEFAULT_NETWORK,  # noqa: E402
                          ConfigError, generate_config, merge_overrides, network as network_presets,
                          parse_overrides)
-from rcnn.core import train_state  # noqa: E402
 from rcnn.core.callback import NonFiniteLossError  # noqa: E402
 from rcnn.core.loader import LoaderError  # noqa: E402
 from rcnn.core.pretrained import pretrained_path  # noqa: E402
 from rcnn.core.schedule import parse_lr_step  # noqa: E402
+from rcnn.core.devices import DeviceError  # noqa: E402
 from rcnn.core.train_options import (VAL_DEFAULTS, CheckpointOptions, DataOptions,  # noqa: E402
                                      DeviceOptions, ScheduleOptions, TrainOptions,
                                      ValidationOptions)
-from rcnn.core.trainer import DeviceError  # noqa: E402
+from rcnn.core.trainer import TrainingInterrupted  # noqa: E402
 from rcnn.core.training_setup import run_training  # noqa: E402
 from rcnn.core.validation import VAL_MODES  # noqa: E402
 from rcnn.evaluation.widerface import SETTINGS  # noqa: E402
@@ -128,6 +132,7 @@ logger = logging.getLogger('train')
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
 EXIT_LOADER_FAILED = 4
+EXIT_INTERRUPTED = 130   # 128 + SIGINT, as a shell reports a Ctrl-C
 RESUMED = 'with --resume: the checkpoint\'s'
 
 
@@ -474,7 +479,15 @@ def main(argv=None):
         logger.error('%s', exc, exc_info=True)
         print('train.py: error: %s' % exc, file=sys.stderr)
         return EXIT_LOADER_FAILED
-    except (DeviceError, train_state.CorruptCheckpointError, PrefixInUseError, ValueError,
+    except TrainingInterrupted as exc:
+        logger.warning('%s', exc)
+        print('train.py: %s' % exc, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print('train.py: interrupted (Ctrl-C); the complete checkpoints written so far are kept '
+              '(continue with --resume)', file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (DeviceError, CorruptCheckpointError, PrefixInUseError, ValueError,
             OSError) as exc:
         if logging.getLogger().handlers:  # the traceback for the log, once it is set up
             logger.error('%s', exc, exc_info=True)

@@ -68,7 +68,7 @@ def _input_batch(batch=1):
 
 def _mxnet_forward_fn(prefix, epoch):
     import mxnet as mx
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
     module = mx.mod.Module(sym, data_names=['data'], label_names=None, context=mx.cpu())
     module.bind(data_shapes=[('data', (1, 3, HEIGHT, WIDTH))], for_training=False)

@@ -49,7 +49,7 @@ def child_rows(threads, engine, repeat):
     import cv2
     import mxnet as mx
     import numpy as np
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     from retinaface import RetinaFace, as_bgr_image
 
     image = cv2.resize(cv2.imread(str(SHARED / 'images' / IMAGE_NAME)), IMAGE_SIZE,

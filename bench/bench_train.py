@@ -14,8 +14,9 @@ served from that loader's prefetched batches, are not timed), round after round,
 changing machine load hits every setting alike.
 
 Defaults comparison (``--compare-defaults``): the step loop in separate processes (MXNet reads
-its thread settings once, at import), alternately: the default before issue 15 (2 loader
-workers, ``OMP_NUM_THREADS`` unset, i.e. MXNet's own choice) and train.py's rule today.
+its thread settings once, at import), alternately: MXNet's own defaults (2 loader workers,
+``OMP_NUM_THREADS`` unset, i.e. MXNet's own thread choice) and train.py's rule
+(:mod:`rcnn.core.cpu_share`).
 
 Usage: ``python -m bench.bench_train [--quick] [--workers N] [--compare-workers]
 [--compare-defaults]``.
@@ -87,7 +88,7 @@ def _build(cfg, roidb, workers):
     from rcnn.core.loader import CropLoader, feature_symbols
     from rcnn.core.metric import build_train_metrics
     from rcnn.core.optimizer import init_module_optimizer
-    from rcnn.core.trainer import XAVIER
+    from rcnn.core.param_policy import XAVIER
     from rcnn.symbol import get_symbol_train
 
     sym = get_symbol_train('mnet', cfg)
@@ -219,14 +220,14 @@ def step_split(quick=False, workers=1):
 
 
 def compare_defaults(quick=False):
-    """Rows: images/s of the previous default and of today's rule, one process per run."""
+    """Rows: images/s of MXNet's defaults and of train.py's rule, one process per run."""
     import json
     import subprocess
     thread_vars = ('OMP_NUM_THREADS', 'MXNET_CPU_WORKER_NTHREADS', _NO_PLAN_ENV)
     base_env = {k: v for k, v in os.environ.items() if k not in thread_vars}
-    settings = [('before issue 15: 2 loader workers, OMP_NUM_THREADS unset (MXNet default)',
+    settings = [('MXNet defaults: 2 loader workers, OMP_NUM_THREADS unset',
                  ['--workers', '2'], dict(base_env, **{_NO_PLAN_ENV: '1'})),
-                ('today: train.py rule (%d worker(s), OMP_NUM_THREADS=%d)'
+                ('train.py rule (%d worker(s), OMP_NUM_THREADS=%d)'
                  % (_PLAN.workers, _PLAN.omp_threads), [], base_env)]
     rounds = 1 if quick else 3
     results = {name: [] for name, _, _ in settings}
@@ -247,7 +248,8 @@ def compare_defaults(quick=False):
         runs = results[name]
         median = float(np.median([r['images_per_s'] for r in runs]))
         rows.append({'name': 'train mnet 640x640 batch %d, %s' % (BATCH, name),
-                     'images_per_s': round(median, 2), 'relative_to_before': round(median / base, 3),
+                     'images_per_s': round(median, 2), 'relative_to_mxnet_defaults':
+                     round(median / base, 3),
                      'runs_images_per_s': [r['images_per_s'] for r in runs],
                      'loader_wait_share': [r['loader_wait_share'] for r in runs],
                      'omp_threads': runs[0]['omp_threads'], 'rounds': rounds})
@@ -274,8 +276,8 @@ if __name__ == '__main__':
     parser.add_argument('--compare-workers', action='store_true',
                         help='only the images/s of 0, 1, 2 workers and the default')
     parser.add_argument('--compare-defaults', action='store_true',
-                        help='only the images/s of the previous default (2 workers, MXNet\'s '
-                             'own threads) against today\'s rule, in separate processes')
+                        help='only the images/s of MXNet\'s defaults (2 workers, its own '
+                             'threads) against train.py\'s rule, in separate processes')
     parser.add_argument('--child-step-split', action='store_true', help=argparse.SUPPRESS)
     cli = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -487,7 +487,7 @@ def _bound_forward(prefix, ctx, shape):
     """A callable: the deploy graph's forward on ``ctx`` with its input already there, waited
     for with ``mx.nd.waitall()`` (nothing copied back)."""
     import mxnet as mx
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     sym, arg_params, aux_params = load_checkpoint(prefix, 0)
     module = mx.mod.Module(sym, data_names=['data'], label_names=None, context=ctx)
     module.bind(data_shapes=[('data', shape)], for_training=False)

@@ -21,7 +21,7 @@ import os
 from rcnn.model_layout import strides_of
 from rcnn.processing.box_coder import BoxCoder
 from rcnn.processing.pixels import PixelTransform
-from rcnn.utils.checkpoint_files import recipe_path
+from rcnn.checkpoint.files import recipe_path
 from rcnn.utils.fileio import atomic_write_text
 
 __all__ = ['RECIPE_FORMAT', 'Recipe', 'RecipeError', 'default_recipe', 'write_recipe',

@@ -43,7 +43,7 @@ def test_executor_rebasing_keeps_results():
     """A fresh base executor every ``rebase_after`` derived ones gives the results of
     independent binds, shape after shape."""
     from rcnn.inference.mxnet_backend import MXNetBackend
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     sym, arg_params, aux_params = load_checkpoint(
         str(shared_path('models', 'mnet.25') / 'mnet.25'), 0)
     rng = np.random.RandomState(5)

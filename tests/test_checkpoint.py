@@ -5,8 +5,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from rcnn.utils import checkpoint
-from rcnn.utils.checkpoint import (ParamMismatchError, check_params, load_checkpoint, load_params,
+from rcnn.checkpoint import params as checkpoint
+from rcnn.checkpoint.params import (ParamMismatchError, check_params, load_checkpoint, load_params,
                                    save_checkpoint)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from rcnn.utils.checkpoint import ParamMismatchError, load_checkpoint
+from rcnn.checkpoint.params import ParamMismatchError, load_checkpoint
 from rcnn.utils.param_names import fit_names, other_spelling
 
 MOVING, RUNNING = '_moving_', '_running_'
@@ -254,7 +254,7 @@ def test_running_spelled_pretrained_checkpoint_feeds_the_training_graph(variant_
     from rcnn.core.train_options import CheckpointOptions
     from rcnn.core.training_setup import starting_params
     from rcnn.symbol import get_symbol_train
-    from rcnn.utils.checkpoint import is_graph_input
+    from rcnn.checkpoint.params import is_graph_input
     cfg, _ = generate_config('mnet', 'retinaface')
     sym = get_symbol_train('mnet', cfg)
     arg_shapes, _, aux_shapes = sym.infer_shape_partial(data=(1, 3, 640, 640))
@@ -277,7 +277,7 @@ def test_backends_take_arrays_in_the_other_spelling(variant_prefixes, released_p
     """The graph says _running_, the arrays handed over say _moving_ (as ``load_params``
     gives them): the MXNet backend, the ONNX exporter and the quantizer each fit the names."""
     from rcnn.inference.mxnet_backend import MXNetBackend
-    from rcnn.utils.checkpoint import load_params
+    from rcnn.checkpoint.params import load_params
     sym = mx.sym.load(variant_prefixes['all_running'] + '-symbol.json')
     arg, aux = load_params(released_prefix, 0)
     assert not [n for n in aux if RUNNING in n]

@@ -16,9 +16,9 @@ def _rows(prefix):
 
 
 def _log(log, iteration, acc, loss, epoch=0):
-    log.on_log(Position(epoch, iteration, iteration), 0.01,
-               {'samples_per_s': 2.5, 'data_s': 0.125, 'step_s': 0.75},
-               {'RPNAcc_s32': acc, 'RPNL1Loss_s32': loss})
+    log.write_row(Position(epoch, iteration, iteration), 0.01,
+                  {'samples_per_s': 2.5, 'data_s': 0.125, 'step_s': 0.75},
+                  {'RPNAcc_s32': acc, 'RPNL1Loss_s32': loss})
 
 
 def test_one_row_per_window_with_every_value(tmp_path):
@@ -29,7 +29,19 @@ def test_one_row_per_window_with_every_value(tmp_path):
     assert rows[0] == list(FIXED_COLUMNS) + NAMES
     assert rows[1] == ['20', '0', '20', '0.01', '2.5', '0.125', '0.75', '0.5', '0.25']
     assert rows[2][-2:] == ['0.75', '']
-    assert log.after_checkpoint(1, Position(1), False) == 0.0
+
+
+def test_as_a_hook_it_writes_the_logged_windows_only(tmp_path):
+    from types import SimpleNamespace
+    from rcnn.core.trainer import LogWindow
+    log = MetricsLog(str(tmp_path / 'm'), NAMES)
+    trainer = SimpleNamespace(position=Position(0, 3, 3), log_window=None)
+    log.after_step(trainer)                          # not a logged step: no row
+    trainer.log_window = LogWindow(0.01, {'samples_per_s': 2.0, 'data_s': 0.5, 'step_s': 1.0},
+                                   {'RPNAcc_s32': 0.25})
+    log.after_step(trainer)
+    rows = _rows(tmp_path / 'm')
+    assert rows[1:] == [['3', '0', '3', '0.01', '2.0', '0.5', '1.0', '0.25', '']]
 
 
 def test_a_new_run_starts_afresh_and_a_resume_drops_later_rows(tmp_path):

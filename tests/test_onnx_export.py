@@ -147,7 +147,7 @@ def released_export(tmp_path_factory, request):
 
 
 def test_released_mnet25_export_matches_mxnet(released_export):
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     prefix, path = released_export
     model = onnx.load(path)
     assert [i.name for i in model.graph.input] == ['data']          # weights are initializers
@@ -209,7 +209,7 @@ def test_verify_reports_a_wrong_export(tmp_path):
 
 def test_onnxruntime_backend_outputs_and_cache(tmp_path, mnet25_prefix):
     from rcnn.inference.onnx_backend import OnnxRuntimeBackend
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     backend = OnnxRuntimeBackend(mnet25_prefix, epoch=0, threads=1, cache_dir=str(tmp_path))
     cached = list(tmp_path.glob('*.onnx'))
     assert len(cached) == 1

@@ -38,7 +38,7 @@ def int8_prefix(tmp_path_factory):
 
 
 def test_quantized_checkpoint_is_int8_and_loads(int8_prefix):
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     assert os.path.isfile(int8_prefix + '-symbol.json')
     assert os.path.isfile(int8_prefix + '-0000.params')
     nodes = json.loads(open(int8_prefix + '-symbol.json').read())['nodes']
@@ -103,7 +103,7 @@ def test_bad_arguments_are_reported(tmp_path):
 
 def test_excluded_node_stays_fp32(mnet25_prefix):
     """Excluding an original node name keeps the fused MKLDNN node that holds it in FP32."""
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     sym, arg, aux = load_checkpoint(mnet25_prefix, 0)
     qsym, _, _ = quantize.quantize_checkpoint(sym, arg, aux, calib_mode='none',
                                               excluded_sym_names=['mobilenet0_conv0'])

@@ -19,7 +19,7 @@ from rcnn.processing.box_coder import BoxCoder
 from rcnn.processing.pixels import PixelTransform
 from rcnn.recipe import (Recipe, RecipeError, default_recipe, load_recipe, read_recipe,
                          write_recipe)
-from rcnn.utils.checkpoint_files import recipe_path
+from rcnn.checkpoint.files import recipe_path
 
 SHARED = Path(__file__).resolve().parents[1] / '..' / 'shared'
 MNET = SHARED / 'models' / 'mnet.25' / 'mnet.25'
@@ -120,7 +120,7 @@ def test_detector_refuses_a_recipe_whose_strides_the_network_lacks(tmp_path):
 
 def _retrained_params(cfg):
     """mnet.25's parameters turned into those of a model trained under ``cfg``'s recipe."""
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     sym, arg_params, aux_params = load_checkpoint(str(MNET), 0)
     arg_params = {name: value.asnumpy() for name, value in arg_params.items()}
     # input channel c (R, G, B) now holds pixel / (scale * std[2 - c])
@@ -144,7 +144,7 @@ def _retrained_params(cfg):
 def test_non_default_pixel_and_box_stds_round_trip_through_a_checkpoint(tmp_path):
     _need_mnet()
     import cv2
-    from rcnn.utils.checkpoint import save_checkpoint
+    from rcnn.checkpoint.params import save_checkpoint
     from retinaface import RetinaFace
     cfg = _custom_cfg()
     prefix = str(tmp_path / 'custom')
@@ -247,7 +247,7 @@ def test_insightface_layout_export_follows_the_recipe(tmp_path):
     pytest.importorskip('onnx')
     pytest.importorskip('onnxruntime')
     from rcnn.deploy.insightface_layout import export_insightface_checkpoint
-    from rcnn.utils.checkpoint import save_checkpoint
+    from rcnn.checkpoint.params import save_checkpoint
     cfg = _custom_cfg()
     cfg.PIXEL_MEANS = np.array([10.0, 20.0, 30.0])
     prefix = str(tmp_path / 'custom')

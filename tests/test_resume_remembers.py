@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rcnn.core import train_state
+from rcnn.checkpoint import record as train_record
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / 'train.py'
@@ -49,7 +49,7 @@ def test_resume_remembers_data_validation_and_overrides_and_refuses_changed_data
                 '--val_set', 'val', '--val_images', '1', '--set', 'COLOR_MODE=0')
     assert first.returncode == 0, first.stderr[-3000:]
     assert 'Subgraph backend' not in first.stdout + first.stderr       # MXNet's bind notice
-    record = train_state.read_train_record(str(prefix), 1)
+    record = train_record.read_train_record(str(prefix), 1)
     assert record['config']['COLOR_MODE'] == 0 and record['config']['TRAIN']['BATCH_IMAGES'] == 2
     assert ['COLOR_MODE', 0] in record['config_overrides']
     assert record['validation_options']['val_set'] == 'val' and record['flip'] is False
@@ -64,7 +64,7 @@ def test_resume_remembers_data_validation_and_overrides_and_refuses_changed_data
         in second.stdout
     rows = (prefix.parent / 'm-val.csv').read_text().splitlines()
     assert [row.split(',')[0] for row in rows[1:]] == ['1', '2']       # validated again
-    resumed = train_state.read_train_record(str(prefix), 2)
+    resumed = train_record.read_train_record(str(prefix), 2)
     assert resumed['config'] == record['config'] and resumed['iteration'] == 4
     assert resumed['data_digest'] == record['data_digest'] and resumed['flip'] is False
 
@@ -87,7 +87,7 @@ def test_resume_remembers_data_validation_and_overrides_and_refuses_changed_data
     assert allowed.returncode == 0, allowed.stderr[-3000:]
     assert 'lr steps recomputed for the other data: iterations [110, 136, 160] -> [57, 70, 82]' \
         in allowed.stdout
-    final = train_state.read_train_record(str(prefix), train_state.latest_checkpoint(str(prefix)))
+    final = train_record.read_train_record(str(prefix), train_record.latest_checkpoint(str(prefix)))
     assert final['lr_steps'] == [57, 70, 82] and final['data_digest'] != record['data_digest']
 
 

@@ -332,7 +332,7 @@ def group_photo():
 def reference_detect(prefix, image, threshold, nms_thresh=0.4):
     """The released graph through a plain Module, decoded by a straightforward loop."""
     import mxnet as mx
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     sym, arg_params, aux_params = load_checkpoint(prefix, 0)
     height, width = image.shape[:2]
     module = mx.mod.Module(sym, data_names=['data'], label_names=None, context=mx.cpu())
@@ -513,7 +513,7 @@ def test_backend_selects_outputs_by_name(mnet25, group_photo):
     """A graph listing the outputs in another order gives the same outputs."""
     import mxnet as mx
     from rcnn.inference.mxnet_backend import MXNetBackend
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     sym, arg_params, aux_params = load_checkpoint(
         str(shared_path('models', 'mnet.25') / 'mnet.25'), 0)
     shuffled = mx.sym.Group([sym[i] for i in [8, 2, 0, 5, 7, 1, 4, 3, 6]])
@@ -563,7 +563,7 @@ def test_shape_cache_shares_memory_without_mixing_results():
     """Executors derived from one another (shared memory) give the results of independent
     binds, in any order; the LRU cache drops the oldest shape beyond ``max_shapes``."""
     from rcnn.inference.mxnet_backend import MXNetBackend
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     sym, arg_params, aux_params = load_checkpoint(
         str(shared_path('models', 'mnet.25') / 'mnet.25'), 0)
     rng = np.random.RandomState(3)

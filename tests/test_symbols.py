@@ -16,7 +16,7 @@ from rcnn.config import generate_config
 from rcnn.symbol import (deploy_output_names, feature_shapes, get_symbol_test, get_symbol_train,
                          label_names, label_shapes)
 from rcnn.symbol.symbol_common import smooth_l1_loss
-from rcnn.utils.checkpoint import check_params, load_checkpoint
+from rcnn.checkpoint.params import check_params, load_checkpoint
 
 RELEASED = {'mnet': ('mnet.25', 'mnet.25-symbol.json'), 'resnet': ('R50', 'R50-symbol.json')}
 STRIDES = (32, 16, 8)

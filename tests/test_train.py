@@ -17,9 +17,12 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from rcnn.core import train_state
-from rcnn.core.trainer import DeviceError, frozen_param_names, resolve_contexts, shard_roidb
-from rcnn.utils.checkpoint import compare_params
+from rcnn.checkpoint.files import checkpoint_files
+from rcnn.checkpoint.params import compare_params
+from rcnn.checkpoint.record import (CorruptCheckpointError, latest_checkpoint, list_train_records,
+                                    read_train_record, write_train_record)
+from rcnn.core.devices import DeviceError, resolve_contexts, shard_roidb
+from rcnn.core.param_policy import frozen_param_names
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / 'train.py'
@@ -101,23 +104,23 @@ def test_mnet_from_pretrained_freezes_the_first_six_backbone_arrays(mnet25_prefi
 
 # ------------------------------------------------------------------------------ records
 def make_checkpoint_files(prefix, number, payload=b'params'):
-    files = train_state.checkpoint_files(prefix, number)
+    files = checkpoint_files(prefix, number)
     Path(files['params']).write_bytes(payload * 100)
     Path(files['symbol']).write_text('{"nodes": []}')
     Path(files['states']).write_bytes(b'momentum' * 50)
     record = {'network': 'mnet', 'epoch': 1, 'batch_in_epoch': 0, 'iteration': 7, 'lr': 0.01,
               'base_lr': 0.01, 'lr_steps': [55], 'lr_factors': [0.1], 'iters_per_epoch': 7,
               'batch_size': 1, 'num_devices': 1, 'num_workers': 1}
-    return train_state.write_train_record(prefix, number, record), files
+    return write_train_record(prefix, number, record), files
 
 
 def test_record_round_trip_and_latest(tmp_path):
     prefix = str(tmp_path / 'm')
     make_checkpoint_files(prefix, 1)
     make_checkpoint_files(prefix, 3)
-    assert train_state.list_train_records(prefix) == [1, 3]
-    assert train_state.latest_checkpoint(prefix) == 3
-    record = train_state.read_train_record(prefix, 3)
+    assert list_train_records(prefix) == [1, 3]
+    assert latest_checkpoint(prefix) == 3
+    record = read_train_record(prefix, 3)
     assert record['iteration'] == 7 and record['checkpoint'] == 3
     assert not list(tmp_path.glob('*.tmp'))   # no temporary file left behind
 
@@ -128,37 +131,43 @@ def test_a_changed_or_truncated_file_is_refused_naming_it(tmp_path, kind):
     _, files = make_checkpoint_files(prefix, 2)
     data = Path(files[kind]).read_bytes()
     Path(files[kind]).write_bytes(data[:len(data) // 2])       # truncated
-    with pytest.raises(train_state.CorruptCheckpointError, match=re.escape(files[kind])):
-        train_state.read_train_record(prefix, 2)
+    with pytest.raises(CorruptCheckpointError, match=re.escape(files[kind])):
+        read_train_record(prefix, 2)
 
 
 def test_a_garbled_record_is_refused(tmp_path):
     prefix = str(tmp_path / 'm')
     _, files = make_checkpoint_files(prefix, 2)
     Path(files['record']).write_bytes(Path(files['record']).read_bytes()[:40])
-    with pytest.raises(train_state.CorruptCheckpointError, match='m-0002.train.json is corrupted'):
-        train_state.read_train_record(prefix, 2)
-    with pytest.raises(train_state.CorruptCheckpointError, match='not found'):
-        train_state.read_train_record(prefix, 5)
+    with pytest.raises(CorruptCheckpointError, match='m-0002.train.json is corrupted'):
+        read_train_record(prefix, 2)
+    with pytest.raises(CorruptCheckpointError, match='not found'):
+        read_train_record(prefix, 5)
 
 
-# ------------------------------------------------------------------------------ trainer options
-def test_trainer_takes_its_run_from_options_and_a_resume_its_last_good_checkpoint():
+# ------------------------------------------------------------------------------ stop rule
+def test_stop_rule_and_a_resumed_runs_last_good_checkpoint():
     import dataclasses
+    from rcnn.core.hooks import Checkpointer, StopRule
     from rcnn.core.schedule import LRSchedule
-    from rcnn.core.trainer import Position, Trainer, TrainerOptions
-    options = TrainerOptions(prefix='p', batch_size=2, iters_per_epoch=0, end_epoch=3,
-                             strides=(32, 16, 8), max_iters=10, resumed_from=(2, 14))
+    from rcnn.core.trainer import Position, SavedCheckpoint, Trainer
+    schedule = LRSchedule(0.01, [100])
+    rule = StopRule(end_epoch=3, max_iters=10)
+    assert rule.stop_iteration(schedule) == 10
+    assert rule.reason(schedule, Position(1, 0, 10)) == 'max_iters'
+    assert rule.reason(schedule, Position(3, 0, 5)) == 'end_epoch'
+    assert rule.reason(schedule, Position(1, 0, 9)) is None
+    assert StopRule(end_epoch=9).reason(schedule, Position(1, 0, 100)) == 'schedule'
     with pytest.raises(dataclasses.FrozenInstanceError):
-        options.max_iters = 5
-    trainer = Trainer(None, None, None, LRSchedule(0.01, [100]), options)
-    assert trainer.last_checkpoint == (2, 14) and trainer.iters_per_epoch == 1
-    assert trainer.stop_reason(Position(1, 0, 10)) == 'max_iters'
-    assert trainer.stop_reason(Position(3, 0, 5)) == 'end_epoch'
-    assert trainer.stop_reason(Position(1, 0, 9)) is None
-    fresh = Trainer(None, None, None, LRSchedule(0.01, [100]),
-                    dataclasses.replace(options, resumed_from=None))
-    assert fresh.last_checkpoint is None
+        Position(1).iteration = 5
+    resumed = Checkpointer('p', None, {}, resumed_from=(2, 14))
+    trainer = Trainer(None, None, schedule, 2, 0, (32, 16, 8), [resumed])
+    assert trainer.iters_per_epoch == 1 and trainer.last_checkpoint is None
+    resumed.before_train(trainer)
+    assert trainer.last_checkpoint == SavedCheckpoint('p', 2, 14)
+    assert str(trainer.last_checkpoint) == 'p-0002'
+    Checkpointer('p', None, {}).before_train(trainer)
+    assert trainer.last_checkpoint is None
 
 
 # ------------------------------------------------------------------------------ end to end
@@ -200,7 +209,7 @@ def test_smoke_run_logs_metrics_and_writes_a_checkpoint_retinaface_loads(tmp_pat
     import cv2
     from rcnn.config import generate_config
     from rcnn.symbol import get_symbol_test
-    from rcnn.utils.checkpoint import check_params, load_checkpoint
+    from rcnn.checkpoint.params import check_params, load_checkpoint
     from retinaface import RetinaFace
 
     prefix = tmp_path / 'm'
@@ -210,7 +219,7 @@ def test_smoke_run_logs_metrics_and_writes_a_checkpoint_retinaface_loads(tmp_pat
     assert len(re.findall(r'Iter\[\d\] Speed: [0-9.]+ samples/sec', log)) == 6
     assert len(logged_losses(log, 'RPNAcc_s8')) == 6
     # 8 records (4 photos + mirrors), batch 1: stopped inside epoch 0 -> checkpoint 1
-    record = train_state.read_train_record(str(prefix), 1)
+    record = read_train_record(str(prefix), 1)
     assert (record['epoch'], record['batch_in_epoch'], record['iteration']) == (0, 6, 6)
     assert record['iters_per_epoch'] == 8 and record['lr'] == pytest.approx(0.01)
     # the saved graph is the deploy graph, with exactly its parameters
@@ -244,13 +253,13 @@ def test_resume_after_kill_continues_exactly(tmp_path, dlib_faces):
                                         *dlib_args(dlib_faces, tmp_path)),
                               cwd=str(ROOT), env=train_env(), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    record_path = Path(train_state.checkpoint_files(str(prefix), 1)['record'])
+    record_path = Path(checkpoint_files(str(prefix), 1)['record'])
     deadline = time.time() + 240
     while not record_path.exists() and time.time() < deadline and victim.poll() is None:
         time.sleep(0.05)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    record = train_state.read_train_record(str(prefix), 1)
+    record = read_train_record(str(prefix), 1)
     killed_at = record['iteration']
     assert 2 <= killed_at < 8 and killed_at % 2 == 0   # mid-epoch, before the lr step
 
@@ -264,7 +273,7 @@ def test_resume_after_kill_continues_exactly(tmp_path, dlib_faces):
     first_iter = re.search(r'Iter\[(\d+)\]', resumed.stdout).group(1)
     assert int(first_iter) == killed_at + 1
     assert final_digest(resumed.stdout) == final_digest(reference.stdout)
-    final = train_state.read_train_record(str(prefix), 2)
+    final = read_train_record(str(prefix), 2)
     assert (final['epoch'], final['batch_in_epoch'], final['iteration']) == (1, 2, 10)
     assert final['lr'] == pytest.approx(0.001)
 
@@ -275,7 +284,7 @@ def test_corrupted_checkpoint_is_refused_on_resume(tmp_path, dlib_faces):
     first = run_train(train_cmd(prefix, '--max_iters', '2', '--no_flip',
                                 *dlib_args(dlib_faces, tmp_path)))
     assert first.returncode == 0, first.stderr[-3000:]
-    params = Path(train_state.checkpoint_files(str(prefix), 1)['params'])
+    params = Path(checkpoint_files(str(prefix), 1)['params'])
     data = bytearray(params.read_bytes())
     data[len(data) // 2] ^= 0xFF                       # one flipped byte
     params.write_bytes(bytes(data))
@@ -297,10 +306,10 @@ def test_nan_loss_stops_naming_the_batch_and_keeps_the_last_checkpoint(tmp_path,
     assert match, proc.stderr[-3000:]
     epoch, batch, iteration = (int(g) for g in match.groups())
     assert iteration == epoch * 4 + batch - 1          # 4 batches per epoch
-    latest = train_state.latest_checkpoint(str(prefix))
-    record = train_state.read_train_record(str(prefix), latest)   # intact
+    latest = latest_checkpoint(str(prefix))
+    record = read_train_record(str(prefix), latest)   # intact
     assert record['iteration'] == iteration                        # saved just before it
-    from rcnn.utils.checkpoint import load_params
+    from rcnn.checkpoint.params import load_params
     arg_params, _ = load_params(str(prefix), latest)
     assert all(np.isfinite(v.asnumpy()).all() for v in arg_params.values())
 
@@ -313,8 +322,8 @@ def test_two_cpu_contexts_train_with_the_device_kvstore(tmp_path, dlib_faces):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'devices [cpu(0), cpu(1)], batch 2 (1 per device)' in proc.stdout
     # 4 photos, batch 2: epoch 0 ends at iteration 2 (checkpoint 1), the run inside epoch 1
-    assert train_state.latest_checkpoint(str(prefix)) == 2
-    record = train_state.read_train_record(str(prefix), 2)
+    assert latest_checkpoint(str(prefix)) == 2
+    record = read_train_record(str(prefix), 2)
     assert (record['num_devices'], record['batch_size'], record['iteration']) == (2, 2, 3)
 
 
@@ -339,7 +348,7 @@ def test_two_dist_sync_workers_end_with_identical_parameters(tmp_path, dlib_face
     broadcast = re.search(r'broadcast from rank 0 \(digest ([0-9a-f]{16})\)', outputs[0])
     assert broadcast and not digests[0].startswith(broadcast.group(1))   # training moved them
     # only rank 0 writes checkpoints; rank 1 logs to its own file
-    assert train_state.read_train_record(str(prefix), 2)['num_workers'] == 2
+    assert read_train_record(str(prefix), 2)['num_workers'] == 2
     assert Path(str(prefix) + '-train-rank1.log').exists()
     assert len(list(tmp_path.glob('m-*.params'))) == 2   # epoch 1 end and the final one
 
@@ -365,7 +374,7 @@ def test_fine_tuning_from_the_release_loads_everything_and_still_finds_the_val_f
         tmp_path, dlib_faces, mnet25_prefix):
     from rcnn.config import generate_config
     from rcnn.dataset import RetinaFaceDataset
-    from rcnn.utils.checkpoint import load_params
+    from rcnn.checkpoint.params import load_params
     prefix = tmp_path / 'ft'
     proc = run_train(train_cmd(prefix, '--pretrained', mnet25_prefix, '--pretrained_epoch', '0',
                                '--batch_images', '2', '--max_iters', '4',

@@ -17,11 +17,11 @@ import pytest
 from rcnn.config import generate_config
 from rcnn.core.optimizer import init_module_optimizer
 from rcnn.core.pretrained import PretrainedError, load_pretrained, read_pretrained
-from rcnn.core.trainer import frozen_param_names, layer_fix_candidates
+from rcnn.core.param_policy import frozen_param_names, layer_fix_candidates
 from rcnn.symbol import get_symbol_train
 from rcnn.symbol.symbol_mnet import mobilenet_backbone
 from rcnn.symbol.symbol_resnet import resnet_backbone
-from rcnn.utils.checkpoint import load_params
+from rcnn.checkpoint.params import load_params
 
 from test_train import dlib_args, run_train, train_cmd
 

@@ -1,4 +1,4 @@
-"""train.py safety (issue 12): one run per prefix, disk-full saves, cleanup of killed saves,
+"""train.py safety: one run per prefix, disk-full saves, cleanup of killed saves,
 --resume checks, dead loader workers and unreadable data as one-line errors."""
 import errno
 import fcntl
@@ -17,7 +17,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from rcnn.core import train_state
+from rcnn.checkpoint.commit import CheckpointWriteError, save_checkpoint_files
+from rcnn.checkpoint.files import checkpoint_files
+from rcnn.checkpoint.record import latest_checkpoint, read_train_record
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / 'train.py'
@@ -127,20 +129,20 @@ def _leftovers(folder):
 @pytest.mark.parametrize('failing_kind', ['params', 'states', 'symbol'])
 def test_a_full_disk_keeps_the_previous_checkpoint_of_the_same_number(tmp_path, failing_kind):
     prefix = str(tmp_path / 'm')
-    train_state.save_checkpoint_files(prefix, 2, _writers(b'first' * 100), RECORD)
-    before = train_state.read_train_record(prefix, 2)
+    save_checkpoint_files(prefix, 2, _writers(b'first' * 100), RECORD)
+    before = read_train_record(prefix, 2)
     writers = _writers(b'second' * 100)
 
     def disk_full(path):
         Path(path).write_bytes(b'half')
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
     writers[failing_kind] = disk_full
-    with pytest.raises(train_state.CheckpointWriteError) as info:
-        train_state.save_checkpoint_files(prefix, 2, writers, dict(RECORD, iteration=9))
+    with pytest.raises(CheckpointWriteError) as info:
+        save_checkpoint_files(prefix, 2, writers, dict(RECORD, iteration=9))
     message = str(info.value)
-    assert train_state.checkpoint_files(prefix, 2)[failing_kind] in message
+    assert checkpoint_files(prefix, 2)[failing_kind] in message
     assert 'no space left on device' in message and '\n' not in message
-    assert train_state.read_train_record(prefix, 2) == before         # intact, verified
+    assert read_train_record(prefix, 2) == before         # intact, verified
     assert _leftovers(tmp_path) == []
 
 
@@ -153,9 +155,9 @@ def test_mxnet_write_errors_on_a_full_folder_say_no_space_left(tmp_path, monkeyp
                                  'fwrite(ptr, 1, size, fp_) == size: FileStream.Write incomplete')
     writers['params'] = mxnet_fails
     monkeypatch.setattr(shutil, 'disk_usage', lambda path: shutil._ntuple_diskusage(100, 100, 0))
-    with pytest.raises(train_state.CheckpointWriteError,
+    with pytest.raises(CheckpointWriteError,
                        match=r'm-0002\.params: no space left on device \(0\.0 MB free'):
-        train_state.save_checkpoint_files(prefix, 2, writers, RECORD)
+        save_checkpoint_files(prefix, 2, writers, RECORD)
     assert _leftovers(tmp_path) == []
 
 
@@ -189,13 +191,13 @@ def test_disk_full_in_train_py_is_one_line_and_keeps_the_last_checkpoint(
     assert status == 2, err
     assert 'cannot write checkpoint file %s-0002.params: no space left on device' % prefix in err
     assert 'the last good checkpoint is %s-0001 (iteration 4), untouched' % prefix in err
-    assert train_state.read_train_record(str(prefix), 1)['iteration'] == 4
+    assert read_train_record(str(prefix), 1)['iteration'] == 4
     assert not Path(str(prefix) + '-0002.params').exists() and _leftovers(tmp_path) == []
 
 
 def test_what_a_killed_save_left_is_removed_on_the_next_start(tmp_path):
     prefix = tmp_path / 'm'
-    train_state.save_checkpoint_files(str(prefix), 1, _writers(b'good' * 10), RECORD)
+    save_checkpoint_files(str(prefix), 1, _writers(b'good' * 10), RECORD)
     stale = ['.m-0002.params.k3j_x9a1.tmp', '.m-symbol.json.0abcdefg.tmp',
              '.m-0002.train.json.zz99zz99.tmp', '.m-train-summary.json.abcdefgh.tmp']
     kept = ['.other-0002.params.k3j_x9a1.tmp', 'm-0005.params', 'notes.tmp']
@@ -216,12 +218,12 @@ def test_what_a_killed_save_left_is_removed_on_the_next_start(tmp_path):
             in proc.stdout
     for name in kept:
         assert name in left
-    assert train_state.read_train_record(str(prefix), 1)['iteration'] == 7   # untouched
+    assert read_train_record(str(prefix), 1)['iteration'] == 7   # untouched
 
 
 # ------------------------------------------------------------------------------ --resume
 def fake_checkpoint(prefix, dataset_path, image_set='train'):
-    train_state.save_checkpoint_files(str(prefix), 1, _writers(b'p' * 64), dict(
+    save_checkpoint_files(str(prefix), 1, _writers(b'p' * 64), dict(
         RECORD, dataset_path=os.path.abspath(str(dataset_path)), image_set=image_set))
 
 
@@ -257,8 +259,78 @@ def test_resume_with_an_explicit_lr_replaces_the_base_lr(tmp_path, dlib_faces):
     logged = re.findall(r'Iter\[(\d+)\] .*? lr=([0-9.e-]+) ', resumed.stdout)
     # batches 3 and 4 at the new base, then the step at epoch 1 (iteration 4): x0.1
     assert [(int(i), float(lr)) for i, lr in logged] == [(3, 0.004), (4, 0.004), (5, 0.0004)]
-    record = train_state.read_train_record(str(prefix), train_state.latest_checkpoint(str(prefix)))
+    record = read_train_record(str(prefix), latest_checkpoint(str(prefix)))
     assert record['base_lr'] == 0.004
+
+
+# ------------------------------------------------------------------------------ Ctrl-C
+def _final_digest(text):
+    match = re.search(r'final parameter digest \(rank 0 of 1\): ([0-9a-f]{64})', text)
+    assert match, text[-3000:]
+    return match.group(1)
+
+
+def _group_gone(pgid, seconds=20):
+    """True once no process of group ``pgid`` is left (the loader workers ended too)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_the_batches_done_exits_130_and_resume_continues_exactly(
+        tmp_path, dlib_faces):
+    """SIGINT to the process group (a terminal's Ctrl-C) in epoch 0: one line, exit 130, a
+    checkpoint of the batches done, no leftover file or worker; --resume then ends with the
+    parameters of an uninterrupted run (the resume falls in the run's first epoch)."""
+    common = ['--workers', '1', '--lr_step', '1,2', '--max_iters', '10',
+              *data_args(dlib_faces, tmp_path)]
+    reference = run_train(train_cmd(tmp_path / 'ref', *common))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    prefix = tmp_path / 'run'
+    log = Path(str(prefix) + '-train.log')
+    with open(tmp_path / 'out.txt', 'w') as out, open(tmp_path / 'err.txt', 'w') as err:
+        run = subprocess.Popen(train_cmd(prefix, *common), cwd=str(ROOT), env=train_env(),
+                               stdout=out, stderr=err, start_new_session=True)
+        try:
+            deadline = time.time() + 240
+            while time.time() < deadline and run.poll() is None and not (
+                    log.exists() and 'Iter[3]' in log.read_text()):
+                time.sleep(0.05)
+            os.killpg(run.pid, signal.SIGINT)
+            run.wait(timeout=120)
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait()
+    stdout, stderr = (tmp_path / 'out.txt').read_text(), (tmp_path / 'err.txt').read_text()
+    assert run.returncode == 130, stdout[-3000:] + stderr[-3000:]
+    assert 'Traceback' not in stdout + stderr
+    lines = [line for line in stderr.strip().splitlines() if not MXNET_NATIVE_LOG.match(line)]
+    assert len(lines) == 1, stderr
+    match = re.match(r'train\.py: interrupted \(Ctrl-C\) at epoch 0, batch (\d+) \(iteration '
+                     r'(\d+)\) after \d+ batch\(es\) of this run: checkpoint (\S+) holds them; '
+                     r'continue with --resume$', lines[0])
+    assert match, lines[0]
+    stopped = int(match.group(2))
+    assert 3 <= stopped < 8 and match.group(3) == '%s-0001' % prefix
+    record = read_train_record(str(prefix), 1)                  # complete and verified
+    assert (record['epoch'], record['batch_in_epoch'], record['iteration']) == \
+        (0, stopped, stopped)
+    summary = json.loads(Path(str(prefix) + '-train-summary.json').read_text())
+    assert summary['stopped_by'] == 'interrupt' and summary['iterations'] == stopped
+    assert _leftovers(tmp_path) == [] and _group_gone(run.pid)
+
+    resumed = run_train(train_cmd(prefix, '--resume', *common))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert 'optimizer state restored (%d updates so far)' % stopped in resumed.stdout
+    assert _final_digest(resumed.stdout) == _final_digest(reference.stdout)
 
 
 # ------------------------------------------------------------------------------ loader
@@ -292,7 +364,7 @@ def test_a_sigkilled_loader_worker_stops_training_in_one_line_after_a_checkpoint
     line = one_line_error(proc)
     assert re.search(r'CropLoader-worker-\d \(pid %d\) died with exit code -9 \(killed by '
                      r'SIGKILL' % workers[1], line), line
-    record = train_state.read_train_record(str(prefix), 1)          # the work done is saved
+    record = read_train_record(str(prefix), 1)          # the work done is saved
     assert record['iteration'] >= 2
     assert 'Traceback' in log.read_text()                            # the details: log only
 

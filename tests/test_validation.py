@@ -216,11 +216,10 @@ def test_resume_keeps_the_best_so_far(tmp_path):
 
 def test_a_failed_validation_is_logged_and_training_goes_on(sample_set, tmp_path, caplog):
     prefix = tmp_path / 'm'
-    from rcnn.core.trainer import Position
     validator = Validator(str(prefix), open_validation_set(str(sample_set), 'val'))
     state = np.random.get_state()
     with caplog.at_level(logging.ERROR):
-        spent = validator.after_checkpoint(3, Position(3, 0, 30), final=False)  # no such files
+        spent = validator.validate_if_due(3, 30, final=False)  # no such files
     assert spent >= 0.0
     assert re.search(r'validation of checkpoint .*m-0003 failed \(training goes on\): '
                      r'FileNotFoundError: .*m-symbol.json', caplog.text)
@@ -228,7 +227,7 @@ def test_a_failed_validation_is_logged_and_training_goes_on(sample_set, tmp_path
     assert np.array_equal(np.random.get_state()[1], state[1])
     # not due: every 2nd epoch, not the final checkpoint
     validator.every = 2
-    assert validator.after_checkpoint(5, Position(5, 0, 50), final=False) == 0.0
+    assert validator.validate_if_due(5, 50, final=False) == 0.0
 
 
 # ------------------------------------------------------------------------------ end to end

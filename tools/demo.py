@@ -57,7 +57,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from rcnn.utils import cli  # noqa: E402
-from rcnn.utils.checkpoint_files import checkpoint_name, params_path  # noqa: E402
+from rcnn.checkpoint.files import checkpoint_name, params_path  # noqa: E402
 from rcnn.utils.cli import non_negative_int, positive_float, positive_int  # noqa: E402
 
 __all__ = ['DemoPlan', 'parse_args', 'count_images_with_faces', 'make_plan', 'format_plan',
@@ -562,7 +562,7 @@ def _validation_lines(validation):
 def read_validation(prefix):
     """train.py's validation results of ``prefix``: {'rows', 'best', 'best_params'} or None."""
     from rcnn.core.validation import best_prefix, best_record_path, read_val_rows, val_csv_path
-    from rcnn.utils.checkpoint import params_path
+    from rcnn.checkpoint.files import params_path
     rows = read_val_rows(val_csv_path(prefix))
     if not rows:
         return None

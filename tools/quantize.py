@@ -73,7 +73,7 @@ def _forward_ms(prefix, epoch, input_size, repeat=30):
     import mxnet as mx
     import numpy as np
     from rcnn.model_layout import DATA_NAME
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
     width, height = input_size
     module = mx.mod.Module(sym, data_names=[DATA_NAME], label_names=None, context=mx.cpu())

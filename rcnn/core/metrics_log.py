@@ -24,6 +24,7 @@ import os
 
 import numpy as np
 
+from rcnn.core.trainer import HookBase
 from rcnn.utils.fileio import atomic_write_text
 
 __all__ = ['FIXED_COLUMNS', 'metrics_csv_path', 'MetricsLog', 'read_csv_table', 'csv_cell',
@@ -74,8 +75,8 @@ def keep_rows_until(path, column, limit):
     return dropped
 
 
-class MetricsLog(object):
-    """Trainer watcher appending one row per logged window to ``<prefix>-metrics.csv``.
+class MetricsLog(HookBase):
+    """Trainer hook appending one row per logged window to ``<prefix>-metrics.csv``.
 
     Args:
         prefix: checkpoint prefix of the run.
@@ -105,20 +106,23 @@ class MetricsLog(object):
             return False
         return header == self.header
 
-    def on_log(self, position, lr, stats, window):
+    def after_step(self, trainer):
+        """Append the row of the window the step closed, if it was logged."""
+        window = trainer.log_window
+        if window is not None:
+            self.write_row(trainer.position, window.lr, window.stats, window.values)
+
+    def write_row(self, position, lr, stats, values):
         """Append the row of a logged window.
 
         Args:
             position: Position after the window's last batch.
             lr: lr of that batch's update.
-            stats: Speedometer.last_stats (samples_per_s, data_s, step_s).
-            window: metric name -> value of the window.
+            stats: the window's samples_per_s, data_s, step_s.
+            values: metric name -> value of the window.
         """
-        values = [position.iteration, position.epoch, position.batch_in_epoch, lr,
-                  stats['samples_per_s'], stats['data_s'], stats['step_s']]
-        values += [window.get(name) for name in self.header[len(FIXED_COLUMNS):]]
+        cells = [position.iteration, position.epoch, position.batch_in_epoch, lr,
+                 stats['samples_per_s'], stats['data_s'], stats['step_s']]
+        cells += [values.get(name) for name in self.header[len(FIXED_COLUMNS):]]
         with open(self.path, 'a', newline='') as handle:
-            csv.writer(handle, lineterminator='\n').writerow([csv_cell(v) for v in values])
-
-    def after_checkpoint(self, number, position, final):
-        return 0.0
+            csv.writer(handle, lineterminator='\n').writerow([csv_cell(v) for v in cells])

@@ -31,7 +31,8 @@ import re
 
 import numpy as np
 
-from rcnn.utils.checkpoint import LEGACY_AUX_SUFFIXES, params_path, read_ndarray_dict
+from rcnn.checkpoint.files import params_path
+from rcnn.checkpoint.params import LEGACY_AUX_SUFFIXES, read_ndarray_dict
 
 __all__ = ['PretrainedError', 'PretrainedParams', 'load_pretrained', 'read_pretrained',
            'pretrained_path',

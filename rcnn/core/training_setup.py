@@ -6,7 +6,7 @@
 1. devices (``--gpus`` / ``--cpus`` / CUDA_VISIBLE_DEVICES) and the kvstore (rank, workers);
    the exclusive lock on ``--prefix`` (rcnn/utils/run_lock.py), held until the run is closed;
 2. logging to stdout and ``<prefix>-train.log``; what a killed save left behind is removed;
-3. resume state: the verified training record of ``--resume`` (rcnn/core/train_state.py);
+3. resume state: the verified training record of ``--resume`` (rcnn/checkpoint/record.py);
    the options the flags did not give (data, validation, lr, end epoch, config overrides) are
    taken from it (:func:`remembered_options`); another dataset path or image set is refused
    unless ``--resume_other_data``; the seed (``--seed``, the record's, or a fresh one);
@@ -22,8 +22,9 @@
    ``--pretrained`` or none), read before any loader worker starts; then the CropLoader;
 8. the frozen ones (``LAYER_FIX``), the bound Module with SGD (``TRAIN.GRAPH_LR_WD_MULT``,
    rcnn/core/optimizer.py) and, resuming, its optimizer state;
-9. the :class:`~rcnn.core.trainer.Trainer` with its :class:`~rcnn.core.trainer.TrainerOptions`
-   and, on rank 0, its watchers: ``<prefix>-metrics.csv`` and, with a validation split, the
+9. the :class:`~rcnn.core.trainer.Trainer` with its hooks (:func:`make_hooks`,
+   rcnn/core/hooks.py): logging, checkpoints, the stop rule, the time budget, the NaN guard,
+   Ctrl-C and, on rank 0, ``<prefix>-metrics.csv``, the summary and, with ``--val_set``, the
    validation of epoch checkpoints (rcnn/core/metrics_log.py, rcnn/core/validation.py; the
    split is read at start-up, before the roidb).
 
@@ -44,15 +45,20 @@ import sys
 import mxnet as mx
 import numpy as np
 
+from rcnn.checkpoint import record as train_record
+from rcnn.checkpoint.commit import clean_interrupted_saves
+from rcnn.checkpoint.params import params_digest
+from rcnn.checkpoint.states import load_optimizer_states
 from rcnn.config import build_config, config_to_plain
-from rcnn.core import cpu_share, train_state
+from rcnn.core import cpu_share
+from rcnn.core.devices import DeviceError, resolve_contexts, shard_roidb
+from rcnn.core.hooks import standard_hooks
 from rcnn.core.optimizer import describe_multipliers, effective_multipliers, init_module_optimizer
+from rcnn.core.param_policy import XAVIER, frozen_param_names, layer_fix_candidates
 from rcnn.core.pretrained import load_pretrained
 from rcnn.core.schedule import LRSchedule, rebase_steps
 from rcnn.core.train_options import ValidationOptions
-from rcnn.core.trainer import (XAVIER, DeviceError, Position, Trainer, TrainerOptions,
-                               frozen_param_names, layer_fix_candidates, params_digest,
-                               resolve_contexts, shard_roidb)
+from rcnn.core.trainer import Position, Trainer
 from rcnn.utils.run_lock import PrefixLock
 
 # the log lines keep train.py's name
@@ -64,7 +70,7 @@ __all__ = ['TrainingRun', 'build_training', 'run_training', 'setup_logging',
            'create_kvstore', 'train_param_shapes', 'starting_params', 'resolve_resume',
            'check_resume_compatible', 'check_resume_not_done', 'is_sync_dist', 'init_optimizer',
            'plan_run', 'build_module', 'choose_frozen', 'RECIPE_KEYS', 'recorded_overrides',
-           'run_overrides', 'remembered_options', 'open_val_set', 'make_watchers']
+           'run_overrides', 'remembered_options', 'open_val_set', 'make_hooks']
 
 #: config keys of the optimizer semantics and the loss scales: a resumed run keeps them
 RECIPE_KEYS = ('TRAIN.GRAPH_LR_WD_MULT', 'TRAIN.LOSS_SCALE')
@@ -222,7 +228,7 @@ def starting_params(network, checkpoint, record, arg_shapes, aux_shapes):
     Raises ValueError naming the file on mismatched shapes, a pretrained file sharing no name
     with the graph, or (resuming) anything missing.
     """
-    from rcnn.utils.checkpoint import compare_params, load_checkpoint
+    from rcnn.checkpoint.params import compare_params, load_checkpoint
     from rcnn.utils.param_names import fit_names
     if checkpoint.pretrained and record is None:
         pretrained = load_pretrained(checkpoint.pretrained, checkpoint.pretrained_epoch,
@@ -274,11 +280,11 @@ def resolve_resume(prefix, resume):
     ``prefix``, or None when ``resume`` is None."""
     if resume is None:
         return None
-    number = train_state.latest_checkpoint(prefix) if resume == 'latest' else resume
+    number = train_record.latest_checkpoint(prefix) if resume == 'latest' else resume
     if number is None:
-        raise train_state.CorruptCheckpointError(
+        raise train_record.CorruptCheckpointError(
             'cannot resume: no training record %s-NNNN.train.json found' % prefix)
-    return train_state.read_train_record(prefix, number)
+    return train_record.read_train_record(prefix, number)
 
 
 def _first(*values):
@@ -531,26 +537,41 @@ def open_val_set(validation, data, rank):
                                validation.images)
 
 
-def make_watchers(prefix, strides, validation, record, contexts, val_set):
-    """Rank 0's ``<prefix>-metrics.csv`` writer and, with a validation split, its validator
-    (``validation``: :class:`~rcnn.core.train_options.ValidationOptions`)."""
+def make_hooks(options, strides, record, contexts, val_set, rank, num_workers, deploy_sym,
+               fields, end_epoch, batch_size, states_saved):
+    """The Trainer's hooks (rcnn/core/hooks.py :func:`standard_hooks`); rank 0 also writes
+    ``<prefix>-metrics.csv`` and, with a validation split, validates
+    (``fields``: what every training record of the run stores, :func:`run_record`)."""
     from rcnn.core.metric import build_train_metrics
     from rcnn.core.metrics_log import MetricsLog
     from rcnn.core.validation import Validator
-    names = [name for name, _ in build_train_metrics(strides).get_name_value()]
-    watchers = [MetricsLog(prefix, names, None if record is None else record['iteration'])]
-    if val_set is not None:
+    metrics_table = validator = None
+    validation, schedule = options.validation, options.schedule
+    if rank == 0:
+        names = [name for name, _ in build_train_metrics(strides).get_name_value()]
+        metrics_table = MetricsLog(options.prefix, names,
+                                   None if record is None else record['iteration'])
+    if rank == 0 and val_set is not None:
         ctx_id = contexts[0].device_id if contexts[0].device_type == 'gpu' else -1
-        watchers.append(Validator(prefix, val_set, validation.every, validation.mode,
-                                  validation.metric, ctx_id, resume=record))
-    return watchers
+        validator = Validator(options.prefix, val_set, validation.every, validation.mode,
+                              validation.metric, ctx_id, resume=record)
+    max_minutes = schedule.max_minutes
+    return standard_hooks(
+        options.prefix, deploy_sym, fields, end_epoch, batch_size, tuple(strides),
+        frequent=schedule.frequent, max_iters=schedule.max_iters,
+        checkpoint_iters=options.checkpoint.checkpoint_iters,
+        max_seconds=None if max_minutes is None else 60.0 * max_minutes,
+        saver=rank == 0, optimizer_states=states_saved,
+        resumed_from=None if record is None else (record['checkpoint'], record['iteration']),
+        metrics_table=metrics_table, validator=validator, interruptible=num_workers == 1)
 
 
 # ---------------------------------------------------------------------------- the run
 class TrainingRun(object):
-    """What :func:`build_training` sets up: ``trainer`` (ready to ``fit(start)``), ``module``
-    (the bound training Module), ``loader`` (the CropLoader, to ``close()``), ``start`` (the
-    Position training begins at), ``rank`` / ``num_workers`` of this process, ``seed``."""
+    """What :func:`build_training` sets up: ``trainer`` (ready to ``fit(start)``; add hooks with
+    ``trainer.register_hooks``, see docs/training-hooks.md), ``module`` (the bound training
+    Module), ``loader`` (the CropLoader, to ``close()``), ``start`` (the Position training
+    begins at), ``rank`` / ``num_workers`` of this process, ``seed``."""
 
     def __init__(self, trainer, module, loader, start, rank, num_workers, seed, lock):
         self.trainer = trainer
@@ -579,7 +600,7 @@ def build_training(options):
     Returns:
         :class:`TrainingRun`.
     Raises:
-        DeviceError, train_state.CorruptCheckpointError, ValueError (ConfigError included),
+        DeviceError, CorruptCheckpointError, ValueError (ConfigError included),
         OSError: with a message naming the flag or file; PrefixInUseError when another run
         holds the prefix.
     """
@@ -659,7 +680,7 @@ def _build_locked(options, contexts, kv, rank, num_workers, run_lock):
 
     log_file = setup_logging(options.prefix, rank)
     if rank == 0:
-        train_state.clean_interrupted_saves(options.prefix)
+        clean_interrupted_saves(options.prefix)
     cpu_plan = cpu_share.plan_cpu_share(
         cpu_share.usable_cores(), sum(1 for c in contexts if c.device_type == 'gpu'),
         options.data.workers)
@@ -719,28 +740,18 @@ def _build_locked(options, contexts, kv, rank, num_workers, run_lock):
         logger.info('optimizer multipliers: %s', describe_multipliers(effective_multipliers(
             mod._optimizer, [n for n in param_names if n not in set(fixed)])))
         if record is not None and record.get('optimizer_states', True) and states_saved:
-            mod.load_optimizer_states(train_state.checkpoint_files(
-                options.prefix, record['checkpoint'])['states'])
+            load_optimizer_states(mod, options.prefix, record)   # only bytes the record vouches for
             logger.info('optimizer state restored (%d updates so far)', position.iteration)
         elif record is not None:
             logger.warning('checkpoint %d has no optimizer state (dist_async) or this run cannot '
                            'hold it: the momentum restarts from zero', record['checkpoint'])
 
-        max_minutes = options.schedule.max_minutes
-        trainer_options = TrainerOptions(
-            prefix=options.prefix, batch_size=batch_size, iters_per_epoch=iters_per_epoch,
-            end_epoch=end_epoch, max_iters=options.schedule.max_iters,
-            checkpoint_iters=options.checkpoint.checkpoint_iters,
-            frequent=options.schedule.frequent,
-            record=run_record(plan, len(contexts), num_workers, fixed),
-            strides=tuple(cfg.RPN_FEAT_STRIDE), saver=rank == 0,
-            save_optimizer_states=states_saved,
-            max_seconds=None if max_minutes is None else 60.0 * max_minutes,
-            resumed_from=None if record is None else (record['checkpoint'], record['iteration']))
-        watchers = make_watchers(options.prefix, tuple(cfg.RPN_FEAT_STRIDE), options.validation,
-                                 record, contexts, val_set) if rank == 0 else ()
-        trainer = Trainer(mod, deploy_sym, LoaderFeed(loader), schedule, trainer_options,
-                          watchers)
+        hooks = make_hooks(options, cfg.RPN_FEAT_STRIDE, record, contexts, val_set, rank,
+                           num_workers, deploy_sym,
+                           run_record(plan, len(contexts), num_workers, fixed), end_epoch,
+                           batch_size, states_saved)
+        trainer = Trainer(mod, LoaderFeed(loader), schedule, batch_size, iters_per_epoch,
+                          tuple(cfg.RPN_FEAT_STRIDE), hooks)
     except BaseException:
         loader.close()
         raise

@@ -24,9 +24,9 @@ inside an epoch is N = the epoch in progress, told apart by its ``iteration``).
 
 Validation never changes training: it loads the checkpoint from disk into its own detector,
 and the Python / NumPy random states are restored after it. Its time is left out of the
-training speed and of ``--max_minutes`` (see :class:`rcnn.core.trainer.Trainer`). A failure
-(an image deleted during the run, a full disk, ...) is logged with its traceback and training
-goes on. The validation split and its ground truth are read at start-up, so a split without
+training speed and of ``--max_minutes`` (:meth:`rcnn.core.trainer.Trainer.excluded_time`). A
+failure (an image deleted during the run, a full disk, ...) is logged with its traceback and
+training goes on. The validation split and its ground truth are read at start-up, so a split without
 labels or a missing image stops train.py before the first batch.
 
 ``--resume`` from checkpoint N (iteration I) keeps the rows of ``<prefix>-val.csv`` up to
@@ -44,12 +44,12 @@ import time
 
 import numpy as np
 
-from rcnn.core import train_state
+from rcnn.checkpoint.files import checkpoint_files, params_path, recipe_path, symbol_path
+from rcnn.checkpoint.record import sha256_file
 from rcnn.core.metrics_log import csv_cell, keep_rows_until, read_csv_table
+from rcnn.core.trainer import INTERRUPTED, HookBase
 from rcnn.evaluation.widerface import (SETTINGS, evaluate_predictions, load_label_ground_truth,
                                        load_mat_ground_truth, read_predictions)
-from rcnn.utils.checkpoint import params_path, symbol_path
-from rcnn.utils.checkpoint_files import recipe_path
 from rcnn.utils.fileio import atomic_write, atomic_write_text
 
 __all__ = ['VAL_COLUMNS', 'VAL_MODES', 'val_csv_path', 'best_prefix', 'best_record_path',
@@ -208,8 +208,10 @@ def _preserved_random_state(run):
         np.random.set_state(numpy_state)
 
 
-class Validator(object):
-    """Trainer watcher validating checkpoints (rank 0 only).
+class Validator(HookBase):
+    """Trainer hook validating checkpoints (rank 0 only): after every ``every``-th epoch-end
+    checkpoint (``after_epoch``) and after the final checkpoint (``after_train``; not when
+    training was stopped by Ctrl-C). Its time is :meth:`Trainer.excluded_time`.
 
     Args:
         prefix: checkpoint prefix of the run.
@@ -246,20 +248,35 @@ class Validator(object):
                     'AP -> %s-symbol.json / -0000.params, rows in %s', val_set, self.every,
                     self.mode, self.metric, best_prefix(prefix), self.csv_path)
 
-    # ------------------------------------------------------------------ watcher protocol
-    def on_log(self, position, lr, stats, window):
-        pass
+    # ------------------------------------------------------------------ hook events
+    def after_epoch(self, trainer):
+        saved = trainer.last_checkpoint
+        if saved is not None and saved.iteration == trainer.position.iteration:
+            with trainer.excluded_time():
+                self.validate_if_due(saved.number, saved.iteration, final=False)
 
-    def after_checkpoint(self, number, position, final):
-        """Validate checkpoint ``number`` when due; returns the seconds spent (never raises)."""
-        key = (number, position.iteration)
+    def after_train(self, trainer):
+        saved = trainer.last_checkpoint
+        if saved is None:
+            return
+        if trainer.stop_reason == INTERRUPTED:
+            logger.info('validation of the final checkpoint %s skipped: training was '
+                        'interrupted', saved)
+            return
+        with trainer.excluded_time():
+            self.validate_if_due(saved.number, saved.iteration, final=True)
+
+    def validate_if_due(self, number, iteration, final):
+        """Validate checkpoint ``number`` (holding ``iteration``) when due; returns the seconds
+        spent (never raises: a failed validation is logged and training goes on)."""
+        key = (number, iteration)
         due = (final or number % self.every == 0) and key not in self._done
         if not due:
             return 0.0
         self._done.add(key)
         start = time.perf_counter()
         try:
-            _preserved_random_state(lambda: self.validate(number, position.iteration))
+            _preserved_random_state(lambda: self.validate(number, iteration))
         except Exception as exc:  # noqa: BLE001 -- a failed validation must not stop training
             logger.error('validation of checkpoint %s-%04d failed (training goes on): %s: %s',
                          self.prefix, number, type(exc).__name__, exc, exc_info=True)
@@ -347,13 +364,13 @@ class Validator(object):
                    'iteration': row['iteration'], 'metric': self.metric,
                    'value': row[self.metric], 'ap': {s: row[s] for s in SETTINGS},
                    'images': row['images'], 'mode': self.mode, 'source': source,
-                   'params_sha256': train_state.sha256_file(params_path(target, 0)),
+                   'params_sha256': sha256_file(params_path(target, 0)),
                    'saved_at': time.strftime('%Y-%m-%d %H:%M:%S')}
         atomic_write_text(best_record_path(self.prefix),
                           json.dumps(sidecar, indent=1, sort_keys=True) + '\n')
 
     def _store_in_train_record(self, number, iteration, row, improved):
-        path = train_state.checkpoint_files(self.prefix, number)['record']
+        path = checkpoint_files(self.prefix, number)['record']
         try:
             with open(path) as handle:
                 record = json.load(handle)
@@ -416,7 +433,7 @@ class Validator(object):
     def _reinstall_best(self, checkpoint):
         """The best files do not hold the best row: copy its checkpoint when it still exists."""
         number = self.best['epoch']
-        record_path = train_state.checkpoint_files(self.prefix, number)['record']
+        record_path = checkpoint_files(self.prefix, number)['record']
         try:
             with open(record_path) as handle:
                 saved_iteration = json.load(handle).get('iteration')

@@ -356,7 +356,7 @@ def export_insightface_checkpoint(prefix, epoch, onnx_path, input_size=None, ver
     """Load a deploy checkpoint, write its layout model to ``onnx_path`` (atomically) and, with
     ``verify``, return :func:`verify_insightface_model`'s differences (else ``{}``)."""
     from rcnn.recipe import load_recipe
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     from rcnn.utils.fileio import atomic_write_bytes
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
     recipe = load_recipe(prefix)

@@ -35,7 +35,7 @@ import warnings
 import numpy as np
 
 from rcnn.model_layout import DATA_NAME, MXNET_OUTPUT_SUFFIX
-from rcnn.utils.checkpoint_files import checkpoint_name, params_path, symbol_path
+from rcnn.checkpoint.files import checkpoint_name, params_path, symbol_path
 from rcnn.utils.fileio import atomic_write_bytes
 from rcnn.utils.param_names import fit_to_graph
 
@@ -352,11 +352,11 @@ def verify_onnx(onnx_path, sym, arg_params, aux_params, inputs, tol=1e-4, thread
 def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dynamic=False,
                       opset=DEFAULT_OPSET, verify=True, tol=1e-4, threads=None):
     """Load ``<prefix>-symbol.json`` / ``<prefix>-%04d.params`` (BatchNorm spellings fitted to the
-    graph, see :func:`rcnn.utils.checkpoint.load_checkpoint`), export,
+    graph, see :func:`rcnn.checkpoint.params.load_checkpoint`), export,
     and (``verify``) check against MXNet. Returns ``(onnx_path, rows)`` (rows empty when not
     verified)."""
     from rcnn.recipe import load_recipe
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
     metadata = {'retinaface.source': checkpoint_name(os.path.basename(prefix), epoch),
                 'retinaface.dynamic': str(bool(dynamic)),

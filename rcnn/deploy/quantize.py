@@ -206,7 +206,7 @@ def quantized_op_counts(sym):
 def save_checkpoint(out_prefix, sym, arg_params, aux_params, epoch=0):
     """Write ``<out_prefix>-symbol.json`` and ``<out_prefix>-%04d.params`` atomically;
     returns both paths."""
-    from rcnn.utils import checkpoint
+    from rcnn.checkpoint import params as checkpoint
     return checkpoint.save_checkpoint(out_prefix, epoch, sym, arg_params, aux_params)
 
 
@@ -216,7 +216,7 @@ def quantize_prefix(prefix, epoch, out_prefix, calib_sources, input_size=DEFAULT
     (at most ``max_images``), quantize (``options`` as :func:`quantize_checkpoint`) and save as
     epoch 0 under ``out_prefix``. Returns ``(symbol_path, params_path, qsym)``."""
     from rcnn.recipe import load_recipe, read_recipe
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     calib_data = None
     if options.get('calib_mode', 'entropy') != 'none':
         paths = list_images(calib_sources)

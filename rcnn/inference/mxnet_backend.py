@@ -220,7 +220,7 @@ class MXNetBackend(object):
         """
         import_mxnet(threads)
         ctx = make_context(ctx_id)
-        from rcnn.utils.checkpoint import load_checkpoint
+        from rcnn.checkpoint.params import load_checkpoint
         symbol, arg_params, aux_params = load_checkpoint(prefix, epoch)
         return cls(symbol, arg_params, aux_params, ctx=ctx, **kwargs)
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from rcnn.deploy import onnx_export
 from rcnn.model_layout import FEATURE_STRIDES
-from rcnn.utils.checkpoint_files import checkpoint_name
+from rcnn.checkpoint.files import checkpoint_name
 from rcnn.model_layout import deploy_output_names as output_names
 
 logger = logging.getLogger(__name__)

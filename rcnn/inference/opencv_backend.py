@@ -22,7 +22,7 @@ from rcnn.deploy import onnx_export
 from rcnn.inference.onnx_backend import default_cache_dir
 from rcnn.model_layout import FEATURE_STRIDES
 from rcnn.model_layout import deploy_output_names as output_names
-from rcnn.utils.checkpoint_files import checkpoint_name
+from rcnn.checkpoint.files import checkpoint_name
 
 logger = logging.getLogger(__name__)
 

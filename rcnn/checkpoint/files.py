@@ -1,17 +1,17 @@
-"""File names of a checkpoint ``<prefix>`` / epoch (the one place that spells them; no MXNet).
+"""File names of a checkpoint ``<prefix>`` / number (the one place that spells them; no MXNet).
 
 ::
 
     <prefix>-symbol.json          deploy graph (shared by every epoch)
     <prefix>-%04d.params          parameters of epoch / checkpoint number N
     <prefix>-%04d.states          optimizer (updater) states of N
-    <prefix>-%04d.train.json      training record of N (rcnn.core.train_state)
+    <prefix>-%04d.train.json      training record of N (rcnn.checkpoint.record)
     <prefix>-%04d.commit          present while N's files are being renamed into place
     <prefix>-recipe.json          the recipe inference needs (rcnn.recipe), shared by every N
 """
 
 __all__ = ['checkpoint_name', 'symbol_path', 'params_path', 'states_path', 'train_record_path',
-           'commit_marker_path', 'recipe_path']
+           'commit_marker_path', 'recipe_path', 'checkpoint_files']
 
 
 def checkpoint_name(prefix, epoch):
@@ -47,3 +47,9 @@ def commit_marker_path(prefix, epoch):
 def recipe_path(prefix):
     """``<prefix>-recipe.json``."""
     return '%s-recipe.json' % prefix
+
+
+def checkpoint_files(prefix, number):
+    """Paths of checkpoint ``number``: dict with params, symbol, states, record."""
+    return {'params': params_path(prefix, number), 'symbol': symbol_path(prefix),
+            'states': states_path(prefix, number), 'record': train_record_path(prefix, number)}

@@ -1,4 +1,4 @@
-"""MXNet checkpoints: ``<prefix>-symbol.json`` + ``<prefix>-%04d.params``.
+"""Symbol and parameter files: ``<prefix>-symbol.json`` + ``<prefix>-%04d.params``.
 
 * :func:`load_checkpoint` reads a checkpoint and fits the params file to its own graph
   (:func:`fit_params`): BatchNorm statistics are renamed between their two spellings
@@ -16,6 +16,8 @@
 * :func:`check_params` compares a parameter set with what a symbol needs and raises
   :class:`ParamMismatchError` (a ``ValueError``) listing every missing, unexpected and
   mis-shaped array.
+* :func:`select_params` keeps the arrays a (deploy) graph uses; :func:`params_digest` is the
+  SHA-256 of a parameter set (the digest train.py logs).
 * :func:`save_checkpoint` writes both files atomically (temporary file in the same folder,
   then ``os.replace``): a crash mid-save never leaves a truncated checkpoint behind.
 
@@ -26,6 +28,7 @@ Neck naming: the two released RetinaFace models name their neck differently (mne
 our deploy and training graphs as is (after the BatchNorm mapping above).
 """
 import collections
+import hashlib
 import json
 import logging
 import os
@@ -35,14 +38,14 @@ import mxnet as mx
 import numpy as np
 
 from rcnn.model_layout import DATA_NAME, LABEL_KINDS
-from rcnn.utils.checkpoint_files import params_path, symbol_path
+from rcnn.checkpoint.files import params_path, symbol_path
 from rcnn.utils.fileio import atomic_write
 from rcnn.utils.param_names import BN_STAT_SPELLINGS, fit_names, other_spelling
 
-__all__ = ['ParamMismatchError', 'LEGACY_AUX_SUFFIXES', 'LABEL_INPUT_PATTERN', 'symbol_path',
-           'params_path', 'load_symbol', 'load_params', 'load_checkpoint', 'map_legacy_names',
-           'check_params', 'compare_params', 'ParamComparison', 'fit_params', 'is_graph_input',
-           'save_checkpoint', 'params_payload']
+__all__ = ['ParamMismatchError', 'LEGACY_AUX_SUFFIXES', 'LABEL_INPUT_PATTERN', 'load_symbol',
+           'load_params', 'load_checkpoint', 'map_legacy_names', 'check_params', 'compare_params',
+           'ParamComparison', 'fit_params', 'is_graph_input', 'save_checkpoint', 'params_payload',
+           'read_ndarray_dict', 'select_params', 'params_digest']
 
 logger = logging.getLogger(__name__)
 
@@ -387,3 +390,20 @@ def save_checkpoint(prefix, epoch, sym, arg_params, aux_params):
     atomic_write(param_file, lambda tmp: mx.nd.save(tmp, saved))
     logger.info('saved checkpoint %s', param_file)
     return sym_file, param_file
+
+
+def select_params(sym, arg_params, aux_params):
+    """The subsets of ``arg_params`` / ``aux_params`` that ``sym`` uses (deploy graph)."""
+    arg_names = set(sym.list_arguments())
+    aux_names = set(sym.list_auxiliary_states())
+    return ({k: v for k, v in arg_params.items() if k in arg_names},
+            {k: v for k, v in aux_params.items() if k in aux_names})
+
+
+def params_digest(params):
+    """SHA-256 over the sorted names and bytes of a name -> NDArray dict."""
+    digest = hashlib.sha256()
+    for name in sorted(params):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(params[name].asnumpy()).tobytes())
+    return digest.hexdigest()
