@@ -1,7 +1,8 @@
 """Command-line failures as one line: ``<tool>: error: <message>`` and a non-zero exit.
 
 :func:`run_reporting_errors` runs a tool's body; any exception (not ``KeyboardInterrupt`` /
-``SystemExit``) becomes one line on stderr and exit status :data:`EXIT_FAILURE`. The traceback
+``SystemExit``) becomes one line on stderr and exit status :data:`EXIT_FAILURE` (or the
+tool's own failure status). The traceback
 goes to the log at DEBUG level, and ``debug=True`` (the tools' ``--debug``) lets the exception
 propagate with its traceback instead.
 """
@@ -25,13 +26,15 @@ def one_line(exc):
     return useful[0] if useful else type(exc).__name__
 
 
-def run_reporting_errors(prog, body, debug=False):
-    """``body()``'s return value, or :data:`EXIT_FAILURE` after printing ``prog: error: ...``.
+def run_reporting_errors(prog, body, debug=False, status=EXIT_FAILURE):
+    """``body()``'s return value, or ``status`` after printing ``prog: error: ...``.
 
     Args:
         prog: the tool's name, first word of the message.
         body: callable running the tool, returning its exit status.
         debug: re-raise (full traceback) instead of the one-line message.
+        status: the exit status of a failure (tools whose status 1 means "some inputs
+            skipped" use 2).
     """
     try:
         return body()
@@ -43,4 +46,4 @@ def run_reporting_errors(prog, body, debug=False):
         logger.debug('%s failed', prog, exc_info=True)
         print('%s: error: %s (--debug shows the traceback)' % (prog, one_line(exc)),
               file=sys.stderr)
-        return EXIT_FAILURE
+        return status
