@@ -117,3 +117,73 @@ def test_one_line_messages_by_hand():
     mxnet_style = RuntimeError('Traceback (most recent call last):\n  File "x.cc", line 1\n'
                                'MXNetError: Check failed: shape mismatch\n[bt] (0) lib.so')
     assert one_line(mxnet_style) == 'MXNetError: Check failed: shape mismatch'
+
+
+# ----------------------------------------------------------------------------- export sizes
+
+@pytest.mark.parametrize('argv, flag', [(['--static', '20000x20000'], '--static'),
+                                        (['--static', '640x8193'], '--static'),
+                                        (['--input-shape', '1,3,9000,640'], '--input-shape'),
+                                        (['--tol', 'nan'], '--tol'), (['--tol', '-1'], '--tol'),
+                                        (['--threads', '0'], '--threads'),
+                                        (['--epoch', '-1'], '--epoch')])
+def test_export_refuses_sizes_and_values_it_cannot_honour(argv, flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        export_cli.parse_args(['--prefix', 'p', '--out', 'x.onnx'] + argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert 'argument %s' % flag in err
+    if 'static' in flag or 'shape' in flag:
+        assert 'at most 8192' in err
+
+
+def test_export_size_limit_is_the_detectors():
+    from rcnn.deploy.onnx_export import MAX_INPUT_SIDE
+    from rcnn.inference.detector import MAX_SCALED_SIDE
+    assert MAX_INPUT_SIDE == MAX_SCALED_SIDE
+    assert export_cli.parse_args(['--prefix', 'p', '--out', 'x.onnx', '--static',
+                                  '8192x8192']).input_shape == (1, 3, 8192, 8192)
+
+
+def test_export_memory_plan_lies_between_the_largest_activation_and_their_sum(mnet25_prefix):
+    """Bounds read from the graph itself: one forward holds at least its largest activation
+    and at most all of them (no buffer reused)."""
+    import numpy as np
+    from rcnn.deploy.onnx_export import forward_memory_bytes
+    sym = mx.sym.load(mnet25_prefix + '-symbol.json')
+    shape = (1, 3, 1280, 1280)
+    internals = sym.get_internals()
+    _, out_shapes, _ = internals.infer_shape(data=shape)
+    sizes = [4 * int(np.prod(s)) for name, s in zip(internals.list_outputs(), out_shapes)
+             if name.endswith('_output')]
+    planned = forward_memory_bytes(sym, shape)
+    assert max(sizes) <= planned <= sum(sizes)
+    assert forward_memory_bytes(sym, (2,) + shape[1:]) == pytest.approx(2 * planned)
+
+
+def test_export_whose_check_would_not_fit_in_memory_is_refused(mnet25_prefix, tmp_path,
+                                                               capsys, monkeypatch):
+    from rcnn.deploy import onnx_export
+    monkeypatch.setattr(onnx_export, 'available_memory_bytes', lambda: 2 ** 20)
+    out = tmp_path / 'x.onnx'
+    for extra in ([], ['--layout', 'insightface']):
+        assert export_cli.main(['--prefix', mnet25_prefix, '--out', str(out), '--static',
+                                '640x640'] + extra) == 1
+        line = _one_line_error(capsys, 'export_onnx.py')
+        assert '--static 640x640' in line and 'GB of memory are available' in line
+        assert '--no-verify' in line
+        assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_export_out_that_is_a_folder_names_the_flag(mnet25_prefix, tmp_path, capsys):
+    folder = tmp_path / 'models'
+    folder.mkdir()
+    assert export_cli.main(['--prefix', mnet25_prefix, '--out', str(folder)]) == 1
+    line = _one_line_error(capsys, 'export_onnx.py')
+    assert line.startswith('export_onnx.py: error: --out %s is a folder' % folder)
+    assert '.tmp' not in line and list(folder.iterdir()) == []
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    assert export_cli.main(['--prefix', mnet25_prefix, '--out', str(blocker / 'x.onnx')]) == 1
+    assert 'lies under the existing file %s' % blocker in _one_line_error(capsys,
+                                                                          'export_onnx.py')

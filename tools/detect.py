@@ -62,7 +62,7 @@ from tqdm import tqdm  # noqa: E402
 
 from rcnn.utils import cli  # noqa: E402
 from rcnn.utils.cli import non_negative_int, positive_int  # noqa: E402
-from rcnn.utils.cli_errors import run_reporting_errors  # noqa: E402
+from rcnn.utils.cli_errors import check_output_folder, run_reporting_errors  # noqa: E402
 from rcnn.io.decode import ImageReadError, imread_checked  # noqa: E402
 from rcnn.inference.input_check import InvalidInputError  # noqa: E402
 from rcnn.utils.fileio import atomic_write  # noqa: E402
@@ -223,18 +223,6 @@ def output_paths(pairs, args):
     return paths
 
 
-def _blocking_file(folder):
-    """The existing non-folder at ``folder`` or above it that stops it being created, or None."""
-    path = os.path.abspath(folder)
-    while True:
-        if os.path.exists(path):
-            return None if os.path.isdir(path) else path
-        parent = os.path.dirname(path)
-        if parent == path:
-            return None
-        path = parent
-
-
 def check_output_folders(args, has_images):
     """Refuse an --out (when it must be a folder) or --crops that is, or lies under, an
     existing file.
@@ -248,12 +236,7 @@ def check_output_folders(args, has_images):
     if args.crops:
         folders.append(('--crops', args.crops))
     for flag, folder in folders:
-        blocker = _blocking_file(folder)
-        if blocker is not None:
-            where = 'is an existing file' if os.path.abspath(folder) == blocker else \
-                'lies under the existing file %s' % blocker
-            raise ValueError('%s %s %s, not a folder; pass a folder (created when needed)'
-                             % (flag, folder, where))
+        check_output_folder(flag, folder)
 
 
 def check_no_overwrite(pairs, outputs):

@@ -15,6 +15,12 @@ Any other failure (missing or mismatched checkpoint, unwritable --out, ...) is o
 stderr and exit status 1; --debug shows the traceback.
 --static HxW writes a fixed 1x3xHxW input (OpenCV's DNN module, cv2.dnn.readNetFromONNX, cannot
 load the dynamic export: its importer rejects Shape of a symbolic size).
+Sizes: height and width (of --static or --input-shape) are at most 8192, the largest side the
+detector feeds the network. Before anything is written, the check's memory is estimated from
+MXNet's memory plan of the graph at that input (times 2: MXNet's and onnxruntime's forwards);
+when it exceeds the memory available the export is refused with one line naming the flag
+(pass a smaller size, or --no-verify to export without the check).
+An --out that is a folder, or lies under a file, is refused naming --out.
 --layout insightface writes a model that the insightface package's model_zoo.get_model loads as
 its face detector (input (pixel - 127.5) / 128 of RGB, 9 outputs score/bbox/kps of strides 8, 16,
 32; see rcnn/deploy/insightface_layout.py); its check decodes the outputs with the package's
@@ -23,6 +29,7 @@ Needs the optional extras: pip install -r requirements-deploy.txt -c requirement
 """
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -31,7 +38,8 @@ if __package__ in (None, ''):
 
 from rcnn.utils import cli  # noqa: E402
 from rcnn.deploy import onnx_export  # noqa: E402
-from rcnn.utils.cli_errors import run_reporting_errors  # noqa: E402
+from rcnn.utils.cli import non_negative_int, positive_int  # noqa: E402
+from rcnn.utils.cli_errors import check_output_file, run_reporting_errors  # noqa: E402
 
 PROG = 'export_onnx.py'
 
@@ -51,7 +59,22 @@ def _static_size(text):
         raise argparse.ArgumentTypeError('--static %r: expected HEIGHTxWIDTH, e.g. 640x640' % (text,))
     if height < 1 or width < 1:
         raise argparse.ArgumentTypeError('--static %r: sizes must be positive' % (text,))
+    if max(height, width) > onnx_export.MAX_INPUT_SIDE:
+        raise argparse.ArgumentTypeError(
+            '--static %r: height and width must be at most %d (the largest side the detector '
+            'feeds the network)' % (text, onnx_export.MAX_INPUT_SIDE))
     return height, width
+
+
+def _tolerance(text):
+    """A finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected a number >= 0, got %r' % (text,))
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError('must be a finite number >= 0, got %s' % text)
+    return value
 
 
 def parse_args(argv=None):
@@ -59,7 +82,8 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--prefix', required=True,
                         help='checkpoint prefix: reads <prefix>-symbol.json and <prefix>-EPOCH.params')
-    parser.add_argument('--epoch', type=int, default=0, help='checkpoint epoch (default 0)')
+    parser.add_argument('--epoch', type=non_negative_int, default=0,
+                        help='checkpoint epoch (default %(default)s)')
     parser.add_argument('--out', required=True, help='ONNX file to write')
     parser.add_argument('--input-shape', type=_input_shape, default=(1, 3, 640, 640),
                         help='B,C,H,W of the data input (default 1,3,640,640): the fixed model '
@@ -74,9 +98,9 @@ def parse_args(argv=None):
                              'multiples of 32, unless --static)')
     parser.add_argument('--opset', type=int, default=onnx_export.DEFAULT_OPSET, choices=(12, 13),
                         help='ONNX opset (default %d)' % onnx_export.DEFAULT_OPSET)
-    parser.add_argument('--tol', type=float, default=1e-4,
-                        help='largest accepted difference to MXNet (default 1e-4)')
-    parser.add_argument('--threads', type=int, default=None,
+    parser.add_argument('--tol', type=_tolerance, default=1e-4,
+                        help='largest accepted difference to MXNet (default %(default)s)')
+    parser.add_argument('--threads', type=positive_int, default=None,
                         help='onnxruntime threads for the check (default: its own default)')
     parser.add_argument('--no-verify', action='store_true', help='skip the check against MXNet')
     parser.add_argument('-v', '--verbose', action='store_true', help='log every export step')
@@ -88,6 +112,15 @@ def parse_args(argv=None):
             parser.error('--static and --dynamic exclude each other')
         args.input_shape = (1, 3) + tuple(args.static)
     return args
+
+
+def _size_flag(args):
+    """The flag and value that set the input size, as the user gave them."""
+    if args.static is not None:
+        return '--static %dx%d' % tuple(args.static)
+    if args.layout == 'insightface':
+        return '--layout insightface (checked at 640x640)'
+    return '--input-shape %s' % ','.join(map(str, args.input_shape))
 
 
 def export_insightface(args):
@@ -116,15 +149,19 @@ def main(argv=None):
 
 def export(args):
     """Export (and check) as ``args`` say; returns the exit status."""
-    if args.layout == 'insightface':
-        return export_insightface(args)
+    check_output_file('--out', args.out, example='model.onnx')
     try:
+        if args.layout == 'insightface':
+            return export_insightface(args)
         path, rows = onnx_export.export_checkpoint(
             args.prefix, args.epoch, args.out, input_shape=args.input_shape, dynamic=args.dynamic,
             opset=args.opset, verify=not args.no_verify, tol=args.tol, threads=args.threads)
     except onnx_export.ExportMismatchError as exc:
         print('FAILED: %s' % exc, file=sys.stderr)
         return 1
+    except onnx_export.CheckMemoryError as exc:
+        raise onnx_export.CheckMemoryError('%s: %s; pass a smaller size or --no-verify'
+                                           % (_size_flag(args), exc)) from None
     print('wrote %s (%s input %s, opset %d)' % (
         path, 'dynamic' if args.dynamic else 'fixed',
         'batch x 3 x height x width' if args.dynamic else 'x'.join(map(str, args.input_shape)),

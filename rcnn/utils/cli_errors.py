@@ -5,11 +5,17 @@
 tool's own failure status). The traceback
 goes to the log at DEBUG level, and ``debug=True`` (the tools' ``--debug``) lets the exception
 propagate with its traceback instead.
+
+:func:`check_output_folder` / :func:`check_output_file` refuse, before any work, an output flag
+whose path cannot be written (a folder where a file goes, a file where a folder goes), naming
+the flag and the path rather than the temporary file a failed write would name.
 """
 import logging
+import os
 import sys
 
-__all__ = ['EXIT_FAILURE', 'one_line', 'run_reporting_errors']
+__all__ = ['EXIT_FAILURE', 'one_line', 'run_reporting_errors', 'blocking_file',
+           'check_output_folder', 'check_output_file']
 
 logger = logging.getLogger(__name__)
 
@@ -47,3 +53,42 @@ def run_reporting_errors(prog, body, debug=False, status=EXIT_FAILURE):
         print('%s: error: %s (--debug shows the traceback)' % (prog, one_line(exc)),
               file=sys.stderr)
         return status
+
+
+def blocking_file(folder):
+    """The existing non-folder at ``folder`` or above it that stops it being a folder, or None.
+    """
+    path = os.path.abspath(folder)
+    while True:
+        if os.path.exists(path):
+            return None if os.path.isdir(path) else path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+
+
+def check_output_folder(flag, folder):
+    """Raise ValueError naming ``flag`` when ``folder`` is, or lies under, an existing file."""
+    blocker = blocking_file(folder)
+    if blocker is not None:
+        where = 'is an existing file' if os.path.abspath(folder) == blocker else \
+            'lies under the existing file %s' % blocker
+        raise ValueError('%s %s %s, not a folder; pass a folder (created when needed)'
+                         % (flag, folder, where))
+
+
+def check_output_file(flag, path, example='out'):
+    """Raise ValueError naming ``flag`` when the file ``path`` cannot be written as such: it
+    is an existing folder, or its folder is (or lies under) an existing file.
+
+    Args:
+        example: a file name to suggest inside the folder.
+    """
+    if os.path.isdir(path):
+        raise ValueError('%s %s is a folder; pass the file to write, e.g. %s'
+                         % (flag, path, os.path.join(path, example)))
+    blocker = blocking_file(os.path.dirname(os.path.abspath(path)))
+    if blocker is not None:
+        raise ValueError('%s %s: its folder lies under the existing file %s; pass a path in a '
+                         'folder' % (flag, path, blocker))
