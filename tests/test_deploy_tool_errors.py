@@ -75,7 +75,8 @@ def test_quantize_unreadable_calibration_images(tmp_path, capsys, mnet25_prefix)
     (folder / 'a.jpg').write_bytes(b'\xff\xd8 not really a jpeg')
     assert quantize_cli.main(['--prefix', mnet25_prefix, '--calib', str(folder),
                               '--out', str(tmp_path / 'q')]) != 0
-    assert 'a.jpg could not be read' in _one_line_error(capsys, 'quantize.py')
+    line = _one_line_error(capsys, 'quantize.py')
+    assert 'no calibration image could be read' in line and 'a.jpg' in line
     assert not os.path.exists(str(tmp_path / 'q-symbol.json'))
 
 
@@ -187,3 +188,84 @@ def test_export_out_that_is_a_folder_names_the_flag(mnet25_prefix, tmp_path, cap
     assert export_cli.main(['--prefix', mnet25_prefix, '--out', str(blocker / 'x.onnx')]) == 1
     assert 'lies under the existing file %s' % blocker in _one_line_error(capsys,
                                                                           'export_onnx.py')
+
+
+# ----------------------------------------------------------------------------- quantize inputs
+
+def _calibration_copy(dlib_faces, folder, truncated=None):
+    """The dlib train photos copied into ``folder``, plus a half-length copy of one named
+    ``truncated`` (sorted first) when given."""
+    import shutil
+    folder.mkdir()
+    photos = sorted((dlib_faces / 'train' / 'images' / '0--dlib').glob('*.jpg'))
+    for photo in photos:
+        shutil.copy(str(photo), str(folder))
+    if truncated:
+        data = photos[0].read_bytes()
+        (folder / truncated).write_bytes(data[:len(data) // 2])
+    return folder
+
+
+def _params(prefix):
+    return {k: v.asnumpy() for k, v in mx.nd.load(prefix + '-0000.params').items()}
+
+
+@pytest.mark.skipif(not mx.runtime.Features().is_enabled('MKLDNN'),
+                    reason='this MXNet build has no MKLDNN (INT8 kernels)')
+def test_quantize_skips_a_truncated_calibration_image_by_name(tmp_path, caplog, dlib_faces,
+                                                              mnet25_prefix):
+    """The INT8 model calibrated with a truncated JPEG among the images is the model calibrated
+    on the whole images alone; the warning names the file; --max-images counts readable images."""
+    import numpy as np
+    clean = _calibration_copy(dlib_faces, tmp_path / 'clean')
+    dirty = _calibration_copy(dlib_faces, tmp_path / 'dirty', truncated='0_cut.jpg')
+    common = ['--prefix', mnet25_prefix, '--calib-mode', 'naive', '--input-size', '320x240']
+    assert quantize_cli.main(common + ['--calib', str(clean), '--out',
+                                       str(tmp_path / 'clean-int8')]) == 0
+    caplog.clear()
+    caplog.set_level('INFO')
+    assert quantize_cli.main(common + ['--calib', str(dirty), '--out', str(tmp_path / 'dirty-int8'),
+                                       '--max-images', '4']) == 0
+    err = caplog.text
+    assert 'calibration image skipped' in err and '0_cut.jpg' in err and 'truncated' in err
+    assert 'calibrating on 4 images at 320x240' in err
+    want, got = _params(str(tmp_path / 'clean-int8')), _params(str(tmp_path / 'dirty-int8'))
+    assert sorted(want) == sorted(got)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+@pytest.mark.parametrize('argv, flag', [(['--max-images', '0'], '--max-images'),
+                                        (['--max-images', '-3'], '--max-images'),
+                                        (['--input-size', '9000x480'], '--input-size'),
+                                        (['--epoch', '-1'], '--epoch')])
+def test_quantize_refuses_meaningless_flags(argv, flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        quantize_cli.parse_args(['--prefix', 'p', '--out', 'q', '--calib', 'c'] + argv)
+    assert exit_info.value.code == 2
+    assert 'argument %s' % flag in capsys.readouterr().err
+
+
+def test_quantize_out_naming_a_folder_is_refused(tmp_path, capsys, mnet25_prefix, calib_dir):
+    folder = tmp_path / 'models'
+    folder.mkdir()
+    for out in (str(folder) + '/', str(folder)):
+        assert quantize_cli.main(['--prefix', mnet25_prefix, '--calib', calib_dir,
+                                  '--out', out]) != 0
+        line = _one_line_error(capsys, 'quantize.py')
+        assert '--out %s names a folder' % out in line and 'mnet25-int8' in line
+    assert list(folder.iterdir()) == []
+
+
+def test_quantize_calibration_batch_beyond_memory_is_refused(tmp_path, capsys, mnet25_prefix,
+                                                             calib_dir, monkeypatch):
+    from rcnn.deploy import onnx_export, quantize
+    with pytest.raises(MemoryError, match='1000 calibration images at 8192x8192 take 750.0 GB'):
+        quantize.check_calibration_memory(1000, (8192, 8192), available=2 ** 30)
+    quantize.check_calibration_memory(4, (640, 480), available=2 ** 30)
+    monkeypatch.setattr(onnx_export, 'available_memory_bytes', lambda: 2 ** 20)
+    assert quantize_cli.main(['--prefix', mnet25_prefix, '--calib', calib_dir,
+                              '--out', str(tmp_path / 'q')]) != 0
+    line = _one_line_error(capsys, 'quantize.py')
+    assert 'calibration images at 640x480' in line and '--max-images' in line
+    assert not list(tmp_path.iterdir())
