@@ -166,3 +166,24 @@ def test_image_crops(mnet25_prefix, tmp_path):
     assert sorted(p.name for p in crops.iterdir()) == ['Tom_Cruise_avp_2014_4_0.png']
     crop = cv2.imread(str(crops / 'Tom_Cruise_avp_2014_4_0.png'))
     assert crop.shape == (112, 112, 3) and crop.mean() > 40
+
+
+def test_truncated_video_is_named_with_the_frames_read(clip, tmp_path, caplog):
+    """A video cut short decodes up to the cut, with a warning naming it and the counts (the
+    container still announces every frame)."""
+    from rcnn.utils import video as video_io
+    path, frames = clip
+    data = path.read_bytes()
+    cut = tmp_path / 'cut.avi'
+    cut.write_bytes(data[:len(data) // 2])
+    source = video_io.VideoSource(str(cut))
+    assert source.frame_count == len(frames)
+    caplog.set_level('WARNING')
+    read = list(source.frames())
+    assert 0 < len(read) < len(frames)
+    warning, = [r.getMessage() for r in caplog.records if 'cut.avi' in r.getMessage()]
+    assert 'after %d of the %d frames' % (len(read), len(frames)) in warning
+    caplog.clear()
+    assert len(list(video_io.VideoSource(str(path)).frames())) == len(frames)
+    assert len(list(video_io.VideoSource(str(path), max_frames=3).frames())) == 3
+    assert not caplog.records                      # whole files, and --max-frames: no warning
