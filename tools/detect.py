@@ -1,7 +1,9 @@
 """Detect faces in images with a RetinaFace checkpoint; draw them and/or list them in JSON.
 
-    python tools/detect.py --prefix ../shared/models/mnet.25/mnet.25 --epoch 0 \\
+    python tools/detect.py --prefix ../shared/models/mnet.25/mnet.25 --epoch 0 --gpu -1 \\
         ../shared/images/ --out out/ --json
+
+(--gpu -1: on the CPU; the default, GPU 0, needs an MXNet build with CUDA.)
 
 Each input is an image file or a folder (searched recursively for .jpg/.jpeg/.png/.bmp/.webp/
 .tif/.tiff files). For every image, a copy with the boxes, scores and the 5 landmarks drawn
@@ -125,7 +127,7 @@ def build_parser():
     parser.add_argument('--thresh', type=_probability, default=0.5,
                         help='minimum face score, in [0, 1] (default %(default)s)')
     parser.add_argument('--scales', type=_scale, nargs='+', default=[1.0],
-                        help='image scales to run, results merged (default %(default)s)')
+                        help='image scales to run, results merged (default 1.0)')
     parser.add_argument('--flip', action='store_true',
                         help='also run each scale mirrored')
     parser.add_argument('--nms', type=_probability, default=0.4,
