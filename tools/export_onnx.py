@@ -46,9 +46,14 @@ PROG = 'export_onnx.py'
 
 def _input_shape(text):
     try:
-        return onnx_export.parse_input_shape(text)
+        shape = onnx_export.parse_input_shape(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc))
+    try:
+        onnx_export.check_input_side(*shape[2:])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError('input shape %r: %s' % (text, exc))
+    return shape
 
 
 def _static_size(text):
@@ -59,10 +64,10 @@ def _static_size(text):
         raise argparse.ArgumentTypeError('--static %r: expected HEIGHTxWIDTH, e.g. 640x640' % (text,))
     if height < 1 or width < 1:
         raise argparse.ArgumentTypeError('--static %r: sizes must be positive' % (text,))
-    if max(height, width) > onnx_export.MAX_INPUT_SIDE:
-        raise argparse.ArgumentTypeError(
-            '--static %r: height and width must be at most %d (the largest side the detector '
-            'feeds the network)' % (text, onnx_export.MAX_INPUT_SIDE))
+    try:
+        onnx_export.check_input_side(height, width)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError('--static %r: %s' % (text, exc))
     return height, width
 
 

@@ -357,19 +357,16 @@ def export_insightface_checkpoint(prefix, epoch, onnx_path, input_size=None, ver
     ``verify``, return :func:`verify_insightface_model`'s differences (else ``{}``).
 
     Raises:
-        ValueError for a side beyond :data:`rcnn.deploy.onnx_export.MAX_INPUT_SIDE`;
         :class:`rcnn.deploy.onnx_export.CheckMemoryError` before anything is written when the
         check would not fit in the available memory.
     """
     from rcnn.recipe import load_recipe
     from rcnn.utils.checkpoint import load_checkpoint
     from rcnn.utils.fileio import atomic_write_bytes
-    from rcnn.deploy.onnx_export import check_verification_memory, validate_input_shape
-    check_size = tuple(input_size or (640, 640))
-    validate_input_shape((1, 3) + check_size)
+    from rcnn.deploy.onnx_export import check_verification_memory
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
     if verify:
-        check_verification_memory(sym, [(1, 3) + check_size])
+        check_verification_memory(sym, [(1, 3) + tuple(input_size or (640, 640))])
     recipe = load_recipe(prefix)
     model = build_insightface_model(sym, arg_params, aux_params, input_size=input_size,
                                     recipe=recipe)

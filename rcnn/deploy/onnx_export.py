@@ -153,16 +153,20 @@ def parse_input_shape(text):
 
 
 def validate_input_shape(shape):
-    """``shape`` as a tuple of ints (batch, 3, height, width), sides at most
-    :data:`MAX_INPUT_SIDE`; ValueError otherwise."""
+    """``shape`` as a tuple of ints (batch, 3, height, width); ValueError otherwise."""
     shape = tuple(int(v) for v in shape)
     if len(shape) != 4 or min(shape) < 1 or shape[1] != 3:
         raise ValueError('input shape %r: expected (batch, 3, height, width) with positive sizes'
                          % (shape,))
-    if max(shape[2:]) > MAX_INPUT_SIDE:
-        raise ValueError('input shape %r: height and width must be at most %d (the largest side '
-                         'the detector feeds the network)' % (shape, MAX_INPUT_SIDE))
     return shape
+
+
+def check_input_side(height, width):
+    """ValueError unless both sides are at most :data:`MAX_INPUT_SIDE` (the limit of the
+    export tool's sizes; the library exports what it is asked)."""
+    if max(int(height), int(width)) > MAX_INPUT_SIDE:
+        raise ValueError('height and width must be at most %d (the largest side the detector '
+                         'feeds the network), got %dx%d' % (MAX_INPUT_SIDE, height, width))
 
 
 def forward_memory_bytes(sym, input_shape):
@@ -436,8 +440,8 @@ def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dy
     verified).
 
     Raises:
-        ValueError for an input shape beyond :data:`MAX_INPUT_SIDE`; CheckMemoryError, before
-        anything is written, when the check would not fit in the available memory.
+        CheckMemoryError, before anything is written, when the check would not fit in the
+        available memory.
     """
     from rcnn.recipe import load_recipe
     from rcnn.utils.checkpoint import load_checkpoint
