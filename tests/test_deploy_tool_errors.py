@@ -269,3 +269,31 @@ def test_quantize_calibration_batch_beyond_memory_is_refused(tmp_path, capsys, m
     line = _one_line_error(capsys, 'quantize.py')
     assert 'calibration images at 640x480' in line and '--max-images' in line
     assert not list(tmp_path.iterdir())
+
+
+def test_export_check_that_crashes_is_one_line(mnet25_prefix, tmp_path):
+    """The check runs in its own process: MXNet's MKLDNN depthwise convolution dies with SIGFPE
+    at a 4096x2048 input (MXNet 1.9.1); the tool survives it and says so in one line. (A build
+    without that failure checks the export and succeeds.)"""
+    out = tmp_path / 'big.onnx'
+    result = subprocess.run(
+        [sys.executable, str(ROOT / 'tools' / 'export_onnx.py'), '--prefix', mnet25_prefix,
+         '--out', str(out), '--static', '4096x2048'],
+        capture_output=True, text=True, timeout=600, cwd=str(ROOT),
+        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert result.returncode in (0, 1), result.stderr
+    assert out.is_file()
+    if result.returncode == 1:
+        lines = [line for line in result.stderr.splitlines()
+                 if line.startswith('export_onnx.py: error:')]
+        assert len(lines) == 1 and 'Traceback' not in result.stderr, result.stderr
+        assert '--static 4096x2048' in lines[0] and 'died with signal SIGFPE' in lines[0]
+        assert 'MXNET_MKLDNN_ENABLED=0' in lines[0] and 'unchecked' in lines[0]
+
+
+def test_export_check_failure_crosses_the_process_boundary(mnet25_prefix, tmp_path, capsys):
+    """--tol 0: the isolated check's mismatch comes back as the usual FAILED line."""
+    out = tmp_path / 'x.onnx'
+    assert export_cli.main(['--prefix', mnet25_prefix, '--out', str(out), '--tol', '0']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('FAILED: ') and 'differs from MXNet' in err and 'tol 0' in err

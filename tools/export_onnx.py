@@ -20,6 +20,9 @@ detector feeds the network. Before anything is written, the check's memory is es
 MXNet's memory plan of the graph at that input (times 2: MXNet's and onnxruntime's forwards);
 when it exceeds the memory available the export is refused with one line naming the flag
 (pass a smaller size, or --no-verify to export without the check).
+The check runs in a process of its own: when it dies (MXNet's MKLDNN kernels end with a
+floating-point exception on some large inputs, e.g. 4096x2048; or the OOM killer), the export
+ends with one line naming the flag, the signal and the file left unchecked.
 An --out that is a folder, or lies under a file, is refused naming --out.
 --layout insightface writes a model that the insightface package's model_zoo.get_model loads as
 its face detector (input (pixel - 127.5) / 128 of RGB, 9 outputs score/bbox/kps of strides 8, 16,
@@ -160,13 +163,16 @@ def export(args):
             return export_insightface(args)
         path, rows = onnx_export.export_checkpoint(
             args.prefix, args.epoch, args.out, input_shape=args.input_shape, dynamic=args.dynamic,
-            opset=args.opset, verify=not args.no_verify, tol=args.tol, threads=args.threads)
+            opset=args.opset, verify=not args.no_verify, tol=args.tol, threads=args.threads,
+            isolate=True)
     except onnx_export.ExportMismatchError as exc:
         print('FAILED: %s' % exc, file=sys.stderr)
         return 1
     except onnx_export.CheckMemoryError as exc:
         raise onnx_export.CheckMemoryError('%s: %s; pass a smaller size or --no-verify'
                                            % (_size_flag(args), exc)) from None
+    except onnx_export.CheckCrashedError as exc:
+        raise onnx_export.CheckCrashedError('%s: %s' % (_size_flag(args), exc)) from None
     print('wrote %s (%s input %s, opset %d)' % (
         path, 'dynamic' if args.dynamic else 'fixed',
         'batch x 3 x height x width' if args.dynamic else 'x'.join(map(str, args.input_shape)),

@@ -67,6 +67,10 @@ class CheckMemoryError(ValueError):
     """The check against MXNet would need more memory than the machine has available."""
 
 
+class CheckCrashedError(RuntimeError):
+    """The process running the check against MXNet died (a signal: a crash or the OOM killer)."""
+
+
 def _import_onnx():
     try:
         import onnx
@@ -432,16 +436,71 @@ def verify_onnx(onnx_path, sym, arg_params, aux_params, inputs, tol=1e-4, thread
     return rows
 
 
+def _verify_child(connection, prefix, epoch, onnx_path, input_shape, dynamic, tol, threads):
+    """Body of the check's own process: sends ``('rows', rows)`` or ``('error', exception)``."""
+    from rcnn.utils.checkpoint import load_checkpoint
+    try:
+        sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
+        rows = verify_onnx(onnx_path, sym, arg_params, aux_params,
+                           verification_inputs(input_shape, dynamic), tol=tol, threads=threads)
+        connection.send(('rows', rows))
+    except Exception as exc:  # handed to the parent, which raises it
+        connection.send(('error', exc))
+    finally:
+        connection.close()
+
+
+def verify_in_child(prefix, epoch, onnx_path, input_shape, dynamic, tol=1e-4, threads=None):
+    """:func:`verify_onnx` of the checkpoint in a process of its own (``spawn``), so that a
+    native crash of a forward (MXNet's MKLDNN kernels die with SIGFPE on some large inputs) or
+    the OOM killer ends in an error rather than in the death of the caller.
+
+    Returns the rows of :func:`verify_onnx`; raises what it raised, or CheckCrashedError naming
+    the signal.
+    """
+    import multiprocessing
+    import signal
+    context = multiprocessing.get_context('spawn')
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_verify_child, args=(
+        sender, prefix, epoch, onnx_path, tuple(input_shape), dynamic, tol, threads))
+    process.start()
+    sender.close()
+    try:
+        message = receiver.recv()
+    except EOFError:           # the child died before it could answer
+        message = None
+    process.join()
+    if message is None:
+        code = process.exitcode
+        reason = ('signal %s' % signal.Signals(-code).name if code is not None and code < 0
+                  else 'exit status %s' % code)
+        hint = {signal.SIGFPE: 'a floating-point exception in MXNet\'s MKLDNN kernels, which '
+                               'fail on some large inputs; MXNET_MKLDNN_ENABLED=0 avoids them',
+                signal.SIGKILL: 'killed, most likely by the OOM killer: not enough memory'}
+        detail = hint.get(-code if code is not None and code < 0 else None, 'a crash')
+        raise CheckCrashedError('the check against MXNet at input %s died with %s (%s); %s is '
+                                'written but unchecked' % ('x'.join(map(str, input_shape)),
+                                                           reason, detail, onnx_path))
+    kind, value = message
+    if kind == 'error':
+        raise value
+    return value
+
+
 def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dynamic=False,
-                      opset=DEFAULT_OPSET, verify=True, tol=1e-4, threads=None):
+                      opset=DEFAULT_OPSET, verify=True, tol=1e-4, threads=None, isolate=False):
     """Load ``<prefix>-symbol.json`` / ``<prefix>-%04d.params`` (BatchNorm spellings fitted to the
     graph, see :func:`rcnn.utils.checkpoint.load_checkpoint`), export,
     and (``verify``) check against MXNet. Returns ``(onnx_path, rows)`` (rows empty when not
     verified).
 
+    ``isolate``: run the check in a process of its own (:func:`verify_in_child`; a few seconds
+    more to start it).
+
     Raises:
         CheckMemoryError, before anything is written, when the check would not fit in the
-        available memory.
+        available memory; CheckCrashedError when the isolated check died.
     """
     from rcnn.recipe import load_recipe
     from rcnn.utils.checkpoint import load_checkpoint
@@ -456,7 +515,10 @@ def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dy
     export_onnx(sym, arg_params, aux_params, onnx_path, input_shape=input_shape,
                 dynamic=dynamic, opset=opset, metadata=metadata)
     rows = []
-    if verify:
+    if verify and isolate:
+        rows = verify_in_child(prefix, epoch, onnx_path, input_shape, dynamic, tol=tol,
+                               threads=threads)
+    elif verify:
         rows = verify_onnx(onnx_path, sym, arg_params, aux_params,
                            verification_inputs(input_shape, dynamic), tol=tol, threads=threads)
     return onnx_path, rows
