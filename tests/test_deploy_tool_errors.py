@@ -297,3 +297,24 @@ def test_export_check_failure_crosses_the_process_boundary(mnet25_prefix, tmp_pa
     assert export_cli.main(['--prefix', mnet25_prefix, '--out', str(out), '--tol', '0']) == 1
     err = capsys.readouterr().err
     assert err.startswith('FAILED: ') and 'differs from MXNet' in err and 'tol 0' in err
+
+
+def test_outputs_onto_the_source_checkpoint_are_refused(mnet25_prefix, tmp_path, capsys):
+    """Writing the INT8 model or the ONNX file over the checkpoint being read would destroy
+    it: refused before anything is read, the checkpoint unchanged."""
+    import shutil
+    prefix = str(tmp_path / 'model')
+    for suffix in ('-symbol.json', '-0000.params'):
+        shutil.copyfile(mnet25_prefix + suffix, prefix + suffix)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert quantize_cli.main(['--prefix', prefix, '--out', prefix, '--calib-mode', 'none']) != 0
+    line = _one_line_error(capsys, 'quantize.py')
+    assert line.startswith('quantize.py: error: --out: writing') and 'would overwrite' in line
+    assert export_cli.main(['--prefix', prefix, '--out', prefix + '-0000.params']) != 0
+    assert 'model-0000.params would overwrite' in _one_line_error(capsys, 'export_onnx.py')
+    link = tmp_path / 'alias.params'
+    link.symlink_to(prefix + '-0000.params')
+    assert export_cli.main(['--prefix', prefix, '--out', str(link), '--no-verify']) != 0
+    assert 'would overwrite the input' in _one_line_error(capsys, 'export_onnx.py')
+    link.unlink()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

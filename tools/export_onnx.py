@@ -42,7 +42,9 @@ if __package__ in (None, ''):
 from rcnn.utils import cli  # noqa: E402
 from rcnn.deploy import onnx_export  # noqa: E402
 from rcnn.utils.cli import non_negative_int, positive_int  # noqa: E402
-from rcnn.utils.cli_errors import check_output_file, run_reporting_errors  # noqa: E402
+from rcnn.utils.checkpoint_files import params_path, symbol_path  # noqa: E402
+from rcnn.utils.cli_errors import (check_not_overwriting, check_output_file,  # noqa: E402
+                                   run_reporting_errors)
 
 PROG = 'export_onnx.py'
 
@@ -158,6 +160,8 @@ def main(argv=None):
 def export(args):
     """Export (and check) as ``args`` say; returns the exit status."""
     check_output_file('--out', args.out, example='model.onnx')
+    check_not_overwriting('--out', [args.out], [symbol_path(args.prefix),
+                                                params_path(args.prefix, args.epoch)])
     try:
         if args.layout == 'insightface':
             return export_insightface(args)

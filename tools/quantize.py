@@ -29,7 +29,9 @@ if __package__ in (None, ''):
 from rcnn.utils import cli  # noqa: E402
 from rcnn.deploy import quantize  # noqa: E402
 from rcnn.utils.cli import non_negative_int, positive_int  # noqa: E402
-from rcnn.utils.cli_errors import check_output_file, run_reporting_errors  # noqa: E402
+from rcnn.utils.checkpoint_files import params_path, symbol_path  # noqa: E402
+from rcnn.utils.cli_errors import (check_not_overwriting, check_output_file,  # noqa: E402
+                                   run_reporting_errors)
 
 PROG = 'quantize.py'
 #: largest calibration side: the detector's (rcnn.inference.detector.MAX_SCALED_SIDE)
@@ -120,19 +122,21 @@ def main(argv=None):
     return run_reporting_errors(PROG, lambda: run(args), debug=args.debug)
 
 
-def check_out_prefix(out):
-    """Refuse an --out prefix that names a folder (``models/`` would write ``models/-symbol.json``)
-    or whose files cannot be written."""
+def check_out_prefix(out, prefix, epoch):
+    """Refuse an --out prefix that names a folder (``models/`` would write ``models/-symbol.json``),
+    whose files cannot be written, or whose files are the FP32 checkpoint's."""
     if out.endswith(('/', os.sep)) or os.path.isdir(out):
         raise ValueError('--out %s names a folder; pass a prefix such as %s'
                          % (out, os.path.join(out, 'mnet25-int8')))
-    for suffix in ('-symbol.json', '-0000.params'):
-        check_output_file('--out', out + suffix)
+    outputs = [symbol_path(out), params_path(out, 0)]
+    for path in outputs:
+        check_output_file('--out', path)
+    check_not_overwriting('--out', outputs, [symbol_path(prefix), params_path(prefix, epoch)])
 
 
 def run(args):
     """Quantize (and optionally benchmark and evaluate) as ``args`` say; returns the exit status."""
-    check_out_prefix(args.out)
+    check_out_prefix(args.out, args.prefix, args.epoch)
     t0 = time.perf_counter()
     try:
         symbol_path, params_path, qsym = quantize.quantize_prefix(

@@ -15,7 +15,7 @@ import os
 import sys
 
 __all__ = ['EXIT_FAILURE', 'one_line', 'run_reporting_errors', 'blocking_file',
-           'check_output_folder', 'check_output_file']
+           'check_output_folder', 'check_output_file', 'check_not_overwriting']
 
 logger = logging.getLogger(__name__)
 
@@ -92,3 +92,24 @@ def check_output_file(flag, path, example='out'):
     if blocker is not None:
         raise ValueError('%s %s: its folder lies under the existing file %s; pass a path in a '
                          'folder' % (flag, path, blocker))
+
+
+def same_file(a, b):
+    """Whether paths ``a`` and ``b`` are one file (symlinks followed; an existing pair also by
+    device and inode, which catches hard links)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_not_overwriting(flag, outputs, inputs):
+    """Raise ValueError naming ``flag`` when one of the ``outputs`` is one of the ``inputs``
+    (e.g. an export or quantization written over the checkpoint it reads)."""
+    for output in outputs:
+        for source in inputs:
+            if os.path.exists(source) and same_file(output, source):
+                raise ValueError('%s: writing %s would overwrite the input %s; choose another '
+                                 '%s' % (flag, output, source, flag))
