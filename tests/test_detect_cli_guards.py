@@ -219,3 +219,21 @@ def test_ctrl_c_keeps_the_list_of_the_images_done(mnet25_prefix, tmp_path):
     assert 2 <= len(records) < 40
     assert all(len(r['faces']) == 1 for r in records)
     assert not list(out.glob('.*tmp*'))
+
+
+def test_crops_that_would_replace_an_input_image_are_refused(mnet25_prefix, tmp_path):
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    shutil.copy(str(shared_path('images', 'Tom_Cruise_avp_2014_4.jpg')), str(photos / 'tom.jpg'))
+    shutil.copy(str(shared_path('images', 'dogs.jpg')), str(photos / 'tom_0.png'))
+    original = (photos / 'tom_0.png').read_bytes()
+    result = _run(mnet25_prefix, photos, '--out', tmp_path / 'out', '--crops', photos)
+    assert result.returncode == 2
+    _one_error_line(result.stderr, '--crops', 'tom_0.png', 'an input image')
+    assert (photos / 'tom_0.png').read_bytes() == original
+    # crops into the input folder are fine when no name can clash
+    (photos / 'tom_0.png').rename(photos / 'dogs.png')
+    result = _run(mnet25_prefix, photos, '--out', tmp_path / 'out', '--crops', photos,
+                  '--no-draw')
+    assert result.returncode == 0, result.stderr
+    assert (photos / 'tom_0.png').is_file()

@@ -18,7 +18,8 @@ An image that cannot be used -- missing, truncated or not decodable, or one the 
 refuses (smaller than 2x2 pixels, or a --scales factor that makes it too small or too large)
 -- is skipped: a warning names it, it is listed in detections.json with an ``error`` instead
 of ``faces``, and the other images are processed and written. Before anything is written,
-outputs that would land on an input file (e.g. ``--out`` the input folder), an --out or
+outputs that would land on an input file (e.g. ``--out`` the input folder, or a crop
+``<image>_<k>.png`` of --crops replacing an input image of that name), an --out or
 --crops that is an existing file rather than a folder, and meaningless flags (a --thresh
 outside [0, 1], a non-positive or NaN scale, ...) are refused with one line. Ctrl-C stops
 the run; detections.json then lists the images done (every file is written whole or not at
@@ -52,6 +53,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -239,6 +241,28 @@ def check_output_folders(args, has_images):
         folders.append(('--crops', args.crops))
     for flag, folder in folders:
         check_output_folder(flag, folder)
+
+
+def check_crops_spare_inputs(pairs, crops):
+    """Refuse a --crops folder where a crop ``<image>_<k>.png`` of one input could replace
+    another input image (e.g. --crops the input folder holding ``a.jpg`` and ``a_0.png``).
+
+    Raises:
+        ValueError naming the input image and the crop name.
+    """
+    if not crops:
+        return
+    folder = os.path.realpath(crops)
+    stems = {os.path.splitext(relative)[0] for _, relative in pairs}
+    for path, _ in pairs:
+        real = os.path.realpath(path)
+        if not real.startswith(folder + os.sep):
+            continue
+        match = re.match(r'(.*)_\d+\.png$', os.path.relpath(real, folder))
+        if match and match.group(1) in stems:
+            raise ValueError('--crops %s: a crop of %s.* would be written as %s, an input image; '
+                             'choose a --crops folder outside the inputs'
+                             % (crops, match.group(1), path))
 
 
 def check_no_overwrite(pairs, outputs):
@@ -447,6 +471,7 @@ def run(args):
     for source in video_inputs:
         video_outputs(args, source, len(video_inputs))       # path errors before any work
     check_no_overwrite(pairs, output_paths(pairs, args))
+    check_crops_spare_inputs(pairs, args.crops)
     detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network,
                           nms=args.nms)
     records, interrupted = run_images(args, detector, pairs) if pairs else ([], False)
