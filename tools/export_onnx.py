@@ -137,7 +137,8 @@ def export_insightface(args):
     """--layout insightface: write, check, print; returns the exit status."""
     from rcnn.deploy.insightface_layout import export_insightface_checkpoint
     diffs = export_insightface_checkpoint(args.prefix, args.epoch, args.out,
-                                          input_size=args.static, verify=not args.no_verify)
+                                          input_size=args.static, verify=not args.no_verify,
+                                          isolate=True)
     print('wrote %s (insightface detector layout, input 1x3x%s)' % (
         args.out, 'x'.join(map(str, args.static)) if args.static else 'HxW (multiples of 32)'))
     if diffs:

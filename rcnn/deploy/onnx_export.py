@@ -436,34 +436,32 @@ def verify_onnx(onnx_path, sym, arg_params, aux_params, inputs, tol=1e-4, thread
     return rows
 
 
-def _verify_child(connection, prefix, epoch, onnx_path, input_shape, dynamic, tol, threads):
-    """Body of the check's own process: sends ``('rows', rows)`` or ``('error', exception)``."""
-    from rcnn.utils.checkpoint import load_checkpoint
+def _child_main(connection, function, args):
+    """Body of :func:`call_in_child`'s process: sends ``('value', function(*args))`` or
+    ``('error', exception)``."""
     try:
-        sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
-        rows = verify_onnx(onnx_path, sym, arg_params, aux_params,
-                           verification_inputs(input_shape, dynamic), tol=tol, threads=threads)
-        connection.send(('rows', rows))
+        connection.send(('value', function(*args)))
     except Exception as exc:  # handed to the parent, which raises it
         connection.send(('error', exc))
     finally:
         connection.close()
 
 
-def verify_in_child(prefix, epoch, onnx_path, input_shape, dynamic, tol=1e-4, threads=None):
-    """:func:`verify_onnx` of the checkpoint in a process of its own (``spawn``), so that a
-    native crash of a forward (MXNet's MKLDNN kernels die with SIGFPE on some large inputs) or
-    the OOM killer ends in an error rather than in the death of the caller.
+def call_in_child(function, args, input_shape, onnx_path):
+    """``function(*args)`` (a module-level function) in a process of its own (``spawn``), so
+    that a native crash of a forward (MXNet's MKLDNN kernels die with SIGFPE on some large
+    inputs) or the OOM killer ends in an error rather than in the death of the caller.
 
-    Returns the rows of :func:`verify_onnx`; raises what it raised, or CheckCrashedError naming
-    the signal.
+    Args:
+        input_shape, onnx_path: what the check runs on, for the message.
+    Returns what ``function`` returned; raises what it raised, or CheckCrashedError naming the
+    signal.
     """
     import multiprocessing
     import signal
     context = multiprocessing.get_context('spawn')
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_verify_child, args=(
-        sender, prefix, epoch, onnx_path, tuple(input_shape), dynamic, tol, threads))
+    process = context.Process(target=_child_main, args=(sender, function, tuple(args)))
     process.start()
     sender.close()
     try:
@@ -473,19 +471,27 @@ def verify_in_child(prefix, epoch, onnx_path, input_shape, dynamic, tol=1e-4, th
     process.join()
     if message is None:
         code = process.exitcode
-        reason = ('signal %s' % signal.Signals(-code).name if code is not None and code < 0
-                  else 'exit status %s' % code)
+        signum = -code if code is not None and code < 0 else None
+        reason = 'signal %s' % signal.Signals(signum).name if signum else 'exit status %s' % code
         hint = {signal.SIGFPE: 'a floating-point exception in MXNet\'s MKLDNN kernels, which '
                                'fail on some large inputs; MXNET_MKLDNN_ENABLED=0 avoids them',
                 signal.SIGKILL: 'killed, most likely by the OOM killer: not enough memory'}
-        detail = hint.get(-code if code is not None and code < 0 else None, 'a crash')
         raise CheckCrashedError('the check against MXNet at input %s died with %s (%s); %s is '
                                 'written but unchecked' % ('x'.join(map(str, input_shape)),
-                                                           reason, detail, onnx_path))
+                                                           reason, hint.get(signum, 'a crash'),
+                                                           onnx_path))
     kind, value = message
     if kind == 'error':
         raise value
     return value
+
+
+def verify_checkpoint(prefix, epoch, onnx_path, input_shape, dynamic, tol=1e-4, threads=None):
+    """:func:`verify_onnx` of ``onnx_path`` against the checkpoint it was exported from."""
+    from rcnn.utils.checkpoint import load_checkpoint
+    sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
+    return verify_onnx(onnx_path, sym, arg_params, aux_params,
+                       verification_inputs(input_shape, dynamic), tol=tol, threads=threads)
 
 
 def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dynamic=False,
@@ -495,7 +501,7 @@ def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dy
     and (``verify``) check against MXNet. Returns ``(onnx_path, rows)`` (rows empty when not
     verified).
 
-    ``isolate``: run the check in a process of its own (:func:`verify_in_child`; a few seconds
+    ``isolate``: run the check in a process of its own (:func:`call_in_child`; a few seconds
     more to start it).
 
     Raises:
@@ -516,8 +522,8 @@ def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dy
                 dynamic=dynamic, opset=opset, metadata=metadata)
     rows = []
     if verify and isolate:
-        rows = verify_in_child(prefix, epoch, onnx_path, input_shape, dynamic, tol=tol,
-                               threads=threads)
+        rows = call_in_child(verify_checkpoint, (prefix, epoch, onnx_path, input_shape,
+                                                 dynamic, tol, threads), input_shape, onnx_path)
     elif verify:
         rows = verify_onnx(onnx_path, sym, arg_params, aux_params,
                            verification_inputs(input_shape, dynamic), tol=tol, threads=threads)
