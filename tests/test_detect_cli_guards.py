@@ -128,6 +128,18 @@ def test_output_folders_that_are_files_are_one_line(mnet25_prefix, tmp_path):
     assert result.returncode == 2
     _one_error_line(result.stderr, 'detections.json is a folder')
     assert not (out / 'dogs.jpg').exists()
+    # a file where a sub-folder of the drawings must go: refused before the first image
+    photos = tmp_path / 'photos'
+    (photos / 'people').mkdir(parents=True)
+    shutil.copy(str(photo), str(photos / 'a.jpg'))
+    shutil.copy(str(photo), str(photos / 'people' / 'b.jpg'))
+    drawn = tmp_path / 'drawn'
+    drawn.mkdir()
+    (drawn / 'people').write_text('in the way')
+    result = _run(mnet25_prefix, photos, '--out', drawn)
+    assert result.returncode == 2
+    _one_error_line(result.stderr, 'people/b.jpg cannot be written', 'is a file')
+    assert not (drawn / 'a.jpg').exists()
 
 
 @pytest.mark.parametrize('flag, value', [('--thresh', 'nan'), ('--thresh', '1.5'),

@@ -66,7 +66,8 @@ from tqdm import tqdm  # noqa: E402
 
 from rcnn.utils import cli  # noqa: E402
 from rcnn.utils.cli import non_negative_int, positive_int  # noqa: E402
-from rcnn.utils.cli_errors import check_output_folder, run_reporting_errors  # noqa: E402
+from rcnn.utils.cli_errors import (blocking_file, check_output_folder,  # noqa: E402
+                                   run_reporting_errors)
 from rcnn.io.decode import ImageReadError, imread_checked  # noqa: E402
 from rcnn.inference.input_check import InvalidInputError  # noqa: E402
 from rcnn.utils.fileio import atomic_write  # noqa: E402
@@ -267,7 +268,7 @@ def check_crops_spare_inputs(pairs, crops):
 
 def check_no_overwrite(pairs, outputs):
     """Refuse to run when an output path resolves to an input file (symlinks followed, hard
-    links recognised by device and inode) or is an existing folder.
+    links recognised by device and inode), is an existing folder or lies under a file.
 
     Raises:
         ValueError naming the input and the output.
@@ -281,6 +282,10 @@ def check_no_overwrite(pairs, outputs):
         if os.path.isdir(output):
             raise ValueError('%s is a folder, where this run would write a file; move it or '
                              'choose another --out' % output)
+        blocker = blocking_file(os.path.dirname(output))
+        if blocker is not None:
+            raise ValueError('%s cannot be written: %s is a file, where this run needs a '
+                             'folder; move it or choose another --out' % (output, blocker))
         clash = by_path.get(os.path.realpath(output))
         if clash is None and os.path.exists(output):
             info = os.stat(output)
@@ -505,8 +510,8 @@ def detect_one(args, detector, path, relative):
 
 def run_images(args, detector, pairs):
     """Detect on every (image path, output-relative path), skipping the unusable ones with a
-    warning; returns ``(records, interrupted)``. With --json the records are written even
-    when Ctrl-C stops the run."""
+    warning; returns ``(records, interrupted)``. With --json the records of the images done
+    are written also when Ctrl-C or an error stops the run."""
     records, interrupted = [], False
     try:
         for path, relative in tqdm(pairs, desc='detect', unit='img', disable=len(pairs) < 5):
@@ -519,6 +524,15 @@ def run_images(args, detector, pairs):
     except KeyboardInterrupt:
         interrupted = True
         logger.warning('interrupted: %d of %d images processed', len(records), len(pairs))
+    except Exception:
+        # a fatal error (e.g. a full disk): the images done stay listed when the list can be
+        # written; the error itself is what the caller reports
+        if args.json:
+            try:
+                _write_json(os.path.join(args.out, JSON_NAME), records)
+            except OSError:
+                logger.debug('%s not written', JSON_NAME, exc_info=True)
+        raise
     if args.json:
         _write_json(os.path.join(args.out, JSON_NAME), records)
     return records, interrupted
