@@ -42,7 +42,8 @@ def test_cli_draws_and_lists_faces(mnet25_prefix, photos, tmp_path):
     broken = photos / 'broken.jpg'
     broken.write_bytes(b'\xff\xd8 this is no jpeg')
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), '--prefix', mnet25_prefix, '--epoch', '0', str(photos),
+        [sys.executable, str(SCRIPT), '--prefix', mnet25_prefix, '--epoch', '0', '--gpu', '-1',
+         str(photos),
          '--out', str(out), '--json', '--thresh', '0.5'],
         capture_output=True, text=True, cwd=str(ROOT), timeout=300)
     assert result.returncode == 1, result.stderr           # the broken image is reported
@@ -76,7 +77,7 @@ def test_cli_json_matches_detector(cli, mnet25_prefix, tmp_path):
     from retinaface import RetinaFace
     image_path = shared_path('images', 'bald_guys.jpg')
     out = tmp_path / 'out'
-    argv = ['--prefix', mnet25_prefix, str(image_path), '--out', str(out), '--json',
+    argv = ['--prefix', mnet25_prefix, '--gpu', '-1', str(image_path), '--out', str(out), '--json',
             '--no-draw', '--scales', '0.5', '1.0']
     assert cli.main(argv) == 0
     assert not (out / 'bald_guys.jpg').exists()
@@ -94,11 +95,12 @@ def test_cli_argument_errors(cli, mnet25_prefix, tmp_path, photos):
         cli.parse_args(['--prefix', 'p', 'x.jpg', '--out', 'o', '--no-draw'])
     with pytest.raises(SystemExit):
         cli.parse_args(['--prefix', 'p', 'x.jpg', '--out', 'o', '--scales', '0'])
-    assert cli.main(['--prefix', mnet25_prefix, str(tmp_path / 'missing.jpg'),
+    assert cli.main(['--prefix', mnet25_prefix, '--gpu', '-1', str(tmp_path / 'missing.jpg'),
                      '--out', str(tmp_path / 'o')]) == 2
     empty = tmp_path / 'empty'
     empty.mkdir()
-    assert cli.main(['--prefix', mnet25_prefix, str(empty), '--out', str(tmp_path / 'o')]) == 2
+    assert cli.main(['--prefix', mnet25_prefix, '--gpu', '-1', str(empty),
+                     '--out', str(tmp_path / 'o')]) == 2
     # two inputs that would overwrite each other's drawing
     with pytest.raises(ValueError, match='dogs.jpg'):
         cli.collect_images([str(photos), str(photos / 'dogs.jpg')])
@@ -107,3 +109,34 @@ def test_cli_argument_errors(cli, mnet25_prefix, tmp_path, photos):
 def test_collect_images_recurses_in_order(cli, photos):
     pairs = cli.collect_images([str(photos)])
     assert [rel for _, rel in pairs] == ['dogs.jpg', 'people/Tom_Cruise_avp_2014_4.jpg']
+
+
+def _label_ink(cli, shape, box):
+    """Draw one face of score 0.987 on a grey image; returns (label background rows, label
+    background columns, ink rows) where the background is the filled box colour and the ink
+    the dark text on it, found from the pixels."""
+    image = np.full(shape + (3,), 128, np.uint8)
+    face = np.array([box + [0.987]], np.float32)
+    points = np.tile(np.array([[box[0] + 5, box[1] + 5]], np.float32), (1, 5, 1))
+    canvas = cli.draw_faces(image, face, points)
+    green = np.all(canvas == cli.BOX_COLOUR, axis=2)
+    ink = canvas.astype(int).sum(axis=2) < 100
+    filled = green.sum(axis=1) > 0.5 * green.sum(axis=1).max()   # the label's rows
+    rows = np.flatnonzero(filled)
+    columns = np.flatnonzero(green[rows].sum(axis=0) == len(rows))
+    return rows, columns, np.flatnonzero(ink.any(axis=1))
+
+
+@pytest.mark.parametrize('shape', [(480, 640), (1545, 1986)])
+def test_score_labels_are_readable_and_inside_the_image(cli, shape):
+    height, width = shape
+    # a face touching the top edge, one touching the right edge
+    for box in ([100.0, 0.0, 180.0, 90.0], [width - 40.0, 200.0, width - 1.0, 260.0]):
+        rows, columns, ink_rows = _label_ink(cli, shape, box)
+        assert len(ink_rows) and len(columns)
+        # the text is whole: background above and below its ink, all inside the image
+        assert rows[0] < ink_rows[0] and ink_rows[-1] < rows[-1] < height
+        assert columns[-1] < width
+        ink_height = ink_rows[-1] - ink_rows[0] + 1
+        assert ink_height >= 12                          # readable on a 640x480 photo
+        assert ink_height >= 0.02 * min(shape)            # and in proportion on a large one

@@ -1,6 +1,7 @@
-"""detect() input validation (issue 12 item 8) and property tests: any array or argument either
-gives a well-formed result or raises InvalidInputError, never another exception and never a
-silent empty result for a threshold above 1 or a 0..1-scaled float image."""
+"""detect() input validation and property tests: any array or argument either gives a
+well-formed result or raises InvalidInputError, never another exception and never a silent
+empty or wrong result for a threshold above 1, a 0..1-scaled float image, a 16-bit image or a
+mean-subtracted one."""
 import cv2
 import numpy as np
 import pytest
@@ -59,6 +60,55 @@ def test_float_image_edge_cases():
     with pytest.raises(InvalidInputError, match='NaN or infinite'):
         check_pixel_range(np.full((4, 4, 3), np.nan, np.float32))
     assert check_threshold(0) == 0.0 and check_threshold(np.float64(1)) == 1.0
+
+
+@pytest.fixture
+def png16(tmp_path, tom_cruise):
+    """A hand-made 16-bit PNG of the photo (each 8-bit value v stored as v * 257) and its path."""
+    path = tmp_path / 'tom16.png'
+    assert cv2.imwrite(str(path), tom_cruise.astype(np.uint16) * 257)
+    return path
+
+
+def test_16_bit_image_is_refused_by_every_entry_point(mnet25, tom_cruise, png16):
+    image16 = cv2.imread(str(png16), cv2.IMREAD_UNCHANGED)
+    assert image16.dtype == np.uint16 and image16.max() > 255
+    hint = r'uint16 with values in \[\d+, \d+\].*16-bit.*np\.rint\(%s / 257\)'
+    with pytest.raises(InvalidInputError, match=hint % 'img'):
+        mnet25.detect(image16)
+    with pytest.raises(InvalidInputError, match=hint % r'images\[1\]'):
+        mnet25.detect_batch([tom_cruise, image16])
+    faces, landmarks = mnet25.detect(tom_cruise)
+    with pytest.raises(InvalidInputError, match=hint % 'img'):
+        mnet25.align(image16, landmarks)
+    # both conversions the message names give the 8-bit photo back, and so its faces
+    converted = np.rint(image16 / 257).astype(np.uint8)
+    np.testing.assert_array_equal(converted, tom_cruise)
+    np.testing.assert_array_equal(cv2.imread(str(png16)), tom_cruise)
+    np.testing.assert_allclose(mnet25.detect(converted)[0], faces)
+
+
+def test_values_outside_0_255_are_refused_whatever_the_dtype(mnet25, tom_cruise):
+    for image in (tom_cruise.astype(np.int32) * 4, tom_cruise.astype(np.float32) * 257):
+        with pytest.raises(InvalidInputError, match='raw 8-bit pixel values 0..255'):
+            mnet25.detect(image)
+    normalised = tom_cruise.astype(np.float32) - 127.5
+    with pytest.raises(InvalidInputError, match='mean-subtracted or normalised'):
+        mnet25.detect(normalised)
+    with pytest.raises(InvalidInputError, match='mean-subtracted'):
+        mnet25.detect(tom_cruise.astype(np.int16) - 128)
+
+
+def test_resampling_overshoot_is_accepted():
+    """Bicubic resampling of an 8-bit image overshoots 0..255 a little: still raw pixels."""
+    edge = np.zeros((16, 16, 3), np.float32)
+    edge[:, 8:] = 255
+    overshoot = cv2.resize(edge, (40, 40), interpolation=cv2.INTER_CUBIC)
+    assert overshoot.max() > 255 and overshoot.min() < 0
+    assert check_pixel_range(overshoot) is overshoot
+    assert check_pixel_range(np.full((4, 4, 3), 255 + 32, np.int32)) is not None
+    with pytest.raises(InvalidInputError):
+        check_pixel_range(np.full((4, 4, 3), 255 + 33, np.int32))
 
 
 def test_uncommon_dtypes_run_at_any_scale(mnet25, tom_cruise):

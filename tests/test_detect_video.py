@@ -59,7 +59,8 @@ def test_video_json_lines_drawing_and_crops(mnet25_prefix, clip, tmp_path):
     out = tmp_path / 'out'
     crops = tmp_path / 'crops'
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), '--prefix', mnet25_prefix, str(path), '--out', str(out),
+        [sys.executable, str(SCRIPT), '--prefix', mnet25_prefix, '--gpu', '-1', str(path),
+         '--out', str(out),
          '--json', '--every', '2', '--crops', str(crops)],
         capture_output=True, text=True, cwd=str(ROOT), timeout=600)
     assert result.returncode == 0, result.stderr
@@ -116,7 +117,7 @@ def test_video_errors(cli, mnet25_prefix, clip, tmp_path):
     broken = tmp_path / 'broken.mp4'
     broken.write_bytes(b'this is no video' * 64)
     out = str(tmp_path / 'o')
-    base = ['--prefix', mnet25_prefix, '--out']
+    base = ['--prefix', mnet25_prefix, '--gpu', '-1', '--out']
     assert cli.main(base + [out, str(tmp_path / 'missing.mp4')]) == 2
     assert cli.main(base + [out, str(broken)]) == 2
     # one output video for two inputs, a video file for images, an unwritable container
@@ -158,10 +159,31 @@ def test_image_crops(mnet25_prefix, tmp_path):
     photo = shared_path('images', 'Tom_Cruise_avp_2014_4.jpg')
     crops = tmp_path / 'crops'
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), '--prefix', mnet25_prefix, str(photo),
+        [sys.executable, str(SCRIPT), '--prefix', mnet25_prefix, '--gpu', '-1', str(photo),
          '--out', str(tmp_path / 'out'), '--crops', str(crops), '--no-draw'],
         capture_output=True, text=True, cwd=str(ROOT), timeout=300)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in crops.iterdir()) == ['Tom_Cruise_avp_2014_4_0.png']
     crop = cv2.imread(str(crops / 'Tom_Cruise_avp_2014_4_0.png'))
     assert crop.shape == (112, 112, 3) and crop.mean() > 40
+
+
+def test_truncated_video_is_named_with_the_frames_read(clip, tmp_path, caplog):
+    """A video cut short decodes up to the cut, with a warning naming it and the counts (the
+    container still announces every frame)."""
+    from rcnn.utils import video as video_io
+    path, frames = clip
+    data = path.read_bytes()
+    cut = tmp_path / 'cut.avi'
+    cut.write_bytes(data[:len(data) // 2])
+    source = video_io.VideoSource(str(cut))
+    assert source.frame_count == len(frames)
+    caplog.set_level('WARNING')
+    read = list(source.frames())
+    assert 0 < len(read) < len(frames)
+    warning, = [r.getMessage() for r in caplog.records if 'cut.avi' in r.getMessage()]
+    assert 'after %d of the %d frames' % (len(read), len(frames)) in warning
+    caplog.clear()
+    assert len(list(video_io.VideoSource(str(path)).frames())) == len(frames)
+    assert len(list(video_io.VideoSource(str(path), max_frames=3).frames())) == 3
+    assert not caplog.records                      # whole files, and --max-frames: no warning

@@ -1,7 +1,9 @@
 """Detect faces in images with a RetinaFace checkpoint; draw them and/or list them in JSON.
 
-    python tools/detect.py --prefix ../shared/models/mnet.25/mnet.25 --epoch 0 \\
+    python tools/detect.py --prefix ../shared/models/mnet.25/mnet.25 --epoch 0 --gpu -1 \\
         ../shared/images/ --out out/ --json
+
+(--gpu -1: on the CPU; the default, GPU 0, needs an MXNet build with CUDA.)
 
 Each input is an image file or a folder (searched recursively for .jpg/.jpeg/.png/.bmp/.webp/
 .tif/.tiff files). For every image, a copy with the boxes, scores and the 5 landmarks drawn
@@ -10,10 +12,24 @@ magenta) is written under --out (a folder input keeps its sub-folders), unless -
 --json writes <out>/detections.json: a list with, per image, ``image`` (the input path),
 ``drawn`` (the written copy or null), ``width``, ``height`` and ``faces``, each face
 ``{"box": [x1, y1, x2, y2], "score": s, "landmarks": [[x, y] x 5]}`` in input pixels, by
-descending score. An unreadable image (missing, truncated or not decodable) is reported with
-its name (and listed with an ``error``) and the exit status is then 1. An output path that
-resolves to one of the input files (e.g. ``--out`` the input folder) is refused before
-anything is written.
+descending score.
+
+An image that cannot be used -- missing, truncated or not decodable, or one the detector
+refuses (smaller than 2x2 pixels, or a --scales factor that makes it too small or too large)
+-- is skipped: a warning names it, it is listed in detections.json with an ``error`` instead
+of ``faces``, and the other images are processed and written. Before anything is written,
+outputs that would land on an input file (e.g. ``--out`` the input folder, or a crop
+``<image>_<k>.png`` of --crops replacing an input image of that name), an --out or
+--crops that is an existing file rather than a folder, and meaningless flags (a --thresh
+outside [0, 1], a non-positive or NaN scale, ...) are refused with one line. Ctrl-C stops
+the run; detections.json then lists the images done (every file is written whole or not at
+all: each is written to a temporary name and renamed).
+
+Exit status: 0 when every input was processed; 1 when some images were skipped (named on
+stderr and in the summary line), the rest being processed and written; 2 when the run was
+refused or stopped by an error (one line on stderr naming the flag or file; --debug shows the
+traceback), e.g. an unreadable checkpoint, a video that cannot be decoded, or --gpu 0 on an
+MXNet build without GPU support (pass --gpu -1); 130 after Ctrl-C.
 
 --crops DIR writes one aligned 112x112 ArcFace crop per face, ``DIR/<image>_<k>.png`` (k by
 descending score; see rcnn/inference/align.py).
@@ -27,11 +43,17 @@ source's frame rate divided by N. --json writes one JSON line per processed fram
 ``{"frame": i, "time": seconds, "faces": [...]}``, to ``<out>/<name>.jsonl`` (or next to the
 output video). Crops of video frames are ``DIR/<name>_f<frame>_<k>.png``. Frames per second are
 reported at the end. A video that cannot be opened or decoded is an error (exit status 2).
+
+Drawn pictures: box lines and score labels grow with the image (a label's text is about 3% of
+the shorter side, at least 12 pixels high), and a label that would leave the image at its top
+or right edge is placed inside it.
 """
 import argparse
 import json
 import logging
+import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -43,55 +65,104 @@ import cv2  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from rcnn.utils import cli  # noqa: E402
-from rcnn.utils.cli import positive_int  # noqa: E402
+from rcnn.utils.cli import non_negative_int, positive_int  # noqa: E402
+from rcnn.utils.cli_errors import (blocking_file, check_output_folder,  # noqa: E402
+                                   run_reporting_errors)
 from rcnn.io.decode import ImageReadError, imread_checked  # noqa: E402
+from rcnn.inference.input_check import InvalidInputError  # noqa: E402
 from rcnn.utils.fileio import atomic_write  # noqa: E402
 from rcnn.utils import video as video_io  # noqa: E402
 
 logger = logging.getLogger('detect')
 
+PROG = 'detect.py'
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 #: BGR colours of the 5 landmarks: left eye, right eye, nose, left and right mouth corners
 LANDMARK_COLOURS = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (0, 255, 255), (255, 0, 255)]
 BOX_COLOUR = (0, 255, 0)
+LABEL_TEXT_COLOUR = (0, 0, 0)
+LABEL_FONT = cv2.FONT_HERSHEY_SIMPLEX
+#: a score label's text height as a fraction of the image's shorter side, and its minimum in
+#: pixels (below about 12 pixels the Hershey digits are hard to read)
+LABEL_HEIGHT_FRACTION = 0.03
+LABEL_MIN_HEIGHT = 12
 JSON_NAME = 'detections.json'
+#: exit statuses (see the module docstring)
+EXIT_SKIPPED, EXIT_ERROR, EXIT_INTERRUPTED = 1, 2, 130
 
 
-def parse_args(argv=None):
-    parser = cli.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def _probability(text):
+    """A finite float in [0, 1] (a face score or an IoU)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected a number in [0, 1], got %r' % (text,))
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise argparse.ArgumentTypeError('must be a number in [0, 1], got %s' % text)
+    return value
+
+
+def _scale(text):
+    """A finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected a positive number, got %r' % (text,))
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError('must be a positive finite number, got %s' % text)
+    return value
+
+
+def build_parser():
+    """The argument parser (every option's help states its default)."""
+    parser = cli.ArgumentParser(prog=PROG, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('inputs', nargs='+', metavar='input',
                         help='image files, folders of images, video files (%s) and camera '
                              'indices (0, 1, ...)' % '/'.join(video_io.VIDEO_EXTENSIONS))
     parser.add_argument('--prefix', required=True,
                         help='checkpoint prefix: <prefix>-symbol.json, <prefix>-%%04d.params')
-    parser.add_argument('--epoch', type=int, default=0, help='checkpoint epoch')
+    parser.add_argument('--epoch', type=non_negative_int, default=0,
+                        help='checkpoint epoch (default %(default)s)')
     parser.add_argument('--out', required=True,
                         help='output folder (created when needed); with one video or camera '
                              'input it may also name the annotated video file (e.g. out.mp4)')
-    parser.add_argument('--thresh', type=float, default=0.5, help='minimum face score')
-    parser.add_argument('--scales', type=float, nargs='+', default=[1.0],
+    parser.add_argument('--thresh', type=_probability, default=0.5,
+                        help='minimum face score, in [0, 1] (default %(default)s)')
+    parser.add_argument('--scales', type=_scale, nargs='+', default=[1.0],
                         help='image scales to run, results merged (default 1.0)')
-    parser.add_argument('--flip', action='store_true', help='also run each scale mirrored')
-    parser.add_argument('--nms', type=float, default=0.4, help='NMS IoU threshold')
+    parser.add_argument('--flip', action='store_true',
+                        help='also run each scale mirrored')
+    parser.add_argument('--nms', type=_probability, default=0.4,
+                        help='NMS IoU threshold, in [0, 1] (default %(default)s)')
     parser.add_argument('--json', action='store_true',
                         help='write <out>/%s with the faces of every image' % JSON_NAME)
     parser.add_argument('--no-draw', action='store_true',
-                        help='do not write annotated images (use with --json)')
+                        help='do not write annotated images (use with --json; default: draw)')
     parser.add_argument('--crops', metavar='DIR', default=None,
                         help='write one aligned 112x112 ArcFace crop per face to DIR '
-                             '(<image>_<k>.png)')
+                             '(<image>_<k>.png; default: no crops)')
     parser.add_argument('--every', type=positive_int, default=1, metavar='N',
-                        help='videos: process every N-th frame (default 1: all)')
+                        help='videos: process every N-th frame (default %(default)s: all)')
     parser.add_argument('--max-frames', type=positive_int, default=None, metavar='N',
-                        help='videos and cameras: stop after reading N frames')
-    parser.add_argument('--gpu', type=int, default=-1, help='GPU id, or -1 for the CPU')
-    parser.add_argument('--network', default='net3', help='anchor layout (net3)')
+                        help='videos and cameras: stop after reading N frames (default: no '
+                             'limit)')
+    parser.add_argument('--gpu', type=int, default=0,
+                        help='GPU id, or -1 for the CPU (default %(default)s, as the '
+                             'original\'s tools; an MXNet build without GPU support needs -1)')
+    parser.add_argument('--network', default='net3',
+                        help='anchor layout (default %(default)s, the only one implemented)')
+    parser.add_argument('--debug', action='store_true',
+                        help='on an error, show the full traceback instead of a one-line '
+                             'message')
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.no_draw and not args.json and not args.crops:
         parser.error('--no-draw without --json or --crops would produce nothing')
-    if any(s <= 0 for s in args.scales):
-        parser.error('--scales must be positive, got %s' % args.scales)
     return args
 
 
@@ -157,9 +228,47 @@ def output_paths(pairs, args):
     return paths
 
 
+def check_output_folders(args, has_images):
+    """Refuse an --out (when it must be a folder) or --crops that is, or lies under, an
+    existing file.
+
+    Raises:
+        ValueError naming the flag and the file.
+    """
+    folders = []
+    if has_images or not video_io.is_video_path(args.out):
+        folders.append(('--out', args.out))
+    if args.crops:
+        folders.append(('--crops', args.crops))
+    for flag, folder in folders:
+        check_output_folder(flag, folder)
+
+
+def check_crops_spare_inputs(pairs, crops):
+    """Refuse a --crops folder where a crop ``<image>_<k>.png`` of one input could replace
+    another input image (e.g. --crops the input folder holding ``a.jpg`` and ``a_0.png``).
+
+    Raises:
+        ValueError naming the input image and the crop name.
+    """
+    if not crops:
+        return
+    folder = os.path.realpath(crops)
+    stems = {os.path.splitext(relative)[0] for _, relative in pairs}
+    for path, _ in pairs:
+        real = os.path.realpath(path)
+        if not real.startswith(folder + os.sep):
+            continue
+        match = re.match(r'(.*)_\d+\.png$', os.path.relpath(real, folder))
+        if match and match.group(1) in stems:
+            raise ValueError('--crops %s: a crop of %s.* would be written as %s, an input image; '
+                             'choose a --crops folder outside the inputs'
+                             % (crops, match.group(1), path))
+
+
 def check_no_overwrite(pairs, outputs):
     """Refuse to run when an output path resolves to an input file (symlinks followed, hard
-    links recognised by device and inode).
+    links recognised by device and inode), is an existing folder or lies under a file.
 
     Raises:
         ValueError naming the input and the output.
@@ -170,6 +279,13 @@ def check_no_overwrite(pairs, outputs):
         info = os.stat(path)
         by_inode[(info.st_dev, info.st_ino)] = path
     for output in outputs:
+        if os.path.isdir(output):
+            raise ValueError('%s is a folder, where this run would write a file; move it or '
+                             'choose another --out' % output)
+        blocker = blocking_file(os.path.dirname(output))
+        if blocker is not None:
+            raise ValueError('%s cannot be written: %s is a file, where this run needs a '
+                             'folder; move it or choose another --out' % (output, blocker))
         clash = by_path.get(os.path.realpath(output))
         if clash is None and os.path.exists(output):
             info = os.stat(output)
@@ -179,17 +295,58 @@ def check_no_overwrite(pairs, outputs):
                              'folder outside the inputs' % (output, clash))
 
 
+def label_style(image_shape):
+    """(font scale, text thickness, box thickness) for drawing on an image of this shape.
+
+    The text height is :data:`LABEL_HEIGHT_FRACTION` of the shorter side, at least
+    :data:`LABEL_MIN_HEIGHT` pixels, so labels stay readable on a 640x480 photo and in
+    proportion on a large one.
+    """
+    height, width = image_shape[:2]
+    box_thickness = max(1, int(round(max(height, width) / 500.0)))
+    text_height = max(LABEL_MIN_HEIGHT, LABEL_HEIGHT_FRACTION * min(height, width))
+    unit_height = cv2.getTextSize('0.123', LABEL_FONT, 1.0, 1)[0][1]
+    font_scale = text_height / float(unit_height)
+    return font_scale, max(1, int(round(font_scale * 1.5))), box_thickness
+
+
+def label_rectangle(image_shape, box, text, font_scale, thickness):
+    """Where a box's label goes: ``(x, y, width, height)`` of its filled background, above the
+    box when there is room, else just inside its top edge, shifted left to stay inside the
+    image; the text baseline is ``y + height - pad``, the text starts at ``x + pad``."""
+    height, width = image_shape[:2]
+    (text_w, text_h), baseline = cv2.getTextSize(text, LABEL_FONT, font_scale, thickness)
+    pad = max(2, int(round(0.25 * text_h)))
+    rect_w, rect_h = text_w + 2 * pad, text_h + baseline + 2 * pad
+    x1, y1 = int(round(box[0])), int(round(box[1]))
+    top = y1 - rect_h if y1 - rect_h >= 0 else max(0, y1)
+    top = min(top, max(0, height - rect_h))
+    left = min(max(0, x1), max(0, width - rect_w))
+    return left, top, rect_w, rect_h, pad, baseline
+
+
 def draw_faces(image, faces, landmarks):
-    """A copy of ``image`` (H, W, 3) BGR with boxes, scores and landmarks drawn."""
+    """A copy of ``image`` (H, W, 3) BGR with boxes, score labels and landmarks drawn.
+
+    Args:
+        faces: (N, 5) x1 y1 x2 y2 score; landmarks: (N, 5, 2) x y.
+    """
     canvas = image.copy()
-    thickness = max(1, int(round(max(image.shape[:2]) / 500.0)))
+    font_scale, text_thickness, thickness = label_style(image.shape)
     for face, points in zip(faces, landmarks):
         x1, y1, x2, y2 = [int(round(v)) for v in face[:4]]
         cv2.rectangle(canvas, (x1, y1), (x2, y2), BOX_COLOUR, thickness)
-        cv2.putText(canvas, '%.3f' % face[4], (x1, max(y1 - 4 * thickness, 10)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, BOX_COLOUR, thickness)
         for (x, y), colour in zip(points, LANDMARK_COLOURS):
             cv2.circle(canvas, (int(round(x)), int(round(y))), thickness + 1, colour, -1)
+    # labels after every box, so no box line crosses a label
+    for face in faces:
+        text = '%.3f' % face[4]
+        left, top, rect_w, rect_h, pad, baseline = label_rectangle(
+            image.shape, face, text, font_scale, text_thickness)
+        cv2.rectangle(canvas, (left, top), (left + rect_w - 1, top + rect_h - 1), BOX_COLOUR,
+                      cv2.FILLED)
+        cv2.putText(canvas, text, (left + pad, top + rect_h - pad - baseline), LABEL_FONT,
+                    font_scale, LABEL_TEXT_COLOUR, text_thickness, cv2.LINE_AA)
     return canvas
 
 
@@ -226,6 +383,10 @@ def video_outputs(args, source, num_videos):
         base = os.path.join(args.out, video_io.source_name(source))
         drawn = base + '.mp4'
     drawn, lines = (None if args.no_draw else drawn), (base + '.jsonl' if args.json else None)
+    for path in (drawn, lines):
+        if path and os.path.isdir(path):
+            raise ValueError('%s is a folder, where this run would write a file; move it or '
+                             'choose another --out' % path)
     if video_io.camera_index(source) is None:
         for path in (drawn, lines):
             if path and os.path.realpath(path) == os.path.realpath(source):
@@ -287,9 +448,22 @@ def run_video(args, detector, source, num_videos=1):
             'json': json_path, 'fps': fps}
 
 
+class RunResult(object):
+    """What :func:`run` did: per-image records (see the module docstring), one summary record
+    per video (key ``video``), and whether Ctrl-C stopped it."""
+
+    def __init__(self, records, interrupted=False):
+        self.records = records
+        self.interrupted = interrupted
+
+
 def run(args):
-    """Detect on every input; returns the per-image records (see the module docstring),
-    followed by one summary record per video (key ``video``)."""
+    """Detect on every input; returns a :class:`RunResult`.
+
+    Raises:
+        FileNotFoundError / ValueError (one line naming the file or flag) for inputs and
+        outputs refused before anything is written; the detector's errors for the checkpoint.
+    """
     from retinaface import RetinaFace
     image_inputs, video_inputs = split_inputs(args.inputs)
     pairs = collect_images(image_inputs)
@@ -298,64 +472,105 @@ def run(args):
                                                               ', '.join(args.inputs)))
     if video_io.is_video_path(args.out) and pairs:
         raise ValueError('--out %s names a video file; images need an output folder' % args.out)
+    check_output_folders(args, bool(pairs))
     for source in video_inputs:
         video_outputs(args, source, len(video_inputs))       # path errors before any work
     check_no_overwrite(pairs, output_paths(pairs, args))
+    check_crops_spare_inputs(pairs, args.crops)
     detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network,
                           nms=args.nms)
-    records = run_images(args, detector, pairs) if pairs else []
-    for source in video_inputs:
-        records.append(run_video(args, detector, source, len(video_inputs)))
-    return records
+    records, interrupted = run_images(args, detector, pairs) if pairs else ([], False)
+    if not interrupted:
+        for source in video_inputs:
+            records.append(run_video(args, detector, source, len(video_inputs)))
+    return RunResult(records, interrupted)
+
+
+def detect_one(args, detector, path, relative):
+    """Detect on one image file and write its drawing and crops; returns its record.
+
+    Raises:
+        ImageReadError or InvalidInputError (messages name the image) for an image to skip.
+    """
+    image = imread_checked(path)
+    try:
+        faces, landmarks = detector.detect(image, threshold=args.thresh, scales=args.scales,
+                                           do_flip=args.flip)
+    except InvalidInputError as err:
+        raise InvalidInputError('%s: %s' % (path, err)) from None
+    drawn = None
+    if not args.no_draw:
+        drawn = os.path.join(args.out, relative)
+        _write_image(drawn, draw_faces(image, faces, landmarks))
+    if args.crops:
+        write_crops(detector, image, landmarks, args.crops, os.path.splitext(relative)[0])
+    return {'image': path, 'drawn': drawn, 'width': int(image.shape[1]),
+            'height': int(image.shape[0]), 'faces': faces_to_json(faces, landmarks)}
 
 
 def run_images(args, detector, pairs):
-    """Detect on every (image path, output-relative path); returns the per-image records."""
-    records = []
-    for path, relative in tqdm(pairs, desc='detect', unit='img', disable=len(pairs) < 5):
-        try:
-            image = imread_checked(path)
-        except ImageReadError as err:
-            logger.error('%s; skipped', err)
-            records.append({'image': path, 'error': str(err)})
-            continue
-        faces, landmarks = detector.detect(image, threshold=args.thresh, scales=args.scales,
-                                           do_flip=args.flip)
-        drawn = None
-        if not args.no_draw:
-            drawn = os.path.join(args.out, relative)
-            _write_image(drawn, draw_faces(image, faces, landmarks))
-        if args.crops:
-            write_crops(detector, image, landmarks, args.crops, os.path.splitext(relative)[0])
-        logger.info('%s: %d face(s)', path, len(faces))
-        records.append({'image': path, 'drawn': drawn, 'width': int(image.shape[1]),
-                        'height': int(image.shape[0]), 'faces': faces_to_json(faces, landmarks)})
+    """Detect on every (image path, output-relative path), skipping the unusable ones with a
+    warning; returns ``(records, interrupted)``. With --json the records of the images done
+    are written also when Ctrl-C or an error stops the run."""
+    records, interrupted = [], False
+    try:
+        for path, relative in tqdm(pairs, desc='detect', unit='img', disable=len(pairs) < 5):
+            try:
+                records.append(detect_one(args, detector, path, relative))
+                logger.info('%s: %d face(s)', path, len(records[-1]['faces']))
+            except (ImageReadError, InvalidInputError) as err:
+                logger.warning('%s; skipped', err)
+                records.append({'image': path, 'error': str(err)})
+    except KeyboardInterrupt:
+        interrupted = True
+        logger.warning('interrupted: %d of %d images processed', len(records), len(pairs))
+    except Exception:
+        # a fatal error (e.g. a full disk): the images done stay listed when the list can be
+        # written; the error itself is what the caller reports
+        if args.json:
+            try:
+                _write_json(os.path.join(args.out, JSON_NAME), records)
+            except OSError:
+                logger.debug('%s not written', JSON_NAME, exc_info=True)
+        raise
     if args.json:
         _write_json(os.path.join(args.out, JSON_NAME), records)
-    return records
+    return records, interrupted
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
-    try:
-        records = run(args)
-    except (FileNotFoundError, ValueError) as err:
-        logger.error('%s', err)
-        return 2
-    videos = [r for r in records if 'video' in r]
-    records = [r for r in records if 'video' not in r]
+def report(args, result):
+    """Print the summary lines; returns the exit status."""
+    videos = [r for r in result.records if 'video' in r]
+    records = [r for r in result.records if 'video' not in r]
     failed = [r['image'] for r in records if 'error' in r]
     num_faces = sum(len(r.get('faces', ())) for r in records)
     if records or not videos:
         print('%d image(s), %d face(s) at threshold %g; output in %s%s' % (
             len(records) - len(failed), num_faces, args.thresh, args.out,
-            '; %d unreadable: %s' % (len(failed), ', '.join(failed)) if failed else ''))
+            '; %d skipped: %s' % (len(failed), ', '.join(failed)) if failed else ''))
     for summary in videos:
         print('%s: %d frame(s) processed, %d face(s), %.2f frames/s (detection); %s' % (
             summary['video'], summary['frames'], summary['faces'], summary['fps'],
             ', '.join(p for p in (summary['drawn'], summary['json']) if p) or 'no output'))
-    return 1 if failed else 0
+    if result.interrupted:
+        print('%s: interrupted by Ctrl-C; the images above were processed%s' % (
+            PROG, ' and listed in %s' % os.path.join(args.out, JSON_NAME) if args.json else ''),
+            file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_SKIPPED if failed else 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format='%(levelname)s %(name)s: %(message)s')
+    try:
+        return run_reporting_errors(PROG, lambda: report(args, run(args)), debug=args.debug,
+                                    status=EXIT_ERROR)
+    except KeyboardInterrupt:        # before the images started (e.g. loading the model)
+        print('%s: interrupted by Ctrl-C before any image was processed' % PROG,
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == '__main__':

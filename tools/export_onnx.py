@@ -15,6 +15,15 @@ Any other failure (missing or mismatched checkpoint, unwritable --out, ...) is o
 stderr and exit status 1; --debug shows the traceback.
 --static HxW writes a fixed 1x3xHxW input (OpenCV's DNN module, cv2.dnn.readNetFromONNX, cannot
 load the dynamic export: its importer rejects Shape of a symbolic size).
+Sizes: height and width (of --static or --input-shape) are at most 8192, the largest side the
+detector feeds the network. Before anything is written, the check's memory is estimated from
+MXNet's memory plan of the graph at that input (times 2: MXNet's and onnxruntime's forwards);
+when it exceeds the memory available the export is refused with one line naming the flag
+(pass a smaller size, or --no-verify to export without the check).
+The check runs in a process of its own: when it dies (MXNet's MKLDNN kernels end with a
+floating-point exception on some large inputs, e.g. 4096x2048; or the OOM killer), the export
+ends with one line naming the flag, the signal and the file left unchecked.
+An --out that is a folder, or lies under a file, is refused naming --out.
 --layout insightface writes a model that the insightface package's model_zoo.get_model loads as
 its face detector (input (pixel - 127.5) / 128 of RGB, 9 outputs score/bbox/kps of strides 8, 16,
 32; see rcnn/deploy/insightface_layout.py); its check decodes the outputs with the package's
@@ -23,6 +32,7 @@ Needs the optional extras: pip install -r requirements-deploy.txt -c requirement
 """
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -31,16 +41,24 @@ if __package__ in (None, ''):
 
 from rcnn.utils import cli  # noqa: E402
 from rcnn.deploy import onnx_export  # noqa: E402
-from rcnn.utils.cli_errors import run_reporting_errors  # noqa: E402
+from rcnn.utils.cli import non_negative_int, positive_int  # noqa: E402
+from rcnn.utils.checkpoint_files import params_path, symbol_path  # noqa: E402
+from rcnn.utils.cli_errors import (check_not_overwriting, check_output_file,  # noqa: E402
+                                   run_reporting_errors)
 
 PROG = 'export_onnx.py'
 
 
 def _input_shape(text):
     try:
-        return onnx_export.parse_input_shape(text)
+        shape = onnx_export.parse_input_shape(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc))
+    try:
+        onnx_export.check_input_side(*shape[2:])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError('input shape %r: %s' % (text, exc))
+    return shape
 
 
 def _static_size(text):
@@ -51,7 +69,22 @@ def _static_size(text):
         raise argparse.ArgumentTypeError('--static %r: expected HEIGHTxWIDTH, e.g. 640x640' % (text,))
     if height < 1 or width < 1:
         raise argparse.ArgumentTypeError('--static %r: sizes must be positive' % (text,))
+    try:
+        onnx_export.check_input_side(height, width)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError('--static %r: %s' % (text, exc))
     return height, width
+
+
+def _tolerance(text):
+    """A finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected a number >= 0, got %r' % (text,))
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError('must be a finite number >= 0, got %s' % text)
+    return value
 
 
 def parse_args(argv=None):
@@ -59,7 +92,8 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--prefix', required=True,
                         help='checkpoint prefix: reads <prefix>-symbol.json and <prefix>-EPOCH.params')
-    parser.add_argument('--epoch', type=int, default=0, help='checkpoint epoch (default 0)')
+    parser.add_argument('--epoch', type=non_negative_int, default=0,
+                        help='checkpoint epoch (default %(default)s)')
     parser.add_argument('--out', required=True, help='ONNX file to write')
     parser.add_argument('--input-shape', type=_input_shape, default=(1, 3, 640, 640),
                         help='B,C,H,W of the data input (default 1,3,640,640): the fixed model '
@@ -74,9 +108,9 @@ def parse_args(argv=None):
                              'multiples of 32, unless --static)')
     parser.add_argument('--opset', type=int, default=onnx_export.DEFAULT_OPSET, choices=(12, 13),
                         help='ONNX opset (default %d)' % onnx_export.DEFAULT_OPSET)
-    parser.add_argument('--tol', type=float, default=1e-4,
-                        help='largest accepted difference to MXNet (default 1e-4)')
-    parser.add_argument('--threads', type=int, default=None,
+    parser.add_argument('--tol', type=_tolerance, default=1e-4,
+                        help='largest accepted difference to MXNet (default %(default)s)')
+    parser.add_argument('--threads', type=positive_int, default=None,
                         help='onnxruntime threads for the check (default: its own default)')
     parser.add_argument('--no-verify', action='store_true', help='skip the check against MXNet')
     parser.add_argument('-v', '--verbose', action='store_true', help='log every export step')
@@ -90,11 +124,21 @@ def parse_args(argv=None):
     return args
 
 
+def _size_flag(args):
+    """The flag and value that set the input size, as the user gave them."""
+    if args.static is not None:
+        return '--static %dx%d' % tuple(args.static)
+    if args.layout == 'insightface':
+        return '--layout insightface (checked at 640x640)'
+    return '--input-shape %s' % ','.join(map(str, args.input_shape))
+
+
 def export_insightface(args):
     """--layout insightface: write, check, print; returns the exit status."""
     from rcnn.deploy.insightface_layout import export_insightface_checkpoint
     diffs = export_insightface_checkpoint(args.prefix, args.epoch, args.out,
-                                          input_size=args.static, verify=not args.no_verify)
+                                          input_size=args.static, verify=not args.no_verify,
+                                          isolate=True)
     print('wrote %s (insightface detector layout, input 1x3x%s)' % (
         args.out, 'x'.join(map(str, args.static)) if args.static else 'HxW (multiples of 32)'))
     if diffs:
@@ -116,15 +160,24 @@ def main(argv=None):
 
 def export(args):
     """Export (and check) as ``args`` say; returns the exit status."""
-    if args.layout == 'insightface':
-        return export_insightface(args)
+    check_output_file('--out', args.out, example='model.onnx')
+    check_not_overwriting('--out', [args.out], [symbol_path(args.prefix),
+                                                params_path(args.prefix, args.epoch)])
     try:
+        if args.layout == 'insightface':
+            return export_insightface(args)
         path, rows = onnx_export.export_checkpoint(
             args.prefix, args.epoch, args.out, input_shape=args.input_shape, dynamic=args.dynamic,
-            opset=args.opset, verify=not args.no_verify, tol=args.tol, threads=args.threads)
+            opset=args.opset, verify=not args.no_verify, tol=args.tol, threads=args.threads,
+            isolate=True)
     except onnx_export.ExportMismatchError as exc:
         print('FAILED: %s' % exc, file=sys.stderr)
         return 1
+    except onnx_export.CheckMemoryError as exc:
+        raise onnx_export.CheckMemoryError('%s: %s; pass a smaller size or --no-verify'
+                                           % (_size_flag(args), exc)) from None
+    except onnx_export.CheckCrashedError as exc:
+        raise onnx_export.CheckCrashedError('%s: %s' % (_size_flag(args), exc)) from None
     print('wrote %s (%s input %s, opset %d)' % (
         path, 'dynamic' if args.dynamic else 'fixed',
         'batch x 3 x height x width' if args.dynamic else 'x'.join(map(str, args.input_shape)),

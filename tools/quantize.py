@@ -8,11 +8,17 @@ writes <out>-symbol.json and <out>-0000.params, loadable as RetinaFace(<out>, 0,
 With --eval, the FP32 and INT8 detectors are scored on each RetinaFace val layout given
 (label.txt + images/): recall of the faces at score >= 0.5 (IoU >= 0.5) and the WIDER-protocol
 AP with every face counted; with --bench, the bare forward latency at --input-size.
-A failure (missing checkpoint, missing, empty or unreadable calibration folder or image, ...)
-is one line on stderr and exit status 1; --debug shows the traceback.
+A calibration image that is missing, truncated or not decodable is skipped with a warning
+naming it (the next image takes its place, so --max-images counts readable images); a failure
+(missing checkpoint, missing or empty calibration folder, no readable calibration image, an
+unreadable --eval image, a calibration batch larger than half the available memory, an --out
+that names a folder, ...) is one line on stderr and exit status 1; --debug shows the
+traceback. Meaningless flags (--max-images 0, an --input-size beyond 8192, ...) are refused
+by the argument parser (exit status 2).
 """
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,9 +28,14 @@ if __package__ in (None, ''):
 
 from rcnn.utils import cli  # noqa: E402
 from rcnn.deploy import quantize  # noqa: E402
-from rcnn.utils.cli_errors import run_reporting_errors  # noqa: E402
+from rcnn.utils.cli import non_negative_int, positive_int  # noqa: E402
+from rcnn.utils.checkpoint_files import params_path, symbol_path  # noqa: E402
+from rcnn.utils.cli_errors import (check_not_overwriting, check_output_file,  # noqa: E402
+                                   run_reporting_errors)
 
 PROG = 'quantize.py'
+#: largest calibration side: the detector's (rcnn.inference.detector.MAX_SCALED_SIDE)
+MAX_SIDE = 8192
 
 
 def _size(text):
@@ -34,6 +45,10 @@ def _size(text):
         raise argparse.ArgumentTypeError('expected WIDTHxHEIGHT, got %r' % text)
     if width < 32 or height < 32:
         raise argparse.ArgumentTypeError('width and height must be >= 32, got %r' % text)
+    if max(width, height) > MAX_SIDE:
+        raise argparse.ArgumentTypeError('width and height must be at most %d (the largest side '
+                                         'the detector feeds the network), got %r'
+                                         % (MAX_SIDE, text))
     return width, height
 
 
@@ -41,13 +56,15 @@ def parse_args(argv=None):
     parser = cli.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--prefix', required=True, help='FP32 checkpoint prefix')
-    parser.add_argument('--epoch', type=int, default=0, help='FP32 checkpoint epoch (default 0)')
+    parser.add_argument('--epoch', type=non_negative_int, default=0,
+                        help='FP32 checkpoint epoch (default %(default)s)')
     parser.add_argument('--out', required=True,
                         help='output prefix: writes <out>-symbol.json and <out>-0000.params')
     parser.add_argument('--calib', nargs='+', default=[],
-                        help='calibration images: files or folders (searched recursively)')
-    parser.add_argument('--max-images', type=int, default=None,
-                        help='use at most this many calibration images (default all)')
+                        help='calibration images: files or folders (searched recursively; '
+                             'required unless --calib-mode none)')
+    parser.add_argument('--max-images', type=positive_int, default=None,
+                        help='use at most this many readable calibration images (default: all)')
     parser.add_argument('--input-size', type=_size, default=quantize.DEFAULT_INPUT_SIZE,
                         help='WIDTHxHEIGHT calibration images are resized to (default 640x480)')
     parser.add_argument('--calib-mode', default='entropy', choices=quantize.CALIB_MODES,
@@ -58,9 +75,11 @@ def parse_args(argv=None):
     parser.add_argument('--granularity', default='tensor-wise', choices=quantize.GRANULARITIES,
                         help='weight scales per tensor (default) or per output channel')
     parser.add_argument('--exclude', nargs='*', default=[],
-                        help='node names to keep in FP32 (e.g. the first convolution)')
+                        help='node names to keep in FP32 (e.g. the first convolution; '
+                             'default: none)')
     parser.add_argument('--eval', nargs='*', default=[], metavar='SET_ROOT',
-                        help='val sets (label.txt + images/) on which to compare FP32 and INT8')
+                        help='val sets (label.txt + images/) on which to compare FP32 and INT8 '
+                             '(default: none)')
     parser.add_argument('--bench', action='store_true',
                         help='also time the bare FP32 and INT8 forward at --input-size')
     parser.add_argument('-v', '--verbose', action='store_true', help='log calibration steps')
@@ -103,13 +122,29 @@ def main(argv=None):
     return run_reporting_errors(PROG, lambda: run(args), debug=args.debug)
 
 
+def check_out_prefix(out, prefix, epoch):
+    """Refuse an --out prefix that names a folder (``models/`` would write ``models/-symbol.json``),
+    whose files cannot be written, or whose files are the FP32 checkpoint's."""
+    if out.endswith(('/', os.sep)) or os.path.isdir(out):
+        raise ValueError('--out %s names a folder; pass a prefix such as %s'
+                         % (out, os.path.join(out, 'mnet25-int8')))
+    outputs = [symbol_path(out), params_path(out, 0)]
+    for path in outputs:
+        check_output_file('--out', path)
+    check_not_overwriting('--out', outputs, [symbol_path(prefix), params_path(prefix, epoch)])
+
+
 def run(args):
     """Quantize (and optionally benchmark and evaluate) as ``args`` say; returns the exit status."""
+    check_out_prefix(args.out, args.prefix, args.epoch)
     t0 = time.perf_counter()
-    symbol_path, params_path, qsym = quantize.quantize_prefix(
-        args.prefix, args.epoch, args.out, args.calib, input_size=args.input_size,
-        max_images=args.max_images, calib_mode=args.calib_mode, quantized_dtype=args.dtype,
-        granularity=args.granularity, excluded_sym_names=args.exclude)
+    try:
+        symbol_path, params_path, qsym = quantize.quantize_prefix(
+            args.prefix, args.epoch, args.out, args.calib, input_size=args.input_size,
+            max_images=args.max_images, calib_mode=args.calib_mode, quantized_dtype=args.dtype,
+            granularity=args.granularity, excluded_sym_names=args.exclude)
+    except MemoryError as exc:
+        raise MemoryError('%s; pass a smaller --max-images or --input-size' % exc) from None
     counts = quantize.quantized_op_counts(qsym)
     print('wrote %s and %s in %.1f s' % (symbol_path, params_path, time.perf_counter() - t0))
     print('ops: %s' % ', '.join('%s x%d' % kv for kv in sorted(counts.items())))

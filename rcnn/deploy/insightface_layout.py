@@ -352,18 +352,45 @@ def verify_insightface_model(onnx_path, sym, arg_params, aux_params, input_size=
             for key, a, b in zip(('score', 'box', 'kps'), decoded, expected)}
 
 
-def export_insightface_checkpoint(prefix, epoch, onnx_path, input_size=None, verify=True):
+def verify_insightface_checkpoint(prefix, epoch, onnx_path, input_size=(640, 640)):
+    """:func:`verify_insightface_model` of ``onnx_path`` against the checkpoint (and recipe) it
+    was exported from."""
+    from rcnn.recipe import load_recipe
+    from rcnn.utils.checkpoint import load_checkpoint
+    sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
+    return verify_insightface_model(onnx_path, sym, arg_params, aux_params,
+                                    input_size=input_size, recipe=load_recipe(prefix))
+
+
+def export_insightface_checkpoint(prefix, epoch, onnx_path, input_size=None, verify=True,
+                                  isolate=False):
     """Load a deploy checkpoint, write its layout model to ``onnx_path`` (atomically) and, with
-    ``verify``, return :func:`verify_insightface_model`'s differences (else ``{}``)."""
+    ``verify``, return :func:`verify_insightface_model`'s differences (else ``{}``);
+    ``isolate`` runs that check in a process of its own
+    (:func:`rcnn.deploy.onnx_export.call_in_child`).
+
+    Raises:
+        :class:`rcnn.deploy.onnx_export.CheckMemoryError` before anything is written when the
+        check would not fit in the available memory; ``CheckCrashedError`` when the isolated
+        check died.
+    """
     from rcnn.recipe import load_recipe
     from rcnn.checkpoint.params import load_checkpoint
     from rcnn.utils.fileio import atomic_write_bytes
+    from rcnn.deploy.onnx_export import check_verification_memory
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
+    if verify:
+        check_verification_memory(sym, [(1, 3) + tuple(input_size or (640, 640))])
     recipe = load_recipe(prefix)
     model = build_insightface_model(sym, arg_params, aux_params, input_size=input_size,
                                     recipe=recipe)
     atomic_write_bytes(onnx_path, model.SerializeToString())
     if not verify:
         return {}
+    check_size = tuple(input_size or (640, 640))
+    if isolate:
+        from rcnn.deploy.onnx_export import call_in_child
+        return call_in_child(verify_insightface_checkpoint, (prefix, epoch, onnx_path, check_size),
+                             (1, 3) + check_size, onnx_path)
     return verify_insightface_model(onnx_path, sym, arg_params, aux_params,
-                                    input_size=input_size or (640, 640), recipe=recipe)
+                                    input_size=check_size, recipe=recipe)

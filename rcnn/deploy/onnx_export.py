@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import warnings
 
 import numpy as np
@@ -48,10 +49,26 @@ IR_VERSION = 7
 DYNAMIC_DATA_SHAPE = ('batch', 3, 'height', 'width')
 #: SoftmaxActivation mode -> equivalent softmax axis
 _SOFTMAX_ACTIVATION_AXIS = {'channel': 1}
+#: largest height or width of an exported input: the largest side the detector ever feeds the
+#: network (``rcnn.inference.detector.MAX_SCALED_SIDE``); beyond it the graph is never run
+MAX_INPUT_SIDE = 8192
+#: the check runs MXNet, then onnxruntime, on the same input; MXNet's memory pool keeps its
+#: activations while onnxruntime allocates its own, so both count
+CHECK_MEMORY_FACTOR = 2.0
+#: input side of the bind whose memory plan is scaled to the asked input size
+_PLAN_REFERENCE_SIDE = 640
 
 
 class ExportMismatchError(RuntimeError):
     """The ONNX graph's outputs differ from MXNet's beyond the tolerance."""
+
+
+class CheckMemoryError(ValueError):
+    """The check against MXNet would need more memory than the machine has available."""
+
+
+class CheckCrashedError(RuntimeError):
+    """The process running the check against MXNet died (a signal: a crash or the OOM killer)."""
 
 
 def _import_onnx():
@@ -140,11 +157,75 @@ def parse_input_shape(text):
 
 
 def validate_input_shape(shape):
+    """``shape`` as a tuple of ints (batch, 3, height, width); ValueError otherwise."""
     shape = tuple(int(v) for v in shape)
     if len(shape) != 4 or min(shape) < 1 or shape[1] != 3:
         raise ValueError('input shape %r: expected (batch, 3, height, width) with positive sizes'
                          % (shape,))
     return shape
+
+
+def check_input_side(height, width):
+    """ValueError unless both sides are at most :data:`MAX_INPUT_SIDE` (the limit of the
+    export tool's sizes; the library exports what it is asked)."""
+    if max(int(height), int(width)) > MAX_INPUT_SIDE:
+        raise ValueError('height and width must be at most %d (the largest side the detector '
+                         'feeds the network), got %dx%d' % (MAX_INPUT_SIDE, height, width))
+
+
+def forward_memory_bytes(sym, input_shape):
+    """MXNet's memory plan (activations and workspace, bytes) of an inference forward of
+    ``sym`` at ``input_shape`` (B, 3, H, W), or None when MXNet does not report it.
+
+    The plan of a bind at :data:`_PLAN_REFERENCE_SIDE` squared (its buffers are reserved, not
+    touched) is scaled by the number of input pixels: activations grow linearly with them.
+    """
+    import mxnet as mx
+    side = _PLAN_REFERENCE_SIDE
+    executor = sym.simple_bind(mx.cpu(), grad_req='null', **{DATA_NAME: (1, 3, side, side)})
+    match = re.search(r'Total (\d+) MB allocated', executor.debug_str())
+    del executor
+    if match is None:
+        return None
+    batch, _, height, width = input_shape
+    return int(match.group(1)) * 2 ** 20 * batch * height * width / float(side * side)
+
+
+def available_memory_bytes():
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes, or None where there is no such file."""
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_verification_memory(sym, input_shapes, available=None):
+    """Refuse a check whose forwards would not fit in the available memory (the process would
+    be killed by the kernel's OOM killer, with nothing on stderr).
+
+    Args:
+        input_shapes: the (B, 3, H, W) inputs of the check.
+        available: bytes available (None: :func:`available_memory_bytes`).
+    Raises:
+        CheckMemoryError naming the input, the estimate and the available memory.
+    """
+    available = available_memory_bytes() if available is None else available
+    if available is None:
+        return
+    for shape in input_shapes:
+        planned = forward_memory_bytes(sym, shape)
+        if planned is None:
+            return
+        needed = CHECK_MEMORY_FACTOR * planned
+        if needed > available:
+            raise CheckMemoryError(
+                'checking the export at input %s against MXNet needs about %.1f GB (MXNet and '
+                'onnxruntime forwards), %.1f GB of memory are available'
+                % ('x'.join(map(str, shape)), needed / 2 ** 30, available / 2 ** 30))
 
 
 def _finish_graph(graph, output_order):
@@ -316,18 +397,24 @@ def compare_outputs(reference, candidate):
     return rows
 
 
-def verification_inputs(input_shape, dynamic, seed=0):
-    """Test inputs: raw-pixel-range noise at ``input_shape``; with ``dynamic`` also an odd size at
-    batch 2 (exercises the symbolic axes and the neck's Crop on non-multiples of 32).
-
-    Returns a list of (B, 3, H, W) float32 arrays.
-    """
-    rng = np.random.RandomState(seed)
+def verification_shapes(input_shape, dynamic):
+    """Shapes of the check's inputs: ``input_shape``; with ``dynamic`` also an odd size at
+    batch 2 (exercises the symbolic axes and the neck's Crop on non-multiples of 32)."""
     shapes = [tuple(input_shape)]
     if dynamic:
         batch, channels, height, width = input_shape
         shapes.append((2, channels, height + 37, width - 27 if width > 64 else width + 53))
-    return [rng.uniform(0, 255, size=shape).astype(np.float32) for shape in shapes]
+    return shapes
+
+
+def verification_inputs(input_shape, dynamic, seed=0):
+    """Test inputs: raw-pixel-range noise at :func:`verification_shapes`.
+
+    Returns a list of (B, 3, H, W) float32 arrays.
+    """
+    rng = np.random.RandomState(seed)
+    return [rng.uniform(0, 255, size=shape).astype(np.float32)
+            for shape in verification_shapes(input_shape, dynamic)]
 
 
 def verify_onnx(onnx_path, sym, arg_params, aux_params, inputs, tol=1e-4, threads=None):
@@ -349,15 +436,84 @@ def verify_onnx(onnx_path, sym, arg_params, aux_params, inputs, tol=1e-4, thread
     return rows
 
 
+def _child_main(connection, function, args):
+    """Body of :func:`call_in_child`'s process: sends ``('value', function(*args))`` or
+    ``('error', exception)``."""
+    try:
+        connection.send(('value', function(*args)))
+    except Exception as exc:  # handed to the parent, which raises it
+        connection.send(('error', exc))
+    finally:
+        connection.close()
+
+
+def call_in_child(function, args, input_shape, onnx_path):
+    """``function(*args)`` (a module-level function) in a process of its own (``spawn``), so
+    that a native crash of a forward (MXNet's MKLDNN kernels die with SIGFPE on some large
+    inputs) or the OOM killer ends in an error rather than in the death of the caller.
+
+    Args:
+        input_shape, onnx_path: what the check runs on, for the message.
+    Returns what ``function`` returned; raises what it raised, or CheckCrashedError naming the
+    signal.
+    """
+    import multiprocessing
+    import signal
+    context = multiprocessing.get_context('spawn')
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child_main, args=(sender, function, tuple(args)))
+    process.start()
+    sender.close()
+    try:
+        message = receiver.recv()
+    except EOFError:           # the child died before it could answer
+        message = None
+    process.join()
+    if message is None:
+        code = process.exitcode
+        signum = -code if code is not None and code < 0 else None
+        reason = 'signal %s' % signal.Signals(signum).name if signum else 'exit status %s' % code
+        hint = {signal.SIGFPE: 'a floating-point exception in MXNet\'s MKLDNN kernels, which '
+                               'fail on some large inputs; MXNET_MKLDNN_ENABLED=0 avoids them',
+                signal.SIGKILL: 'killed, most likely by the OOM killer: not enough memory'}
+        raise CheckCrashedError('the check against MXNet at input %s died with %s (%s); %s is '
+                                'written but unchecked' % ('x'.join(map(str, input_shape)),
+                                                           reason, hint.get(signum, 'a crash'),
+                                                           onnx_path))
+    kind, value = message
+    if kind == 'error':
+        raise value
+    return value
+
+
+def verify_checkpoint(prefix, epoch, onnx_path, input_shape, dynamic, tol=1e-4, threads=None):
+    """:func:`verify_onnx` of ``onnx_path`` against the checkpoint it was exported from."""
+    from rcnn.utils.checkpoint import load_checkpoint
+    sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
+    return verify_onnx(onnx_path, sym, arg_params, aux_params,
+                       verification_inputs(input_shape, dynamic), tol=tol, threads=threads)
+
+
 def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dynamic=False,
-                      opset=DEFAULT_OPSET, verify=True, tol=1e-4, threads=None):
+                      opset=DEFAULT_OPSET, verify=True, tol=1e-4, threads=None, isolate=False):
     """Load ``<prefix>-symbol.json`` / ``<prefix>-%04d.params`` (BatchNorm spellings fitted to the
     graph, see :func:`rcnn.checkpoint.params.load_checkpoint`), export,
     and (``verify``) check against MXNet. Returns ``(onnx_path, rows)`` (rows empty when not
-    verified)."""
+    verified).
+
+    ``isolate``: run the check in a process of its own (:func:`call_in_child`; a few seconds
+    more to start it).
+
+    Raises:
+        CheckMemoryError, before anything is written, when the check would not fit in the
+        available memory; CheckCrashedError when the isolated check died.
+    """
     from rcnn.recipe import load_recipe
     from rcnn.checkpoint.params import load_checkpoint
+    input_shape = validate_input_shape(input_shape)
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
+    if verify:
+        check_verification_memory(sym, verification_shapes(input_shape, dynamic))
     metadata = {'retinaface.source': checkpoint_name(os.path.basename(prefix), epoch),
                 'retinaface.dynamic': str(bool(dynamic)),
                 # the pixel transform and box coder the graph's inputs and outputs follow
@@ -365,7 +521,10 @@ def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dy
     export_onnx(sym, arg_params, aux_params, onnx_path, input_shape=input_shape,
                 dynamic=dynamic, opset=opset, metadata=metadata)
     rows = []
-    if verify:
+    if verify and isolate:
+        rows = call_in_child(verify_checkpoint, (prefix, epoch, onnx_path, input_shape,
+                                                 dynamic, tol, threads), input_shape, onnx_path)
+    elif verify:
         rows = verify_onnx(onnx_path, sym, arg_params, aux_params,
                            verification_inputs(input_shape, dynamic), tol=tol, threads=threads)
     return onnx_path, rows

@@ -13,8 +13,10 @@ requantization ranges are calibrated on real images:
   does not pay; in our graphs the neck's ``UpSampling`` / ``Crop`` and the score ``Reshape`` /
   ``SoftmaxActivation`` stay FP32, with dequantize nodes in front of them.
 
-Calibration images are resized to one fixed input size (default 640x480, aspect ratio not kept:
-only activation ranges are collected) and go through the model's pixel transform
+Calibration images are read whole or not at all (:func:`rcnn.io.decode.imread_checked`: a
+missing, truncated or undecodable file is skipped with a warning naming it, and the next image
+is taken in its place; no readable image at all is an error), resized to one fixed input size
+(default 640x480, aspect ratio not kept: only activation ranges are collected) and go through the model's pixel transform
 (:mod:`rcnn.processing.pixels`, from the checkpoint's recipe; raw RGB for the released models),
 like the detector's input. The result is saved as an ordinary checkpoint
 (``<out>-symbol.json``, ``<out>-0000.params``, and ``<out>-recipe.json`` when the source has
@@ -78,26 +80,70 @@ def list_images(sources):
     return paths
 
 
-def load_calibration_batch(paths, input_size=DEFAULT_INPUT_SIZE, pixels=None):
-    """Read and resize images for calibration.
+def check_calibration_memory(num_images, input_size, available=None):
+    """Refuse a calibration batch that would not fit in half the available memory (the
+    batch is held whole while MXNet collects the activation ranges).
 
-    paths: image files; input_size: (width, height); pixels: the model's
-    :class:`rcnn.processing.pixels.PixelTransform` (None: raw RGB, the released models').
-    Returns (N, 3, height, width) float32 network inputs (the detector's input convention).
+    Args:
+        num_images: images in the batch; input_size: (width, height).
+        available: bytes available (None: ``MemAvailable`` of /proc/meminfo; unknown: no check).
+    Raises:
+        MemoryError naming the batch and its size.
     """
-    pixels = PixelTransform() if pixels is None else pixels
+    from rcnn.deploy.onnx_export import available_memory_bytes
+    available = available_memory_bytes() if available is None else available
+    width, height = (int(v) for v in input_size)
+    needed = 4.0 * 3 * width * height * num_images
+    if available is not None and needed > available / 2.0:
+        raise MemoryError('%d calibration images at %dx%d take %.1f GB, more than half the %.1f '
+                          'GB of memory available' % (num_images, width, height,
+                                                     needed / 2 ** 30, available / 2 ** 30))
+
+
+def load_calibration_batch(paths, input_size=DEFAULT_INPUT_SIZE, pixels=None, max_images=None):
+    """Read and resize images for calibration, skipping unreadable ones.
+
+    paths: image files, in order; input_size: (width, height); pixels: the model's
+    :class:`rcnn.processing.pixels.PixelTransform` (None: raw RGB, the released models');
+    max_images: stop after this many readable images (None: all).
+    Returns (N, 3, height, width) float32 network inputs (the detector's input convention),
+    N <= max_images readable images. A missing, truncated or undecodable file is skipped with
+    a warning naming it.
+    Raises:
+        ValueError naming the unreadable files when none is readable.
+    """
     import cv2
+    from rcnn.io.decode import ImageReadError, imread_checked
+    pixels = PixelTransform() if pixels is None else pixels
     width, height = (int(v) for v in input_size)
     if width < 32 or height < 32:
         raise ValueError('input_size %r: width and height must be >= 32' % (input_size,))
-    batch = np.empty((len(paths), 3, height, width), dtype=np.float32)
-    for i, path in enumerate(paths):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError('calibration image %s could not be read' % path)
+    wanted = len(paths) if max_images is None else min(len(paths), int(max_images))
+    if wanted < 1:
+        raise ValueError('max_images=%r: at least one calibration image is needed'
+                         % (max_images,))
+    check_calibration_memory(wanted, (width, height))
+    batch = np.empty((wanted, 3, height, width), dtype=np.float32)
+    filled, skipped = 0, []
+    for path in paths:
+        if filled == wanted:
+            break
+        try:
+            image = imread_checked(str(path), cv2.IMREAD_COLOR)
+        except ImageReadError as err:
+            skipped.append(str(err))
+            continue
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-        batch[i] = pixels.network_input(image)[0]
-    return batch
+        batch[filled] = pixels.network_input(image)[0]
+        filled += 1
+    if not filled:
+        raise ValueError('no calibration image could be read: %s%s' % (
+            skipped[0], ' (and %d more)' % (len(skipped) - 1) if len(skipped) > 1 else ''))
+    for reason in skipped:          # after the loop: none readable is one error line instead
+        logger.warning('calibration image skipped: %s', reason)
+    if skipped:
+        logger.warning('calibrating on %d images; %d unreadable skipped', filled, len(skipped))
+    return batch[:filled]
 
 
 def quantize_checkpoint(sym, arg_params, aux_params, calib_data=None, calib_mode='entropy',
@@ -212,17 +258,16 @@ def save_checkpoint(out_prefix, sym, arg_params, aux_params, epoch=0):
 
 def quantize_prefix(prefix, epoch, out_prefix, calib_sources, input_size=DEFAULT_INPUT_SIZE,
                     max_images=None, **options):
-    """Load a checkpoint (BatchNorm spellings fitted to its graph), calibrate on the images of ``calib_sources``
-    (at most ``max_images``), quantize (``options`` as :func:`quantize_checkpoint`) and save as
+    """Load a checkpoint (BatchNorm spellings fitted to its graph), calibrate on the images of
+    ``calib_sources`` (at most ``max_images`` readable ones, None: all), quantize (``options`` as :func:`quantize_checkpoint`) and save as
     epoch 0 under ``out_prefix``. Returns ``(symbol_path, params_path, qsym)``."""
     from rcnn.recipe import load_recipe, read_recipe
     from rcnn.checkpoint.params import load_checkpoint
     calib_data = None
     if options.get('calib_mode', 'entropy') != 'none':
         paths = list_images(calib_sources)
-        if max_images:
-            paths = paths[:int(max_images)]
-        calib_data = load_calibration_batch(paths, input_size, load_recipe(prefix).pixels)
+        calib_data = load_calibration_batch(paths, input_size, load_recipe(prefix).pixels,
+                                            max_images=max_images)
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
     qsym, qarg_params, qaux_params = quantize_checkpoint(sym, arg_params, aux_params,
                                                          calib_data=calib_data, **options)
@@ -242,17 +287,19 @@ def evaluate_on_label_set(detector, set_root, score_thresh=0.02, recall_thresh=0
     at ``recall_thresh`` give the recall (faces overlapped at IoU >= ``iou_thresh``).
     Returns ``{'images', 'faces', 'recalled', 'recall', 'ap', 'detections'}``.
     """
-    import cv2
     from rcnn.evaluation import widerface
+    from rcnn.io.decode import ImageReadError, imread_checked
     label_path = os.path.join(set_root, 'label.txt')
     gt = widerface.load_label_ground_truth(label_path, split='all')
     predictions, recalled, detections = [], 0, 0
     for event, name, gt_boxes in zip(gt.events, gt.names, gt.boxes):
         image_path = os.path.join(set_root, 'images', event, name + '.jpg')
-        image = cv2.imread(image_path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise FileNotFoundError('%s: image %s listed in %s not readable'
-                                    % (set_root, image_path, label_path))
+        try:
+            image = imread_checked(image_path)
+        except ImageReadError as err:
+            # a skipped image would change the AP: the comparison needs every image
+            raise ImageReadError('%s (listed in %s); --eval needs every image of the set'
+                                 % (err, label_path)) from None
         faces, _ = detector.detect(image, threshold=score_thresh)
         faces = np.asarray(faces, dtype=np.float64).reshape(-1, 5)
         predictions.append(np.hstack([faces[:, :2], faces[:, 2:4] - faces[:, :2], faces[:, 4:5]]))

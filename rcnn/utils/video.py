@@ -92,6 +92,9 @@ class VideoSource(object):
         """Yield ``(frame index, seconds, (H, W, 3) BGR frame)``; seconds from the frame rate of
         a file, from the wall clock for a camera or a file without a rate.
 
+        A file that stops decoding before the frame count its container announces (truncated
+        or corrupt) ends there with a warning naming it.
+
         Raises:
             VideoError when not a single frame can be decoded.
         """
@@ -115,6 +118,12 @@ class VideoSource(object):
             raise VideoError('no frame could be decoded from %s (empty file or unsupported '
                              'codec)' % self.name)
         self.frames_read = index
+        wanted = self.frame_count if self.max_frames is None or self.frame_count is None \
+            else min(self.frame_count, self.max_frames)
+        if wanted is not None and index < wanted:
+            # a truncated or partly corrupt file: OpenCV just stops reading
+            logger.warning('%s: decoding stopped after %d of the %d frames its container '
+                           'announces (truncated or corrupt file?)', self.name, index, wanted)
 
     def close(self):
         self.capture.release()
