@@ -59,11 +59,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
+from rcnn.dataset.annotations import FaceAnnotations
 from rcnn.dataset.image_header import ImageReadError, read_image_size
 from rcnn.dataset.label_file import (NUM_LANDMARKS, TRAIN_LINE_LENGTH, MISSING, LabelFormatError,
                                      ParsedLabels, count_images, read_label_bytes,
                                      read_label_file)
-from rcnn.model_layout import FLIP_LANDMARK_ORDER
 from rcnn.utils.fileio import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -290,22 +290,11 @@ def build_roidb(parsed, images_dir, min_box_size=0, drop_empty_images=False,
 def flip_roidb_entry(entry):
     """Mirror one roidb entry left-right; returns a new dict with ``flipped`` toggled.
 
-    boxes: x1' = W - x2 - 1, x2' = W - x1 - 1; landmarks: x' = W - 1 - x for
-    present points (missing ones stay -1), then the points are reordered
-    [1, 0, 2, 4, 3] so left/right eye and mouth corners keep their meaning.
-    Flipping twice gives the original entry back.
+    The faces are mirrored by :meth:`FaceAnnotations.flip` (``x' = W - x - 1``, points
+    renumbered, missing points left at -1); flipping twice gives the original entry back.
     """
-    width = entry['width']
-    boxes = entry['boxes']
-    flipped_boxes = boxes.copy()
-    flipped_boxes[:, 0] = width - boxes[:, 2] - 1
-    flipped_boxes[:, 2] = width - boxes[:, 0] - 1
-    landmarks = entry['landmarks'].copy()
-    present = landmarks[:, :, 2] != MISSING
-    landmarks[:, :, 0] = np.where(present, width - 1 - landmarks[:, :, 0], landmarks[:, :, 0])
     flipped = dict(entry)
-    flipped.update(boxes=flipped_boxes, landmarks=landmarks[:, list(FLIP_LANDMARK_ORDER), :],
-                   blur=entry['blur'].copy(), gt_classes=entry['gt_classes'].copy(),
+    flipped.update(FaceAnnotations.from_record(entry).flip(entry['width']).record_fields(),
                    flipped=not entry['flipped'])
     return flipped
 
