@@ -31,11 +31,15 @@ Workers
 
     Call :meth:`close` (or use the loader as a context manager) to stop the workers and free the
     shared memory; it also runs on garbage collection and at exit, and the workers end by
-    themselves when the parent dies.
+    themselves when the parent dies. Each worker builds its
+    :class:`rcnn.io.sample.SampleMaker` (transform and anchor-target generator) once; the
+    label shapes come from the generator (:meth:`AnchorTargetGenerator.label_shapes`).
 
 Bad input
-    An image that is missing or cannot be decoded is logged (WARNING, with its path) and replaced
-    by another record drawn from the sample's own random stream (deterministic). A crop that
+    Images that cannot be read when the training set is read are left out by the reader, named
+    with their ``label.txt`` line (:mod:`rcnn.dataset.retinaface_dataset`). An image that is
+    missing or cannot be decoded when its turn comes is logged (WARNING, with its path) and
+    replaced by another record drawn from the sample's own random stream (deterministic). A crop that
     keeps no face gives labels 0 / -1 and zero weights: the batch is valid. When
     ``MAX_REPLACEMENTS + 1`` images in a row cannot be read, ``next()`` raises
     :class:`LoaderError` with a one-line message naming them (its ``details`` hold the
