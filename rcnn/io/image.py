@@ -9,8 +9,6 @@ NumPy / OpenCV only (no MXNet): the loader's worker processes run it.
 (:class:`rcnn.io.transforms.TrainTransform`: pre-scale, crop window, colour jitter, tensor) on
 a list of records and returns tensors and cropped record copies, as the original function did.
 """
-import logging
-
 import cv2
 import numpy as np
 
@@ -19,8 +17,6 @@ from rcnn.dataset.image_header import ImageReadError
 from rcnn.io.decode import imread_checked
 from rcnn.io.transforms import TrainTransform, color_aug
 from rcnn.processing.mirror import mirror_image
-
-logger = logging.getLogger(__name__)
 
 __all__ = ['ImageReadError', 'read_image', 'training_crops', 'get_crop_image1', 'color_aug',
            'crop_record']

@@ -47,6 +47,11 @@ class RandomSampler(object):
         self.fg_fraction = float(fg_fraction)
         self.max_fg = int(fg_fraction * batch_size)
 
+    @classmethod
+    def from_config(cls, cfg):
+        """``TRAIN.RPN_BATCH_SIZE`` and ``TRAIN.RPN_FG_FRACTION``."""
+        return cls(cfg.TRAIN.RPN_BATCH_SIZE, cfg.TRAIN.RPN_FG_FRACTION)
+
     def __call__(self, labels, rng):
         """Subsample (N,) float32 labels in place with the numpy Generator ``rng``."""
         fg_inds = np.flatnonzero(labels == 1)
@@ -143,5 +148,5 @@ def loader_sampler(cfg):
     """The sampler the loader applies per image: a :class:`RandomSampler` with OHEM off,
     None when the graph's OHEM operator selects."""
     if int(cfg.TRAIN.RPN_ENABLE_OHEM) == OHEM_OFF:
-        return RandomSampler(cfg.TRAIN.RPN_BATCH_SIZE, cfg.TRAIN.RPN_FG_FRACTION)
+        return RandomSampler.from_config(cfg)
     return None

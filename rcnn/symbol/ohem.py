@@ -16,7 +16,6 @@ anchors, 2 CPU cores) against 4.4 ms for this op, and MXNet's CPU argsort is not
 could not break ties by index. ``bench/bench_network.py`` measures the op.
 """
 import mxnet as mx
-import numpy as np
 
 from rcnn.config import OHEM_MODE_HARDEST
 from rcnn.processing.sampler import OHEMSampler, ohem_select
