@@ -354,8 +354,11 @@ def test_training_set_skips_unreadable_images_naming_their_lines(tmp_path, caplo
         in caplog.text
     caplog.clear()                                          # the report comes back from the cache
     with caplog.at_level(logging.WARNING, logger='rcnn.dataset.retinaface_dataset'):
-        again = retinaface('train', root, dataset_path).gt_roidb()
+        imdb = retinaface('train', root, dataset_path)
+        again = imdb.gt_roidb()
     assert len(again) == 2 and 'image skipped' in caplog.text
+    assert sorted(os.path.basename(p) for p in imdb.skipped_images) == sorted(
+        [name.split()[0] for name in names if name not in ('a.png', 'z.png')])
 
 
 def test_training_set_without_any_readable_image_is_an_error(tmp_path):

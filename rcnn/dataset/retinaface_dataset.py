@@ -288,6 +288,7 @@ def build_columns(parsed, images_dir, min_box_size=0, drop_empty_images=False,
         landmarks      (N, 5, 3) float32
         blur           (N,) float32
         drop_messages  list of str, what was skipped or dropped (logged here, WARNING)
+        skipped        list of str, full paths of the images left out as unreadable
 
     Raises:
         ImageReadError: an image cannot be read (``skip_unreadable`` False), or none of the
@@ -327,7 +328,8 @@ def build_columns(parsed, images_dir, min_box_size=0, drop_empty_images=False,
             'height': heights[kept_images], 'width': widths[kept_images],
             'num_boxes': num_boxes[kept_images], 'boxes': boxes[keep],
             'landmarks': _convert_landmarks(kept_rows), 'blur': _convert_blur(kept_rows),
-            'drop_messages': messages}
+            'drop_messages': messages,
+            'skipped': [path for path, bad in zip(image_paths, unreadable) if bad]}
 
 
 def roidb_from_columns(columns):
@@ -404,6 +406,7 @@ def _cache_bytes(key, columns, listed_paths):
     arrays.update(key=np.array(key), version=np.array(CACHE_FORMAT_VERSION),
                   image=np.array(columns['image'], dtype=str),
                   drop_messages=np.array(columns['drop_messages'], dtype=str),
+                  skipped=np.array(columns['skipped'], dtype=str),
                   listed_paths=np.array(listed_paths, dtype=str),
                   listed_stats=_image_stats(listed_paths))
     buffer = io.BytesIO()
@@ -421,6 +424,7 @@ def _read_cache(path):
         columns = {name: content[name] for name in _CACHE_ARRAYS}
         columns['image'] = content['image'].tolist()
         columns['drop_messages'] = content['drop_messages'].tolist()
+        columns['skipped'] = content['skipped'].tolist()
         return (str(content['key']), columns, content['listed_paths'].tolist(),
                 content['listed_stats'])
 
@@ -444,7 +448,8 @@ class RetinaFaceDataset(object):
     Attributes: ``name`` (``retinaface_<image_set>``), ``image_set``,
     ``num_images`` (images listed in the label file, then the roidb length after
     ``gt_roidb()`` / ``append_flipped_images()``), ``classes``, ``num_classes``,
-    ``label_file``, ``images_dir``, ``cache_path``.
+    ``label_file``, ``images_dir``, ``cache_path``, ``skipped_images`` (full paths of the
+    images ``gt_roidb()`` left out as unreadable).
     """
 
     classes = ('__background__', 'face')
@@ -466,6 +471,7 @@ class RetinaFaceDataset(object):
         self.skip_unreadable = (image_set == 'train') if skip_unreadable is None \
             else bool(skip_unreadable)
         self.num_images = count_images(read_label_bytes(self.label_file))
+        self.skipped_images = []
 
     def _cache_key(self, label_bytes):
         digest = hashlib.sha256()
@@ -533,6 +539,7 @@ class RetinaFaceDataset(object):
                                             for name in parsed.image_names])
         roidb = roidb_from_columns(columns)
         self.num_images = len(roidb)
+        self.skipped_images = list(columns['skipped'])
         logger.info('%s: %d images, %d faces', self.name, len(roidb),
                     sum(len(entry['boxes']) for entry in roidb))
         return roidb
