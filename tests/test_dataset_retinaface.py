@@ -255,10 +255,14 @@ def test_clipping_and_empty_boxes_dropped(tmp_path, caplog):
     assert val[1]['landmarks'].shape == (0, 5, 3) and val[1]['gt_classes'].shape == (0,)
 
 
+def _recipe_with_min_box_size(size):
+    """A recipe whose only key the reader reads, TRAIN.MIN_BOX_SIZE, is ``size``."""
+    from easydict import EasyDict
+    return EasyDict(TRAIN=EasyDict(MIN_BOX_SIZE=size))
+
+
 def test_min_box_size_from_cfg(tmp_path):
-    from rcnn.config import generate_config
-    cfg, _ = generate_config('mnet', 'retinaface')
-    cfg.TRAIN.MIN_BOX_SIZE = 8
+    cfg = _recipe_with_min_box_size(8)
     label = '# a.png\n1 1 10 10\n20 1 5 30\n'
     dataset_path, _ = make_dataset(tmp_path, label, [('a.png', 40, 40)])
     (entry,) = retinaface('train', None, dataset_path, cfg=cfg).gt_roidb()
@@ -424,13 +428,11 @@ def test_cache_hit_and_invalidation(tmp_path, monkeypatch):
 
 
 def test_cache_keyed_by_options(tmp_path):
-    from rcnn.config import generate_config
     label = '# a.png\n1 1 10 10\n20 1 5 30\n'
     dataset_path, _ = make_dataset(tmp_path, label, [('a.png', 40, 40)])
     root = str(tmp_path / 'root')
     assert len(retinaface('train', root, dataset_path).gt_roidb()[0]['boxes']) == 2
-    cfg, _ = generate_config('mnet', 'retinaface')
-    cfg.TRAIN.MIN_BOX_SIZE = 8
+    cfg = _recipe_with_min_box_size(8)
     assert len(retinaface('train', root, dataset_path, cfg=cfg).gt_roidb()[0]['boxes']) == 1
 
 
