@@ -4,13 +4,12 @@ Rows:
 
 * ``get_crop_image1`` per image on the real dlib photos (``../shared/data/dlib_faces/train``,
   4 photos of about 500 x 375 plus their flips), mnet recipe (colour jitter on);
-* ``assign_anchor_fpn`` per image for 1, 50, 500 and 1,500 random faces on a 640 x 640 crop
-  (16,800 anchors; faces log-uniform 8..128 px, 70% with landmarks): the default path (dense IoU
-  up to ``rcnn.io.anchor_labels.DENSE_PAIRS`` pairs per stride, tiles above) and, for comparison,
-  the full 16,800 x K IoU matrix the original built for every image;
-* ``crop_and_label`` per image (decode + crop + colour + labels: one worker task), and the same
-  with the tensor transform of before the per-plane rewrite (whole-image NumPy passes),
-  alternating call by call, with their ratio;
+* the anchor-target generator per image for 1, 50, 500 and 1,500 random faces on a 640 x 640
+  crop (16,800 anchors; faces log-uniform 8..128 px, 70% with landmarks): the default path
+  (dense IoU up to ``rcnn.processing.matcher.DENSE_PAIRS`` pairs per stride, tiles above) and,
+  for comparison, the full 16,800 x K IoU matrix the original built for every image; and the
+  original entry ``assign_anchor_fpn`` (which builds the generator from the config per call);
+* ``SampleMaker`` per image (decode + crop + colour + labels: one worker task);
 * CropLoader throughput in images/s, batch 8, with 0 (inline), 1 and 2 worker processes, on the
   dlib photos repeated to get enough batches (worker start-up excluded, reported apart).
 
@@ -31,9 +30,11 @@ import numpy as np
 from bench.common import SHARED, measure, print_rows
 from rcnn.config import generate_config
 from rcnn.core.loader_worker import tune_malloc_for_worker
-from rcnn.io import anchor_labels
+from rcnn.io.anchor_targets import AnchorTargetGenerator
 from rcnn.io.image import get_crop_image1
-from rcnn.io.sample import crop_and_label, sample_rng
+from rcnn.io.rpn import assign_anchor_fpn, faces_from_gt_label
+from rcnn.io.sample import SampleMaker
+from rcnn.processing import matcher
 
 FEAT_640 = [(1, 4, 20, 20), (1, 4, 40, 40), (1, 4, 80, 80)]
 FACE_COUNTS = (1, 50, 500, 1500)
@@ -68,20 +69,26 @@ def _random_faces(rng, count, size=640):
 def _labelling_rows(cfg, quick):
     rows = []
     rng = np.random.default_rng(0)
-    default_pairs = anchor_labels.DENSE_PAIRS
+    generator = AnchorTargetGenerator.from_config(cfg)
+    default_pairs = matcher.DENSE_PAIRS
     for count in FACE_COUNTS:
         gt_label = _random_faces(rng, count)
+        faces = faces_from_gt_label(gt_label, True)
         repeat = 5 if quick else (20 if count < 500 else 10)
         for label, pairs in (('default', default_pairs), ('full IoU matrix', 10 ** 15)):
-            anchor_labels.DENSE_PAIRS = pairs
+            matcher.DENSE_PAIRS = pairs
             try:
                 rows.append(measure(
-                    'assign_anchor_fpn %4d faces (%s)' % (count, label),
-                    lambda: anchor_labels.assign_anchor_fpn(FEAT_640, gt_label, [640, 640, 1.0],
-                                                            landmark=True, cfg=cfg),
+                    'anchor targets %4d faces (%s)' % (count, label),
+                    lambda: generator(FEAT_640, faces, [640, 640, 1.0]),
                     repeat=repeat, warmup=1, faces=count))
             finally:
-                anchor_labels.DENSE_PAIRS = default_pairs
+                matcher.DENSE_PAIRS = default_pairs
+        rows.append(measure(
+            'assign_anchor_fpn %4d faces (generator built per call)' % count,
+            lambda: assign_anchor_fpn(FEAT_640, gt_label, [640, 640, 1.0], landmark=True,
+                                      cfg=cfg),
+            repeat=repeat, warmup=1, faces=count))
     return rows
 
 
@@ -89,6 +96,7 @@ def _crop_rows(cfg, roidb, quick, data_name='dlib photos'):
     rng = np.random.default_rng(0)
     repeat = 16 if quick else 80
     state = {'i': 0}
+    maker = SampleMaker.from_config(cfg, FEAT_640)
 
     def one_crop():
         record = roidb[state['i'] % len(roidb)]
@@ -98,61 +106,14 @@ def _crop_rows(cfg, roidb, quick, data_name='dlib photos'):
     def one_sample():
         record = roidb[state['i'] % len(roidb)]
         state['i'] += 1
-        crop_and_label(record, FEAT_640, cfg=cfg, rng=rng)
+        maker(record, rng)
 
     rows = [measure('get_crop_image1 per image (%s)' % data_name, one_crop, repeat=repeat,
                     warmup=2),
-            measure('crop_and_label per image (crop + colour + labels, %s)' % data_name,
+            measure('SampleMaker per image (crop + colour + labels, %s)' % data_name,
                     one_sample, repeat=repeat, warmup=2)]
     for row in rows:
         row['images_per_s'] = round(1000.0 / row['median_ms'], 1)
-    return rows + _transform_before_after_rows(cfg, roidb, repeat)
-
-
-def _whole_image_transform(im, pixel_means, pixel_stds, pixel_scale):
-    """The tensor transform before the per-plane rewrite (baseline of the row below)."""
-    rgb = im[:, :, ::-1].astype(np.float32)
-    if pixel_scale != 1.0:
-        rgb /= np.float32(pixel_scale)
-    rgb -= np.asarray(pixel_means, dtype=np.float32)[::-1]
-    rgb /= np.asarray(pixel_stds, dtype=np.float32)[::-1]
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1))[np.newaxis]
-
-
-def _transform_before_after_rows(cfg, roidb, repeat):
-    """crop_and_label with today's and the earlier transform, alternating on the same records
-    and seeds (so machine load hits both alike); the outputs are checked equal."""
-    from rcnn.io import image as image_module
-    current = image_module.transform
-    times = {'before': [], 'now': []}
-    for i in range(repeat + 2):
-        record = roidb[i % len(roidb)]
-        for key in ('before', 'now') if i % 2 else ('now', 'before'):
-            image_module.transform = _whole_image_transform if key == 'before' else current
-            try:
-                t0 = time.perf_counter()
-                tensor, _, _ = crop_and_label(record, FEAT_640, cfg, sample_rng(0, 0, i))
-                elapsed = time.perf_counter() - t0
-            finally:
-                image_module.transform = current
-            if i >= 2:
-                times[key].append(elapsed * 1000.0)
-            if key == 'now':
-                now_tensor = tensor
-            else:
-                before_tensor = tensor
-        if not np.array_equal(now_tensor, before_tensor):
-            raise AssertionError('transform changed crop_and_label output for record %d' % i)
-    rows = []
-    for key, label in (('before', 'whole-image transform (before)'), ('now', 'per-plane (now)')):
-        values = np.asarray(times[key])
-        rows.append({'name': 'crop_and_label per image, %s' % label,
-                     'median_ms': float(np.median(values)),
-                     'p10_ms': float(np.percentile(values, 10)),
-                     'p90_ms': float(np.percentile(values, 90)), 'min_ms': float(values.min()),
-                     'repeat': len(values),
-                     'images_per_s': round(1000.0 / float(np.median(values)), 1)})
-    rows[1]['speedup'] = round(rows[0]['median_ms'] / rows[1]['median_ms'], 3)
     return rows
 
 

@@ -1,22 +1,38 @@
-"""assign_anchor_fpn: hand-built cases, layouts against a reference written independently,
-the tiled IoU path against the dense one, subsampling and stride selection."""
+"""The anchor-target generator and its original entry ``assign_anchor_fpn``: hand-built cases,
+layouts against a reference written independently, the tiled IoU path against the dense one,
+subsampling, stride selection, the border rule and the label shapes."""
 import numpy as np
 import pytest
 
 from rcnn.config import generate_config
-from rcnn.io import anchor_labels, rpn, sample
-from rcnn.io.anchor_labels import assign_anchor_fpn, label_names
-from rcnn.io.sample import gt_label_from_record
+from rcnn.dataset.annotations import FaceAnnotations
+from rcnn.io.anchor_targets import AnchorTargetGenerator
+from rcnn.io.rpn import assign_anchor_fpn, faces_from_gt_label
+from rcnn.processing import matcher as matcher_module
+from rcnn.processing.box_coder import BoxCoder
+from rcnn.processing.matcher import IoUMatcher
+from rcnn.processing.sampler import RandomSampler
 
 FEAT_640 = [(1, 4, 20, 20), (1, 4, 40, 40), (1, 4, 80, 80)]
 IM_INFO = [640, 640, 1.0]
 
 
-def _cfg(**train):
+def _cfg():
     cfg, _ = generate_config('mnet', 'retinaface')
-    for key, value in train.items():
-        cfg.TRAIN[key] = value
     return cfg
+
+
+def _generator(matcher=None, sampler=None, coder=None):
+    """The mnet recipe's generator with some parts replaced by plainly built ones."""
+    generator = AnchorTargetGenerator.from_config(_cfg())
+    generator.matcher = matcher or generator.matcher
+    generator.sampler = sampler
+    generator.coder = coder or generator.coder
+    return generator
+
+
+def _run(generator, gt_label, **kwargs):
+    return generator(FEAT_640, faces_from_gt_label(gt_label, True), IM_INFO, **kwargs)
 
 
 def _label(boxes, landmarks=None, classes=None):
@@ -107,7 +123,7 @@ def test_image_without_usable_faces_is_all_background(case):
     labels = assign_anchor_fpn(FEAT_640, gt_label, IM_INFO, landmark=True, cfg=_cfg())
     for name, array in labels.items():
         assert np.all(array == 0), name
-    assert sorted(labels) == sorted(label_names(_cfg()))
+    assert sorted(labels) == sorted(AnchorTargetGenerator.from_config(_cfg()).label_names)
 
 
 def test_identical_faces_match_the_first_one():
@@ -122,11 +138,11 @@ def test_identical_faces_match_the_first_one():
 
 
 def test_targets_are_divided_by_the_stds():
-    cfg = _cfg(BBOX_STDS=(0.1, 0.1, 0.2, 0.2), LANDMARK_STD=0.5)
+    generator = _generator(coder=BoxCoder((0.1, 0.1, 0.2, 0.2), 0.5))
     box = [156, 80, 179, 95]                                # 24 x 16, same centre
     gt_label = _label([box], np.tile(np.array([[CENTRE[0] + 4, CENTRE[1] - 2, 1]],
                                               np.float32), (1, 5, 1)))
-    labels = assign_anchor_fpn(FEAT_640, gt_label, IM_INFO, landmark=True, cfg=cfg)
+    labels = _run(generator, gt_label)
     position = 10 * 80 + 20
     np.testing.assert_allclose(labels['face_bbox_target_stride8'][0][4:8, position],
                                [0, 0, np.log(24 / 16) / 0.2, 0], atol=1e-5)
@@ -227,9 +243,9 @@ def test_tiled_iou_path_matches_the_dense_one_exactly(monkeypatch, count):
     boxes, landmarks = _random_faces(rng, count, lo=4, hi=200)
     boxes[count // 2:] = boxes[:count - count // 2]      # duplicate faces: the tie rule matters
     gt_label = _label(boxes, landmarks)
-    monkeypatch.setattr(anchor_labels, 'DENSE_PAIRS', 0)           # always tiles
+    monkeypatch.setattr(matcher_module, 'DENSE_PAIRS', 0)           # always tiles
     tiled = assign_anchor_fpn(FEAT_640, gt_label, IM_INFO, landmark=True, cfg=_cfg())
-    monkeypatch.setattr(anchor_labels, 'DENSE_PAIRS', 10 ** 12)    # always dense
+    monkeypatch.setattr(matcher_module, 'DENSE_PAIRS', 10 ** 12)    # always dense
     dense = assign_anchor_fpn(FEAT_640, gt_label, IM_INFO, landmark=True, cfg=_cfg())
     for name in dense:
         np.testing.assert_array_equal(tiled[name], dense[name], err_msg=name)
@@ -246,11 +262,10 @@ def _many_positive_faces(count=120):
 
 
 def test_ohem_off_caps_positives_and_negatives():
-    cfg = _cfg(RPN_ENABLE_OHEM=0)
+    generator = _generator(sampler=RandomSampler(256, 0.25))
     gt_label = _many_positive_faces()
     full = assign_anchor_fpn(FEAT_640, gt_label, IM_INFO, landmark=True, cfg=_cfg())
-    sampled = assign_anchor_fpn(FEAT_640, gt_label, IM_INFO, landmark=True, cfg=cfg,
-                                rng=np.random.default_rng(0))
+    sampled = _run(generator, gt_label, rng=np.random.default_rng(0))
     all_full = np.concatenate([full['face_label_stride%d' % s][0] for s in (32, 16, 8)])
     all_sampled = np.concatenate([sampled['face_label_stride%d' % s][0] for s in (32, 16, 8)])
     assert np.sum(all_full == 1) == 120
@@ -262,14 +277,15 @@ def test_ohem_off_caps_positives_and_negatives():
     # weights follow the sampled positives
     weights = sampled['face_bbox_weight_stride8'][0]
     assert weights.sum() == 4 * np.sum(sampled['face_label_stride8'] == 1)
-    again = assign_anchor_fpn(FEAT_640, gt_label, IM_INFO, landmark=True, cfg=cfg,
-                              rng=np.random.default_rng(0))
+    again = _run(generator, gt_label, rng=np.random.default_rng(0))
     np.testing.assert_array_equal(again['face_label_stride8'], sampled['face_label_stride8'])
 
 
 def test_ohem_on_keeps_every_label():
-    labels = assign_anchor_fpn(FEAT_640, _many_positive_faces(), IM_INFO, landmark=True,
-                               cfg=_cfg(RPN_ENABLE_OHEM=2))
+    cfg = _cfg()
+    assert cfg.TRAIN.RPN_ENABLE_OHEM == 2                  # the graph's operator selects
+    assert AnchorTargetGenerator.from_config(cfg).sampler is None
+    labels = assign_anchor_fpn(FEAT_640, _many_positive_faces(), IM_INFO, landmark=True, cfg=cfg)
     assert np.sum(labels['face_label_stride8'] == 1) == 120
     assert np.sum(labels['face_label_stride32'] == 0) == 800
 
@@ -286,8 +302,7 @@ def test_force_positive_marks_each_face_best_anchor():
     # a 10 x 10 face: its best anchor, [160, 80, 175, 95], has IoU 100 / 256 < 0.5
     box = [163, 83, 172, 92]
     plain = assign_anchor_fpn(FEAT_640, _label([box]), IM_INFO, cfg=_cfg())
-    forced = assign_anchor_fpn(FEAT_640, _label([box]), IM_INFO,
-                               cfg=_cfg(RPN_FORCE_POSITIVE=True))
+    forced = _run(_generator(matcher=IoUMatcher(0.5, 0.3, force_positive=True)), _label([box]))
     assert np.sum(plain['face_label_stride8'] == 1) == 0
     assert np.flatnonzero(forced['face_label_stride8'][0] == 1).tolist() == [6400 + 10 * 80 + 20]
 
@@ -299,12 +314,17 @@ def test_without_landmark_flag_only_box_labels_are_returned():
                                     for k in ('label', 'bbox_target', 'bbox_weight'))
 
 
-def test_gt_label_from_record_drops_class_zero_and_fills_missing_landmarks():
-    record = {'boxes': np.array([[0, 0, 9, 9], [5, 5, 20, 20]], np.float32),
+def test_class_zero_faces_are_left_out_and_records_without_landmarks_have_none():
+    record = {'boxes': np.array([FACE_ON_ANCHOR, [0, 0, 200, 200]], np.float32),
               'gt_classes': np.array([1, 0], np.int32)}
-    gt_label = gt_label_from_record(record)
-    np.testing.assert_array_equal(gt_label['gt_boxes'], [[0, 0, 9, 9, 1]])
-    assert gt_label['gt_landmarks'].shape == (1, 5, 3) and np.all(gt_label['gt_landmarks'] == -1)
+    faces = FaceAnnotations.from_record(record)
+    assert np.all(faces.visibility == -1) and faces.landmarks.shape == (2, 5, 2)
+    generator = AnchorTargetGenerator.from_config(_cfg())
+    labels = generator(FEAT_640, faces, IM_INFO)
+    only_first = generator(FEAT_640, faces.keep(np.array([True, False])), IM_INFO)
+    for name in labels:
+        np.testing.assert_array_equal(labels[name], only_first[name], err_msg=name)
+    assert labels['face_landmark_weight_stride8'].sum() == 0
 
 
 def test_bad_arguments_are_reported():
@@ -317,10 +337,8 @@ def test_bad_arguments_are_reported():
 
 
 def test_allowed_border_leaves_out_anchors_crossing_the_input():
-    cfg = _cfg()
-    cfg.RPN_ANCHOR_CFG['32']['ALLOWED_BORDER'] = 0
-    labels = assign_anchor_fpn(FEAT_640, _label([FACE_ON_ANCHOR]), IM_INFO, landmark=True,
-                               cfg=cfg)
+    border = IoUMatcher(0.5, 0.3, allowed_border={32: 0, 16: 9999, 8: 9999})
+    labels = _run(_generator(matcher=border), _label([FACE_ON_ANCHOR]))
     s32 = labels['face_label_stride32'][0].reshape(2, 20, 20)
     # a = 0 spans [-248 + 32x, 263 + 32x]: inside 0..639 for x (and y) in 8..11;
     # a = 1 spans [-120 + 32x, 135 + 32x]: inside for 4..15
@@ -334,11 +352,26 @@ def test_allowed_border_leaves_out_anchors_crossing_the_input():
     assert np.sum(labels['face_label_stride8'] == 1) == 1          # other strides unchanged
 
 
-def test_rpn_is_an_alias_of_the_split_modules():
-    """``rcnn.io.rpn`` (the original module name) re-exports the same objects."""
-    assert rpn.assign_anchor_fpn is anchor_labels.assign_anchor_fpn is anchor_labels.label_anchors
-    assert rpn.label_names is anchor_labels.label_names
-    assert rpn.crop_and_label is sample.crop_and_label
-    assert rpn.load_training_sample is sample.load_training_sample
-    with pytest.raises(TypeError):
-        assign_anchor_fpn(FEAT_640, _label([FACE_ON_ANCHOR]), IM_INFO)     # cfg is required
+@pytest.mark.parametrize('with_landmarks', [True, False])
+def test_label_shapes_are_those_of_a_labelled_image(with_landmarks):
+    generator = AnchorTargetGenerator.from_config(_cfg(), with_landmarks=with_landmarks)
+    labels = generator(FEAT_640, FaceAnnotations(np.array([FACE_ON_ANCHOR])), IM_INFO)
+    shapes = generator.label_shapes(FEAT_640, batch=3)
+    assert [name for name, _ in shapes] == generator.label_names == list(labels)
+    assert shapes == [(name, (3,) + labels[name].shape[1:]) for name in labels]
+    # 2 anchors per position; 80 x 80 cells at stride 8
+    assert dict(shapes)['face_label_stride8'] == (3, 2 * 6400)
+    assert dict(shapes)['face_bbox_target_stride8'] == (3, 8, 6400)
+
+
+def test_generator_is_built_from_plain_parts_without_a_config():
+    from rcnn.processing.generate_anchor import AnchorCache, generate_anchors
+    cache = AnchorCache({8: generate_anchors(16, (1.0,), np.array([2, 1]), 8)})
+    generator = AnchorTargetGenerator((8,), cache, IoUMatcher(0.5, 0.3), BoxCoder(),
+                                      with_landmarks=False)
+    labels = generator([(1, 4, 80, 80)], FaceAnnotations(np.array([FACE_ON_ANCHOR])), IM_INFO)
+    assert sorted(labels) == ['face_bbox_target_stride8', 'face_bbox_weight_stride8',
+                              'face_label_stride8']
+    expected = assign_anchor_fpn(FEAT_640, _label([FACE_ON_ANCHOR]), IM_INFO, cfg=_cfg())
+    for name in labels:
+        np.testing.assert_array_equal(labels[name], expected[name], err_msg=name)

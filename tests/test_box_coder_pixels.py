@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from rcnn.config import generate_config
-from rcnn.io.rpn import assign_anchor_fpn
+from rcnn.io.anchor_targets import AnchorTargetGenerator
+from rcnn.io.rpn import assign_anchor_fpn, faces_from_gt_label
 from rcnn.processing.bbox_transform import landmark_pred, nonlinear_pred
 from rcnn.processing.box_coder import BoxCoder
 from rcnn.processing.pixels import PixelTransform, transform
@@ -53,15 +54,16 @@ def test_coder_refuses_bad_stds(stds, std):
 
 def test_training_targets_follow_the_config_stds():
     cfg, _ = generate_config('mnet', 'retinaface')
-    cfg.TRAIN.RPN_ENABLE_OHEM = 2
+    assert cfg.TRAIN.RPN_ENABLE_OHEM == 2          # no random sampling: the labels are complete
     gt = {'gt_boxes': np.array([[100, 120, 180, 210, 1]], np.float32),
           'gt_landmarks': np.array([[[120, 150, 1], [160, 150, 1], [140, 170, 1],
                                      [125, 190, 1], [155, 190, 1]]], np.float32)}
     shapes = [(1, 4, 10, 10), (1, 4, 20, 20), (1, 4, 40, 40)]
     plain = assign_anchor_fpn(shapes, gt, [320, 320, 1], landmark=True, cfg=cfg)
-    cfg.TRAIN.BBOX_STDS = (0.1, 0.1, 0.2, 0.2)
-    cfg.TRAIN.LANDMARK_STD = 0.25
-    scaled = assign_anchor_fpn(shapes, gt, [320, 320, 1], landmark=True, cfg=cfg)
+    generator = AnchorTargetGenerator.from_config(cfg)
+    assert generator.coder == BoxCoder(cfg.TRAIN.BBOX_STDS, cfg.TRAIN.LANDMARK_STD)
+    generator.coder = BoxCoder((0.1, 0.1, 0.2, 0.2), 0.25)
+    scaled = generator(shapes, faces_from_gt_label(gt, True), [320, 320, 1])
     for stride in (32, 16, 8):
         name = 'face_bbox_target_stride%d' % stride
         per_channel = np.tile(np.float32([0.1, 0.1, 0.2, 0.2]), 2)[None, :, None]

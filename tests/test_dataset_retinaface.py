@@ -255,10 +255,14 @@ def test_clipping_and_empty_boxes_dropped(tmp_path, caplog):
     assert val[1]['landmarks'].shape == (0, 5, 3) and val[1]['gt_classes'].shape == (0,)
 
 
+def _recipe_with_min_box_size(size):
+    """A recipe whose only key the reader reads, TRAIN.MIN_BOX_SIZE, is ``size``."""
+    from easydict import EasyDict
+    return EasyDict(TRAIN=EasyDict(MIN_BOX_SIZE=size))
+
+
 def test_min_box_size_from_cfg(tmp_path):
-    from rcnn.config import generate_config
-    cfg, _ = generate_config('mnet', 'retinaface')
-    cfg.TRAIN.MIN_BOX_SIZE = 8
+    cfg = _recipe_with_min_box_size(8)
     label = '# a.png\n1 1 10 10\n20 1 5 30\n'
     dataset_path, _ = make_dataset(tmp_path, label, [('a.png', 40, 40)])
     (entry,) = retinaface('train', None, dataset_path, cfg=cfg).gt_roidb()
@@ -306,22 +310,76 @@ def test_bad_label_lines_name_file_and_line(tmp_path, label, line_no, fragment):
     assert fragment in message
 
 
-def test_missing_image_is_named(tmp_path):
-    dataset_path, _ = make_dataset(tmp_path, '# a.png\n1 1 5 5\n# gone/b.jpg\n1 1 5 5\n',
-                                   [('a.png', 20, 20)])
-    with pytest.raises(ImageReadError, match=r'gone/b\.jpg'):
-        retinaface('train', None, dataset_path).gt_roidb()
+def test_missing_image_is_named_with_its_label_line(tmp_path):
+    # a val (or test) set stops at the first unreadable image, naming label.txt:line
+    dataset_path, label_file = make_dataset(
+        tmp_path, '# a.png\n1 1 5 5\n# gone/b.jpg\n1 1 5 5\n', [('a.png', 20, 20)],
+        image_set='val')
+    with pytest.raises(ImageReadError, match=r'label\.txt:3: image not found: .*gone/b\.jpg'):
+        retinaface('val', None, dataset_path).gt_roidb()
     # also when the size is given on the "# path W H" line
     dataset_path, _ = make_dataset(tmp_path / 't', '# c.jpg 10 10\n', [], image_set='test')
-    with pytest.raises(ImageReadError, match=r'c\.jpg'):
+    with pytest.raises(ImageReadError, match=r'label\.txt:1: image not found: .*c\.jpg'):
         retinaface('test', None, dataset_path).gt_roidb()
 
 
 def test_unreadable_image_is_named(tmp_path):
-    dataset_path, _ = make_dataset(tmp_path, '# broken.jpg\n1 1 5 5\n')
-    (tmp_path / 'ds' / 'train' / 'images' / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 not a jpeg')
-    with pytest.raises(ImageReadError, match=r'broken\.jpg'):
+    dataset_path, _ = make_dataset(tmp_path, '# broken.jpg\n1 1 5 5\n', image_set='val')
+    (tmp_path / 'ds' / 'val' / 'images' / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 not a jpeg')
+    with pytest.raises(ImageReadError, match=r'label\.txt:1: .*broken\.jpg'):
+        retinaface('val', None, dataset_path).gt_roidb()
+
+
+def _bad_images(images_dir):
+    """Bad files of the kinds a real data set holds; returns {name: kind}."""
+    (images_dir / 'empty.jpg').write_bytes(b'')
+    (images_dir / 'text.jpg').write_text('this is not an image\n')
+    kinds = {'gone.jpg': 'missing', 'empty.jpg': 'zero bytes', 'text.jpg': 'text'}
+    if os.geteuid() != 0:                                  # root reads any file
+        write_png(images_dir / 'locked.png', 20, 20)
+        os.chmod(images_dir / 'locked.png', 0)
+        kinds['locked.png'] = 'no permission'
+    return kinds
+
+
+def test_training_set_skips_unreadable_images_naming_their_lines(tmp_path, caplog):
+    dataset_path, label_file = make_dataset(tmp_path, '', [('a.png', 20, 30), ('z.png', 20, 30)])
+    kinds = _bad_images(tmp_path / 'ds' / 'train' / 'images')
+    names = ['a.png'] + sorted(kinds) + ['z.png', 'sized.jpg 40 30']
+    label_file.write_text(''.join('# %s\n1 1 5 5\n' % name for name in names))
+    root = str(tmp_path / 'root')
+    with caplog.at_level(logging.WARNING, logger='rcnn.dataset.retinaface_dataset'):
+        roidb = retinaface('train', root, dataset_path).gt_roidb()
+    assert [os.path.basename(e['image']) for e in roidb] == ['a.png', 'z.png']
+    for line, name in enumerate(names):
+        if name not in ('a.png', 'z.png'):
+            assert '%s:%d: image skipped: ' % (label_file, 2 * line + 1) in caplog.text, name
+    assert 'skipped %d images that cannot be read (of %d)' % (len(names) - 2, len(names)) \
+        in caplog.text
+    caplog.clear()                                          # the report comes back from the cache
+    with caplog.at_level(logging.WARNING, logger='rcnn.dataset.retinaface_dataset'):
+        imdb = retinaface('train', root, dataset_path)
+        again = imdb.gt_roidb()
+    assert len(again) == 2 and 'image skipped' in caplog.text
+    assert sorted(os.path.basename(p) for p in imdb.skipped_images) == sorted(
+        [name.split()[0] for name in names if name not in ('a.png', 'z.png')])
+
+
+def test_training_set_without_any_readable_image_is_an_error(tmp_path):
+    dataset_path, label_file = make_dataset(tmp_path, '# gone.jpg\n1 1 5 5\n# also.jpg\n1 1 5 5\n')
+    with pytest.raises(ImageReadError, match=r'none of the 2 images listed can be read'):
         retinaface('train', None, dataset_path).gt_roidb()
+
+
+def test_a_wrong_header_size_is_named_when_boxes_are_dropped(tmp_path, caplog):
+    # the header says 100 x 100 but the image is 300 x 400: a box at x = 150 falls outside
+    dataset_path, label_file = make_dataset(tmp_path, '# a.png 100 100\n150 150 40 40\n'
+                                            '# b.png\n1 1 5 5\n',
+                                            [('a.png', 300, 400), ('b.png', 20, 20)])
+    with caplog.at_level(logging.WARNING, logger='rcnn.dataset.retinaface_dataset'):
+        retinaface('train', None, dataset_path).gt_roidb()
+    assert ('%s:2: box x=150 y=150 w=40 h=40' % label_file) in caplog.text
+    assert ('as stated by the "# name W H" line %s:1' % label_file) in caplog.text
 
 
 def test_missing_label_file_is_named(tmp_path):
@@ -365,19 +423,59 @@ def test_cache_hit_and_invalidation(tmp_path, monkeypatch):
     monkeypatch.undo()
     fresh = imdb.gt_roidb()
     np.testing.assert_array_equal(fresh[0]['boxes'], [[2, 3, 9, 7]])
-    with open(imdb.cache_file, 'rb') as stream:
-        np.testing.assert_array_equal(pickle.load(stream)['columns']['boxes'], [[2, 3, 9, 7]])
+    with np.load(imdb.cache_file, allow_pickle=False) as stored:
+        np.testing.assert_array_equal(stored['boxes'], [[2, 3, 9, 7]])
 
 
 def test_cache_keyed_by_options(tmp_path):
-    from rcnn.config import generate_config
     label = '# a.png\n1 1 10 10\n20 1 5 30\n'
     dataset_path, _ = make_dataset(tmp_path, label, [('a.png', 40, 40)])
     root = str(tmp_path / 'root')
     assert len(retinaface('train', root, dataset_path).gt_roidb()[0]['boxes']) == 2
-    cfg, _ = generate_config('mnet', 'retinaface')
-    cfg.TRAIN.MIN_BOX_SIZE = 8
+    cfg = _recipe_with_min_box_size(8)
     assert len(retinaface('train', root, dataset_path, cfg=cfg).gt_roidb()[0]['boxes']) == 1
+
+
+class _CreatesAFile(object):
+    """Unpickling this runs ``open(path, 'w')``: the marker file shows code ran."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+def test_a_planted_pickle_cache_is_never_loaded(tmp_path, caplog):
+    dataset_path, label_file = make_dataset(tmp_path, '# a.png\n1 1 5 5\n', [('a.png', 20, 30)])
+    imdb = retinaface('train', str(tmp_path / 'root'), dataset_path)
+    marker = tmp_path / 'code_ran'
+    os.makedirs(imdb.cache_path)
+    payload = pickle.dumps({'key': imdb._cache_key(label_file.read_bytes()),
+                            'columns': _CreatesAFile(str(marker))})
+    old_name = imdb.cache_file[:-len('.npz')] + '.pkl'       # the pickle format's file name
+    for path in (imdb.cache_file, old_name):
+        with open(path, 'wb') as stream:
+            stream.write(payload)
+    with caplog.at_level(logging.WARNING, logger='rcnn.dataset.retinaface_dataset'):
+        roidb = imdb.gt_roidb()
+    assert not marker.exists()
+    assert 'ignoring unreadable roidb cache %s' % imdb.cache_file in caplog.text
+    np.testing.assert_array_equal(roidb[0]['boxes'], [[1, 1, 6, 6]])
+    assert not marker.exists()
+
+
+def test_cache_notices_a_replaced_image(tmp_path, caplog):
+    dataset_path, _ = make_dataset(tmp_path, '# a.png\n1 1 5 5\n', [('a.png', 20, 30)])
+    root = str(tmp_path / 'root')
+    assert retinaface('train', root, dataset_path).gt_roidb()[0]['height'] == 20
+    image = tmp_path / 'ds' / 'train' / 'images' / 'a.png'
+    write_png(image, 40, 60)                                # a new file, another size
+    os.utime(image, ns=(os.stat(image).st_atime_ns, os.stat(image).st_mtime_ns + 10 ** 9))
+    with caplog.at_level(logging.INFO, logger='rcnn.dataset.retinaface_dataset'):
+        roidb = retinaface('train', root, dataset_path).gt_roidb()
+    assert (roidb[0]['height'], roidb[0]['width']) == (40, 60)
+    assert 'image files changed since it was written' in caplog.text and 'a.png' in caplog.text
 
 
 def test_corrupt_cache_is_rebuilt(tmp_path, caplog):

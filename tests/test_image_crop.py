@@ -1,4 +1,4 @@
-"""Training crops (get_crop_image1), colour jitter, the tensor transform and get_image.
+"""Training crops (the transform steps and get_crop_image1), colour jitter, the tensor transform.
 
 The images are drawn here: filled rectangles of distinct colours at known places (the "faces"),
 plus landmark dots, so labels can be checked against the pixels of the crop.
@@ -9,8 +9,10 @@ import pytest
 
 from rcnn.config import generate_config
 from rcnn.dataset.retinaface_dataset import flip_roidb_entry
-from rcnn.io.image import (ImageReadError, color_aug, get_crop_image1, get_image, read_image,
-                           training_crops, transform)
+from rcnn.io.image import (ImageReadError, color_aug, crop_record, get_crop_image1, read_image,
+                           training_crops)
+from rcnn.io.transforms import ColorJitter, PreScale, RandomCropWindow, ToTensor, TrainTransform
+from rcnn.processing.pixels import transform
 
 BACKGROUND = (40, 40, 40)
 # (x1, y1, x2, y2, BGR colour); all inside a 400 x 600 (h x w) image, asymmetric left-right
@@ -26,12 +28,26 @@ DOT_COLOURS = [(0, 0, 128), (0, 128, 0), (128, 0, 0), (0, 128, 128), (128, 0, 12
 DOT_RADIUS = 3
 
 
-def _cfg(color_mode=0, **train):
+def _cfg():
     cfg, _ = generate_config('mnet', 'retinaface')
-    cfg.COLOR_MODE = color_mode
-    for key, value in train.items():
-        cfg.TRAIN[key] = value
     return cfg
+
+
+def _transform(color_mode=0, min_box_size=None, tries=None):
+    """The mnet recipe's training steps, with the colour mode, the smallest kept face and the
+    window tries given plainly (jitter off by default, so pixels can be compared)."""
+    cfg = _cfg()
+    return TrainTransform([
+        PreScale.from_config(cfg),
+        RandomCropWindow(640, cfg.CROP_TRIES if tries is None else tries,
+                         cfg.TRAIN.MIN_BOX_SIZE if min_box_size is None else min_box_size),
+        ColorJitter(cfg.COLOR_JITTERING, color_mode), ToTensor.from_config(cfg)])
+
+
+def _crops(records, transform, rng):
+    """(tensors, cropped records), as get_crop_image1 returns them."""
+    pairs = [crop_record(record, transform, rng) for record in records]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def _landmarks_of(x1, y1, x2, y2):
@@ -95,15 +111,16 @@ def _expected_crop(record, im_scale, left, up, size=640, min_box_size=0):
 
 
 def test_crop_moves_kept_faces_by_scale_and_offset_and_drops_the_others(drawn_record):
-    cfg = _cfg()
+    cfg = _transform()
+    pre_scales = _cfg().PRE_SCALES
     seen_dropped = seen_kept = 0
     scales_seen = set()
     for seed in range(40):
-        ims, records = get_crop_image1([drawn_record], cfg=cfg, rng=np.random.default_rng(seed))
+        ims, records = _crops([drawn_record], cfg, np.random.default_rng(seed))
         tensor, rec = ims[0], records[0]
         assert tensor.shape == (1, 3, 640, 640) and tensor.dtype == np.float32
         pre_scale = rec['pre_scale']
-        assert pre_scale in cfg.PRE_SCALES
+        assert pre_scale in pre_scales
         im_scale = 640.0 / int(400 * pre_scale)
         np.testing.assert_allclose(rec['im_info'], [640, 640, im_scale], rtol=1e-6)
         scales_seen.add(pre_scale)
@@ -134,9 +151,9 @@ def test_crop_moves_kept_faces_by_scale_and_offset_and_drops_the_others(drawn_re
 
 
 def test_crop_landmark_dots_are_where_the_labels_say(drawn_record):
-    cfg = _cfg()
+    cfg = _transform()
     for seed in range(10):
-        ims, records = get_crop_image1([drawn_record], cfg=cfg, rng=np.random.default_rng(seed))
+        ims, records = _crops([drawn_record], cfg, np.random.default_rng(seed))
         pixels = _pixels(ims[0])
         for points in records[0]['landmarks']:
             for (px, py, _), dot in zip(points, DOT_COLOURS):
@@ -147,19 +164,20 @@ def test_crop_landmark_dots_are_where_the_labels_say(drawn_record):
                     np.testing.assert_allclose(pixels[qy, qx], dot, atol=2)
 
 
-def _replay_window(seed, record, cfg):
+def _replay_window(seed, record, tries):
     """Replay the documented draws: pre_scale index, then (up, left) per try."""
+    pre_scales = _cfg().PRE_SCALES
     rng = np.random.default_rng(seed)
-    pre_scale = cfg.PRE_SCALES[rng.integers(len(cfg.PRE_SCALES))]
+    pre_scale = pre_scales[rng.integers(len(pre_scales))]
     im_scale = 640.0 / int(min(record['height'], record['width']) * pre_scale)
     height, width = round(record['height'] * im_scale), round(record['width'] * im_scale)
-    for attempt in range(cfg.CROP_TRIES):
+    for attempt in range(tries):
         up = rng.integers(0, height - 640 + 1)
         left = rng.integers(0, width - 640 + 1)
         _, _, kept = _expected_crop(record, im_scale, left, up)
         if kept:
             return im_scale, left, up, attempt
-    return im_scale, left, up, cfg.CROP_TRIES - 1
+    return im_scale, left, up, tries - 1
 
 
 def test_first_window_with_a_face_wins_and_the_last_try_is_taken_anyway(tmp_path):
@@ -172,13 +190,11 @@ def test_first_window_with_a_face_wins_and_the_last_try_is_taken_anyway(tmp_path
               'boxes': np.array([[700, 450, 729, 489]], dtype=np.float32),
               'landmarks': np.full((1, 5, 3), -1, dtype=np.float32),
               'gt_classes': np.ones(1, dtype=np.int32), 'flipped': False}
-    cfg = _cfg()
     attempts, empty = [], 0
     for seed in range(30):
         for tries in (25, 2):
-            cfg.CROP_TRIES = tries
-            im_scale, left, up, attempt = _replay_window(seed, record, cfg)
-            _, records = get_crop_image1([record], cfg=cfg, rng=np.random.default_rng(seed))
+            im_scale, left, up, attempt = _replay_window(seed, record, tries)
+            _, records = _crops([record], _transform(tries=tries), np.random.default_rng(seed))
             np.testing.assert_array_equal(records[0]['crop_window'][:2], [left, up])
             assert records[0]['im_info'][2] == pytest.approx(im_scale)
             attempts.append(attempt)
@@ -198,9 +214,9 @@ def test_crop_without_faces_gives_empty_arrays(drawn_record):
 
 
 def test_min_box_size_drops_small_faces(drawn_record):
-    cfg = _cfg(MIN_BOX_SIZE=150)
+    cfg = _transform(min_box_size=150)
     for seed in range(10):
-        _, records = get_crop_image1([drawn_record], cfg=cfg, rng=np.random.default_rng(seed))
+        _, records = _crops([drawn_record], cfg, np.random.default_rng(seed))
         rec = records[0]
         left, up = rec['crop_window'][:2]
         boxes, _, _ = _expected_crop(drawn_record, rec['im_info'][2], left, up,
@@ -214,10 +230,10 @@ def test_min_box_size_drops_small_faces(drawn_record):
 def test_flipped_record_mirrors_pixels_consistently_with_its_labels(drawn_record):
     flipped = flip_roidb_entry(drawn_record)     # the reader mirrors boxes and landmarks
     assert flipped['flipped']
-    cfg = _cfg()
+    cfg = _transform()
     checked_faces = checked_dots = 0
     for seed in range(12):
-        ims, records = get_crop_image1([flipped], cfg=cfg, rng=np.random.default_rng(seed))
+        ims, records = _crops([flipped], cfg, np.random.default_rng(seed))
         rec, pixels = records[0], _pixels(ims[0])
         s = rec['im_info'][2]
         left, up = rec['crop_window'][:2]
@@ -239,12 +255,12 @@ def test_flipped_record_mirrors_pixels_consistently_with_its_labels(drawn_record
 
 
 def test_same_rng_seed_gives_the_same_crop_and_flip_changes_pixels(drawn_record):
-    cfg = _cfg(color_mode=2)
-    a, ra = get_crop_image1([drawn_record], cfg=cfg, rng=np.random.default_rng(5))
-    b, rb = get_crop_image1([drawn_record], cfg=cfg, rng=np.random.default_rng(5))
+    cfg = _transform(color_mode=2)
+    a, ra = _crops([drawn_record], cfg, np.random.default_rng(5))
+    b, rb = _crops([drawn_record], cfg, np.random.default_rng(5))
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(ra[0]['boxes'], rb[0]['boxes'])
-    c, _ = get_crop_image1([drawn_record], cfg=cfg, rng=np.random.default_rng(6))
+    c, _ = _crops([drawn_record], cfg, np.random.default_rng(6))
     assert not np.array_equal(a[0], c[0])
 
 
@@ -303,7 +319,7 @@ def test_colour_jitter_clips_to_0_255():
     np.testing.assert_allclose(out, min(250.0 * alpha, 255.0), rtol=1e-5)
 
 
-# ---------------------------------------------------------------- tensor, get_image, errors
+# ---------------------------------------------------------------- tensor, samples, errors
 
 def test_transform_is_bgr_to_rgb_with_bgr_ordered_means_and_stds():
     im = np.zeros((2, 3, 3), dtype=np.uint8)
@@ -342,13 +358,15 @@ def test_transform_equals_the_whole_image_formula_bit_for_bit(means, stds, scale
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
-def test_crop_and_label_is_a_function_of_the_seed(drawn_record):
-    from rcnn.io.sample import crop_and_label, sample_rng
-    cfg, _ = generate_config('mnet', 'retinaface')
+def test_a_sample_is_a_function_of_the_seed(drawn_record):
+    from rcnn.io.anchor_targets import AnchorTargetGenerator
+    from rcnn.io.sample import SampleMaker, sample_rng
+    cfg = _cfg()
     feat_shapes = [(1, 4, 20, 20), (1, 4, 40, 40), (1, 4, 80, 80)]
-    runs = [crop_and_label(drawn_record, feat_shapes, cfg, sample_rng(5, 2, 9)) for _ in range(2)]
-    other = crop_and_label(drawn_record, feat_shapes, cfg, sample_rng(5, 2, 10))
-    (im_a, labels_a, _), (im_b, labels_b, _) = runs
+    maker = SampleMaker.from_config(cfg, feat_shapes)
+    runs = [maker(drawn_record, sample_rng(5, 2, 9)) for _ in range(2)]
+    other = maker(drawn_record, sample_rng(5, 2, 10))
+    (im_a, labels_a, _, _), (im_b, labels_b, _, _) = runs
     assert np.array_equal(im_a.view(np.uint32), im_b.view(np.uint32))
     assert sorted(labels_a) == sorted(labels_b)
     for name in labels_a:
@@ -356,31 +374,15 @@ def test_crop_and_label_is_a_function_of_the_seed(drawn_record):
     assert not np.array_equal(im_a, other[0])
     # the tensor is the crop window of the resized, colour-jittered image: with jitter off it is
     # exactly the reference transform of that window
-    cfg.COLOR_MODE = 0
-    im, _, record = crop_and_label(drawn_record, feat_shapes, cfg, sample_rng(5, 2, 9))
-    left, up, right, down = record['crop_window']
-    resized = cv2.resize(read_image(drawn_record), None, None, fx=float(record['im_info'][2]),
-                         fy=float(record['im_info'][2]), interpolation=cv2.INTER_LINEAR)
+    maker = SampleMaker(_transform(color_mode=0), AnchorTargetGenerator.from_config(cfg),
+                        feat_shapes)
+    im, _, _, info = maker(drawn_record, sample_rng(5, 2, 9))
+    left, up, right, down = info['crop_window']
+    resized = cv2.resize(read_image(drawn_record), None, None, fx=float(info['im_info'][2]),
+                         fy=float(info['im_info'][2]), interpolation=cv2.INTER_LINEAR)
     want = _numpy_transform(resized[up:down, left:right].astype(np.float32), cfg.PIXEL_MEANS,
                             cfg.PIXEL_STDS, cfg.PIXEL_SCALE)
     assert np.array_equal(im.view(np.uint32), want.view(np.uint32))
-
-
-def test_get_image_resizes_by_scales_with_the_long_side_cap(drawn_record):
-    cfg = _cfg()
-    cfg.SCALES = [(640, 1000)]      # 400 x 600: 640 / 400 = 1.6 -> long side 960 <= 1000
-    ims, records = get_image([drawn_record], cfg=cfg)
-    assert ims[0].shape == (1, 3, 640, 960)
-    np.testing.assert_allclose(records[0]['im_info'], [640, 960, 1.6], rtol=1e-6)
-    np.testing.assert_allclose(records[0]['boxes'], drawn_record['boxes'] * 1.6, rtol=1e-6)
-    cfg.SCALES = [(640, 900)]       # long side capped: 900 / 600 = 1.5
-    ims, records = get_image([drawn_record], cfg=cfg)
-    assert ims[0].shape == (1, 3, 600, 900)
-    assert records[0]['im_info'][2] == pytest.approx(1.5)
-    pixels = _pixels(ims[0])
-    x1, y1, x2, y2, colour = RECTANGLES[2]
-    np.testing.assert_allclose(pixels[int((y1 + y2) * 0.75), int((x1 + x2) * 0.75)], colour,
-                               atol=1)
 
 
 def test_missing_or_undecodable_image_raises_naming_the_file(drawn_record, tmp_path):

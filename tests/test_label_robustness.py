@@ -1,4 +1,4 @@
-"""Label reader robustness (issue 12): BOM, absurd boxes, drop reports, property-based parsing.
+"""Label reader robustness: BOM, absurd boxes, drop reports, property-based parsing.
 
 The properties use hypothesis: arbitrary text either parses into consistent ParsedLabels or
 raises LabelFormatError whose message starts with ``<file>:<line>:``, never another exception;

@@ -1,18 +1,17 @@
-"""OHEM selection: crafted cases with known kept anchors, a per-image reference, the graph op."""
-import copy
-
+"""OHEM selection (the sampler): crafted cases with known kept anchors, a per-image reference,
+the random sampler beside it, the graph op wrapping the selection."""
 import mxnet as mx
 import numpy as np
 import pytest
+from easydict import EasyDict
 
 from rcnn.config import config as base_config
+from rcnn.processing.sampler import OHEMSampler, RandomSampler
 from rcnn.symbol.ohem import ohem_select, ohem_symbol
 
 
-def _cfg(**train):
-    cfg = copy.deepcopy(base_config)
-    cfg.TRAIN.update(train)
-    return cfg
+def _cfg():
+    return base_config
 
 
 def _scattered(rng, values, labels):
@@ -136,14 +135,15 @@ def test_sizes_follow_the_config():
     fg = np.arange(200, dtype=np.float32)[None]
     labels = np.zeros((1, 200), np.float32)
     labels[0, :50] = 1
-    sampled, _ = ohem_select(fg, labels, _cfg(RPN_BATCH_SIZE=40, RPN_FG_FRACTION=0.5))
+    sampled, _ = OHEMSampler(40, 0.5).select(fg, labels)
     assert np.flatnonzero(sampled[0] == 1).tolist() == list(range(20))
     assert np.flatnonzero(sampled[0] == 0).tolist() == list(range(180, 200))
 
 
 def test_unsupported_mode_and_bad_shapes_raise():
     with pytest.raises(ValueError, match='OHEM_MODE'):
-        ohem_select(np.zeros((1, 4)), np.zeros((1, 4)), _cfg(OHEM_MODE=0))
+        OHEMSampler.from_config(EasyDict(TRAIN=EasyDict(OHEM_MODE=0, RPN_BATCH_SIZE=256,
+                                                        RPN_FG_FRACTION=0.25)))
     with pytest.raises(ValueError, match='B, N'):
         ohem_select(np.zeros((1, 4)), np.zeros((1, 5)), _cfg())
 
@@ -168,3 +168,17 @@ def test_graph_op_matches_selection_and_passes_no_gradient():
     np.testing.assert_array_equal(outputs[2].asnumpy(), expected[1])
     assert not grads['score'].asnumpy().any()
     assert not grads['label'].asnumpy().any()
+
+
+def test_random_sampler_caps_positives_then_fills_with_negatives():
+    labels = np.zeros(1000, np.float32)
+    labels[:100] = 1
+    labels[100:150] = -1
+    sampled = RandomSampler(40, 0.5)(labels.copy(), np.random.default_rng(0))
+    assert np.sum(sampled == 1) == 20 and np.sum(sampled == 0) == 20
+    assert np.all(sampled[100:150] == -1)                    # ignored anchors stay ignored
+    kept_positive = np.flatnonzero(sampled == 1)
+    assert np.all(kept_positive < 100)                       # only real positives are kept
+    few = np.zeros(30, np.float32)
+    few[:3] = 1                                              # fewer than the cap: all kept
+    assert np.sum(RandomSampler(40, 0.5)(few, np.random.default_rng(0)) == 1) == 3

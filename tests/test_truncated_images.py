@@ -1,4 +1,4 @@
-"""Truncated image files (issue 12 item 6): OpenCV decodes a truncated JPEG without error (grey
+"""Truncated image files: OpenCV decodes a truncated JPEG without error (grey
 rows, a libjpeg warning without the file name); every reader of the project refuses it naming
 the file -- training replaces the sample, testing and detection skip it with a warning."""
 import logging

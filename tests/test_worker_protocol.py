@@ -15,8 +15,8 @@ import pytest
 from rcnn.config import generate_config
 from rcnn.core import worker_protocol as protocol
 from rcnn.core.loader_worker import sample_worker_loop
-from rcnn.io.anchor_labels import label_anchors, label_names
-from rcnn.io.sample import MAX_REPLACEMENTS, load_training_sample
+from rcnn.io.anchor_targets import AnchorTargetGenerator
+from rcnn.io.sample import MAX_REPLACEMENTS, SampleMaker
 
 SEED = 3
 BATCH = 2
@@ -56,11 +56,8 @@ def setup(tmp_path):
     missing = dict(good, image=str(tmp_path / 'missing.jpg'))
     size = int(cfg.SCALES[0][0])
     feat_shapes = [(1, 2 * cfg.NUM_ANCHORS, size // s, size // s) for s in cfg.RPN_FEAT_STRIDE]
-    empty = {'gt_boxes': np.zeros((0, 5), np.float32),
-             'gt_landmarks': np.zeros((0, 5, 3), np.float32)}
-    labels = label_anchors(feat_shapes, empty, [size, size, 1.0], landmark=True, cfg=cfg)
-    shapes = [('data', (BATCH, 3, size, size))] + [
-        (name, (BATCH,) + labels[name].shape[1:]) for name in label_names(cfg)]
+    shapes = [('data', (BATCH, 3, size, size))] + AnchorTargetGenerator.from_config(
+        cfg).label_shapes(feat_shapes, BATCH)
     layout, total = protocol.batch_buffer_layout(shapes)
     return types.SimpleNamespace(cfg=cfg, good=good, missing=missing, feat_shapes=feat_shapes,
                                  layout=layout, total=total)
@@ -98,10 +95,10 @@ def test_worker_answers_every_task_with_a_named_message(setup):
     done, skipped = answers
     assert done == protocol.SampleDone(1, 0, 1, 0, used_index=0, failures=[])
     assert skipped == protocol.SampleSkipped(0, 5, 0, 0)          # epoch 0 < current epoch 1
-    expected_tensor, expected_labels, _, _ = load_training_sample(
-        roidb, 0, setup.feat_shapes, setup.cfg, SEED, 1, 3)
+    maker = SampleMaker.from_config(setup.cfg, setup.feat_shapes)
+    expected_tensor, expected_labels, _, _ = maker.load(roidb, 0, SEED, 1, 3)
     np.testing.assert_array_equal(arrays['data'][1], expected_tensor[0])
-    for name in label_names(setup.cfg):
+    for name in maker.targets.label_names:
         np.testing.assert_array_equal(arrays[name][1], expected_labels[name][0])
     assert not arrays['data'][0].any()                             # the skipped task wrote nothing
 

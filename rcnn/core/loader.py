@@ -31,11 +31,15 @@ Workers
 
     Call :meth:`close` (or use the loader as a context manager) to stop the workers and free the
     shared memory; it also runs on garbage collection and at exit, and the workers end by
-    themselves when the parent dies.
+    themselves when the parent dies. Each worker builds its
+    :class:`rcnn.io.sample.SampleMaker` (transform and anchor-target generator) once; the
+    label shapes come from the generator (:meth:`AnchorTargetGenerator.label_shapes`).
 
 Bad input
-    An image that is missing or cannot be decoded is logged (WARNING, with its path) and replaced
-    by another record drawn from the sample's own random stream (deterministic). A crop that
+    Images that cannot be read when the training set is read are left out by the reader, named
+    with their ``label.txt`` line (:mod:`rcnn.dataset.retinaface_dataset`). An image that is
+    missing or cannot be decoded when its turn comes is logged (WARNING, with its path) and
+    replaced by another record drawn from the sample's own random stream (deterministic). A crop that
     keeps no face gives labels 0 / -1 and zero weights: the batch is valid. When
     ``MAX_REPLACEMENTS + 1`` images in a row cannot be read, ``next()`` raises
     :class:`LoaderError` with a one-line message naming them (its ``details`` hold the
@@ -71,8 +75,7 @@ from mxnet.executor_manager import _split_input_slice
 from rcnn.core import shared_roidb
 from rcnn.core import worker_protocol as protocol
 from rcnn.core.loader_worker import worker_main
-from rcnn.io.anchor_labels import label_anchors, label_names
-from rcnn.io.sample import ImageReadError, epoch_order, load_training_sample
+from rcnn.io.sample import ImageReadError, SampleMaker, epoch_order
 from rcnn.model_layout import DATA_NAME, cls_score_name
 
 logger = logging.getLogger(__name__)
@@ -475,11 +478,12 @@ class CropLoader(mx.io.DataIter):
             raise ValueError('feat_sym has %d symbols but cfg.RPN_FEAT_STRIDE lists %d strides'
                              % (len(self.feat_sym), len(self.feat_stride)))
         self.crop_size = int(cfg.SCALES[0][0])
-        self.with_landmarks = bool(cfg.get('FACE_LANDMARK', True))
         self.data_name = [DATA_NAME]
-        self.label_name = label_names(cfg, prefix='face')
         data_shape = (batch_size, 3, self.crop_size, self.crop_size)
         self.feat_shapes = self._feature_shapes((1, 3, self.crop_size, self.crop_size))
+        self._maker = SampleMaker.from_config(cfg, self.feat_shapes)
+        self.label_name = self._maker.targets.label_names
+        self.with_landmarks = self._maker.targets.with_landmarks
         _, label_shapes = self.infer_shape([(DATA_NAME, data_shape)])
         self._provide_data = [mx.io.DataDesc(DATA_NAME, data_shape)]
         self._provide_label = [mx.io.DataDesc(name, shape) for name, shape in label_shapes]
@@ -536,12 +540,7 @@ class CropLoader(mx.io.DataIter):
             raise ValueError('infer_shape: max_data_shape needs a "data" entry')
         batch, channels, height, width = shapes[DATA_NAME]
         feat_shapes = self._feature_shapes((1, channels, height, width))
-        empty = {'gt_boxes': np.zeros((0, 5), dtype=np.float32),
-                 'gt_landmarks': np.zeros((0, 5, 3), dtype=np.float32)}
-        labels = label_anchors(feat_shapes, empty, [height, width, 1.0],
-                               landmark=self.with_landmarks, cfg=self.cfg)
-        label_shape = [(name, (batch,) + labels[name].shape[1:]) for name in self.label_name]
-        return max_data_shape, label_shape
+        return max_data_shape, self._maker.targets.label_shapes(feat_shapes, batch)
 
     def reset(self):
         """Start the next epoch (no-op while no batch of the current one has been taken)."""
@@ -612,9 +611,8 @@ class CropLoader(mx.io.DataIter):
         for slot in range(self.batch_size):
             position = batch_no * self.batch_size + slot
             try:
-                im_tensor, labels, used_index, failures = load_training_sample(
-                    self.roidb, int(order[position]), self.feat_shapes, self.cfg, self.seed,
-                    epoch, position)
+                im_tensor, labels, used_index, failures = self._maker.load(
+                    self.roidb, int(order[position]), self.seed, epoch, position)
             except ImageReadError as err:     # gave up: too many unreadable images
                 raise LoaderError(str(err)) from err
             _log_replacements(self.roidb, used_index, failures)

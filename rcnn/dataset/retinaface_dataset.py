@@ -7,7 +7,7 @@ Layout read (as the original insightface RetinaFace data)::
 
 The label file format and its errors are those of :mod:`rcnn.dataset.label_file`; image sizes
 come from the file headers (:mod:`rcnn.dataset.image_header`) unless the label file states them
-(``# path W H``; then only the image's existence is checked).
+(``# path W H``).
 
 Roidb entry (dict), K faces::
 
@@ -36,34 +36,42 @@ without boxes are dropped too. The first few drops are logged at WARNING with
 ``label.txt:line`` and the reason, then the totals (see :func:`build_columns`);
 the report is kept in the cache and logged again when the cache is used.
 
-Cache: the parsed roidb is pickled under ``<root_path>/cache/`` (created when
-needed; ``root_path=None`` disables caching). The file name holds the dataset
-name and a short hash of the label file's path; the pickle holds the roidb in
-column form (a few concatenated arrays, see :func:`build_columns`; much faster
-to pickle than 12,880 dicts of small arrays) and a key, the SHA-256 of the
-cache format version, the image set, the images directory, the reader options
-and the label file's bytes, so a changed label file never loads a stale cache.
-Changes to the image files themselves are not detected. The cache is written
-atomically (temporary file + ``os.replace``); an unwritable
-cache directory is logged and the reader continues without it.
+Unreadable images: an image that is missing, cannot be opened (permissions), is empty or is not
+an image is, for the ``train`` image set (``skip_unreadable``), left out with its boxes and
+logged at WARNING with ``label.txt:line`` and the reason; the reader goes on with the others and
+fails only when none of the listed images can be read. For the other image sets the first such
+image raises :class:`ImageReadError` naming ``label.txt:line``. A size stated on a
+``# path W H`` line is trusted (the file is only checked to exist and be readable); a box dropped
+against such a size names that line as the source of the size.
+
+Cache: the parsed roidb is stored under ``<root_path>/cache/`` (created when needed;
+``root_path=None`` disables caching) as an ``.npz`` of plain arrays, read with
+``allow_pickle=False``: a cache file can hold data only, never code. The file name holds the
+dataset name and a short hash of the label file's path; it holds the roidb in column form (see
+:func:`build_columns`), a key (the SHA-256 of the cache format version, the image set, the
+images directory, the reader options and the label file's bytes) and the size and modification
+time of every listed image file. The cache is used only when the key matches and no image file
+changed (one ``stat`` per image); otherwise it is rebuilt, with an INFO line saying why. It is
+written atomically (temporary file + ``os.replace``); an unreadable cache file is logged and
+rebuilt, an unwritable cache directory is logged and the reader continues without it.
 
 The dataset class is :class:`RetinaFaceDataset`; ``retinaface`` is its original name, kept as
 an alias (``rcnn.dataset.retinaface`` is that class).
 """
 import hashlib
+import io
 import logging
 import os
-import pickle
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from tqdm import tqdm
 
+from rcnn.dataset.annotations import FaceAnnotations
 from rcnn.dataset.image_header import ImageReadError, read_image_size
 from rcnn.dataset.label_file import (NUM_LANDMARKS, TRAIN_LINE_LENGTH, MISSING, LabelFormatError,
                                      ParsedLabels, count_images, read_label_bytes,
                                      read_label_file)
-from rcnn.model_layout import FLIP_LANDMARK_ORDER
 from rcnn.utils.fileio import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -72,7 +80,7 @@ __all__ = ['RetinaFaceDataset', 'retinaface', 'append_flipped_images', 'flip_roi
            'build_columns', 'roidb_from_columns', 'build_roidb', 'log_drop_messages',
            'LabelFormatError', 'ImageReadError', 'ParsedLabels', 'CACHE_FORMAT_VERSION']
 
-CACHE_FORMAT_VERSION = 3         # 3: original clipping, outside boxes dropped, drop report kept
+CACHE_FORMAT_VERSION = 4         # the layout of the .npz cache file
 MISSING_BLUR = 0.3                # original: a train face with blur < 0 gets 0.3
 SIZE_THREADS = 4
 SIZE_CHUNK = 64                   # image headers read per thread-pool task
@@ -84,27 +92,50 @@ DROPS_LOGGED = 5                  # dropped boxes / images logged one by one (th
 # Image sizes of a whole label file
 # ----------------------------------------------------------------------------
 
+def _try_size(path):
+    """(height, width, None) of an image, or (0, 0, reason) when it cannot be read."""
+    try:
+        height, width = read_image_size(path)
+    except OSError as err:          # ImageReadError, or e.g. a permission error
+        return 0, 0, str(err)
+    return height, width, None
+
+
 def _read_size_chunk(paths):
-    return [read_image_size(path) for path in paths]
+    return [_try_size(path) for path in paths]
+
+
+def _check_listed(path):
+    """None when an image whose size the label file states exists and can be opened, else
+    the reason."""
+    if not os.path.isfile(path):
+        return 'image not found: %s' % path
+    if not os.access(path, os.R_OK):
+        return 'cannot read image %s: permission denied' % path
+    return None
 
 
 def _read_image_sizes(paths, known_sizes):
-    """(M,) heights and widths int64 for ``paths``; ``known_sizes[i]`` (h, w) or None.
+    """Image sizes and read problems for ``paths``; ``known_sizes[i]`` (h, w) or None.
 
     Unknown sizes are read from the headers by a few threads, each taking
     chunks of SIZE_CHUNK files (one task per file would cost more than the
     header read itself when the files are in the page cache; threads pay off on
-    slow or network disks). Known sizes only need the file to exist.
+    slow or network disks). Known sizes only need the file to exist and be readable.
+
+    Returns:
+        (heights (M,) int64, widths (M,) int64, problems: list of M str or None, the reason
+        an image cannot be used).
     """
     heights = np.zeros(len(paths), np.int64)
     widths = np.zeros(len(paths), np.int64)
+    problems = [None] * len(paths)
     to_read = []
     for i, (path, size) in enumerate(zip(paths, known_sizes)):
         if size is None:
             to_read.append(i)
             continue
-        if not os.path.isfile(path):
-            raise ImageReadError('image not found: %s' % path)
+        problems[i] = _check_listed(path)
         heights[i], widths[i] = size
     read_paths = [paths[i] for i in to_read]
     chunks = [read_paths[start:start + SIZE_CHUNK]
@@ -124,9 +155,9 @@ def _read_image_sizes(paths, known_sizes):
         finally:
             if len(chunks) >= 2:
                 pool.shutdown(wait=True, cancel_futures=True)
-    for i, (height, width) in zip(to_read, sizes):
-        heights[i], widths[i] = height, width
-    return heights, widths
+    for i, (height, width, problem) in zip(to_read, sizes):
+        heights[i], widths[i], problems[i] = height, width, problem
+    return heights, widths, problems
 
 
 # ----------------------------------------------------------------------------
@@ -172,25 +203,43 @@ def _mostly_outside(face_rows, face_heights, face_widths):
     return (outside > inside).any(axis=1)
 
 
+def _size_text(parsed, image, heights, widths):
+    """'640x480, w x h' of an image, naming the label file's header line when it gave the
+    size (a wrong header is then the likely cause of a drop)."""
+    text = '%dx%d, w x h' % (widths[image], heights[image])
+    if parsed.header_sizes[image] is not None:
+        text += ', as stated by the "# name W H" line %s:%d' % (parsed.label_path,
+                                                                parsed.image_lines[image])
+    return text
+
+
 def _drop_messages(parsed, image_paths, heights, widths, reasons, dropped_images,
-                   min_box_size):
-    """Log lines about the dropped boxes / images: the first DROPS_LOGGED of each with
-    ``label.txt:line``, then one line of totals. ``reasons`` (N,) int8: 0 kept, 1 empty,
-    2 outside, 3 small; ``dropped_images`` (M,) bool."""
+                   min_box_size, problems):
+    """Log lines about the skipped images and dropped boxes / images: the first DROPS_LOGGED
+    of each with ``label.txt:line``, then one line of totals. ``reasons`` (N,) int8: 0 kept,
+    1 empty, 2 outside, 3 small, 4 its image is skipped; ``dropped_images`` (M,) bool (left
+    without boxes); ``problems`` (M,) str or None, why an image is skipped."""
     texts = {1: 'empty after clipping to the image',
              2: 'leaves the image by more than its own size',
              3: 'smaller than %g pixels' % min_box_size}
     label_path, messages = parsed.label_path, []
-    for i in np.flatnonzero(reasons)[:DROPS_LOGGED]:
+    skipped = [m for m, problem in enumerate(problems) if problem is not None]
+    for m in skipped[:DROPS_LOGGED]:
+        messages.append('%s:%d: image skipped: %s' % (label_path, parsed.image_lines[m],
+                                                      problems[m]))
+    for i in np.flatnonzero((reasons > 0) & (reasons < 4))[:DROPS_LOGGED]:
         image = parsed.face_image[i]
-        messages.append('%s:%d: box x=%g y=%g w=%g h=%g of %s (%dx%d, w x h) dropped: %s' % (
+        messages.append('%s:%d: box x=%g y=%g w=%g h=%g of %s (%s) dropped: %s' % (
             label_path, parsed.face_lines[i], *parsed.face_rows[i, :4], image_paths[image],
-            widths[image], heights[image], texts[int(reasons[i])]))
+            _size_text(parsed, image, heights, widths), texts[int(reasons[i])]))
     for m in np.flatnonzero(dropped_images)[:DROPS_LOGGED]:
         messages.append('%s:%d: image %s dropped: no box left' % (
             label_path, parsed.image_lines[m], image_paths[m]))
-    counts = np.bincount(reasons, minlength=4)
-    if counts[1:].any() or dropped_images.any():
+    counts = np.bincount(reasons, minlength=5)
+    if skipped:
+        messages.append('%s: skipped %d images that cannot be read (of %d) and their %d boxes'
+                        % (label_path, len(skipped), len(image_paths), counts[4]))
+    if counts[1:4].any() or dropped_images.any():
         messages.append(
             '%s: dropped %d boxes empty after clipping to the image, %d leaving the image by '
             'more than their own size and %d smaller than %g pixels (of %d); dropped %d images '
@@ -206,8 +255,17 @@ def log_drop_messages(messages):
         logger.warning('%s', message)
 
 
+def _refuse_unreadable(parsed, problems):
+    """ImageReadError naming the first image that cannot be read and its label line."""
+    first = next(m for m, problem in enumerate(problems) if problem is not None)
+    count = sum(problem is not None for problem in problems)
+    more = ' (and %d more)' % (count - 1) if count > 1 else ''
+    return ImageReadError('%s:%d: %s%s' % (parsed.label_path, parsed.image_lines[first],
+                                           problems[first], more))
+
+
 def build_columns(parsed, images_dir, min_box_size=0, drop_empty_images=False,
-                  drop_outside_boxes=True):
+                  drop_outside_boxes=True, skip_unreadable=False):
     """Column form of the roidb from :class:`ParsedLabels`: reads sizes, clips, drops.
 
     Args:
@@ -217,6 +275,8 @@ def build_columns(parsed, images_dir, min_box_size=0, drop_empty_images=False,
         drop_empty_images: drop images left without boxes (the train set).
         drop_outside_boxes: drop boxes that leave the image by more than their own size
             (more of the box outside the image than inside, along x or y).
+        skip_unreadable: leave out (logged, with ``label.txt:line``) images that are missing,
+            unreadable or not an image, and their boxes; otherwise the first one raises.
 
     Returns a dict (M images, N faces in image order)::
 
@@ -227,10 +287,22 @@ def build_columns(parsed, images_dir, min_box_size=0, drop_empty_images=False,
         boxes          (N, 4) float32, x1 y1 x2 y2
         landmarks      (N, 5, 3) float32
         blur           (N,) float32
-        drop_messages  list of str, what was dropped (logged here, WARNING)
+        drop_messages  list of str, what was skipped or dropped (logged here, WARNING)
+        skipped        list of str, full paths of the images left out as unreadable
+
+    Raises:
+        ImageReadError: an image cannot be read (``skip_unreadable`` False), or none of the
+            listed images can; the message names ``label.txt:line``.
     """
     image_paths = [os.path.join(images_dir, name) for name in parsed.image_names]
-    heights, widths = _read_image_sizes(image_paths, parsed.header_sizes)
+    heights, widths, problems = _read_image_sizes(image_paths, parsed.header_sizes)
+    unreadable = np.array([problem is not None for problem in problems], bool)
+    if unreadable.any() and (not skip_unreadable or unreadable.all()):
+        error = _refuse_unreadable(parsed, problems)
+        if skip_unreadable:
+            error = ImageReadError('%s: none of the %d images listed can be read, e.g. %s'
+                                   % (parsed.label_path, len(image_paths), error))
+        raise error
 
     face_image = parsed.face_image
     boxes = _clip_boxes(parsed.face_rows, heights[face_image], widths[face_image])
@@ -240,20 +312,24 @@ def build_columns(parsed, images_dir, min_box_size=0, drop_empty_images=False,
     if drop_outside_boxes:
         reasons[_mostly_outside(parsed.face_rows, heights[face_image], widths[face_image])] = 2
     reasons[(box_w <= 0) | (box_h <= 0)] = 1
+    reasons[unreadable[face_image]] = 4
     keep = reasons == 0
 
     kept_rows = parsed.face_rows[keep]
     num_boxes = np.bincount(face_image[keep], minlength=len(image_paths))
-    kept_images = num_boxes > 0 if drop_empty_images else np.ones(len(image_paths), bool)
-    messages = _drop_messages(parsed, image_paths, heights, widths, reasons, ~kept_images,
-                              min_box_size)
+    kept_images = (num_boxes > 0) if drop_empty_images else np.ones(len(image_paths), bool)
+    dropped_images = ~kept_images & ~unreadable
+    kept_images &= ~unreadable
+    messages = _drop_messages(parsed, image_paths, heights, widths, reasons, dropped_images,
+                              min_box_size, problems)
     log_drop_messages(messages)
     # faces of dropped images were all dropped already, so face columns need no filtering
     return {'image': [path for path, kept in zip(image_paths, kept_images) if kept],
             'height': heights[kept_images], 'width': widths[kept_images],
             'num_boxes': num_boxes[kept_images], 'boxes': boxes[keep],
             'landmarks': _convert_landmarks(kept_rows), 'blur': _convert_blur(kept_rows),
-            'drop_messages': messages}
+            'drop_messages': messages,
+            'skipped': [path for path, bad in zip(image_paths, unreadable) if bad]}
 
 
 def roidb_from_columns(columns):
@@ -277,10 +353,10 @@ def roidb_from_columns(columns):
 
 
 def build_roidb(parsed, images_dir, min_box_size=0, drop_empty_images=False,
-                drop_outside_boxes=True):
+                drop_outside_boxes=True, skip_unreadable=False):
     """Roidb list from :class:`ParsedLabels` (see :func:`build_columns` for the arguments)."""
     return roidb_from_columns(build_columns(parsed, images_dir, min_box_size, drop_empty_images,
-                                            drop_outside_boxes))
+                                            drop_outside_boxes, skip_unreadable))
 
 
 # ----------------------------------------------------------------------------
@@ -290,22 +366,11 @@ def build_roidb(parsed, images_dir, min_box_size=0, drop_empty_images=False,
 def flip_roidb_entry(entry):
     """Mirror one roidb entry left-right; returns a new dict with ``flipped`` toggled.
 
-    boxes: x1' = W - x2 - 1, x2' = W - x1 - 1; landmarks: x' = W - 1 - x for
-    present points (missing ones stay -1), then the points are reordered
-    [1, 0, 2, 4, 3] so left/right eye and mouth corners keep their meaning.
-    Flipping twice gives the original entry back.
+    The faces are mirrored by :meth:`FaceAnnotations.flip` (``x' = W - x - 1``, points
+    renumbered, missing points left at -1); flipping twice gives the original entry back.
     """
-    width = entry['width']
-    boxes = entry['boxes']
-    flipped_boxes = boxes.copy()
-    flipped_boxes[:, 0] = width - boxes[:, 2] - 1
-    flipped_boxes[:, 2] = width - boxes[:, 0] - 1
-    landmarks = entry['landmarks'].copy()
-    present = landmarks[:, :, 2] != MISSING
-    landmarks[:, :, 0] = np.where(present, width - 1 - landmarks[:, :, 0], landmarks[:, :, 0])
     flipped = dict(entry)
-    flipped.update(boxes=flipped_boxes, landmarks=landmarks[:, list(FLIP_LANDMARK_ORDER), :],
-                   blur=entry['blur'].copy(), gt_classes=entry['gt_classes'].copy(),
+    flipped.update(FaceAnnotations.from_record(entry).flip(entry['width']).record_fields(),
                    flipped=not entry['flipped'])
     return flipped
 
@@ -319,9 +384,49 @@ def append_flipped_images(roidb):
 # Dataset
 # ----------------------------------------------------------------------------
 
-def _atomic_pickle(obj, path):
-    """Pickle ``obj`` to ``path`` via a temporary file in the same directory + os.replace."""
-    atomic_write_bytes(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+_CACHE_ARRAYS = ('height', 'width', 'num_boxes', 'boxes', 'landmarks', 'blur')
+
+
+def _image_stats(paths):
+    """(M, 2) int64 size and modification time (ns) of each file; -1 -1 when it is absent."""
+    stats = np.full((len(paths), 2), -1, dtype=np.int64)
+    for i, path in enumerate(paths):
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        stats[i] = info.st_size, info.st_mtime_ns
+    return stats
+
+
+def _cache_bytes(key, columns, listed_paths):
+    """The cache file's content: an ``.npz`` of plain arrays (strings as unicode arrays), so
+    that loading it can never run code."""
+    arrays = {name: columns[name] for name in _CACHE_ARRAYS}
+    arrays.update(key=np.array(key), version=np.array(CACHE_FORMAT_VERSION),
+                  image=np.array(columns['image'], dtype=str),
+                  drop_messages=np.array(columns['drop_messages'], dtype=str),
+                  skipped=np.array(columns['skipped'], dtype=str),
+                  listed_paths=np.array(listed_paths, dtype=str),
+                  listed_stats=_image_stats(listed_paths))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _read_cache(path):
+    """(key, columns, listed paths, their stats) of a cache file; raises on anything that is
+    not a cache this version wrote (a pickle is refused, never loaded)."""
+    with np.load(path, allow_pickle=False) as content:
+        if int(content['version']) != CACHE_FORMAT_VERSION:
+            raise ValueError('cache format %d, expected %d' % (int(content['version']),
+                                                                CACHE_FORMAT_VERSION))
+        columns = {name: content[name] for name in _CACHE_ARRAYS}
+        columns['image'] = content['image'].tolist()
+        columns['drop_messages'] = content['drop_messages'].tolist()
+        columns['skipped'] = content['skipped'].tolist()
+        return (str(content['key']), columns, content['listed_paths'].tolist(),
+                content['listed_stats'])
 
 
 class RetinaFaceDataset(object):
@@ -336,18 +441,22 @@ class RetinaFaceDataset(object):
         drop_empty_images: drop images without boxes; default True for ``train`` only.
         drop_outside_boxes: drop boxes that leave the image by more than their own size
             (default True; False clips them like the original reader).
+        skip_unreadable: leave out, with a WARNING naming ``label.txt:line``, images that are
+            missing, unreadable or not images (default True for ``train`` only; otherwise
+            such an image raises :class:`ImageReadError` naming ``label.txt:line``).
 
     Attributes: ``name`` (``retinaface_<image_set>``), ``image_set``,
     ``num_images`` (images listed in the label file, then the roidb length after
     ``gt_roidb()`` / ``append_flipped_images()``), ``classes``, ``num_classes``,
-    ``label_file``, ``images_dir``, ``cache_path``.
+    ``label_file``, ``images_dir``, ``cache_path``, ``skipped_images`` (full paths of the
+    images ``gt_roidb()`` left out as unreadable).
     """
 
     classes = ('__background__', 'face')
     num_classes = 2
 
     def __init__(self, image_set, root_path, dataset_path, cfg=None, drop_empty_images=None,
-                 drop_outside_boxes=True):
+                 drop_outside_boxes=True, skip_unreadable=None):
         self.image_set = image_set
         self.name = 'retinaface_%s' % image_set
         self.root_path = root_path
@@ -359,48 +468,58 @@ class RetinaFaceDataset(object):
         self.drop_empty_images = (image_set == 'train') if drop_empty_images is None \
             else bool(drop_empty_images)
         self.drop_outside_boxes = bool(drop_outside_boxes)
+        self.skip_unreadable = (image_set == 'train') if skip_unreadable is None \
+            else bool(skip_unreadable)
         self.num_images = count_images(read_label_bytes(self.label_file))
+        self.skipped_images = []
 
     def _cache_key(self, label_bytes):
         digest = hashlib.sha256()
         for part in (CACHE_FORMAT_VERSION, self.image_set, os.path.abspath(self.images_dir),
-                     self.min_box_size, self.drop_empty_images, self.drop_outside_boxes):
+                     self.min_box_size, self.drop_empty_images, self.drop_outside_boxes,
+                     self.skip_unreadable):
             digest.update(repr(part).encode('utf-8') + b'\0')
         digest.update(label_bytes)
         return digest.hexdigest()
 
     @property
     def cache_file(self):
-        """Path of the roidb cache pickle, or None when caching is disabled."""
+        """Path of the roidb cache (``.npz``), or None when caching is disabled."""
         if self.cache_path is None:
             return None
         label_id = hashlib.sha1(os.path.abspath(self.label_file).encode('utf-8')).hexdigest()[:10]
-        return os.path.join(self.cache_path, '%s_gt_roidb_%s.pkl' % (self.name, label_id))
+        return os.path.join(self.cache_path, '%s_gt_roidb_%s.npz' % (self.name, label_id))
 
     def _load_cache(self, key):
         path = self.cache_file
         if path is None or not os.path.isfile(path):
             return None
         try:
-            with open(path, 'rb') as stream:
-                content = pickle.load(stream)
+            cached_key, columns, listed_paths, listed_stats = _read_cache(path)
         except Exception as err:  # noqa: BLE001 -- any unreadable cache is just rebuilt
-            logger.warning('ignoring unreadable roidb cache %s: %s', path, err)
+            logger.warning('ignoring unreadable roidb cache %s (%s: %s); rebuilding it',
+                           path, type(err).__name__, err)
             return None
-        if not isinstance(content, dict) or content.get('key') != key:
-            logger.info('roidb cache %s is stale (label file or options changed); rebuilding', path)
+        if cached_key != key:
+            logger.info('roidb cache %s is stale (label file or options changed); rebuilding',
+                        path)
+            return None
+        changed = np.flatnonzero((_image_stats(listed_paths) != listed_stats).any(axis=1))
+        if len(changed):
+            logger.info('roidb cache %s is stale (%d image files changed since it was written, '
+                        'e.g. %s); rebuilding', path, len(changed), listed_paths[changed[0]])
             return None
         logger.info('%s gt roidb loaded from %s', self.name, path)
-        log_drop_messages(content['columns'].get('drop_messages', []))
-        return content['columns']
+        log_drop_messages(columns['drop_messages'])
+        return columns
 
-    def _save_cache(self, key, columns):
+    def _save_cache(self, key, columns, listed_paths):
         path = self.cache_file
         if path is None:
             return
         try:
             os.makedirs(self.cache_path, exist_ok=True)
-            _atomic_pickle({'key': key, 'version': CACHE_FORMAT_VERSION, 'columns': columns}, path)
+            atomic_write_bytes(path, _cache_bytes(key, columns, listed_paths))
         except OSError as err:
             logger.warning('cannot write roidb cache %s (%s); continuing without cache', path, err)
             return
@@ -414,10 +533,13 @@ class RetinaFaceDataset(object):
         if columns is None:
             parsed = read_label_file(self.label_file, data=label_bytes)
             columns = build_columns(parsed, self.images_dir, self.min_box_size,
-                                    self.drop_empty_images, self.drop_outside_boxes)
-            self._save_cache(key, columns)
+                                    self.drop_empty_images, self.drop_outside_boxes,
+                                    self.skip_unreadable)
+            self._save_cache(key, columns, [os.path.join(self.images_dir, name)
+                                            for name in parsed.image_names])
         roidb = roidb_from_columns(columns)
         self.num_images = len(roidb)
+        self.skipped_images = list(columns['skipped'])
         logger.info('%s: %d images, %d faces', self.name, len(roidb),
                     sum(len(entry['boxes']) for entry in roidb))
         return roidb

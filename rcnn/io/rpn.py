@@ -1,25 +1,50 @@
-"""The original module name of the training-label code, kept as an alias.
+"""The original pipeline's name for anchor labelling: :func:`assign_anchor_fpn`.
 
-The code lives by job in:
-
-* :mod:`rcnn.io.anchor_labels`: anchor labels, box / landmark targets and weights
-  (:func:`label_anchors`, original name ``assign_anchor_fpn``, :func:`label_names`);
-* :mod:`rcnn.io.sample`: one training sample, crop + labels, and its random streams
-  (:func:`crop_and_label`, :func:`load_training_sample`, :func:`sample_rng`, :func:`epoch_order`);
-* :mod:`rcnn.core.worker_protocol` and :mod:`rcnn.core.loader_worker`: the loader's worker
-  processes, their named messages and shared-memory batch buffers.
-
-Names re-exported here are the same objects; change module constants (``DENSE_PAIRS``, ...) in
-the module that defines them.
+The work is done by :class:`rcnn.io.anchor_targets.AnchorTargetGenerator`; the loader builds
+one per worker. This function keeps the original's call (``gt_label`` dict and a config) for
+code written against it: it builds the recipe's generator (the anchor planes are shared per
+process) and labels one image.
 """
-from rcnn.core.loader_worker import sample_worker_loop, tune_malloc_for_worker
-from rcnn.core.worker_protocol import batch_buffer_layout, batch_buffer_views, write_sample
-from rcnn.io.anchor_labels import (DENSE_PAIRS, TILE_CELLS, assign_anchor_fpn, label_anchors,
-                                   label_names)
-from rcnn.io.sample import (MAX_REPLACEMENTS, ImageReadError, crop_and_label, epoch_order,
-                            gt_label_from_record, load_training_sample, sample_rng)
+import numpy as np
 
-__all__ = ['assign_anchor_fpn', 'label_anchors', 'label_names', 'gt_label_from_record',
-           'crop_and_label', 'load_training_sample', 'sample_rng', 'epoch_order',
-           'batch_buffer_layout', 'batch_buffer_views', 'write_sample', 'tune_malloc_for_worker',
-           'sample_worker_loop', 'DENSE_PAIRS', 'TILE_CELLS', 'MAX_REPLACEMENTS', 'ImageReadError']
+from rcnn.dataset.annotations import FaceAnnotations
+from rcnn.io.anchor_targets import AnchorTargetGenerator
+from rcnn.model_layout import NUM_LANDMARKS
+
+__all__ = ['assign_anchor_fpn', 'faces_from_gt_label']
+
+
+def faces_from_gt_label(gt_label, with_landmarks):
+    """:class:`FaceAnnotations` of an original ``gt_label``: ``gt_boxes`` (K, 5) x1 y1 x2 y2
+    class, ``gt_landmarks`` (K, 5, 3) x y visibility (read only when ``with_landmarks``)."""
+    gt_boxes = np.asarray(gt_label['gt_boxes'], dtype=np.float32).reshape(-1, 5)
+    landmarks = visibility = None
+    if with_landmarks:
+        points = np.asarray(gt_label['gt_landmarks'], dtype=np.float32).reshape(
+            -1, NUM_LANDMARKS, 3)
+        if len(points) != len(gt_boxes):
+            raise ValueError('gt_landmarks has %d faces but gt_boxes %d'
+                             % (len(points), len(gt_boxes)))
+        landmarks, visibility = points[:, :, :2], points[:, :, 2]
+    return FaceAnnotations(gt_boxes[:, :4], landmarks, visibility, classes=gt_boxes[:, 4])
+
+
+def assign_anchor_fpn(feat_shape, gt_label, im_info, landmark=False, prefix='face',
+                      select_stride=0, *, cfg, rng=None):
+    """Anchor labels, box and landmark targets and weights of one image.
+
+    Args:
+        feat_shape: per stride of ``cfg.RPN_FEAT_STRIDE``, the class-score shape (..., H, W).
+        gt_label: ``{'gt_boxes': (K, 5) float x1 y1 x2 y2 class, 'gt_landmarks': (K, 5, 3)}``;
+            ``gt_landmarks`` is needed only when ``landmark``.
+        im_info: [height, width, scale] of the network input.
+        landmark: also return landmark targets and weights.
+        prefix: label name prefix.
+        select_stride: when > 0, labels of every other stride become -1.
+        cfg: config (keyword only); rng: numpy Generator of the random sampler.
+    Returns:
+        dict name -> float32 array (layouts in :mod:`rcnn.io.anchor_targets`).
+    """
+    generator = AnchorTargetGenerator.from_config(cfg, with_landmarks=landmark, prefix=prefix)
+    return generator(feat_shape, faces_from_gt_label(gt_label, landmark), im_info, rng=rng,
+                     select_stride=select_stride)

@@ -2,9 +2,10 @@
 
 One object, built from the recipe's ``TRAIN.BBOX_STDS`` (4 values, dx dy dw dh) and
 ``TRAIN.LANDMARK_STD`` (one value for every landmark coordinate), used by anchor labelling
-(:mod:`rcnn.io.anchor_labels`, :meth:`BoxCoder.encode_boxes` / :meth:`BoxCoder.encode_landmarks`) and by
-the decoder (:mod:`rcnn.inference.postprocess`, :meth:`BoxCoder.decode_boxes` /
-:meth:`BoxCoder.decode_landmarks`), so that a model trained with non-unit stds decodes right.
+(:mod:`rcnn.io.anchor_targets`, :meth:`BoxCoder.encode_boxes` /
+:meth:`BoxCoder.encode_landmarks`) and by the decoder (:mod:`rcnn.inference.postprocess`,
+:meth:`BoxCoder.decode_boxes` / :meth:`BoxCoder.decode_landmarks`), so that a model trained
+with non-unit stds decodes right.
 
 Encoding (training targets, as the original ``assign_anchor_fpn``)::
 

@@ -1,12 +1,14 @@
-"""Non-maximum suppression: the Cython kernel and a pure NumPy equivalent."""
+"""Non-maximum suppression under the original pipeline's names: :func:`nms` (NumPy),
+:func:`py_nms_wrapper` and :func:`cpu_nms_wrapper` (the Cython kernel ``cpu_nms``, which the
+detector calls directly)."""
 import numpy as np
 
 from cython_ext.cpu_nms import cpu_nms
 
-__all__ = ['cpu_nms_wrapper', 'py_nms_wrapper', 'py_nms']
+__all__ = ['nms', 'py_nms_wrapper', 'cpu_nms_wrapper']
 
 
-def py_nms(dets, thresh):
+def nms(dets, thresh):
     """Greedy NMS in NumPy; same result as ``cpu_nms``.
 
     Args:
@@ -36,7 +38,7 @@ def py_nms(dets, thresh):
 def py_nms_wrapper(thresh):
     """Return ``nms(dets) -> keep`` using the NumPy implementation."""
     def _nms(dets):
-        return py_nms(dets, thresh)
+        return nms(dets, thresh)
     return _nms
 
 
