@@ -3,7 +3,7 @@
 The round-trip test builds, from the released mnet.25, a model trained under a non-default
 recipe in the exact sense: its first convolution expects pixels divided by PIXEL_SCALE and the
 PIXEL_STDS, and its box / landmark heads emit targets divided by BBOX_STDS / LANDMARK_STD (as
-rcnn/io/anchor_labels.py trains them). With the recipe file written as train.py writes it, the detector
+rcnn/io/anchor_targets.py trains them). With the recipe file written as train.py writes it, the detector
 must find the released model's faces; with the original recipe it must not.
 """
 import ast

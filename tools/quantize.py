@@ -29,7 +29,7 @@ if __package__ in (None, ''):
 from rcnn.utils import cli  # noqa: E402
 from rcnn.deploy import quantize  # noqa: E402
 from rcnn.utils.cli import non_negative_int, positive_int  # noqa: E402
-from rcnn.utils.checkpoint_files import params_path, symbol_path  # noqa: E402
+from rcnn.checkpoint.files import params_path, symbol_path  # noqa: E402
 from rcnn.utils.cli_errors import (check_not_overwriting, check_output_file,  # noqa: E402
                                    run_reporting_errors)
 

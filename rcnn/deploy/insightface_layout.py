@@ -356,7 +356,7 @@ def verify_insightface_checkpoint(prefix, epoch, onnx_path, input_size=(640, 640
     """:func:`verify_insightface_model` of ``onnx_path`` against the checkpoint (and recipe) it
     was exported from."""
     from rcnn.recipe import load_recipe
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
     return verify_insightface_model(onnx_path, sym, arg_params, aux_params,
                                     input_size=input_size, recipe=load_recipe(prefix))

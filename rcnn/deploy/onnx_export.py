@@ -488,7 +488,7 @@ def call_in_child(function, args, input_shape, onnx_path):
 
 def verify_checkpoint(prefix, epoch, onnx_path, input_shape, dynamic, tol=1e-4, threads=None):
     """:func:`verify_onnx` of ``onnx_path`` against the checkpoint it was exported from."""
-    from rcnn.utils.checkpoint import load_checkpoint
+    from rcnn.checkpoint.params import load_checkpoint
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
     return verify_onnx(onnx_path, sym, arg_params, aux_params,
                        verification_inputs(input_shape, dynamic), tol=tol, threads=threads)
