@@ -18,8 +18,8 @@ Predictions (the submission format, one file per image)
     name), line 2 the number of boxes, then one ``x y w h score`` line per box, with
     ``w = x2 - x1`` and ``h = y2 - y1``. :func:`write_prediction_file` writes exactly this and
     :func:`read_prediction_file` reads it back. Given landmarks, each box line also carries the
-    5 points ``x1 y1 ... x5 y5`` (15 values a line; the standard evaluation code reads the
-    first 5 values of a line); the reader accepts either form and gives the points back.
+    5 points ``x1 y1 ... x5 y5`` (15 values a line: write them only for evaluators that read
+    this form, such as this one); the reader accepts either form and gives the points back.
 
 Protocol (the standard WIDER FACE evaluation)
     1. Scores are min-max normalised over all predictions of the evaluated images (all equal
