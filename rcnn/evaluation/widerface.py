@@ -316,9 +316,10 @@ def write_prediction_file(path, image_name_line, boxes, landmarks=None):
     rows = ['%d %d %d %d %g' % (x1, y1, x2 - x1, y2 - y1, score)
             for x1, y1, x2, y2, score in dets.tolist()]
     if landmarks is not None:
-        points = _checked_landmarks(landmarks, len(dets), name)
-        rows = [row + ' ' + ' '.join('%.1f' % v for v in flat)
-                for row, flat in zip(rows, points.reshape(len(dets), -1).tolist())]
+        flat = _checked_landmarks(landmarks, len(dets), name).reshape(
+            len(dets), 2 * PREDICTION_LANDMARKS)
+        rows = [row + ' ' + ' '.join('%.1f' % v for v in values)
+                for row, values in zip(rows, flat.tolist())]
     lines += rows
     atomic_write_text(path, '\n'.join(lines) + '\n')
 
