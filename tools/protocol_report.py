@@ -325,20 +325,24 @@ def run(args, command):
     gt = restrict(load_ground_truth(args.gt or default_gt(args.dataset_path, args.image_set),
                                     label_split=args.label_split), images)
     truth, note = landmark_truth(args, images)
-    rows, skipped_variants = [], []
+    models, skipped_variants = [], []
     for variant in args.variants:
         model, reason = variant_model(variant, args, images)
         if model is None:
             logger.warning('variant %s skipped: %s', variant, reason)
             skipped_variants.append((variant, reason))
-            continue
-        backend, prefix, epoch = model
-        factory = detector_factory(backend, prefix, epoch)
-        for name in args.protocols:
-            protocol = get_protocol(name)
+        else:
+            models.append((variant, model))
+    rows = []
+    # protocol first, variant second: the rows of one protocol's variants are adjacent, so the
+    # cost of an export or of quantization is read one row apart
+    for name in args.protocols:
+        protocol = get_protocol(name)
+        for variant, (backend, prefix, epoch) in models:
             out_dir = os.path.join(args.out, 'predictions', variant, name)
             logger.info('%s / %s: detecting %d images', variant, name, len(images))
-            timing = detect_split(factory, protocol, images, out_dir)
+            timing = detect_split(detector_factory(backend, prefix, epoch), protocol, images,
+                                  out_dir)
             write_manifest(out_dir, protocol, variant, prefix, epoch)
             evaluation = evaluate_folder(out_dir, gt, truth, nme_min_score=args.nme_min_score,
                                          nme_threshold=args.nme_threshold, landmark_note=note)

@@ -34,16 +34,18 @@ def _line_style(index):
 
 def _finish_axes(fig, ax, title, entries, columns=_LEGEND_COLUMNS, xlabel='Recall',
                  ylabel='Precision', xlim=(0.0, 1.0)):
+    # a little room past 1 on both axes: curves running along precision 1 or dropping at
+    # recall 1 are not drawn on the frame
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_xlim(*xlim)
-    ax.set_ylim(0, 1.01)
+    ax.set_xlim(xlim[0], xlim[1] * 1.02)
+    ax.set_ylim(0, 1.03)
     ax.grid(True, alpha=0.4)
     ax.set_title(title)
     columns = min(columns, max(1, entries))
     rows = -(-entries // columns)
     # room under the axes for the x label and ``rows`` legend rows (fractions of the height)
-    bottom = min(0.5, 0.11 + 0.045 * rows)
+    bottom = min(0.5, 0.12 + 0.035 * rows)
     fig.subplots_adjust(left=0.1, right=0.97, top=0.93, bottom=bottom)
     ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.09), ncol=columns, frameon=False,
               fontsize='small')
