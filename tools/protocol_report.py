@@ -24,6 +24,7 @@ on stderr and exit status 1.
 """
 import argparse
 import importlib.util
+import json
 import logging
 import os
 import platform
@@ -158,7 +159,6 @@ def detect_split(detector_factory, protocol, images, out_dir):
 
 def write_manifest(out_dir, protocol, variant, model_prefix, epoch):
     """``manifest.json`` of a prediction folder: the protocol's settings and the model."""
-    import json
     settings = dict(protocol.settings(), variant=variant, prefix=os.path.abspath(model_prefix),
                     epoch=epoch, landmarks=True)
     atomic_write_text(os.path.join(out_dir, 'manifest.json'),

@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rcnn.evaluation.landmarks import NME_MIN_SCORE, NME_THRESHOLD, evaluate_landmarks
 from rcnn.evaluation.provenance import folder_protocol
@@ -63,7 +63,6 @@ class FolderEvaluation:
     num_predictions: int = 0
     seconds: float = 0.0
     iou: float = 0.5
-    extra: dict = field(default_factory=dict)
 
     def summary(self):
         """Flat JSON-ready dict with the :data:`SUMMARY_COLUMNS` (NaN -> None) and details."""
@@ -84,7 +83,6 @@ class FolderEvaluation:
             data.update({'nme': None, 'nme_auc': None, 'nme_failure_rate': None,
                          'nme_matched': None, 'nme_faces': None,
                          'nme_note': self.landmark_note})
-        data.update(self.extra)
         return {k: _json_number(v) for k, v in data.items()}
 
     def report_lines(self, name=None):
