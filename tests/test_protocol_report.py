@@ -46,6 +46,7 @@ def test_one_row_per_protocol_with_ap_size_bands_nme_and_speed(train_report):
     text = (out / 'protocol_report.md').read_text()
     assert '| protocol | variant | AP easy | AP medium | AP hard | AP <16 |' in text
     assert '| original | mxnet | - |' in text and '| vga | mxnet | - |' in text
+    assert 'hard setting (<16: 0, 16-32: 0, 32-64: 13, 64-128: 0, >=128: 0)' in text
     assert '`python tools/protocol_report.py ' in text and '--protocols original,vga' in text
 
 

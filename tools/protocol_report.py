@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,7 +42,8 @@ from rcnn.dataset.label_file import read_label_file  # noqa: E402
 from rcnn.evaluation.landmarks import (NME_MIN_SCORE, NME_THRESHOLD,  # noqa: E402
                                        LandmarkGroundTruth, load_landmark_ground_truth)
 from rcnn.evaluation.protocols import PROTOCOLS, get_protocol  # noqa: E402
-from rcnn.evaluation.size_bands import SIZE_BANDS  # noqa: E402
+from rcnn.evaluation.size_bands import (BAND_SETTING, SIZE_BANDS, band_masks,  # noqa: E402
+                                         box_sizes)
 from rcnn.evaluation.summary import (SUMMARY_COLUMNS, band_column, evaluate_folder,  # noqa: E402
                                      format_value, write_summary_csv)
 from rcnn.evaluation.widerface import (SETTINGS, load_ground_truth,  # noqa: E402
@@ -226,6 +229,14 @@ def markdown_table(rows, threshold=NME_THRESHOLD):
     return '\n'.join(lines)
 
 
+def band_faces(gt):
+    """size band -> number of faces of the hard setting in it."""
+    boxes = np.concatenate([np.zeros((0, 4))] + [b[:, :4] for b in gt.boxes])
+    counted = gt.keep[BAND_SETTING]
+    return {band: int(np.count_nonzero(mask & counted))
+            for band, mask in band_masks(box_sizes(boxes)).items()}
+
+
 def report_text(rows, args, images, gt, truth, note, skipped_variants, command):
     faces = gt.num_faces('hard')
     lines = ['# WIDER FACE protocol report', '',
@@ -238,7 +249,8 @@ def report_text(rows, args, images, gt, truth, note, skipped_variants, command):
                  'with landmarks' % (args.nme_min_score, args.nme_threshold,
                                      truth.num_faces_with_points())
                  if truth is not None else 'not computed (%s)' % note),
-             '- AP by face size: sqrt(w*h) of the box in px, faces of the hard setting',
+             '- AP by face size: sqrt(w*h) of the box in px, faces of the hard setting (%s)'
+             % ', '.join('%s: %d' % (band, faces) for band, faces in band_faces(gt).items()),
              '- images/s: the detection loop (decode, detect, write) after loading the model, '
              'one process, OMP_NUM_THREADS=%s, %s, %d CPU cores'
              % (os.environ.get('OMP_NUM_THREADS', 'unset'), platform.machine(),
