@@ -90,3 +90,22 @@ def test_bad_inputs_are_one_line(tmp_path, capsys):
         protocol_report.parse_args(['p', '0', '--dataset-path', 'd', '--out', 'o',
                                     '--protocols', 'vga,hd'])
     assert 'unknown protocol hd (known: vga, original, single, pyramid' in capsys.readouterr().err
+
+
+def test_variants_without_their_extras_are_skipped_with_the_reason(tmp_path, monkeypatch):
+    import importlib.util
+    from rcnn.deploy import quantize
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec',
+                        lambda name, *a: None if name == 'onnxruntime' else real_find_spec(name,
+                                                                                         *a))
+
+    def no_mkldnn():
+        raise RuntimeError('INT8 quantization needs an MXNet build with MKLDNN')
+    monkeypatch.setattr(quantize, 'check_mkldnn', no_mkldnn)
+    args = protocol_report.parse_args(['p', '0', '--dataset-path', 'd', '--out', str(tmp_path)])
+    model, reason = protocol_report.variant_model('onnxruntime', args, [])
+    assert model is None and reason.startswith('onnxruntime not installed')
+    model, reason = protocol_report.variant_model('int8', args, [])
+    assert model is None and 'MKLDNN' in reason
+    assert protocol_report.variant_model('mxnet', args, []) == (('mxnet', 'p', 0), None)
