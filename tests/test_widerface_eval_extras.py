@@ -195,3 +195,10 @@ def test_written_landmarks_read_back_to_a_tenth_of_a_pixel(tmp_path, faces):
     assert boxes.shape == (len(faces), 5)
     if faces:
         np.testing.assert_allclose(landmarks, points, atol=0.05 + 1e-9)
+
+
+def test_cli_names_an_unknown_protocol(tmp_path, capsys):
+    label, pred = _landmark_set(tmp_path)
+    (pred / 'manifest.json').unlink()
+    assert evaluate_widerface.main(['--pred', str(pred), '--gt', str(label), '--quiet']) == 0
+    assert 'Protocol: unknown [no manifest.json]' in capsys.readouterr().out

@@ -41,11 +41,12 @@ class FolderProtocol:
 
     @property
     def description(self):
-        """One line for reports: ``'pyramid (pyramid 500-1700 + flips + ...)'``."""
+        """One line for reports: ``'pyramid (pyramid 500-1700 + flips + ...)'``; the bare name
+        for an unknown or unrecognised protocol."""
         protocol = PROTOCOLS.get(self.name)
         if protocol is not None:
             return '%s (%s)' % (self.name, protocol.description)
-        return '%s (%s)' % (self.name, self.source)
+        return self.name
 
 
 def folder_protocol(pred_dir):
