@@ -313,7 +313,7 @@ def parse_args(argv=None):
                              'image folders)')
     parser.add_argument('--calib-images', type=cli.positive_int, default=20,
                         help='at most this many calibration images (default 20)')
-    parser.add_argument('--nme-threshold', type=float, default=NME_THRESHOLD,
+    parser.add_argument('--nme-threshold', type=cli.positive_float, default=NME_THRESHOLD,
                         help='NME failure threshold (default %g)' % NME_THRESHOLD)
     parser.add_argument('--nme-min-score', type=float, default=NME_MIN_SCORE,
                         help='minimum score of a prediction matched for the NME (default %g)'
