@@ -17,7 +17,9 @@ Predictions (the submission format, one file per image)
     ``<pred_dir>/<event>/<image>.txt``: line 1 the image name (``event/image.jpg`` or just the
     name), line 2 the number of boxes, then one ``x y w h score`` line per box, with
     ``w = x2 - x1`` and ``h = y2 - y1``. :func:`write_prediction_file` writes exactly this and
-    :func:`read_prediction_file` reads it back.
+    :func:`read_prediction_file` reads it back. Given landmarks, each box line also carries the
+    5 points ``x1 y1 ... x5 y5`` (15 values a line: write them only for evaluators that read
+    this form, such as this one); the reader accepts either form and gives the points back.
 
 Protocol (the standard WIDER FACE evaluation)
     1. Scores are min-max normalised over all predictions of the evaluated images (all equal
@@ -37,8 +39,9 @@ Protocol (the standard WIDER FACE evaluation)
     Because a prediction's status depends only on its own best ground truth, the greedy loop is
     equivalent to: a face is recalled at the highest score among the predictions matching it,
     and a prediction is counted unless it matches an ignore box. The evaluation is therefore
-    vectorised: one IoU matrix per image (shared by the three settings), then sorted counts
-    against the 1,000 thresholds over the whole set.
+    vectorised: one IoU matrix per image (:func:`match_set`, shared by the three settings and
+    the face-size bands of :mod:`rcnn.evaluation.size_bands`), then sorted counts against the
+    1,000 thresholds over the whole set (:func:`setting_result`).
 """
 import logging
 import os
@@ -47,7 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from rcnn.dataset.label_file import LabelFormatError, read_label_file
+from rcnn.dataset.label_file import NUM_LANDMARKS, LabelFormatError, read_label_file
 from rcnn.utils.fileio import atomic_write_text
 
 __all__ = ['SETTINGS', 'LABEL_MIN_HEIGHT', 'PredictionFormatError', 'WiderGroundTruth',
@@ -55,8 +58,9 @@ __all__ = ['SETTINGS', 'LABEL_MIN_HEIGHT', 'PredictionFormatError', 'WiderGround
            'load_label_ground_truth', 'read_prediction_file', 'suspicious_rows',
            'read_predictions',
            'write_prediction_file', 'pairwise_iou', 'count_recalled', 'normalise_scores',
-           'match_predictions', 'pr_thresholds', 'pr_curve', 'voc_ap',
-           'evaluate_predictions', 'evaluate']
+           'match_predictions', 'pr_thresholds', 'pr_curve', 'voc_ap', 'MatchedSet',
+           'match_set', 'setting_result', 'evaluate_predictions', 'evaluate',
+           'PREDICTION_LANDMARKS', 'BOX_COLUMNS', 'LANDMARK_COLUMNS']
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +71,11 @@ LABEL_MIN_HEIGHT = {'easy': 50.0, 'medium': 30.0, 'hard': 0.0}
 NUM_THRESHOLDS = 1000
 _MAX_LISTED = 10          # missing prediction files named in the warning
 _IOU_CHUNK = 4096         # predictions per IoU block (bounds memory on huge files)
+#: points per face in prediction files that carry landmarks
+PREDICTION_LANDMARKS = NUM_LANDMARKS
+#: columns of a prediction row: ``x y w h score``, optionally followed by ``x1 y1 ... x5 y5``
+BOX_COLUMNS = 5
+LANDMARK_COLUMNS = BOX_COLUMNS + 2 * PREDICTION_LANDMARKS
 
 
 class PredictionFormatError(ValueError):
@@ -281,7 +290,7 @@ def load_ground_truth(gt_path, label_split='size'):
 
 # ----------------------------------------------------------------------------- predictions
 
-def write_prediction_file(path, image_name_line, boxes):
+def write_prediction_file(path, image_name_line, boxes, landmarks=None):
     """Write one image's detections in the submission format, atomically.
 
     Args:
@@ -289,6 +298,9 @@ def write_prediction_file(path, image_name_line, boxes):
         image_name_line: first line, e.g. ``'0--Parade/0_Parade_marchingband_1_465.jpg'``.
         boxes: (N, 5) float, ``x1 y1 x2 y2 score``; written as ``'%d %d %d %d %g'`` of
             ``x1, y1, x2 - x1, y2 - y1, score``.
+        landmarks: optional (N, 5, 2) float, the 5 points ``(x, y)`` of each box; appended to
+            its line as 10 ``%.1f`` values ``x1 y1 ... x5 y5``. Without them the file is exactly
+            the submission format.
     """
     name = str(image_name_line).strip()
     if not name or '\n' in name or '\r' in name:
@@ -301,9 +313,28 @@ def write_prediction_file(path, image_name_line, boxes):
     if not np.all(np.isfinite(dets)):
         raise ValueError('boxes for %s contain NaN or infinite values' % name)
     lines = [name, str(len(dets))]
-    lines += ['%d %d %d %d %g' % (x1, y1, x2 - x1, y2 - y1, score)
-              for x1, y1, x2, y2, score in dets.tolist()]
+    rows = ['%d %d %d %d %g' % (x1, y1, x2 - x1, y2 - y1, score)
+            for x1, y1, x2, y2, score in dets.tolist()]
+    if landmarks is not None:
+        flat = _checked_landmarks(landmarks, len(dets), name).reshape(
+            len(dets), 2 * PREDICTION_LANDMARKS)
+        rows = [row + ' ' + ' '.join('%.1f' % v for v in values)
+                for row, values in zip(rows, flat.tolist())]
+    lines += rows
     atomic_write_text(path, '\n'.join(lines) + '\n')
+
+
+def _checked_landmarks(landmarks, num_boxes, name):
+    """(num_boxes, 5, 2) float64 of ``landmarks``; ValueError naming the image otherwise."""
+    points = np.asarray(landmarks, dtype=np.float64)
+    if points.size == 0 and num_boxes == 0:
+        return points.reshape(0, PREDICTION_LANDMARKS, 2)
+    if points.shape != (num_boxes, PREDICTION_LANDMARKS, 2):
+        raise ValueError('landmarks for %s must be (%d, %d, 2) to go with %d boxes, got shape %s'
+                         % (name, num_boxes, PREDICTION_LANDMARKS, num_boxes, points.shape))
+    if not np.all(np.isfinite(points)):
+        raise ValueError('landmarks for %s contain NaN or infinite values' % name)
+    return points
 
 
 def _format_error(path, line_no, message):
@@ -327,7 +358,7 @@ def _read_lines(path):
 
 
 def _parse_rows(path, line_numbers, rows):
-    """(N, 5) float64 of the box rows; a format error naming the first bad line."""
+    """(N, 5) or (N, 15) float64 of the box rows; a format error naming the first bad line."""
     try:
         return np.array(rows, dtype=np.float64)
     except ValueError:
@@ -362,16 +393,22 @@ def suspicious_rows(path, line_numbers, values):
     return messages
 
 
-def read_prediction_file(path, expected_name=None, notes=None):
+def read_prediction_file(path, expected_name=None, notes=None, with_landmarks=False):
     """Read one submission file.
+
+    Box rows are ``x y w h score`` (the submission format) or ``x y w h score`` followed by the
+    10 landmark values ``x1 y1 ... x5 y5`` (as :func:`write_prediction_file` writes them with
+    ``landmarks``); all rows of a file have the same number of columns.
 
     Args:
         path: the ``.txt`` file.
         expected_name: image name without extension; when given, line 1 must name that image.
         notes: a list receiving the :func:`suspicious_rows` messages; when None they are
             logged as warnings.
+        with_landmarks: also return the landmarks.
     Returns:
-        (N, 5) float64, ``x y w h score`` as written.
+        (N, 5) float64, ``x y w h score`` as written; with ``with_landmarks`` the pair
+        ``(boxes, landmarks)``, landmarks (N, 5, 2) float64 or None when the file has none.
     Raises:
         PredictionFormatError: naming the file and line (malformed line, non-finite value,
             not UTF-8) or the file (count line disagreeing with the boxes). Negative sizes and
@@ -396,26 +433,47 @@ def read_prediction_file(path, expected_name=None, notes=None):
     rows = [line.split() for line in lines[2:]]
     line_numbers = np.flatnonzero([len(r) > 0 for r in rows]) + 3
     rows = [r for r in rows if r]
-    wrong = [n for n, r in zip(line_numbers, rows) if len(r) != 5]
-    if wrong:
-        raise _format_error(path, int(wrong[0]), 'expected "x y w h score", got %r'
-                            % lines[wrong[0] - 1].strip())
+    _check_row_lengths(path, lines, line_numbers, rows)
     if len(rows) != count:
         raise _format_error(path, 2, 'announces %d boxes but the file has %d'
                             % (count, len(rows)))
     if not rows:
-        return np.zeros((0, 5), dtype=np.float64)
+        boxes = np.zeros((0, BOX_COLUMNS), dtype=np.float64)
+        return (boxes, None) if with_landmarks else boxes
     values = _parse_rows(path, line_numbers, rows)
     bad = ~np.all(np.isfinite(values), axis=1)
     if bad.any():
         raise _format_error(path, int(line_numbers[np.argmax(bad)]), 'NaN or infinite value')
-    messages = suspicious_rows(path, line_numbers, values)
+    boxes = np.ascontiguousarray(values[:, :BOX_COLUMNS])
+    messages = suspicious_rows(path, line_numbers, boxes)
     if notes is None:
         for message in messages:
             logger.warning('%s', message)
     else:
         notes.extend(messages)
-    return values
+    if not with_landmarks:
+        return boxes
+    if values.shape[1] == BOX_COLUMNS:
+        return boxes, None
+    return boxes, values[:, BOX_COLUMNS:].reshape(-1, PREDICTION_LANDMARKS, 2)
+
+
+def _check_row_lengths(path, lines, line_numbers, rows):
+    """Every box row has 5 or 15 values, the same count on every row; else a located error."""
+    wrong = [n for n, r in zip(line_numbers, rows) if len(r) not in (BOX_COLUMNS,
+                                                                     LANDMARK_COLUMNS)]
+    if wrong:
+        raise _format_error(path, int(wrong[0]), 'expected "x y w h score" (optionally followed '
+                            'by the %d landmark values "x1 y1 ... x5 y5"), got %r'
+                            % (2 * PREDICTION_LANDMARKS, lines[wrong[0] - 1].strip()))
+    if rows:
+        first = len(rows[0])
+        mixed = [n for n, r in zip(line_numbers, rows) if len(r) != first]
+        if mixed:
+            raise _format_error(path, int(mixed[0]), 'has %d values but line %d has %d (a file '
+                                'gives landmarks on every box line or on none)'
+                                % (len(lines[mixed[0] - 1].split()), int(line_numbers[0]),
+                                   first))
 
 
 def _list_names(items, limit=_MAX_LISTED):
@@ -425,29 +483,35 @@ def _list_names(items, limit=_MAX_LISTED):
     return shown
 
 
-def read_predictions(pred_dir, gt, strict=False, progress=False):
+def read_predictions(pred_dir, gt, strict=False, progress=False, with_landmarks=False):
     """Read the prediction file of every ground-truth image.
 
     Args:
         pred_dir: folder with ``<event>/<image>.txt`` files.
-        gt: :class:`WiderGroundTruth`.
+        gt: :class:`WiderGroundTruth` (anything with ``num_images``, ``events``, ``names`` and
+            ``prediction_path``).
         strict: a missing file raises instead of counting as no detections.
         progress: show a tqdm bar.
+        with_landmarks: also return the landmarks.
     Returns:
-        list (one per gt image) of (N_i, 5) float64 ``x y w h score``.
+        list (one per gt image) of (N_i, 5) float64 ``x y w h score``; with ``with_landmarks``
+        the pair ``(boxes, landmarks)``, landmarks a list of (N_i, 5, 2) float64 or None (a
+        file without landmarks, or no file).
     """
     if not os.path.isdir(pred_dir):
         raise FileNotFoundError('prediction folder not found: %s' % pred_dir)
-    predictions, missing, notes = [], [], []
+    predictions, points, missing, notes = [], [], [], []
     for i in tqdm(range(gt.num_images), desc='reading predictions', unit='img',
                   disable=not progress):
         path = gt.prediction_path(pred_dir, i)
         try:
-            predictions.append(read_prediction_file(path, expected_name=gt.names[i],
-                                                    notes=notes))
+            boxes, landmarks = read_prediction_file(path, expected_name=gt.names[i],
+                                                    notes=notes, with_landmarks=True)
         except FileNotFoundError:
             missing.append(os.path.join(gt.events[i], gt.names[i] + '.txt'))
-            predictions.append(np.zeros((0, 5), dtype=np.float64))
+            boxes, landmarks = np.zeros((0, BOX_COLUMNS), dtype=np.float64), None
+        predictions.append(boxes)
+        points.append(landmarks)
     for message in notes[:_MAX_LISTED]:
         logger.warning('%s', message)
     if len(notes) > _MAX_LISTED:
@@ -462,7 +526,7 @@ def read_predictions(pred_dir, gt, strict=False, progress=False):
         if strict:
             raise FileNotFoundError(message)
         logger.warning('%s (counted as no detections)', message)
-    return predictions
+    return (predictions, points) if with_landmarks else predictions
 
 
 # ----------------------------------------------------------------------------- matching
@@ -624,23 +688,42 @@ class SettingResult:
 
 # ----------------------------------------------------------------------------- evaluation
 
-def evaluate_predictions(predictions, gt, iou_thresh=0.5, num_thresholds=NUM_THRESHOLDS,
-                         progress=False):
-    """Standard WIDER FACE AP of each setting.
+@dataclass
+class MatchedSet:
+    """Every prediction of a set against the ground truth: the one IoU pass that the AP of
+    each setting (:func:`setting_result`) and of each face-size band
+    (:mod:`rcnn.evaluation.size_bands`) are counted from.
+
+    Attributes (P predictions of the images that have faces, in image order; F faces):
+        scores: (P,) float64 min-max normalised scores.
+        boxes: (P, 4) float64 ``x y w h`` of the predictions.
+        best_faces: (P,) int64 index (over all faces, image order) of each prediction's
+            highest-IoU face.
+        matched: (P,) bool, that IoU >= the match threshold.
+        face_score: (F,) float64 score at which each face is recalled (-inf: never).
+    """
+    scores: np.ndarray
+    boxes: np.ndarray
+    best_faces: np.ndarray
+    matched: np.ndarray
+    face_score: np.ndarray
+
+
+def match_set(predictions, gt, iou_thresh=0.5, progress=False):
+    """Match every prediction to its best face (standard protocol steps 1-2).
 
     Args:
         predictions: list aligned with ``gt`` images of (N_i, 5) ``x y w h score`` (raw scores).
         gt: :class:`WiderGroundTruth`.
         iou_thresh: match threshold.
-        num_thresholds: points of the PR curve.
     Returns:
-        setting -> :class:`SettingResult`.
+        :class:`MatchedSet`.
     """
     if len(predictions) != gt.num_images:
         raise ValueError('%d prediction arrays for %d ground-truth images'
                          % (len(predictions), gt.num_images))
     predictions = normalise_scores(predictions)
-    scores, best_faces, matched = [], [], []
+    kept, best_faces, matched = [], [], []
     skipped = 0
     for i in tqdm(range(gt.num_images), desc='matching', unit='img', disable=not progress):
         pred, gt_boxes = predictions[i], gt.boxes[i]
@@ -650,31 +733,64 @@ def evaluate_predictions(predictions, gt, iou_thresh=0.5, num_thresholds=NUM_THR
             skipped += 1       # the standard code skips images without faces
             continue
         best, hit = match_predictions(pred, gt_boxes, iou_thresh)
-        scores.append(pred[:, 4])
+        kept.append(pred[:, :BOX_COLUMNS])
         best_faces.append(best + gt.face_offsets[i])
         matched.append(hit)
     if skipped:
         logger.info('%d images without ground-truth faces skipped (standard protocol)', skipped)
-    total_faces = gt.num_faces()
-    scores = np.concatenate([np.zeros(0)] + scores)
+    kept = np.concatenate([np.zeros((0, BOX_COLUMNS))] + kept)
     best_faces = np.concatenate([np.zeros(0, np.int64)] + best_faces)
     matched = np.concatenate([np.zeros(0, bool)] + matched)
-    face_score = _face_recall_scores(scores[matched], best_faces[matched], total_faces)
+    scores = kept[:, 4]
+    face_score = _face_recall_scores(scores[matched], best_faces[matched], gt.num_faces())
+    return MatchedSet(scores=scores, boxes=np.ascontiguousarray(kept[:, :4]),
+                      best_faces=best_faces, matched=matched, face_score=face_score)
 
-    thresholds = pr_thresholds(num_thresholds)
+
+def setting_result(matches, keep, counted=None, num_thresholds=NUM_THRESHOLDS):
+    """AP and PR curve of one subset of the faces (standard protocol steps 3-4).
+
+    Args:
+        matches: :class:`MatchedSet`.
+        keep: (F,) bool, the faces counted (the others are ignore boxes).
+        counted: (P,) bool, the predictions counted as proposals; default: all but those whose
+            best face is an ignore box (the standard rule).
+    Returns:
+        :class:`SettingResult` (AP NaN when no face is counted).
+    """
+    keep = np.asarray(keep, dtype=bool)
+    if counted is None:
+        counted = ~(matches.matched & ~keep[matches.best_faces])
+    num_faces = int(np.count_nonzero(keep))
+    curve = pr_curve(matches.scores[counted], matches.face_score[keep], num_faces,
+                     pr_thresholds(num_thresholds))
+    ap = voc_ap(curve['recall'], curve['precision']) if num_faces else float('nan')
+    return SettingResult(ap=ap, num_faces=num_faces, **curve)
+
+
+def evaluate_predictions(predictions, gt, iou_thresh=0.5, num_thresholds=NUM_THRESHOLDS,
+                         progress=False, matches=None):
+    """Standard WIDER FACE AP of each setting.
+
+    Args:
+        predictions: list aligned with ``gt`` images of (N_i, 5) ``x y w h score`` (raw scores).
+        gt: :class:`WiderGroundTruth`.
+        iou_thresh: match threshold.
+        num_thresholds: points of the PR curve.
+        matches: the :class:`MatchedSet` of these predictions when already computed
+            (:func:`match_set`); ``predictions`` and ``iou_thresh`` are then not used.
+    Returns:
+        setting -> :class:`SettingResult`.
+    """
+    if matches is None:
+        matches = match_set(predictions, gt, iou_thresh, progress=progress)
     results = {}
     for setting in SETTINGS:
-        keep = gt.keep[setting]
-        on_ignore = matched & ~keep[best_faces]
-        curve = pr_curve(scores[~on_ignore], face_score[keep], int(keep.sum()), thresholds)
-        num_faces = int(keep.sum())
-        if num_faces == 0:
+        results[setting] = setting_result(matches, gt.keep[setting],
+                                          num_thresholds=num_thresholds)
+        if results[setting].num_faces == 0:
             logger.warning('%s: no face is counted in the %s setting; its AP is undefined',
                            gt.source, setting)
-            ap = float('nan')
-        else:
-            ap = voc_ap(curve['recall'], curve['precision'])
-        results[setting] = SettingResult(ap=ap, num_faces=num_faces, **curve)
     return results
 
 
