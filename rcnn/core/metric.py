@@ -24,9 +24,6 @@ from rcnn.model_layout import (BOX_LEN, FEATURE_STRIDES, LANDMARK_LEN, OUTPUTS_P
 __all__ = ['OUTPUTS_PER_STRIDE', 'RPNAcc', 'RPNL1Loss', 'RPNLandMarkL1Loss',
            'build_train_metrics', 'loss_output_indices']
 
-BOX_VALUES_PER_ANCHOR = BOX_LEN
-LANDMARK_VALUES_PER_ANCHOR = LANDMARK_LEN
-
 
 class RPNAcc(mx.metric.EvalMetric):
     """Anchor classification accuracy over the anchors whose label is not -1.
@@ -67,7 +64,7 @@ class RPNL1Loss(mx.metric.EvalMetric):
     """
 
     def __init__(self, loss_idx, weight_idx, name='RPNL1Loss',
-                 values_per_anchor=BOX_VALUES_PER_ANCHOR):
+                 values_per_anchor=BOX_LEN):
         super(RPNL1Loss, self).__init__(name)
         self.loss_idx = loss_idx
         self.weight_idx = weight_idx
@@ -92,7 +89,7 @@ class RPNLandMarkL1Loss(RPNL1Loss):
 
     def __init__(self, loss_idx, weight_idx, name='RPNLandMarkL1Loss'):
         super(RPNLandMarkL1Loss, self).__init__(loss_idx, weight_idx, name=name,
-                                                values_per_anchor=LANDMARK_VALUES_PER_ANCHOR)
+                                                values_per_anchor=LANDMARK_LEN)
 
 
 def build_train_metrics(strides=FEATURE_STRIDES):

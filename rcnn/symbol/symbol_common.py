@@ -55,14 +55,11 @@ from rcnn.model_layout import (BOX_LEN, DATA_NAME, FEATURE_STRIDES, HEAD_LENGTHS
 from rcnn.symbol.loss_scale import loss_grad_scales
 from rcnn.symbol.ohem import ohem_symbol
 
-__all__ = ['FEATURE_STRIDES', 'BOX_VALUES', 'LANDMARK_VALUES', 'NECK_BN_EPS', 'NeckNames',
+__all__ = ['FEATURE_STRIDES', 'NECK_BN_EPS', 'NeckNames',
            'deploy_output_names', 'label_names', 'check_graph_config', 'graph_config', 'conv_bn',
            'ssh_context_module', 'fpn_neck', 'ssh_features', 'detection_heads',
            'deploy_outputs', 'smooth_l1_loss', 'train_outputs', 'feature_shapes', 'label_shapes']
 
-#: aliases of :data:`rcnn.model_layout.BOX_LEN` / ``LANDMARK_LEN`` (this module's old names)
-BOX_VALUES = BOX_LEN
-LANDMARK_VALUES = LANDMARK_LEN
 #: BatchNorm epsilon of the neck and SSH modules
 NECK_BN_EPS = 2e-5
 _BN_MOMENTUM = 0.9
@@ -255,10 +252,10 @@ def _stride_train_outputs(feature, stride, cfg, lr_mult):
     if ohem >= OHEM_IN_GRAPH:
         label, anchor_weight = ohem_symbol(cls_score, label, cfg,
                                            name='face_rpn_ohem_stride%d' % stride)
-        bbox_weight = _apply_anchor_weight(bbox_weight, anchor_weight, num_anchors, BOX_VALUES,
+        bbox_weight = _apply_anchor_weight(bbox_weight, anchor_weight, num_anchors, BOX_LEN,
                                            'face_bbox_weight_ohem_stride%d' % stride)
         landmark_weight = _apply_anchor_weight(landmark_weight, anchor_weight, num_anchors,
-                                               LANDMARK_VALUES,
+                                               LANDMARK_LEN,
                                                'face_landmark_weight_ohem_stride%d' % stride)
     elif ohem != OHEM_OFF:
         raise ValueError('cfg.TRAIN.RPN_ENABLE_OHEM=%d is not supported: 0 (labels as assigned) '
@@ -313,9 +310,9 @@ def label_shapes(sym, data_shape, cfg):
     for stride, (height, width) in sorted(feature_shapes(sym, data_shape).items(), reverse=True):
         positions = height * width
         per_stride = [(batch, num_anchors * positions),
-                      (batch, BOX_VALUES * num_anchors, positions),
-                      (batch, BOX_VALUES * num_anchors, positions),
-                      (batch, LANDMARK_VALUES * num_anchors, positions),
-                      (batch, LANDMARK_VALUES * num_anchors, positions)]
+                      (batch, BOX_LEN * num_anchors, positions),
+                      (batch, BOX_LEN * num_anchors, positions),
+                      (batch, LANDMARK_LEN * num_anchors, positions),
+                      (batch, LANDMARK_LEN * num_anchors, positions)]
         shapes.extend(zip(label_names([stride]), per_stride))
     return shapes
