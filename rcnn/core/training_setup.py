@@ -114,12 +114,15 @@ def seed_everything(seed):
 # ---------------------------------------------------------------------------- data
 def load_roidb(data, cfg):
     """Roidb of every '+'-joined image set of ``data`` (DataOptions), with mirrored copies
-    unless ``data.flip`` is False."""
+    unless ``data.flip`` is False. An unreadable image of any training set is left out with a
+    warning naming ``label.txt:line`` (the dataset's ``skip_unreadable``): one bad file must
+    not stop a run."""
     from rcnn.dataset import RetinaFaceDataset
     roidb = []
     for image_set in data.image_sets:
         imdb = RetinaFaceDataset(image_set, data.root_path, data.dataset_path, cfg=cfg,
-                                 drop_outside_boxes=not data.keep_outside_boxes)
+                                 drop_outside_boxes=not data.keep_outside_boxes,
+                                 skip_unreadable=True)
         entries = imdb.gt_roidb()
         if data.flip:
             entries = imdb.append_flipped_images(entries)
