@@ -34,6 +34,7 @@ from typing import Optional, Union
 import numpy as np
 from tqdm import tqdm
 
+from rcnn.core.cpu_share import usable_cores
 from rcnn.dataset import RetinaFaceDataset
 from rcnn.dataset.image_header import ImageReadError, read_image_size
 from rcnn.dataset.label_file import ParsedLabels, read_label_file
@@ -397,7 +398,6 @@ def detect_outcome(detector, job):
 def plan_workers(options, environ=None):
     """(image workers, threads per worker); with the MXNet backend an ``OMP_NUM_THREADS`` in
     the environment stands for ``threads``."""
-    from rcnn.core.cpu_share import usable_cores
     environ = os.environ if environ is None else environ
     threads = options.threads
     omp = environ.get('OMP_NUM_THREADS', '')
