@@ -245,3 +245,44 @@ def test_end_to_end_dlib_val(mnet25_prefix, dlib_faces, tmp_path, mode, capsys):
     assert min(scores) >= 0.02
     aps = evaluate(str(out), str(gt_dir))
     assert aps == {'easy': 1.0, 'medium': 1.0, 'hard': 1.0}
+
+
+def test_landmark_columns_by_hand(tmp_path):
+    path = tmp_path / 'e' / 'img.txt'
+    boxes = np.array([[10.7, 20.2, 40.9, 60.5, 0.875]])
+    points = np.arange(10, dtype=np.float64).reshape(1, 5, 2) * 1.25 + 100.04
+    wider_test.write_predictions(str(path), 'e/img.jpg', boxes, points)
+    assert path.read_text() == ('e/img.jpg\n1\n10 20 30 40 0.875 100.0 101.3 102.5 103.8 105.0 '
+                                '106.3 107.5 108.8 110.0 111.3\n')
+    np.testing.assert_allclose(wider_test.read_existing(str(path), 'e/img.jpg', landmarks=True),
+                               [[10, 20, 40, 60, 0.875]])
+    # a file without the landmark columns is recomputed in a --landmarks run
+    wider_test.write_predictions(str(path), 'e/img.jpg', boxes)
+    assert wider_test.read_existing(str(path), 'e/img.jpg', landmarks=True) is None
+
+
+def test_landmarks_run_adds_the_detector_landmarks(mnet25_prefix, dlib_faces, tmp_path):
+    """--landmarks: the same lines as without, plus the 5 points detect() gives, and the
+    manifest records it (a folder of the other format is not resumed)."""
+    import cv2
+    from retinaface import RetinaFace
+    texts = {}
+    for name, extra in (('plain', []), ('landmarks', ['--landmarks'])):
+        out = tmp_path / name
+        argv = dlib_argv(mnet25_prefix, dlib_faces, tmp_path, out, '--mode', '0', '--thresh',
+                         '0.5', '--part', '0', '--parts', '5', *extra)
+        assert run(argv)['detected'] == 1
+        (path,) = out.rglob('*.txt')
+        texts[name] = read_submission(path)
+    header, count, rows = texts['landmarks']
+    assert (header, count) == texts['plain'][:2] and count > 0
+    assert [row[:5] for row in rows] == texts['plain'][2]
+    assert all(len(row) == 15 for row in rows)
+    image = cv2.imread(str(dlib_faces / 'val' / 'images' / header))
+    detector = RetinaFace(mnet25_prefix, 0, ctx_id=-1)
+    faces, points = detector.detect(image, 0.5, PROTOCOLS['single'].scales(*image.shape[:2]))
+    np.testing.assert_allclose(np.array([row[5:] for row in rows], dtype=float),
+                               points.reshape(-1, 10), atol=0.051)
+    assert run(argv)['resumed'] == 1
+    with pytest.raises(Exception, match='landmarks'):
+        run(argv[:-1])

@@ -225,3 +225,16 @@ def test_overwrite_by_a_shard_keeps_the_other_shards_of_its_run(mnet25_prefix, d
     assert run(argv + ['--overwrite'])['detected'] == 2
     assert len(list(out.rglob('*.txt'))) == 4
     assert {p: p.read_text() for p in part0} == part0
+
+
+def test_gpu_on_a_cpu_only_build_is_one_line(mnet25_prefix, dlib_faces, tmp_path, capsys):
+    """--gpu 0 (the original's default) on an MXNet build without CUDA: what to pass instead."""
+    mx = pytest.importorskip('mxnet')
+    if mx.runtime.Features().is_enabled('CUDA'):
+        pytest.skip('this MXNet build has GPU support')
+    argv = _argv(mnet25_prefix, dlib_faces, tmp_path, tmp_path / 'wout')
+    argv[argv.index('--gpu') + 1] = '0'
+    assert twf.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0 and 'no GPU support' in err and '--gpu -1' in err
+    assert not list((tmp_path / 'wout').rglob('*.txt'))
