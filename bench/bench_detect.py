@@ -59,20 +59,20 @@ def child_rows(threads, engine, repeat):
     extra = {'threads': threads, 'engine': engine or 'ThreadedEnginePerDevice',
              'image': '%dx%d' % IMAGE_SIZE}
     num_faces = len(detector.detect(image, threshold=0.5)[0])
-    data = detector.prepare_input(image, False)
+    data = detector.pixels.network_input(image, False, None)
     outputs = detector.backend.forward(data)
     rows = [
         measure('detect 640x480 %s: total' % tag,
                 lambda: detector.detect(image, threshold=0.5), repeat=repeat, warmup=3,
                 faces=num_faces, **extra),
         measure('detect 640x480 %s: preprocess' % tag,
-                lambda: detector.prepare_input(as_bgr_image(image), False), repeat=repeat,
+                lambda: detector.pixels.network_input(as_bgr_image(image), False, None),
+                repeat=repeat,
                 warmup=3, **extra),
         measure('detect 640x480 %s: forward' % tag,
                 lambda: detector.backend.forward(data), repeat=repeat, warmup=3, **extra),
         measure('detect 640x480 %s: postprocess' % tag,
-                lambda: detector.merge([detector.decode_pass(outputs, image.shape, 1.0, False,
-                                                             0.5)]),
+                lambda: _postprocess(detector, outputs, image.shape[:2]),
                 repeat=repeat, warmup=3, **extra),
     ]
     sym, arg_params, aux_params = load_checkpoint(_prefix(), 0)
@@ -137,6 +137,14 @@ def _mode1_images(count):
 def _image_workers(schedule):
     """Image worker processes of a schedule (None: it runs in a server process)."""
     return schedule[7] if len(schedule) > 7 else None
+
+
+def _postprocess(detector, outputs, image_shape):
+    """Decode and merge one pass at scale 1, threshold 0.5, as ``detect()`` does."""
+    from rcnn.inference.postprocess import decode_detections, merge_detections
+    dets = decode_detections(outputs, detector.strides, detector.anchor_cache, 0.5, image_shape,
+                             score_decay=detector.score_decay, coder=detector.coder)
+    return merge_detections(dets, detector.nms_threshold, detector.vote)
 
 
 def _detect_mode1(detector, schedule, image):

@@ -296,13 +296,14 @@ def test_image_validation():
 
 
 def test_network_input_rgb_flip_and_padding():
-    from retinaface import network_input
+    from rcnn.processing.pixels import PixelTransform
+    network_input = PixelTransform().network_input      # the released models': raw RGB values
     image = np.random.RandomState(1).randint(0, 255, (5, 7, 3)).astype(np.uint8)
-    data = network_input(image)
+    data = network_input(image, False, None)
     assert data.shape == (1, 3, 5, 7) and data.dtype == np.float32
     for channel in range(3):   # tensor channel 0 = R = BGR channel 2
         np.testing.assert_array_equal(data[0, channel], image[:, :, 2 - channel])
-    flipped = network_input(image, flip=True, pad_multiple=32)
+    flipped = network_input(image, True, 32)
     assert flipped.shape == (1, 3, 32, 32)
     np.testing.assert_array_equal(flipped[0, 0, :5, :7], image[:, ::-1, 2])
     assert not flipped[0, :, 5:, :].any() and not flipped[0, :, :, 7:].any()

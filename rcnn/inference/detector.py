@@ -54,11 +54,10 @@ from rcnn.inference.pipeline import (MAX_SCALED_SIDE, MIN_IMAGE_SIDE, PAD_MULTIP
                                      run_pipeline)
 from rcnn.inference.postprocess import AnchorCache
 from rcnn.model_layout import NETWORK_STRIDES
-from rcnn.processing.pixels import PixelTransform
 from rcnn.recipe import load_recipe
 
 __all__ = ['RetinaFace', 'InvalidInputError', 'as_bgr_image', 'check_scales', 'check_threshold',
-           'network_input', 'SUPPORTED_NETWORKS', 'MIN_IMAGE_SIDE', 'MAX_SCALED_SIDE',
+           'SUPPORTED_NETWORKS', 'MIN_IMAGE_SIDE', 'MAX_SCALED_SIDE',
            'PAD_MULTIPLE']
 
 logger = logging.getLogger(__name__)
@@ -70,7 +69,6 @@ SUPPORTED_NETWORKS = NETWORK_STRIDES
 #: recognised only to give a clear error
 ORIGINAL_ONLY_NETWORKS = ('net3a', 'net4', 'net4a', 'net5', 'net5a', 'net6', 'x3', 'x3a', 'x5',
                           'ssh', 'vgg')
-_RAW_PIXELS = PixelTransform()
 
 
 def as_bgr_image(img, name='img'):
@@ -109,20 +107,6 @@ def as_bgr_image(img, name='img'):
                                 % (name, img.shape[1], img.shape[0], MIN_IMAGE_SIDE, MIN_IMAGE_SIDE))
     check_pixel_range(img, name)
     return img
-
-
-def network_input(image, flip=False, pad_multiple=None, pixels=_RAW_PIXELS):
-    """BGR image -> network input (see :meth:`rcnn.processing.pixels.PixelTransform.network_input`).
-
-    Args:
-        image: (H, W, 3) BGR.
-        flip: mirror horizontally.
-        pad_multiple: zero-pad bottom/right up to a multiple of this (None: no padding).
-        pixels: the model's pixel transform (default: raw RGB values, the released models').
-    Returns:
-        (1, 3, H', W') float32, channels R, G, B.
-    """
-    return pixels.network_input(image, flip, pad_multiple)
 
 
 def check_scales(scales):
