@@ -286,3 +286,22 @@ def test_landmarks_run_adds_the_detector_landmarks(mnet25_prefix, dlib_faces, tm
     assert run(argv)['resumed'] == 1
     with pytest.raises(Exception, match='landmarks'):
         run(argv[:-1])
+
+
+def test_the_library_imports_no_script_and_no_tool():
+    """rcnn/ runs the WIDER test as a library function: no module there imports a top-level
+    script (test_widerface, retinaface, train, evaluate_widerface) or tools/."""
+    import ast
+    scripts = {'test_widerface', 'retinaface', 'train', 'evaluate_widerface', 'tools'}
+    offenders = []
+    for path in sorted((ROOT / 'rcnn').rglob('*.py')):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or '']
+            else:
+                continue
+            offenders += ['%s: %s' % (path.relative_to(ROOT), name) for name in names
+                          if name.split('.')[0] in scripts]
+    assert offenders == []
