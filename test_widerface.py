@@ -209,7 +209,8 @@ USER_ERRORS = (OSError, ValueError, ManifestMismatch, ImageWorkerError)
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    logging.basicConfig(level=logging.INFO,
+                        format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     logger.info('called with %s', {k: v for k, v in vars(args).items() if k != 'options'})
     try:
         summary = run_wider_test(args.options)

@@ -1,4 +1,5 @@
-"""The pipeline's schedules (flips batched, scales concurrent) give the faces of the serial detect()."""
+"""The pipeline's schedules (flips batched, scales concurrent) give the faces of the serial
+detect()."""
 import threading
 
 import numpy as np

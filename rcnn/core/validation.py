@@ -5,7 +5,8 @@ after every N-th epoch-end checkpoint, and after the final checkpoint of the run
 
 1. runs ``test_widerface.py``'s procedure (:func:`rcnn.evaluation.wider_test.run_wider_test`,
    mode ``M``, the first ``K`` images of ``<dataset_path>/<val_set>/label.txt``) on the
-   checkpoint just written, into ``<prefix>-val-pred/`` (replaced each time: the latest predictions);
+   checkpoint just written, into ``<prefix>-val-pred/`` (replaced each time: the latest
+   predictions);
 2. scores those files with the WIDER evaluator (:mod:`rcnn.evaluation.widerface`, as
    ``evaluate_widerface.py`` does) against ``<dataset_path>/<val_set>/gt/`` when it holds the
    official ``wider_face_val.mat`` files, else against the split's ``label.txt`` (faces split

@@ -19,7 +19,7 @@ decoded by the model's box coder (:mod:`rcnn.processing.box_coder`: deltas times
 stds, then ``nonlinear_pred`` / ``landmark_pred``) and the boxes clipped to the input; a flipped
 pass is mirrored back (x1' = W - x2 - 1, landmarks reordered by
 :data:`rcnn.model_layout.FLIP_LANDMARK_ORDER`); coordinates are divided by the scale;
-everything is pooled, sorted by score and reduced by NMS (IoU > ``nms`` suppressed) or by box
+everything is pooled, sorted by score and reduced by NMS (IoU >= ``nms`` suppressed) or by box
 voting (``vote=True``, see :func:`rcnn.inference.postprocess.bbox_vote`, including the
 original's lone-box quirk).
 
@@ -104,7 +104,8 @@ def as_bgr_image(img, name='img'):
         img = img[:, :, :3]
     if min(img.shape[:2]) < MIN_IMAGE_SIDE:
         raise InvalidInputError('%s is %dx%d pixels; at least %dx%d is needed'
-                                % (name, img.shape[1], img.shape[0], MIN_IMAGE_SIDE, MIN_IMAGE_SIDE))
+                                % (name, img.shape[1], img.shape[0], MIN_IMAGE_SIDE,
+                                   MIN_IMAGE_SIDE))
     check_pixel_range(img, name)
     return img
 
@@ -136,7 +137,7 @@ class RetinaFace(object):
             MXNet, suggesting ``ctx_id=-1``).
         network: anchor layout; only ``'net3'`` (strides 32/16/8, anchor scales (32, 16) /
             (8, 4) / (2, 1), ratio 1) exists in this project.
-        nms: NMS IoU threshold (a box with IoU > nms with a better one is suppressed); also the
+        nms: NMS IoU threshold (a box with IoU >= nms with a better one is suppressed); also the
             clustering IoU of box voting.
         nocrop: zero-pad every input up to a multiple of 32 (default: the input as is).
         decay4: factor on the scores of a stride-4 level before thresholding, as the original;
