@@ -83,6 +83,14 @@ def test_same_size_batches_equal_detect(detector, photos):
     assert any(len(faces) for faces, _ in single)
 
 
+def test_flip_batches_across_images_equal_detect(detector, photos):
+    """Both flips of two images in one forward of 4: the faces of detect() on each image."""
+    same = [p for p in photos if p.shape == (375, 500, 3)][:3]
+    single = [detector.detect(p, 0.3, [0.5, 0.8], do_flip=True) for p in same]
+    schedule = Schedule(max_batch=2, flip_batch=True)
+    _assert_same(detector.detect_images(same, 0.3, [0.5, 0.8], True, schedule), single)
+
+
 def test_mixed_sizes_grouped_by_shape_equal_detect(detector, photos):
     single = [detector.detect(p, 0.02) for p in photos]
     _assert_same(detector.detect_batch(photos, 0.02, max_batch=4), single)
