@@ -495,6 +495,7 @@ def run_wider_test(options):
 
 
 def _test_split(options, detection):
+    """List, claim, detect, write and count (see :func:`run_wider_test`)."""
     imdb = DATASETS[options.dataset](options.image_set, options.root_path, options.dataset_path,
                                      cfg=None)
     roidb = list_split(imdb)[:options.max_images]
@@ -502,23 +503,42 @@ def _test_split(options, detection):
     targets = [prediction_target(entry['image'], imdb.images_dir, options.output)
                for entry in entries]
     claim_output(options, targets)
-    has_boxes = any(len(entry['boxes']) for entry in roidb)
-    protocol = options.test_protocol
+    protocol, schedule = options.test_protocol, options.schedule
     logger.info('%s: %d of %d images (part %d/%d), protocol %s (%s), threshold %g, %s',
                 imdb.name, len(entries), len(roidb), options.part, options.parts,
                 protocol.name, protocol.description, options.threshold, detection.describe())
-    schedule = options.schedule
     logger.info('schedule: flip batch %s, %d scale worker(s)',
                 'on' if schedule.flip_batch else 'off', schedule.scale_workers)
     existing = [None if options.overwrite else read_existing(path, name, options.landmarks)
                 for name, path in targets]
     jobs = [(entry['image'], protocol.name, options.threshold, schedule)
             for entry, boxes in zip(entries, existing) if boxes is None]
-    outcomes = detection.outcomes(jobs)
-    recall = RecallCounter()
+    recall = RecallCounter() if any(len(entry['boxes']) for entry in roidb) else None
+    start = time.perf_counter()
+    counts = _write_outcomes(options, entries, targets, existing, detection.outcomes(jobs),
+                             recall)
+    seconds = time.perf_counter() - start
+    counts.update(images=len(entries), seconds=seconds,
+                  images_per_s=counts['detected'] / seconds if counts['detected'] else 0.0,
+                  recall=None if recall is None else recall.recall,
+                  found=0 if recall is None else recall.found,
+                  faces=0 if recall is None else recall.total,
+                  output=options.output, protocol=protocol.name)
+    return counts
+
+
+def _write_outcomes(options, entries, targets, existing, outcomes, recall):
+    """Write the file of every detected image, in order, and count.
+
+    Args:
+        existing: per entry, the boxes of its earlier file, or None (then the next of
+            ``outcomes`` is its detection).
+        recall: a :class:`RecallCounter` (None on a split without boxes).
+    Returns:
+        dict: detected, resumed, unreadable (list of image paths).
+    """
     detected = resumed = 0
     unreadable = []
-    start = time.perf_counter()
     progress = tqdm(entries, desc='test_widerface', unit='img', disable=options.quiet)
     for entry, (name_line, out_path), boxes in zip(progress, targets, existing):
         if boxes is None:
@@ -526,7 +546,7 @@ def _test_split(options, detection):
             if error is not None:
                 logger.warning('skipped (no prediction file written): %s', error)
                 unreadable.append(entry['image'])
-                if has_boxes:            # its faces count as missed
+                if recall is not None:            # its faces count as missed
                     recall.add(np.zeros((0, 5)), entry['boxes'])
                 continue
             boxes, points = result
@@ -534,19 +554,14 @@ def _test_split(options, detection):
             detected += 1
         else:
             resumed += 1
-        if has_boxes:
+        if recall is not None:
             found = recall.add(boxes, entry['boxes'])
             logger.debug('%s: recall %d/%d with %d boxes; overall %.4f', name_line, found,
                          len(entry['boxes']), len(boxes), recall.recall)
             progress.set_postfix(recall='%.4f' % recall.recall, refresh=False)
         else:
             logger.debug('%s: %d faces', name_line, len(boxes))
-    seconds = time.perf_counter() - start
-    return {'images': len(entries), 'detected': detected, 'resumed': resumed,
-            'unreadable': unreadable, 'seconds': seconds,
-            'images_per_s': detected / seconds if detected else 0.0,
-            'recall': recall.recall if has_boxes else None, 'found': recall.found,
-            'faces': recall.total, 'output': options.output, 'protocol': protocol.name}
+    return {'detected': detected, 'resumed': resumed, 'unreadable': unreadable}
 
 
 def format_summary(summary):
