@@ -11,9 +11,8 @@ so the original import keeps working. Example::
 """
 from rcnn.inference.detector import (MAX_SCALED_SIDE, MIN_IMAGE_SIDE, ORIGINAL_ONLY_NETWORKS,
                                      PAD_MULTIPLE, SUPPORTED_NETWORKS, InvalidInputError,
-                                     RetinaFace, as_bgr_image, check_scales, check_threshold,
-                                     network_input)
+                                     RetinaFace, as_bgr_image, check_scales, check_threshold)
 
 __all__ = ['RetinaFace', 'InvalidInputError', 'as_bgr_image', 'check_scales', 'check_threshold',
-           'network_input', 'SUPPORTED_NETWORKS', 'ORIGINAL_ONLY_NETWORKS', 'MIN_IMAGE_SIDE',
+           'SUPPORTED_NETWORKS', 'ORIGINAL_ONLY_NETWORKS', 'MIN_IMAGE_SIDE',
            'MAX_SCALED_SIDE', 'PAD_MULTIPLE']

@@ -122,11 +122,10 @@ def _worker(spec):
         rows = [measure(spec['name'], lambda: detector.detect(image, 0.5, [1.0]), repeat=repeat,
                         warmup=3, **extra)]
         if spec.get('batch'):
-            from rcnn.inference.batch import detect_batch
             for size in BATCH_SIZES:
                 images = [image] * size
                 row = measure('%s detect_batch x%d' % (spec['name'], size),
-                              lambda: detect_batch(detector, images, 0.5, [1.0], max_batch=size),
+                              lambda: detector.detect_batch(images, 0.5, [1.0], max_batch=size),
                               repeat=max(3, repeat // size), warmup=1, batch=size, **extra)
                 row['images_per_s'] = round(size * 1000.0 / row['median_ms'], 1)
                 rows.append(row)

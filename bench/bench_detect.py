@@ -16,12 +16,12 @@ The image is ``bald_guys.jpg`` (a group photo) resized to 640x480.
 
 Mode 1 (``test_widerface.py --mode 1``: five pyramid scales, each flipped, box voting, threshold
 0.02) on the real dlib val photos and the shared group photos (1024 px wide), default threads:
-images/s of today's path (``detect()``, one forward per scale and flip, MXNet's threaded
-engine) and of the new schedules (MXNet's NaiveEngine, onnxruntime,
-:func:`rcnn.inference.pyramid.detect_pyramid`: flips batched, scales in parallel threads with
+images/s of the serial path (``detect()``, one forward per scale and flip, MXNet's threaded
+engine) and of the other schedules (MXNet's NaiveEngine, onnxruntime,
+:class:`rcnn.inference.pipeline.Schedule`: flips batched, scales in parallel threads with
 onnxruntime). Two persistent child processes (one per MXNet engine, which is fixed at import)
 serve the runs; every schedule runs on all images in turn, round after round, so a changing
-machine load hits them alike. Each row gives its speed relative to today's path, whether its
+machine load hits them alike. Each row gives its speed relative to the serial path, whether its
 faces are bit-identical to it and the largest box difference in pixels.
 
 Usage: ``python -m bench.bench_detect [--quick] [--only-mode1]``.
@@ -59,20 +59,20 @@ def child_rows(threads, engine, repeat):
     extra = {'threads': threads, 'engine': engine or 'ThreadedEnginePerDevice',
              'image': '%dx%d' % IMAGE_SIZE}
     num_faces = len(detector.detect(image, threshold=0.5)[0])
-    data = detector.prepare_input(image, False)
+    data = detector.pixels.network_input(image, False, None)
     outputs = detector.backend.forward(data)
     rows = [
         measure('detect 640x480 %s: total' % tag,
                 lambda: detector.detect(image, threshold=0.5), repeat=repeat, warmup=3,
                 faces=num_faces, **extra),
         measure('detect 640x480 %s: preprocess' % tag,
-                lambda: detector.prepare_input(as_bgr_image(image), False), repeat=repeat,
+                lambda: detector.pixels.network_input(as_bgr_image(image), False, None),
+                repeat=repeat,
                 warmup=3, **extra),
         measure('detect 640x480 %s: forward' % tag,
                 lambda: detector.backend.forward(data), repeat=repeat, warmup=3, **extra),
         measure('detect 640x480 %s: postprocess' % tag,
-                lambda: detector.merge([detector.decode_pass(outputs, image.shape, 1.0, False,
-                                                             0.5)]),
+                lambda: _postprocess(detector, outputs, image.shape[:2]),
                 repeat=repeat, warmup=3, **extra),
     ]
     sym, arg_params, aux_params = load_checkpoint(_prefix(), 0)
@@ -91,12 +91,12 @@ def child_rows(threads, engine, repeat):
 
 
 #: mode-1 schedules: (name, MXNet engine of the process, backend, backend threads, serial,
-#: flip_batch, scale_workers[, image worker processes]); the first is the path before issue
-#: 15, the baseline (MXNet's own OMP thread default). With image workers the schedule runs in
-#: an ImageWorkerPool (processes with their own detector, OMP_NUM_THREADS = threads), as
-#: test_widerface.py --image-workers does.
+#: flip_batch, scale_workers[, image worker processes]); the first is the baseline: serial,
+#: MXNet's threaded engine and its own OMP thread default. With image workers the schedule
+#: runs in an ImageWorkerPool (processes with their own detector, OMP_NUM_THREADS = threads),
+#: as test_widerface.py --image-workers does.
 MODE1_SCHEDULES = [
-    ('before: serial detect(), mxnet threaded engine, MXNet\'s threads (baseline)', 'threaded',
+    ('serial detect(), mxnet threaded engine, MXNet\'s threads (baseline)', 'threaded',
      'mxnet', None, True, True, 1),
     ('flip batch, mxnet threaded engine', 'threaded', 'mxnet', None, False, True, 1),
     ('serial detect(), mxnet NaiveEngine', 'naive', 'mxnet', None, True, True, 1),
@@ -139,16 +139,26 @@ def _image_workers(schedule):
     return schedule[7] if len(schedule) > 7 else None
 
 
+def _postprocess(detector, outputs, image_shape):
+    """Decode and merge one pass at scale 1, threshold 0.5, as ``detect()`` does."""
+    from rcnn.inference.postprocess import decode_detections, merge_detections
+    dets = decode_detections(outputs, detector.strides, detector.anchor_cache, 0.5, image_shape,
+                             score_decay=detector.score_decay, coder=detector.coder)
+    return merge_detections(dets, detector.nms_threshold, detector.vote)
+
+
 def _detect_mode1(detector, schedule, image):
     """Faces (N, 5) of one image with a schedule's serial / flip batch / scale workers."""
-    from rcnn.inference.pyramid import detect_pyramid
-    from test_widerface import scales_for_image
+    from rcnn.evaluation.protocols import PROTOCOLS
+    from rcnn.inference.pipeline import Schedule
     serial, flip_batch, scale_workers = schedule[4:7]
-    scales, do_flip = scales_for_image(image.shape[0], image.shape[1], 1)
+    protocol = PROTOCOLS['pyramid']
+    scales = protocol.scales(image.shape[0], image.shape[1])
     if serial:
-        return detector.detect(image, 0.02, scales, do_flip)[0]
-    return detect_pyramid(detector, image, 0.02, scales, do_flip, flip_batch=flip_batch,
-                          scale_workers=scale_workers)[0]
+        return detector.detect(image, protocol.threshold, scales, protocol.flip)[0]
+    schedule = Schedule(flip_batch=flip_batch, scale_workers=scale_workers)
+    return detector.detect_images([image], protocol.threshold, scales, protocol.flip,
+                                  schedule)[0][0]
 
 
 _POOL_IMAGES = {}
@@ -290,8 +300,8 @@ def mode1_rows(rounds, num_images):
                        float(np.abs(got - want).max(initial=0.0)))
         rows.append({'name': 'mode 1: ' + schedule[0],
                      'images_per_s': round(num_images / median, 3),
-                     'speedup_vs_today': round(base_median / median, 2),
-                     'faces_bit_identical_to_today': results[index][0]['digests'] ==
+                     'speedup_vs_baseline': round(base_median / median, 2),
+                     'faces_bit_identical_to_baseline': results[index][0]['digests'] ==
                      base['digests'], 'max_box_diff_px': diff, 'images': num_images,
                      'rounds': rounds,
                      'round_s': [round(r['seconds'], 2) for r in results[index]]})

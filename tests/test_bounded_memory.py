@@ -1,4 +1,4 @@
-"""Bounded memory in a long detect() loop over new image sizes (issue 12 item 1): every cache
+"""Bounded memory in a long detect() loop over new image sizes: every cache
 keyed by the input shape is bounded, and bounding it changes no result. The RSS curve itself
 is measured by bench/bench_memory.py (a benchmark, not a timed test)."""
 import os

@@ -177,8 +177,9 @@ def test_any_scales_give_faces_or_invalid_input(mnet25, scales, do_flip):
 
 
 def test_pyramid_schedule_validates_like_detect(mnet25, tom_cruise):
-    from rcnn.inference.pyramid import detect_pyramid
+    from rcnn.inference.pipeline import Schedule
+    schedule = Schedule(flip_batch=True, scale_workers=2)
     with pytest.raises(InvalidInputError, match='threshold'):
-        detect_pyramid(mnet25, tom_cruise, threshold=1.5, scales=[1.0], do_flip=True)
+        mnet25.detect_images([tom_cruise], 1.5, [1.0], True, schedule)
     with pytest.raises(InvalidInputError, match=r'0\.\.255'):
-        detect_pyramid(mnet25, tom_cruise / 255.0, threshold=0.5)
+        mnet25.detect_images([tom_cruise / 255.0], 0.5, schedule=schedule)

@@ -1,4 +1,5 @@
-"""detect_pyramid (flips batched, scales concurrent) gives the faces of the serial detect()."""
+"""The pipeline's schedules (flips batched, scales concurrent) give the faces of the serial
+detect()."""
 import threading
 
 import numpy as np
@@ -9,7 +10,7 @@ from conftest import shared_path
 pytest.importorskip('mxnet')
 cv2 = pytest.importorskip('cv2')
 
-from rcnn.inference.pyramid import detect_pyramid  # noqa: E402
+from rcnn.inference.pipeline import Schedule  # noqa: E402
 
 #: small pyramid scales (the test stays fast); two of them share a shape class with flips
 SCALES = [0.6, 1.0, 0.8]
@@ -55,6 +56,13 @@ class RecordingBackend(object):
                 self.running -= 1
 
 
+def scheduled(detector, image, threshold, scales, do_flip=False, flip_batch=False,
+              scale_workers=1):
+    """One image's faces with the passes scheduled as the WIDER test runs them."""
+    return detector.detect_images([image], threshold, scales, do_flip,
+                                  Schedule(flip_batch=flip_batch, scale_workers=scale_workers))[0]
+
+
 def _assert_identical(got, want):
     for a, b in zip(got, want):
         assert a.shape == b.shape and a.dtype == b.dtype
@@ -67,7 +75,7 @@ def test_mxnet_pyramid_equals_serial_detect(mxnet_detector, photo, vote, flip_ba
     mxnet_detector.vote = vote
     try:
         want = mxnet_detector.detect(photo, 0.02, SCALES, do_flip=True)
-        got = detect_pyramid(mxnet_detector, photo, 0.02, SCALES, do_flip=True,
+        got = scheduled(mxnet_detector, photo, 0.02, SCALES, do_flip=True,
                              flip_batch=flip_batch, scale_workers=2)
     finally:
         mxnet_detector.vote = True
@@ -79,11 +87,11 @@ def test_flip_batch_runs_one_forward_of_2_per_scale(mxnet_detector, photo):
     real = mxnet_detector.backend
     mxnet_detector.backend = recorder = RecordingBackend(real, concurrent=False)
     try:
-        detect_pyramid(mxnet_detector, photo, 0.5, SCALES, do_flip=True, flip_batch=True,
+        scheduled(mxnet_detector, photo, 0.5, SCALES, do_flip=True, flip_batch=True,
                        scale_workers=2)
         batched = list(recorder.shapes)
         recorder.shapes.clear()
-        detect_pyramid(mxnet_detector, photo, 0.5, SCALES, do_flip=False, flip_batch=True)
+        scheduled(mxnet_detector, photo, 0.5, SCALES, do_flip=False, flip_batch=True)
         unflipped = list(recorder.shapes)
     finally:
         mxnet_detector.backend = real
@@ -104,7 +112,7 @@ def test_onnxruntime_scales_run_concurrently_and_agree(prefix, photo, mxnet_dete
     detector.backend = recorder = RecordingBackend(real, concurrent=True)
     try:
         for flip_batch in (False, True):
-            got = detect_pyramid(detector, photo, 0.02, SCALES, do_flip=True,
+            got = scheduled(detector, photo, 0.02, SCALES, do_flip=True,
                                  flip_batch=flip_batch, scale_workers=3)
             _assert_identical(got, want)
     finally:
@@ -119,11 +127,13 @@ def test_onnxruntime_scales_run_concurrently_and_agree(prefix, photo, mxnet_dete
 
 def test_bad_arguments(mxnet_detector, photo):
     with pytest.raises(ValueError, match='scale_workers'):
-        detect_pyramid(mxnet_detector, photo, 0.5, SCALES, scale_workers=0)
+        scheduled(mxnet_detector, photo, 0.5, SCALES, scale_workers=0)
+    with pytest.raises(ValueError, match='max_batch'):
+        Schedule(max_batch=0)
     with pytest.raises(ValueError, match='threshold'):
-        detect_pyramid(mxnet_detector, photo, float('nan'), SCALES)
+        scheduled(mxnet_detector, photo, float('nan'), SCALES)
     with pytest.raises(ValueError, match='None'):
-        detect_pyramid(mxnet_detector, None, 0.5, SCALES)
+        scheduled(mxnet_detector, None, 0.5, SCALES)
 
 
 def test_choose_engine_before_and_after_the_mxnet_import(monkeypatch):

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 import test_widerface as twf
+from rcnn.evaluation import wider_test
 from rcnn.inference import image_workers
 from rcnn.inference.image_workers import (AUTO_BYTES_PER_WORKER, ImageWorkerError,
                                           ImageWorkerPool, plan_image_workers)
@@ -52,15 +53,15 @@ def test_flag_values():
 
 
 def test_mxnet_threads_from_the_environment(monkeypatch):
-    monkeypatch.setattr(twf, 'usable_cores', lambda: 8)
-    monkeypatch.setattr(twf, 'available_memory', lambda: None)
-    args = SimpleNamespace(image_workers='auto', threads=None, gpu=-1, backend='mxnet')
-    assert twf.plan_workers(args, {}) == (4, 2)
-    assert twf.plan_workers(args, {'OMP_NUM_THREADS': '4'}) == (2, 4)
+    monkeypatch.setattr(wider_test, 'usable_cores', lambda: 8)
+    monkeypatch.setattr(wider_test, 'available_memory', lambda: None)
+    args = SimpleNamespace(image_workers='auto', threads=None, ctx_id=-1, backend='mxnet')
+    assert wider_test.plan_workers(args, {}) == (4, 2)
+    assert wider_test.plan_workers(args, {'OMP_NUM_THREADS': '4'}) == (2, 4)
     args.threads = 1                       # the flag wins over the environment
-    assert twf.plan_workers(args, {'OMP_NUM_THREADS': '4'}) == (4, 1)
+    assert wider_test.plan_workers(args, {'OMP_NUM_THREADS': '4'}) == (4, 1)
     args.threads, args.backend = None, 'onnxruntime'   # OMP_NUM_THREADS is MXNet's
-    assert twf.plan_workers(args, {'OMP_NUM_THREADS': '4'}) == (4, 2)
+    assert wider_test.plan_workers(args, {'OMP_NUM_THREADS': '4'}) == (4, 2)
 
 
 def _argv(prefix, dataset, root, out, *extra):
@@ -80,7 +81,7 @@ def test_workers_write_the_files_of_one_process(mnet25_prefix, dlib_faces, tmp_p
         argv = _argv(mnet25_prefix, dlib_faces, tmp_path / 'root', tmp_path / str(workers),
                      '--mode', '1', '--max-images', '3', '--threads', '1',
                      '--image-workers', str(workers))
-        summaries[workers] = twf.run(twf.parse_args(argv))
+        summaries[workers] = wider_test.run_wider_test(twf.parse_args(argv).options)
     one, two = _files(tmp_path / '1'), _files(tmp_path / '2')
     assert len(one) == 3 and one == two
     for key in ('detected', 'found', 'faces', 'recall'):
@@ -117,7 +118,7 @@ def test_workers_skip_an_unreadable_image(mnet25_prefix, dlib_faces, tmp_path):
     broken = _split_with_a_broken_image(dlib_faces, dataset)
     argv = _argv(mnet25_prefix, dataset, tmp_path / 'root', tmp_path / 'out', '--mode', '0',
                  '--threads', '1', '--image-workers', '2')
-    summary = twf.run(twf.parse_args(argv))
+    summary = wider_test.run_wider_test(twf.parse_args(argv).options)
     assert summary['detected'] == 2
     assert [os.path.basename(p) for p in summary['unreadable']] == [os.path.basename(broken)]
     written = _files(tmp_path / 'out')
@@ -202,5 +203,6 @@ def test_ctrl_c_stops_the_workers_and_keeps_the_files(mnet25_prefix, dlib_faces,
     assert running == [], 'processes left running in the group: %s' % running
     written = list(out.rglob('*.txt'))
     assert written and not list(out.rglob('*.tmp*'))
-    summary = twf.run(twf.parse_args(argv[2:] + ['--image-workers', '1']))
+    summary = wider_test.run_wider_test(
+        twf.parse_args(argv[2:] + ['--image-workers', '1']).options)
     assert summary['resumed'] == len(written) and summary['detected'] == 5 - len(written)

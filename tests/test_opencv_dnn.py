@@ -11,7 +11,7 @@ pytest.importorskip('onnx', reason='optional extra (requirements-deploy.txt)')
 ort = pytest.importorskip('onnxruntime', reason='optional extra (requirements-deploy.txt)')
 
 from rcnn.deploy import onnx_export  # noqa: E402
-from rcnn.inference.postprocess import output_names  # noqa: E402
+from rcnn.model_layout import deploy_output_names as output_names  # noqa: E402
 
 NAMES = output_names((32, 16, 8))
 

@@ -229,8 +229,7 @@ def test_no_import_cycle_between_the_detector_and_retinaface_py():
     importers = [str(path.relative_to(root)) for path in (root / 'rcnn').rglob('*.py')
                  if 'retinaface' in _imported_modules(path)]
     assert importers == [], 'library modules importing the top-level retinaface.py'
-    code = ('import sys; import rcnn.inference.detector, rcnn.inference.batch, '
-            'rcnn.inference.pyramid; '
+    code = ('import sys; import rcnn.inference.detector, rcnn.inference.pipeline; '
             'assert "retinaface" not in sys.modules, "rcnn imports the top-level retinaface.py"')
     proc = subprocess.run([sys.executable, '-c', code], cwd=str(root), capture_output=True,
                           text=True)

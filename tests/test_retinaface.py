@@ -5,6 +5,7 @@ plain ``mx.mod.Module`` and decoded by a straightforward loop written here, with
 boxes written out by hand.
 """
 import math
+import os
 
 import cv2
 import numpy as np
@@ -12,7 +13,8 @@ import pytest
 
 from conftest import shared_path
 from rcnn.inference.postprocess import (AnchorCache, Detections, bbox_vote, decode_detections,
-                                        flip_back, merge_detections, output_names)
+                                        flip_back, merge_detections)
+from rcnn.model_layout import deploy_output_names
 
 MXNET_OUTPUT_SUFFIX = '_output'
 # net3 anchors of cell (0, 0), written out by hand: base 16 (centre 7.5), ratio 1,
@@ -158,7 +160,7 @@ def test_decode_rejects_wrong_output_count(anchor_cache):
 
 
 def test_output_names_order():
-    assert output_names((32, 16, 8)) == [
+    assert deploy_output_names((32, 16, 8)) == [
         'face_rpn_cls_prob_reshape_stride32', 'face_rpn_bbox_pred_stride32',
         'face_rpn_landmark_pred_stride32', 'face_rpn_cls_prob_reshape_stride16',
         'face_rpn_bbox_pred_stride16', 'face_rpn_landmark_pred_stride16',
@@ -294,13 +296,14 @@ def test_image_validation():
 
 
 def test_network_input_rgb_flip_and_padding():
-    from retinaface import network_input
+    from rcnn.processing.pixels import PixelTransform
+    network_input = PixelTransform().network_input      # the released models': raw RGB values
     image = np.random.RandomState(1).randint(0, 255, (5, 7, 3)).astype(np.uint8)
-    data = network_input(image)
+    data = network_input(image, False, None)
     assert data.shape == (1, 3, 5, 7) and data.dtype == np.float32
     for channel in range(3):   # tensor channel 0 = R = BGR channel 2
         np.testing.assert_array_equal(data[0, channel], image[:, :, 2 - channel])
-    flipped = network_input(image, flip=True, pad_multiple=32)
+    flipped = network_input(image, True, 32)
     assert flipped.shape == (1, 3, 32, 32)
     np.testing.assert_array_equal(flipped[0, 0, :5, :7], image[:, ::-1, 2])
     assert not flipped[0, :, 5:, :].any() and not flipped[0, :, :, 7:].any()
@@ -581,3 +584,28 @@ def test_shape_cache_shares_memory_without_mixing_results():
     np.testing.assert_allclose(expected[shapes[3]][6][:1],
                                MXNetBackend(sym, arg_params, aux_params).forward(
                                    inputs[shapes[3]][:1])[6], rtol=1e-4, atol=1e-5)
+
+
+def test_gpu_context_on_a_cpu_only_build_says_what_to_pass(mnet25_prefix):
+    mx = pytest.importorskip('mxnet')
+    if mx.runtime.Features().is_enabled('CUDA'):
+        pytest.skip('this MXNet build has GPU support')
+    from retinaface import RetinaFace
+    with pytest.raises(ValueError, match=r'no GPU support; pass --gpu -1 \(ctx_id=-1\)'):
+        RetinaFace(mnet25_prefix, 0)                  # ctx_id=0, the original's default
+
+
+def test_no_mxnet_start_up_chatter_on_the_console(mnet25_prefix):
+    """MXNet prints a "Subgraph backend MKLDNN is activated" line per bound executor unless
+    MXNET_SUBGRAPH_VERBOSE=0, which the detector sets before importing mxnet."""
+    import subprocess
+    import sys
+    code = ('import numpy as np; from retinaface import RetinaFace; '
+            'd = RetinaFace(%r, 0, ctx_id=-1); d.detect(np.zeros((64, 80, 3), np.uint8)); '
+            'd.detect(np.zeros((96, 64, 3), np.uint8))' % mnet25_prefix)
+    env = {k: v for k, v in os.environ.items() if k != 'MXNET_SUBGRAPH_VERBOSE'}
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 'Subgraph backend' not in done.stdout + done.stderr

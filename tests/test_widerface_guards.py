@@ -1,14 +1,22 @@
-"""test_widerface.py never adopts another run's files (manifest, issue 12 item 4), skips
-unreadable or truncated val images with a warning, and reports output errors in one line."""
+"""test_widerface.py never adopts another run's files (manifest), leaves only this run's files
+after --overwrite, skips missing, empty, non-image or truncated val images with a warning
+(exit status 1, the other images written), and reports output errors in one line."""
 import json
 import os
 import shutil
 import stat
 
+import numpy as np
 import pytest
 
 import test_widerface as twf
+from rcnn.evaluation import wider_test
 from rcnn.utils.run_manifest import MANIFEST_NAME, ManifestMismatch
+
+
+def run(argv):
+    """The library run of a test_widerface.py command line."""
+    return wider_test.run_wider_test(twf.parse_args(argv).options)
 
 
 @pytest.fixture
@@ -37,19 +45,22 @@ def test_rerun_with_other_settings_stops_unless_overwrite(mnet25_prefix, dlib_fa
                                                           capsys):
     out = tmp_path / 'wout'
     argv = _argv(mnet25_prefix, dlib_faces, tmp_path, out)
-    summary = twf.run(twf.parse_args(argv))
+    summary = run(argv)
     assert summary['detected'] == 2
     manifest = json.loads((out / MANIFEST_NAME).read_text())
-    assert manifest['epoch'] == 0 and manifest['mode'] == 0 and manifest['thresh'] == 0.5
+    assert manifest['epoch'] == 0 and manifest['thresh'] == 0.5
+    assert manifest['protocol'] == {'protocol': 'single', 'flip': False, 'merge': 'nms',
+                                    'nms': 0.4, 'thresh': 0.02,
+                                    'scales': {'target_size': 1600, 'max_size': 2150}}
     assert manifest['backend'] == 'mxnet' and len(manifest['params_sha1']) == 40
     assert manifest['prefix'] == os.path.abspath(mnet25_prefix)
     # another shard of the same run resumes into the same folder
-    assert twf.run(twf.parse_args(argv[:-4] + ['--part', '0', '--parts', '3']))['detected'] == 2
-    assert twf.run(twf.parse_args(argv))['resumed'] == 2
+    assert run(argv[:-4] + ['--part', '0', '--parts', '3'])['detected'] == 2
+    assert run(argv)['resumed'] == 2
     before = {p: p.read_text() for p in out.rglob('*.txt')}
     # another threshold, mode or checkpoint: one clear line, exit 2, nothing touched
     other = _copy_checkpoint(mnet25_prefix, tmp_path / 'ckpt')
-    for changed, key in ((['--thresh', '0.6'], 'thresh'), (['--mode', '2'], 'mode'),
+    for changed, key in ((['--thresh', '0.6'], 'thresh'), (['--mode', '2'], 'protocol'),
                          (['--nocrop'], 'nocrop')):
         assert twf.main(argv + changed) == 2
         err = capsys.readouterr().err.strip()
@@ -58,10 +69,10 @@ def test_rerun_with_other_settings_stops_unless_overwrite(mnet25_prefix, dlib_fa
     argv_other = list(argv)
     argv_other[1] = other
     with pytest.raises(ManifestMismatch, match='prefix: .*mnet.25.* -> .*other'):
-        twf.run(twf.parse_args(argv_other))
+        run(argv_other)
     assert {p: p.read_text() for p in out.rglob('*.txt')} == before
     # --overwrite recomputes this shard and records the new settings
-    summary = twf.run(twf.parse_args(argv + ['--thresh', '0.9', '--overwrite']))
+    summary = run(argv + ['--thresh', '0.9', '--overwrite'])
     assert (summary['detected'], summary['resumed']) == (2, 0)
     assert json.loads((out / MANIFEST_NAME).read_text())['thresh'] == 0.9
 
@@ -71,14 +82,16 @@ def test_overwrite_removes_this_runs_old_files_before_detecting(mnet25_prefix, d
     """An interrupted --overwrite run must not leave old files a later resume would adopt."""
     out = tmp_path / 'wout'
     argv = _argv(mnet25_prefix, dlib_faces, tmp_path, out)
-    twf.run(twf.parse_args(argv))
+    run(argv)
     old_files = sorted(out.rglob('*.txt'))
     assert len(old_files) == 2
-    args = twf.parse_args(argv + ['--thresh', '0.9', '--overwrite'])
-    imdb = twf.DATASETS[args.dataset](args.image_set, args.root_path, args.dataset_path)
+    options = twf.parse_args(argv + ['--thresh', '0.9', '--overwrite']).options
+    imdb = wider_test.DATASETS[options.dataset](options.image_set, options.root_path,
+                                                options.dataset_path)
     entries = [e for i, e in enumerate(imdb.gt_roidb()) if i % 3 == 1]
-    targets = [twf.prediction_target(e['image'], imdb.images_dir, str(out)) for e in entries]
-    assert twf.claim_output(args, targets) == 'overwrite'       # then the run is "killed"
+    targets = [wider_test.prediction_target(e['image'], imdb.images_dir, str(out))
+               for e in entries]
+    assert wider_test.claim_output(options, targets) == 'overwrite'   # then the run is "killed"
     assert not any(p.exists() for p in old_files)
 
 
@@ -89,8 +102,8 @@ def test_existing_files_without_manifest_are_not_adopted(mnet25_prefix, dlib_fac
     stale.write_text('0--dlib/2008_002506.jpg\n1\n1 2 3 4 0.99\n')
     argv = _argv(mnet25_prefix, dlib_faces, tmp_path, out)
     with pytest.raises(ManifestMismatch, match='2008_002506.txt.*no manifest.json'):
-        twf.run(twf.parse_args(argv))
-    assert twf.run(twf.parse_args(argv + ['--overwrite']))['detected'] == 2
+        run(argv)
+    assert run(argv + ['--overwrite'])['detected'] == 2
     assert '1 2 3 4 0.99' not in stale.read_text()
 
 
@@ -133,8 +146,95 @@ def test_truncated_val_image_is_skipped_with_a_warning(mnet25_prefix, val_copy, 
     assert len(written) == 1 and '2008_002506.txt' not in written      # the shard's other image
 
 
-def test_missing_val_image_is_one_line(mnet25_prefix, val_copy, tmp_path, capsys):
-    (val_copy / 'val' / 'images' / '0--dlib' / '2008_002506.jpg').unlink()
-    assert twf.main(_argv(mnet25_prefix, val_copy, tmp_path, tmp_path / 'wout')) == 2
+def _break_image(path, how):
+    if how == 'deleted':
+        path.unlink()
+    elif how == 'empty':
+        path.write_bytes(b'')
+    elif how == 'not an image':
+        path.write_text('this is a text file named .jpg\n')
+    elif how == 'unreadable':
+        path.chmod(0)
+
+
+@pytest.mark.parametrize('how', ['deleted', 'empty', 'not an image', 'unreadable'])
+def test_bad_val_image_is_skipped_and_the_others_written(mnet25_prefix, val_copy, tmp_path,
+                                                         capsys, caplog, how):
+    """Every way an image cannot be read, at listing or at decoding: a warning naming it,
+    the shard's other image written, exit status 1."""
+    if how == 'unreadable' and os.geteuid() == 0:
+        pytest.skip('root reads files without read permission')
+    image = val_copy / 'val' / 'images' / '0--dlib' / '2008_002506.jpg'     # image 1
+    _break_image(image, how)
+    out = tmp_path / 'wout'
+    with caplog.at_level('WARNING', logger='test_widerface'):
+        assert twf.main(_argv(mnet25_prefix, val_copy, tmp_path, out)) == 1
+    assert any('skipped' in r.getMessage() and '2008_002506.jpg' in r.getMessage()
+               for r in caplog.records)
+    printed = capsys.readouterr()
+    assert '1 image(s) skipped as unreadable' in printed.out and 'Traceback' not in printed.err
+    written = sorted(p.name for p in out.rglob('*.txt'))
+    assert written == ['2009_004587.txt']                 # image 4, the shard's other image
+
+
+def test_listing_with_a_bad_image_keeps_the_dataset_entries(dlib_faces, val_copy, tmp_path):
+    """The image-by-image listing gives the readable images the entries the dataset gives them
+    and the unreadable one its label boxes."""
+    want = wider_test.list_split(wider_test.DATASETS['retinaface']('val', None, str(dlib_faces)))
+    (val_copy / 'val' / 'images' / '0--dlib' / '2008_002506.jpg').write_bytes(b'')
+    got = wider_test.list_split(wider_test.DATASETS['retinaface']('val', None, str(val_copy)))
+    assert [os.path.basename(e['image']) for e in got] == \
+        [os.path.basename(e['image']) for e in want]
+    for mine, theirs in zip(got, want):
+        assert mine['boxes'].shape == theirs['boxes'].shape
+        if '2008_002506' in mine['image']:
+            assert 'height' not in mine              # its size is unknown
+            # label.txt line 9, its first face: x y w h 329 78 109 109 -> x1 y1 x2 y2
+            assert mine['boxes'][0].tolist() == [329.0, 78.0, 438.0, 187.0]
+        else:
+            np.testing.assert_array_equal(mine['boxes'], theirs['boxes'])
+            assert (mine['height'], mine['width']) == (theirs['height'], theirs['width'])
+
+
+def test_overwrite_into_another_checkpoints_folder_leaves_only_this_runs_files(
+        mnet25_prefix, dlib_faces, tmp_path):
+    """Another checkpoint wrote all 5 images; this run (2 images) with --overwrite: the folder
+    then holds this run's 2 files and its manifest, nothing of the other run."""
+    out = tmp_path / 'wout'
+    other = _copy_checkpoint(mnet25_prefix, tmp_path / 'ckpt')
+    base = ['--epoch', '0', '--gpu', '-1', '--dataset-path', str(dlib_faces), '--root-path',
+            str(tmp_path / 'root'), '--output', str(out), '--quiet', '--mode', '0',
+            '--thresh', '0.9']
+    assert run(['--prefix', other] + base)['detected'] == 5
+    summary = run(['--prefix', mnet25_prefix, '--max-images', '2', '--overwrite'] + base)
+    assert summary['detected'] == 2
+    names = sorted(str(p.relative_to(out)) for p in out.rglob('*.txt'))
+    assert names == ['0--dlib/2008_002470.txt', '0--dlib/2008_002506.txt']
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest['prefix'] == os.path.abspath(mnet25_prefix)
+
+
+def test_overwrite_by_a_shard_keeps_the_other_shards_of_its_run(mnet25_prefix, dlib_faces,
+                                                                tmp_path):
+    """Shards of one run share the folder: --overwrite on one recomputes its own images only."""
+    out = tmp_path / 'wout'
+    argv = _argv(mnet25_prefix, dlib_faces, tmp_path, out)            # part 1 of 3
+    run(argv[:-4] + ['--part', '0', '--parts', '3'])
+    part0 = {p: p.read_text() for p in out.rglob('*.txt')}
+    assert len(part0) == 2
+    assert run(argv + ['--overwrite'])['detected'] == 2
+    assert len(list(out.rglob('*.txt'))) == 4
+    assert {p: p.read_text() for p in part0} == part0
+
+
+def test_gpu_on_a_cpu_only_build_is_one_line(mnet25_prefix, dlib_faces, tmp_path, capsys):
+    """--gpu 0 (the original's default) on an MXNet build without CUDA: what to pass instead."""
+    mx = pytest.importorskip('mxnet')
+    if mx.runtime.Features().is_enabled('CUDA'):
+        pytest.skip('this MXNet build has GPU support')
+    argv = _argv(mnet25_prefix, dlib_faces, tmp_path, tmp_path / 'wout')
+    argv[argv.index('--gpu') + 1] = '0'
+    assert twf.main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert '2008_002506.jpg' in err and err.count('\n') == 0 and 'Traceback' not in err
+    assert err.count('\n') == 0 and 'no GPU support' in err and '--gpu -1' in err
+    assert not list((tmp_path / 'wout').rglob('*.txt'))

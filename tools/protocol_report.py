@@ -49,7 +49,7 @@ from rcnn.evaluation.summary import (SUMMARY_COLUMNS, band_column, evaluate_fold
 from rcnn.evaluation.widerface import (SETTINGS, load_ground_truth,  # noqa: E402
                                        write_prediction_file)
 from rcnn.utils import cli  # noqa: E402
-from rcnn.utils.checkpoint_files import params_path, symbol_path  # noqa: E402
+from rcnn.checkpoint.files import params_path, symbol_path  # noqa: E402
 from rcnn.utils.fileio import atomic_write_text  # noqa: E402
 
 logger = logging.getLogger('protocol_report')

@@ -3,9 +3,10 @@
 ``train.py --val_set val [--val_every N] [--val_images K] [--val_mode M] [--val_metric S]``:
 after every N-th epoch-end checkpoint, and after the final checkpoint of the run, rank 0
 
-1. runs ``test_widerface.py``'s own code (:func:`test_widerface.run`, same defaults, mode
-   ``M``, the first ``K`` images of ``<dataset_path>/<val_set>/label.txt``) on the checkpoint
-   just written, into ``<prefix>-val-pred/`` (replaced each time: the latest predictions);
+1. runs ``test_widerface.py``'s procedure (:func:`rcnn.evaluation.wider_test.run_wider_test`,
+   mode ``M``, the first ``K`` images of ``<dataset_path>/<val_set>/label.txt``) on the
+   checkpoint just written, into ``<prefix>-val-pred/`` (replaced each time: the latest
+   predictions);
 2. scores those files with the WIDER evaluator (:mod:`rcnn.evaluation.widerface`, as
    ``evaluate_widerface.py`` does) against ``<dataset_path>/<val_set>/gt/`` when it holds the
    official ``wider_face_val.mat`` files, else against the split's ``label.txt`` (faces split
@@ -120,7 +121,7 @@ def open_validation_set(dataset_path, image_set, root_path=None, max_images=None
         test split), a missing image, an image the ``.mat`` ground truth does not list.
     """
     from rcnn.dataset import RetinaFaceDataset
-    from test_widerface import prediction_target
+    from rcnn.evaluation.wider_test import prediction_target
     flag = '--val_set %s' % image_set
     # as test_widerface.py reads it (no training recipe, default options): the same image list
     imdb = RetinaFaceDataset(image_set, root_path, dataset_path, cfg=None)
@@ -285,35 +286,34 @@ class Validator(HookBase):
         return spent
 
     # ------------------------------------------------------------------ steps
-    def test_argv(self, number):
-        """test_widerface.py's command line validating checkpoint ``number``."""
-        argv = ['--prefix', self.prefix, '--epoch', str(number), '--gpu', str(self.ctx_id),
-                '--network', self.network, '--dataset-path', self.val_set.dataset_path,
-                '--image-set', self.val_set.image_set, '--mode', str(self.mode),
-                '--output', self.pred_dir, '--overwrite', '--quiet']
-        # the engine of this (training) process: test_widerface.py's CPU default (naive) cannot
-        # apply once mxnet is imported; the prediction files do not depend on the engine
-        argv += ['--engine', 'auto' if os.environ.get('MXNET_ENGINE_TYPE') else 'threaded']
-        # in this process (no image workers: the loader workers and the training keep the
-        # cores); test_widerface.py takes the threads from the OMP_NUM_THREADS mxnet was
-        # imported with
-        argv += ['--image-workers', '1']
-        if self.val_set.root_path is not None:
-            argv += ['--root-path', self.val_set.root_path]
-        if self.val_set.max_images is not None:
-            argv += ['--max-images', str(self.val_set.max_images)]
-        return argv
+    def test_options(self, number):
+        """The WIDER test run validating checkpoint ``number``
+        (:class:`rcnn.evaluation.wider_test.WiderTestOptions`)."""
+        from rcnn.evaluation.wider_test import WiderTestOptions, protocol_of_mode
+        # the label cache where test_widerface.py keeps it unless the run names a root path
+        root = {} if self.val_set.root_path is None else {'root_path': self.val_set.root_path}
+        return WiderTestOptions(
+            prefix=self.prefix, epoch=number, ctx_id=self.ctx_id, network=self.network,
+            protocol=protocol_of_mode(self.mode), dataset_path=self.val_set.dataset_path,
+            image_set=self.val_set.image_set, max_images=self.val_set.max_images,
+            output=self.pred_dir, overwrite=True, quiet=True,
+            # the engine of this (training) process: the CPU default (naive) cannot apply once
+            # mxnet is imported; the prediction files do not depend on the engine
+            engine='auto' if os.environ.get('MXNET_ENGINE_TYPE') else 'threaded',
+            # in this process (no image workers: the loader workers and the training keep the
+            # cores), with the threads of the OMP_NUM_THREADS mxnet was imported with
+            image_workers=1, **root)
 
     def detect_and_score(self, number):
-        """Run test_widerface.py's code on checkpoint ``number``, then the WIDER evaluator.
+        """The WIDER test procedure on checkpoint ``number``, then the WIDER evaluator.
 
         Returns:
             (setting -> AP, images tested).
         """
-        import test_widerface
+        from rcnn.evaluation.wider_test import run_wider_test
         if os.path.isdir(self.pred_dir):
             shutil.rmtree(self.pred_dir)
-        summary = test_widerface.run(test_widerface.parse_args(self.test_argv(number)))
+        summary = run_wider_test(self.test_options(number))
         gt = self.val_set.gt
         results = evaluate_predictions(read_predictions(self.pred_dir, gt), gt)
         return {s: results[s].ap for s in SETTINGS}, summary['images']

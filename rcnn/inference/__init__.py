@@ -1,4 +1,12 @@
-"""Inference: network backends and the post-processing that turns their outputs into faces.
+"""Inference: the detector, its pipeline, network backends and the post-processing.
+
+* :mod:`rcnn.inference.detector`: ``RetinaFace``, the front (checkpoint, recipe, input checks);
+* :mod:`rcnn.inference.pipeline`: plan -> forward -> decode -> merge, and its ``Schedule``
+  (cross-image batches, flip batches, concurrent scales);
+* :mod:`rcnn.inference.postprocess`: decoding, flip-back, NMS and box voting;
+* the backends (``mxnet_backend``, ``onnx_backend``, ``opencv_backend``);
+* :mod:`rcnn.inference.image_workers`: processes detecting many images, one detector each;
+* :mod:`rcnn.inference.align`: face crops for recognition.
 
 A backend is an object with ``forward(data) -> list of 9 numpy arrays``: ``data`` is
 ``(B, 3, H, W)`` float32 (the network input made by :mod:`rcnn.processing.pixels`) and the

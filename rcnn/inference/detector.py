@@ -19,14 +19,15 @@ decoded by the model's box coder (:mod:`rcnn.processing.box_coder`: deltas times
 stds, then ``nonlinear_pred`` / ``landmark_pred``) and the boxes clipped to the input; a flipped
 pass is mirrored back (x1' = W - x2 - 1, landmarks reordered by
 :data:`rcnn.model_layout.FLIP_LANDMARK_ORDER`); coordinates are divided by the scale;
-everything is pooled, sorted by score and reduced by NMS (IoU > ``nms`` suppressed) or by box
+everything is pooled, sorted by score and reduced by NMS (IoU >= ``nms`` suppressed) or by box
 voting (``vote=True``, see :func:`rcnn.inference.postprocess.bbox_vote`, including the
 original's lone-box quirk).
 
 The pixel transform, the coder's stds and the anchors come from the checkpoint's recipe
 (``<prefix>-recipe.json``, written by training; :mod:`rcnn.recipe`); a checkpoint without one
 (the released models) gets the original recipe. ``detect`` and ``detect_batch`` run the same
-code (:func:`rcnn.inference.batch.run_passes`): ``detect`` is a batch of one image.
+code (:func:`rcnn.inference.pipeline.run_pipeline`, which also schedules the passes of the
+WIDER FACE protocols): ``detect`` is a list of one image.
 
 Differences from the original, all deliberate:
 
@@ -45,20 +46,18 @@ import logging
 import math
 import numbers
 
-import cv2
 import numpy as np
 
 from rcnn.inference import create_backend
-from rcnn.inference.batch import run_passes
 from rcnn.inference.input_check import InvalidInputError, check_pixel_range, check_threshold
-from rcnn.inference.postprocess import (AnchorCache, Detections, decode_detections, flip_back,
-                                        merge_detections)
-from rcnn.model_layout import FEATURE_STRIDES, NETWORK_STRIDES
-from rcnn.processing.pixels import PixelTransform
+from rcnn.inference.pipeline import (MAX_SCALED_SIDE, MIN_IMAGE_SIDE, PAD_MULTIPLE, Schedule,
+                                     run_pipeline)
+from rcnn.inference.postprocess import AnchorCache
+from rcnn.model_layout import NETWORK_STRIDES
 from rcnn.recipe import load_recipe
 
 __all__ = ['RetinaFace', 'InvalidInputError', 'as_bgr_image', 'check_scales', 'check_threshold',
-           'network_input', 'SUPPORTED_NETWORKS', 'MIN_IMAGE_SIDE', 'MAX_SCALED_SIDE',
+           'SUPPORTED_NETWORKS', 'MIN_IMAGE_SIDE', 'MAX_SCALED_SIDE',
            'PAD_MULTIPLE']
 
 logger = logging.getLogger(__name__)
@@ -70,17 +69,6 @@ SUPPORTED_NETWORKS = NETWORK_STRIDES
 #: recognised only to give a clear error
 ORIGINAL_ONLY_NETWORKS = ('net3a', 'net4', 'net4a', 'net5', 'net5a', 'net6', 'x3', 'x3a', 'x5',
                           'ssh', 'vgg')
-#: smallest image side accepted (a 1-pixel-wide image is almost always a decoding accident)
-MIN_IMAGE_SIDE = 2
-#: a scale may not make a side longer than this (a mistyped scale such as 1766 would otherwise
-#: try to allocate tens of GB); WIDER FACE's largest pyramid level is about 2,600 px
-MAX_SCALED_SIDE = 8192
-#: ``nocrop`` pads each input up to a multiple of this (the coarsest stride)
-PAD_MULTIPLE = max(FEATURE_STRIDES)
-#: pixel types cv2.resize handles with bilinear interpolation; others are resized as float32
-_RESIZABLE_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32,
-                                                 np.float64))
-_RAW_PIXELS = PixelTransform()
 
 
 def as_bgr_image(img, name='img'):
@@ -116,23 +104,10 @@ def as_bgr_image(img, name='img'):
         img = img[:, :, :3]
     if min(img.shape[:2]) < MIN_IMAGE_SIDE:
         raise InvalidInputError('%s is %dx%d pixels; at least %dx%d is needed'
-                                % (name, img.shape[1], img.shape[0], MIN_IMAGE_SIDE, MIN_IMAGE_SIDE))
+                                % (name, img.shape[1], img.shape[0], MIN_IMAGE_SIDE,
+                                   MIN_IMAGE_SIDE))
     check_pixel_range(img, name)
     return img
-
-
-def network_input(image, flip=False, pad_multiple=None, pixels=_RAW_PIXELS):
-    """BGR image -> network input (see :meth:`rcnn.processing.pixels.PixelTransform.network_input`).
-
-    Args:
-        image: (H, W, 3) BGR.
-        flip: mirror horizontally.
-        pad_multiple: zero-pad bottom/right up to a multiple of this (None: no padding).
-        pixels: the model's pixel transform (default: raw RGB values, the released models').
-    Returns:
-        (1, 3, H', W') float32, channels R, G, B.
-    """
-    return pixels.network_input(image, flip, pad_multiple)
 
 
 def check_scales(scales):
@@ -162,7 +137,7 @@ class RetinaFace(object):
             MXNet, suggesting ``ctx_id=-1``).
         network: anchor layout; only ``'net3'`` (strides 32/16/8, anchor scales (32, 16) /
             (8, 4) / (2, 1), ratio 1) exists in this project.
-        nms: NMS IoU threshold (a box with IoU > nms with a better one is suppressed); also the
+        nms: NMS IoU threshold (a box with IoU >= nms with a better one is suppressed); also the
             clustering IoU of box voting.
         nocrop: zero-pad every input up to a multiple of 32 (default: the input as is).
         decay4: factor on the scores of a stride-4 level before thresholding, as the original;
@@ -215,53 +190,6 @@ class RetinaFace(object):
                                 list(self.strides)))
         return self.recipe.base_anchors()
 
-    # ------------------------------------------------------------------ steps of detect()
-
-    def scaled_image(self, image, scale):
-        """``image`` resized by ``scale`` (bilinear; the image itself for 1.0)."""
-        if scale == 1.0:
-            return image
-        height, width = image.shape[:2]
-        if scale > 1.0 and max(height, width) * scale > MAX_SCALED_SIDE + 0.5:
-            raise InvalidInputError('scale %g turns the %dx%d image into more than %d pixels '
-                                    'per side' % (scale, width, height, MAX_SCALED_SIDE))
-        if min(round(height * scale), round(width * scale)) < MIN_IMAGE_SIDE:
-            raise InvalidInputError('scale %g turns the %dx%d image into less than %d pixels '
-                                    'per side' % (scale, width, height, MIN_IMAGE_SIDE))
-        if image.dtype not in _RESIZABLE_DTYPES:      # e.g. int64, float16: not in cv2.resize
-            image = image.astype(np.float32)
-        return cv2.resize(image, None, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-
-    def prepare_input(self, scaled, flip):
-        """(1, 3, H, W) float32 network input of a scaled BGR image (padded when ``nocrop``)."""
-        return self.pixels.network_input(scaled, flip, PAD_MULTIPLE if self.nocrop else None)
-
-    def decode_pass(self, outputs, image_shape, scale, flip, threshold, batch_index=0):
-        """Candidates of one pass, in original-image coordinates.
-
-        Args:
-            outputs: the backend's 9 outputs.
-            image_shape: (height, width) of the scaled (unpadded) image fed in.
-            scale: its scale relative to the original image.
-            flip: whether it was mirrored.
-        Returns:
-            :class:`rcnn.inference.postprocess.Detections`.
-        """
-        height, width = image_shape[:2]
-        dets = decode_detections(outputs, self.strides, self.anchor_cache, threshold,
-                                 (height, width), batch_index=batch_index,
-                                 score_decay=self.score_decay, coder=self.coder)
-        if flip:
-            flip_back(dets, width)
-        if scale != 1.0:
-            dets.boxes /= np.float32(scale)
-            dets.landmarks /= np.float32(scale)
-        return dets
-
-    def merge(self, candidates):
-        """Pooled candidates -> (faces (N, 5), landmarks (N, 5, 2)) by NMS or voting."""
-        return merge_detections(Detections.concatenate(candidates), self.nms_threshold, self.vote)
-
     # ------------------------------------------------------------------ public API
 
     def detect(self, img, threshold=0.5, scales=(1.0,), do_flip=False):
@@ -281,9 +209,8 @@ class RetinaFace(object):
             InvalidInputError (a ValueError) for a ``None``, empty, too small or malformed
             image, a 0..1-scaled float image, or bad arguments.
         """
-        image = as_bgr_image(img)
-        return run_passes(self, [image], check_threshold(threshold), check_scales(scales),
-                          do_flip, max_batch=1, pad=False)[0]
+        return run_pipeline(self, [as_bgr_image(img)], check_threshold(threshold),
+                            check_scales(scales), do_flip)[0]
 
     def align(self, img, landmarks, size=112):
         """Aligned face crops for recognition: each face's 5 landmarks mapped onto the ArcFace
@@ -307,11 +234,27 @@ class RetinaFace(object):
         """``detect()`` on several images, batching the forward passes.
 
         Returns a list with one ``(faces, landmarks)`` per image, equal to ``detect()`` on that
-        image; see :mod:`rcnn.inference.batch` for ``max_batch`` and ``pad``.
+        image. ``max_batch``: images per forward; ``pad``: also batch images of different sizes
+        (zero-padded; see :mod:`rcnn.inference.pipeline` for what that changes).
+        """
+        return self.detect_images(images, threshold, scales, do_flip,
+                                  Schedule(max_batch=max_batch, pad=pad))
+
+    def detect_images(self, images, threshold=0.5, scales=(1.0,), do_flip=False, schedule=None):
+        """``detect()`` on a list of images with the passes scheduled by ``schedule``.
+
+        Args:
+            images: list of images as :meth:`detect` takes them.
+            threshold, scales, do_flip: as :meth:`detect`.
+            schedule: a :class:`rcnn.inference.pipeline.Schedule` (cross-image batches, flip
+                batches, concurrent scales); None: one forward per image, scale and flip.
+        Returns:
+            list, per image, of ``(faces (N, 5) float32, landmarks (N, 5, 2) float32)``, the
+            faces :meth:`detect` returns for that image whatever the schedule.
         """
         images = [as_bgr_image(img, 'images[%d]' % i) for i, img in enumerate(images)]
-        return run_passes(self, images, check_threshold(threshold), check_scales(scales),
-                          do_flip, max_batch=max_batch, pad=pad)
+        return run_pipeline(self, images, check_threshold(threshold), check_scales(scales),
+                            do_flip, Schedule() if schedule is None else schedule)
 
     def __repr__(self):
         return ('RetinaFace(network=%r, nms=%g, nocrop=%s, vote=%s, backend=%r)'

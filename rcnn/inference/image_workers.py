@@ -115,7 +115,8 @@ class ImageWorkerPool(object):
 
     Args:
         workers: number of processes.
-        detector_kwargs: keyword arguments of :class:`retinaface.RetinaFace` (picklable).
+        detector_kwargs: keyword arguments of :class:`rcnn.inference.detector.RetinaFace`
+            (picklable).
         environ: variables set in each worker before mxnet is imported, e.g.
             ``{'OMP_NUM_THREADS': '1', 'MXNET_ENGINE_TYPE': 'NaiveEngine'}``.
         window: tasks in flight per worker (results are yielded in order).

@@ -100,9 +100,12 @@ def choose_engine(choice, on_gpu):
 
 def import_mxnet(threads=None):
     """Import and return mxnet, first setting ``OMP_NUM_THREADS`` to ``threads`` when given
-    and mxnet is not imported yet (later it has no effect: a warning is logged), and
-    ``MXNET_MKLDNN_CACHE_NUM`` to :data:`DEFAULT_MKLDNN_CACHE_NUM` unless already set."""
+    and mxnet is not imported yet (later it has no effect: a warning is logged),
+    ``MXNET_MKLDNN_CACHE_NUM`` to :data:`DEFAULT_MKLDNN_CACHE_NUM` and ``MXNET_SUBGRAPH_VERBOSE``
+    to 0 unless already set (MXNet would print "Subgraph backend MKLDNN is activated" for every
+    executor it binds, through the progress bars of the CLIs)."""
     os.environ.setdefault('MXNET_MKLDNN_CACHE_NUM', str(DEFAULT_MKLDNN_CACHE_NUM))
+    os.environ.setdefault('MXNET_SUBGRAPH_VERBOSE', '0')
     if threads is not None:
         threads = int(threads)
         if threads < 1:
@@ -123,11 +126,13 @@ def make_context(ctx_id):
     ctx_id = int(ctx_id)
     if ctx_id < 0:
         return mx.cpu()
+    if not mx.runtime.Features().is_enabled('CUDA'):
+        raise ValueError('ctx_id=%d asks for GPU %d, but this MXNet build has no GPU support; '
+                         'pass --gpu -1 (ctx_id=-1) to run on the CPU' % (ctx_id, ctx_id))
     num_gpus = mx.context.num_gpus()
     if num_gpus == 0:
-        raise ValueError('ctx_id=%d asks for GPU %d, but this MXNet build sees no GPU (a CPU-only '
-                         'build, or no CUDA device); pass ctx_id=-1 (--gpu -1) to run on the CPU'
-                         % (ctx_id, ctx_id))
+        raise ValueError('ctx_id=%d asks for GPU %d, but no GPU is visible to this MXNet build; '
+                         'pass --gpu -1 (ctx_id=-1) to run on the CPU' % (ctx_id, ctx_id))
     if ctx_id >= num_gpus:
         raise ValueError('ctx_id=%d: only %d GPU(s) visible (ids 0..%d); pass ctx_id=-1 for the '
                          'CPU' % (ctx_id, num_gpus, num_gpus - 1))

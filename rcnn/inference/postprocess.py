@@ -15,32 +15,21 @@ as in the original. Only the anchors whose face probability reaches the threshol
 and the strides are decoded together (one :class:`rcnn.processing.box_coder.BoxCoder` call,
 which multiplies the deltas by the recipe's stds, then ``nonlinear_pred`` / ``landmark_pred``).
 """
-from collections import OrderedDict
-
 import numpy as np
 
 from cython_ext.cpu_nms import cpu_nms
 from rcnn.processing.bbox_transform import bbox_overlaps, clip_boxes
 from rcnn.processing.box_coder import BoxCoder
-from rcnn.model_layout import (BOX_LEN, DEPLOY_OUTPUT_KINDS, DEPLOY_OUTPUTS_PER_STRIDE,
-                               FLIP_LANDMARK_ORDER,
-                               NUM_LANDMARKS, deploy_output_names)
+from rcnn.model_layout import BOX_LEN, DEPLOY_OUTPUTS_PER_STRIDE, NUM_LANDMARKS
 from rcnn.processing.generate_anchor import DEFAULT_MAX_ANCHOR_PLANES, AnchorCache
+from rcnn.processing.mirror import mirror_boxes, mirror_landmarks
 
-__all__ = ['OUTPUT_KINDS', 'output_names', 'FLIP_LANDMARK_ORDER', 'VOTE_MAX_RESULTS',
-           'AnchorCache', 'DEFAULT_MAX_ANCHOR_PLANES', 'Detections', 'decode_detections', 'flip_back', 'merge_detections',
-           'bbox_vote', 'empty_faces']
+__all__ = ['VOTE_MAX_RESULTS', 'AnchorCache', 'DEFAULT_MAX_ANCHOR_PLANES', 'Detections',
+           'decode_detections', 'flip_back', 'merge_detections', 'bbox_vote', 'empty_faces']
 
-#: the three head outputs of each stride, in the deploy graph's order (alias of
-#: :data:`rcnn.model_layout.DEPLOY_OUTPUT_KINDS`)
-OUTPUT_KINDS = DEPLOY_OUTPUT_KINDS
 _DEFAULT_CODER = BoxCoder()
 #: box voting keeps at most this many faces (as the original)
 VOTE_MAX_RESULTS = 750
-
-
-#: alias of :func:`rcnn.model_layout.deploy_output_names` (this module's old name)
-output_names = deploy_output_names
 
 
 def empty_faces():
@@ -108,7 +97,8 @@ def decode_detections(outputs, strides, anchor_cache, threshold, clip_shape, bat
     """Faces of one network pass whose score reaches ``threshold``.
 
     Args:
-        outputs: the 9 deploy outputs in :func:`output_names` order, numpy arrays
+        outputs: the 9 deploy outputs in :func:`rcnn.model_layout.deploy_output_names` order,
+            numpy arrays
             (B, C, H_s, W_s).
         strides: e.g. (32, 16, 8), the order of ``outputs``.
         anchor_cache: :class:`AnchorCache` with base anchors for those strides.
@@ -150,7 +140,8 @@ def decode_detections(outputs, strides, anchor_cache, threshold, clip_shape, bat
 
 
 def flip_back(detections, width):
-    """Mirror detections of a horizontally flipped input back, in place.
+    """Mirror detections of a horizontally flipped input back, in place (the one mirror
+    formula, :mod:`rcnn.processing.mirror`).
 
     Args:
         detections: :class:`Detections` found on the flipped image.
@@ -159,13 +150,8 @@ def flip_back(detections, width):
         ``detections``: boxes with x1' = width - x2 - 1, x2' = width - x1 - 1; landmark x
         mirrored the same way and points reordered by :data:`FLIP_LANDMARK_ORDER`.
     """
-    boxes = detections.boxes
-    old_x1 = boxes[:, 0].copy()
-    boxes[:, 0] = width - boxes[:, 2] - 1
-    boxes[:, 2] = width - old_x1 - 1
-    points = detections.landmarks[:, list(FLIP_LANDMARK_ORDER), :]
-    points[:, :, 0] = width - points[:, :, 0] - 1
-    detections.landmarks = points
+    detections.boxes[:] = mirror_boxes(detections.boxes, width)
+    detections.landmarks = mirror_landmarks(detections.landmarks, width)
     return detections
 
 
