@@ -221,8 +221,6 @@ def _base_config():
     cfg.PIXEL_STDS = np.array([1.0, 1.0, 1.0])
     # divisor applied before the means (1.0: pixels stay in 0..255)
     cfg.PIXEL_SCALE = 1.0
-    # test-time images (rcnn.io.image.get_image) are zero-padded to a multiple of this; 0: none
-    cfg.IMAGE_STRIDE = 0
 
     # ---- network / heads ----
     # classes of the score head: background and face (only 2 is supported)
@@ -253,8 +251,7 @@ def _base_config():
     }
 
     # ---- training crops and photometric augmentation ----
-    # [(crop side, max side)] in pixels: training crops are SCALES[0][0] square; test-time
-    # get_image resizes the short side to [0][0], the long side at most [0][1]
+    # [(crop side, max side)] in pixels: training crops are SCALES[0][0] square
     cfg.SCALES = [(640, 640)]
     # image short side / crop side ratios drawn per crop (the original's hard-coded list in
     # get_crop_image1; its config key PRE_SCALES held an unused (1200, 1600))

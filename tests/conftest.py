@@ -39,3 +39,15 @@ def no_decoding(monkeypatch):
     def fail(path):
         raise AssertionError('%s was decoded in full instead of read from its header' % path)
     monkeypatch.setattr(image_header, '_decoded_size', fail)
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    """Each test sees the environment the session started with: code under test that sets
+    variables for MXNet before its import (the engine, the thread count) must not leak them
+    into later tests' subprocesses."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)

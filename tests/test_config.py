@@ -244,11 +244,10 @@ def test_bad_overrides_are_one_line_errors_naming_the_key():
 
 def test_keys_read_by_the_data_side_exist_with_the_original_defaults():
     """The original's config.py: FACE_LANDMARK True, USE_BLUR False, DENSE_ANCHOR False,
-    IMAGE_STRIDE 0, TRAIN.RPN_FORCE_POSITIVE False; every stride's ALLOWED_BORDER 9999."""
+    TRAIN.RPN_FORCE_POSITIVE False; every stride's ALLOWED_BORDER 9999."""
     for network in ('mnet', 'resnet'):
         cfg, _ = generate_config(network, 'retinaface')
-        assert (cfg.FACE_LANDMARK, cfg.USE_BLUR, cfg.DENSE_ANCHOR, cfg.IMAGE_STRIDE) == \
-            (True, False, False, 0)
+        assert (cfg.FACE_LANDMARK, cfg.USE_BLUR, cfg.DENSE_ANCHOR) == (True, False, False)
         assert cfg.TRAIN.RPN_FORCE_POSITIVE is False
         assert [v['ALLOWED_BORDER'] for v in cfg.RPN_ANCHOR_CFG.values()] == [9999] * 3
 
