@@ -141,7 +141,8 @@ def _image_workers(schedule):
 
 def _postprocess(detector, outputs, image_shape):
     """Decode and merge one pass at scale 1, threshold 0.5, as ``detect()`` does."""
-    from rcnn.inference.postprocess import decode_detections, merge_detections
+    from rcnn.inference.postprocess import merge_detections
+    from rcnn.processing.detections import decode_detections
     dets = decode_detections(outputs, detector.strides, detector.anchor_cache, 0.5, image_shape,
                              score_decay=detector.score_decay, coder=detector.coder)
     return merge_detections(dets, detector.nms_threshold, detector.vote)

@@ -53,7 +53,7 @@ def child_row(backend, calls, warmup, every, seed, unbounded):
     import cv2
     import numpy as np
     from retinaface import RetinaFace
-    from rcnn.inference.postprocess import AnchorCache
+    from rcnn.processing.generate_anchor import AnchorCache
 
     base = cv2.imread(str(SHARED / 'images' / IMAGE_NAME))
     detector = RetinaFace(_prefix(), 0, ctx_id=-1, backend=backend, threads=1)

@@ -28,6 +28,7 @@ import sys
 import time
 
 from rcnn.core import cpu_share  # standard library only
+from rcnn.utils import machine
 
 #: set (by compare_defaults) in a child that must keep MXNet's own thread defaults
 _NO_PLAN_ENV = 'RETINAFACE_BENCH_MXNET_THREAD_DEFAULTS'
@@ -36,7 +37,7 @@ _ROW_MARK = 'BENCH_TRAIN_ROW '
 if 'mxnet' not in sys.modules and not os.environ.get(_NO_PLAN_ENV):
     _PLAN = cpu_share.configure_from_argv([])   # the default plan's threads, as train.py sets them
 else:
-    _PLAN = cpu_share.plan_cpu_share(cpu_share.usable_cores(), cpu_share.count_gpus())
+    _PLAN = cpu_share.plan_cpu_share(machine.usable_cores(), cpu_share.count_gpus())
 
 import numpy as np  # noqa: E402
 
@@ -132,7 +133,7 @@ def compare_workers(quick=False):
     try:
         for _, workers in settings:
             if workers not in loaders:
-                from rcnn.core.loader import CropLoader, feature_symbols
+                from rcnn.core.loader import CropLoader
                 loaders[workers] = CropLoader(first_loader.feat_sym, roidb, BATCH, shuffle=True,
                                               cfg=cfg, num_workers=workers, seed=0, prefetch=2)
         for _ in range(rounds):

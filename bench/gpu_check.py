@@ -417,6 +417,7 @@ def window_figures(csv_path, batch_size, warmup_windows=1):
 def train_run(python, network, batch, gpu_ids, data_dir, work, sizes):
     """One ``train.py`` run (stage ``train``); returns its figures."""
     from rcnn.core import cpu_share
+    from rcnn.utils import machine
     where = 'gpu' + '-'.join(str(i) for i in gpu_ids) if gpu_ids else 'cpu'
     folder = Path(work) / ('train-%s-%s' % (network, where))
     shutil.rmtree(folder, ignore_errors=True)
@@ -434,7 +435,7 @@ def train_run(python, network, batch, gpu_ids, data_dir, work, sizes):
     devices = max(1, len(gpu_ids))
     record = {'network': network, 'devices': where, 'batch_per_device': batch,
               'batch': batch * devices, 'image_size': '640x640',
-              'loader_workers': cpu_share.plan_cpu_share(cpu_share.usable_cores(),
+              'loader_workers': cpu_share.plan_cpu_share(machine.usable_cores(),
                                                          len(gpu_ids)).workers,
               'command': ' '.join(command[1:])}
     logger.info('train %s on %s, batch %d: %s', network, where, batch * devices,
@@ -688,7 +689,7 @@ def run_check(args):
     python = sys.executable
     report = Report(Path(args.out) / JSON_NAME, args.device)
     report.data['sizes'] = dataclasses.asdict(sizes)
-    facts = report.stage('machine', machine_facts)
+    report.stage('machine', machine_facts)
     probe = report.stage('probe', gpu_probe, python)
     num_gpus = (probe or {}).get('num_gpus') or 0
     gpu_ok = bool(probe and probe.get('ok'))

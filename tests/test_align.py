@@ -4,7 +4,6 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import shared_path
 from rcnn.inference.align import (ARCFACE_112, TEMPLATE_96x112, align_faces, reference_points,
                                   similarity_transforms)
 from test_retinaface import iou_matrix

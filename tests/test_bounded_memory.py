@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, shared_path
-from rcnn.inference.postprocess import DEFAULT_MAX_ANCHOR_PLANES, AnchorCache
+from rcnn.processing.generate_anchor import DEFAULT_MAX_ANCHOR_PLANES, AnchorCache
 from rcnn.processing.generate_anchor import anchors_plane
 
 BASE = {32: np.array([[-248, -248, 263, 263], [-120, -120, 135, 135]], np.float32),

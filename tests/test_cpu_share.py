@@ -9,6 +9,7 @@ import pytest
 from conftest import ROOT
 from rcnn.core import cpu_share
 from rcnn.core.cpu_share import apply_thread_env, count_gpus, plan_cpu_share
+from rcnn.utils import machine
 
 
 @pytest.mark.parametrize('cores, gpus, workers, want_workers, want_omp', [
@@ -64,8 +65,8 @@ print(json.dumps({'omp': os.environ.get('OMP_NUM_THREADS'), 'mxnet': 'mxnet' in 
 
 
 @pytest.mark.parametrize('extra, env_omp, want', [
-    ([], None, str(cpu_share.usable_cores())),
-    (['--gpus', '0'], None, str(max(1, cpu_share.usable_cores() - 1))),
+    ([], None, str(machine.usable_cores())),
+    (['--gpus', '0'], None, str(max(1, machine.usable_cores() - 1))),
     ([], '1', '1'),
 ])
 def test_train_script_sets_threads_before_importing_mxnet(extra, env_omp, want):

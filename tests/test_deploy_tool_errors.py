@@ -164,8 +164,8 @@ def test_export_memory_plan_lies_between_the_largest_activation_and_their_sum(mn
 
 def test_export_whose_check_would_not_fit_in_memory_is_refused(mnet25_prefix, tmp_path,
                                                                capsys, monkeypatch):
-    from rcnn.deploy import onnx_export
-    monkeypatch.setattr(onnx_export, 'available_memory_bytes', lambda: 2 ** 20)
+    from rcnn.utils import machine
+    monkeypatch.setattr(machine, 'available_memory', lambda: 2 ** 20)
     out = tmp_path / 'x.onnx'
     for extra in ([], ['--layout', 'insightface']):
         assert export_cli.main(['--prefix', mnet25_prefix, '--out', str(out), '--static',
@@ -259,11 +259,12 @@ def test_quantize_out_naming_a_folder_is_refused(tmp_path, capsys, mnet25_prefix
 
 def test_quantize_calibration_batch_beyond_memory_is_refused(tmp_path, capsys, mnet25_prefix,
                                                              calib_dir, monkeypatch):
-    from rcnn.deploy import onnx_export, quantize
+    from rcnn.deploy import quantize
+    from rcnn.utils import machine
     with pytest.raises(MemoryError, match='1000 calibration images at 8192x8192 take 750.0 GB'):
         quantize.check_calibration_memory(1000, (8192, 8192), available=2 ** 30)
     quantize.check_calibration_memory(4, (640, 480), available=2 ** 30)
-    monkeypatch.setattr(onnx_export, 'available_memory_bytes', lambda: 2 ** 20)
+    monkeypatch.setattr(machine, 'available_memory', lambda: 2 ** 20)
     assert quantize_cli.main(['--prefix', mnet25_prefix, '--calib', calib_dir,
                               '--out', str(tmp_path / 'q')]) != 0
     line = _one_line_error(capsys, 'quantize.py')

@@ -12,6 +12,7 @@ import pytest
 import test_widerface as twf
 from rcnn.evaluation import wider_test
 from rcnn.inference import image_workers
+from rcnn.utils import machine
 from rcnn.inference.image_workers import (AUTO_BYTES_PER_WORKER, ImageWorkerError,
                                           ImageWorkerPool, plan_image_workers)
 
@@ -168,7 +169,7 @@ def test_checkpoint_error_is_one_line_with_workers(dlib_faces, tmp_path):
 
 
 def test_available_memory_reads_proc_meminfo():
-    free = image_workers.available_memory()
+    free = machine.available_memory()
     if not os.path.exists('/proc/meminfo'):
         assert free is None
     else:

@@ -4,7 +4,6 @@ on the dlib val photos as our detector on the same letterboxed input."""
 import json
 import os
 import subprocess
-import sys
 
 import cv2
 import numpy as np

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from rcnn.inference.postprocess import (AnchorCache, Detections, bbox_vote, decode_detections,
-                                        flip_back, merge_detections)
+from rcnn.inference.postprocess import bbox_vote, flip_back, merge_detections
+from rcnn.processing.detections import Detections, decode_detections
+from rcnn.processing.generate_anchor import AnchorCache
 from rcnn.model_layout import deploy_output_names
 
 MXNET_OUTPUT_SUFFIX = '_output'

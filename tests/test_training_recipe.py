@@ -6,9 +6,6 @@ built random-weight backbones (no download) for one or two iterations on the dli
 """
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import mxnet as mx
 import numpy as np

@@ -26,14 +26,17 @@ that N). Environment variables already set by the user (``OMP_NUM_THREADS``,
 :func:`apply_thread_env` only has an effect before ``import mxnet``; ``train.py`` calls
 :func:`configure_from_argv` first thing when run as a script.
 
-This module imports nothing but the standard library (it runs before mxnet is imported).
+This module imports nothing but the standard library and rcnn.utils.machine (it runs before
+mxnet is imported).
 """
 import argparse
 import collections
 import os
 import sys
 
-__all__ = ['CpuPlan', 'usable_cores', 'count_gpus', 'plan_cpu_share', 'apply_thread_env',
+from rcnn.utils.machine import usable_cores
+
+__all__ = ['CpuPlan', 'count_gpus', 'plan_cpu_share', 'apply_thread_env',
            'configure_from_argv', 'describe']
 
 #: a loader worker per this many cores of CPU compute
@@ -45,14 +48,6 @@ ENGINE_CPU_THREADS = 1
 
 CpuPlan = collections.namedtuple('CpuPlan', 'cores gpus workers omp_threads engine_threads '
                                             'workers_from_flag')
-
-
-def usable_cores():
-    """Cores this process may run on (its CPU affinity; ``os.cpu_count()`` where unknown)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def count_gpus(gpus_flag='', environ=None):

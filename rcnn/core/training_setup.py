@@ -59,6 +59,7 @@ from rcnn.core.pretrained import load_pretrained
 from rcnn.core.schedule import LRSchedule, rebase_steps
 from rcnn.core.train_options import ValidationOptions
 from rcnn.core.trainer import Position, Trainer
+from rcnn.utils import machine
 from rcnn.utils.run_lock import PrefixLock
 
 # the log lines keep train.py's name
@@ -685,7 +686,7 @@ def _build_locked(options, contexts, kv, rank, num_workers, run_lock):
     if rank == 0:
         clean_interrupted_saves(options.prefix)
     cpu_plan = cpu_share.plan_cpu_share(
-        cpu_share.usable_cores(), sum(1 for c in contexts if c.device_type == 'gpu'),
+        machine.usable_cores(), sum(1 for c in contexts if c.device_type == 'gpu'),
         options.data.workers)
     plan, val_set = _plan(options, contexts, rank, num_workers)
     options, cfg, record, roidb = plan.options, plan.cfg, plan.record, plan.roidb

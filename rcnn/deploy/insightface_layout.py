@@ -315,7 +315,8 @@ def reference_decode(mxnet_outputs, input_height, input_width, recipe=None):
     """Every anchor of our 9 deploy outputs decoded by the detector's own post-processing
     (threshold -1; the recipe's anchors and coder, None: the original recipe), reordered to the
     package's stride order; same returns as :func:`package_decode`."""
-    from rcnn.inference.postprocess import AnchorCache, decode_detections
+    from rcnn.processing.detections import decode_detections
+    from rcnn.processing.generate_anchor import AnchorCache
     from rcnn.recipe import default_recipe
     recipe = default_recipe() if recipe is None else recipe
     strides = list(recipe.strides)

@@ -37,6 +37,7 @@ import numpy as np
 
 from rcnn.model_layout import DATA_NAME, MXNET_OUTPUT_SUFFIX
 from rcnn.checkpoint.files import checkpoint_name, params_path, symbol_path
+from rcnn.utils import machine
 from rcnn.utils.fileio import atomic_write_bytes
 from rcnn.utils.param_names import fit_to_graph
 
@@ -191,29 +192,17 @@ def forward_memory_bytes(sym, input_shape):
     return int(match.group(1)) * 2 ** 20 * batch * height * width / float(side * side)
 
 
-def available_memory_bytes():
-    """``MemAvailable`` of ``/proc/meminfo`` in bytes, or None where there is no such file."""
-    try:
-        with open('/proc/meminfo') as f:
-            for line in f:
-                if line.startswith('MemAvailable:'):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def check_verification_memory(sym, input_shapes, available=None):
     """Refuse a check whose forwards would not fit in the available memory (the process would
     be killed by the kernel's OOM killer, with nothing on stderr).
 
     Args:
         input_shapes: the (B, 3, H, W) inputs of the check.
-        available: bytes available (None: :func:`available_memory_bytes`).
+        available: bytes available (None: :func:`rcnn.utils.machine.available_memory`).
     Raises:
         CheckMemoryError naming the input, the estimate and the available memory.
     """
-    available = available_memory_bytes() if available is None else available
+    available = machine.available_memory() if available is None else available
     if available is None:
         return
     for shape in input_shapes:

@@ -31,6 +31,7 @@ import numpy as np
 
 from rcnn.model_layout import DATA_NAME
 from rcnn.processing.pixels import PixelTransform
+from rcnn.utils import machine
 from rcnn.utils.param_names import fit_to_graph
 
 logger = logging.getLogger(__name__)
@@ -90,8 +91,7 @@ def check_calibration_memory(num_images, input_size, available=None):
     Raises:
         MemoryError naming the batch and its size.
     """
-    from rcnn.deploy.onnx_export import available_memory_bytes
-    available = available_memory_bytes() if available is None else available
+    available = machine.available_memory() if available is None else available
     width, height = (int(v) for v in input_size)
     needed = 4.0 * 3 * width * height * num_images
     if available is not None and needed > available / 2.0:

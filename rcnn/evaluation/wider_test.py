@@ -34,7 +34,6 @@ from typing import Optional, Union
 import numpy as np
 from tqdm import tqdm
 
-from rcnn.core.cpu_share import usable_cores
 from rcnn.dataset import RetinaFaceDataset
 from rcnn.dataset.image_header import ImageReadError, read_image_size
 from rcnn.dataset.label_file import ParsedLabels, read_label_file
@@ -43,9 +42,9 @@ from rcnn.evaluation.protocols import DEFAULT_PROTOCOL, MODE_PROTOCOLS, PROTOCOL
 from rcnn.evaluation.widerface import (PredictionFormatError, count_recalled,
                                        read_prediction_file, write_prediction_file)
 from rcnn.inference import BACKENDS
-from rcnn.inference.image_workers import (ImageWorkerPool, available_memory,
-                                          plan_image_workers)
+from rcnn.inference.image_workers import ImageWorkerPool, plan_image_workers
 from rcnn.inference.pipeline import Schedule
+from rcnn.utils.machine import available_memory, usable_cores
 from rcnn.utils.run_manifest import ManifestMismatch, claim_output_dir, file_sha1
 
 __all__ = ['WiderTestOptions', 'run_wider_test', 'format_summary', 'protocol_of_mode',

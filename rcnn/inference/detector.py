@@ -52,7 +52,7 @@ from rcnn.inference import create_backend
 from rcnn.inference.input_check import InvalidInputError, check_pixel_range, check_threshold
 from rcnn.inference.pipeline import (MAX_SCALED_SIDE, MIN_IMAGE_SIDE, PAD_MULTIPLE, Schedule,
                                      run_pipeline)
-from rcnn.inference.postprocess import AnchorCache
+from rcnn.processing.generate_anchor import AnchorCache
 from rcnn.model_layout import NETWORK_STRIDES
 from rcnn.recipe import load_recipe
 

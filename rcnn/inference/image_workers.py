@@ -21,7 +21,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-__all__ = ['ImageWorkerError', 'ImageWorkerPool', 'available_memory', 'plan_image_workers',
+__all__ = ['ImageWorkerError', 'ImageWorkerPool', 'plan_image_workers',
            'MAX_AUTO_WORKERS']
 
 #: most worker processes ``auto`` starts (each holds a detector: ~0.5-1 GB for mnet in mode 1)
@@ -32,18 +32,6 @@ AUTO_BYTES_PER_WORKER = 2 << 30
 
 class ImageWorkerError(RuntimeError):
     """A worker process died; the message names the image it was given and what to do."""
-
-
-def available_memory():
-    """Bytes of ``MemAvailable`` (Linux), or None where unknown."""
-    try:
-        with open('/proc/meminfo') as meminfo:
-            for line in meminfo:
-                if line.startswith('MemAvailable:'):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def plan_image_workers(requested, threads, on_gpu, cores, free_memory=None):

@@ -9,7 +9,7 @@ the WIDER FACE test protocols) runs :func:`run_pipeline`:
    input) goes through ``backend.forward`` once;
 3. **decode**: each input's outputs are cut to its own feature maps (``ceil(H / s) x
    ceil(W / s)`` at stride ``s``: the top-left cells, padding being at the bottom/right) and
-   decoded (:func:`rcnn.inference.postprocess.decode_detections`); a flipped input is mirrored
+   decoded (:func:`rcnn.processing.detections.decode_detections`); a flipped input is mirrored
    back (:func:`rcnn.inference.postprocess.flip_back`) and the coordinates are divided by the
    scale;
 4. **merge**: the candidates of an image are pooled in one fixed order -- scale by scale,
@@ -44,8 +44,8 @@ import cv2
 import numpy as np
 
 from rcnn.inference.input_check import InvalidInputError
-from rcnn.inference.postprocess import (Detections, decode_detections, flip_back,
-                                        merge_detections)
+from rcnn.inference.postprocess import flip_back, merge_detections
+from rcnn.processing.detections import Detections, decode_detections
 from rcnn.model_layout import DEPLOY_OUTPUTS_PER_STRIDE, FEATURE_STRIDES
 
 __all__ = ['Schedule', 'run_pipeline', 'plan_scale', 'plan_batches', 'feature_size',
