@@ -11,7 +11,6 @@ import pytest
 
 import test_widerface as twf
 from rcnn.evaluation import wider_test
-from rcnn.inference import image_workers
 from rcnn.utils import machine
 from rcnn.inference.image_workers import (AUTO_BYTES_PER_WORKER, ImageWorkerError,
                                           ImageWorkerPool, plan_image_workers)
