@@ -10,7 +10,9 @@ Runs the tree's ``train.py`` (CPU, one loader worker, ``--seed 0``) on the dlib 
 
 and stores, per scenario: the bytes of every ``.params`` / ``.states`` / symbol / recipe file
 (the best checkpoint's too), every training record, summary and best-checkpoint sidecar
-without their clock fields (``saved_at``, seconds, images/s), the metrics and validation
+without their clock fields (``saved_at``, seconds, images/s) and without the fields that
+carry the merged config and what ``--resume`` remembers (:data:`RUN_MEMORY_KEYS`: the
+records and recipes store them on purpose, other trees may not), the metrics and validation
 tables without their timing columns, the sequence of "saved checkpoint" log lines and the
 final parameter digest. Paths inside the work folder are written as ``<work>``.
 """
@@ -28,7 +30,11 @@ import numpy as np
 CLOCK_KEYS = {'saved_at', 'seconds', 'images_per_s', 'validation_seconds'}
 #: metrics / validation table columns that are timings
 CLOCK_COLUMNS = {'samples_per_s', 'data_s', 'step_s', 'seconds'}
-BINARY_SUFFIXES = ('.params', '.states', '-symbol.json', '-recipe.json')
+#: record / recipe fields holding the merged config and the options ``--resume`` takes from a
+#: checkpoint: added by design, so left out when comparing trees
+RUN_MEMORY_KEYS = {'config', 'config_overrides', 'data_digest', 'flip', 'keep_outside_boxes',
+                   'shuffle', 'validation_options', 'wd', 'training_config'}
+BINARY_SUFFIXES = ('.params', '.states', '-symbol.json')
 
 
 def scenarios(shared):
@@ -86,6 +92,8 @@ def record_folder(folder, work, name):
         elif file_name.endswith('.json'):
             with open(path) as handle:
                 content = _without_clock(json.load(handle))
+            if file_name.endswith(('.train.json', '-recipe.json')):
+                content = {k: v for k, v in content.items() if k not in RUN_MEMORY_KEYS}
             arrays[key] = _text_array(json.dumps(content, sort_keys=True), work)
         elif file_name.endswith('.csv'):
             header, values = _table(path)
