@@ -67,7 +67,7 @@ def main(argv=None):
               ['--max_iters', '5', '--checkpoint_iters', '5', '--lr_step', '1,2'])
         results = {}
         for side, tree in (('reference', base_tree), ('working', ROOT)):
-            folder = os.path.join(work, side)
+            folder = os.path.join(work, 'resumed-by-' + side)
             shutil.copytree(first, folder, ignore=shutil.ignore_patterns('*.lock', '*.log'))
             log = train(tree, os.path.join(folder, 'm'), shared, ['--max_iters', '12', '--resume'])
             match = DIGEST.search(log)
