@@ -27,9 +27,12 @@ FIGURES = ('detect_640x480_ms', 'crop_label_ms', 'forward_backward_ms')
 def time_tree(tree, shared, repeat, out):
     env = dict(os.environ, OMP_NUM_THREADS='1', MXNET_SUBGRAPH_VERBOSE='0')
     env.pop('PYTHONPATH', None)
-    subprocess.run([sys.executable, str(ROOT / 'bench' / 'layout_timing.py'), '--tree', tree,
-                    '--shared', shared, '--out', out, '--repeat', str(repeat)],
-                   check=True, env=env, cwd=tree, stdout=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, str(ROOT / 'bench' / 'layout_timing.py'), '--tree',
+                           tree, '--shared', shared, '--out', out, '--repeat', str(repeat)],
+                          env=env, cwd=tree, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError('timing %s failed: %s' % (tree, (done.stderr.strip().splitlines()
+                                                            or ['no output'])[-1]))
     with open(out) as f:
         return json.load(f)
 
