@@ -61,7 +61,7 @@ def test_a_flag_and_its_other_spelling_both_defined_stay_apart():
      'no_verify', True),
     ('tools/quantize.py', ['--prefix', 'p', '--out', 'q', '--max_images', '5'], 'max_images', 5),
     ('tools/make_sample_data.py', ['--jpeg_quality', '80'], 'jpeg_quality', 80),
-    ('tools/demo.py', ['--train_minutes', '2', '--plan_only'], 'train_minutes', 2.0),
+    ('tools/demo.py', ['--test_images', '20', '--plan_only'], 'test_images', 20),
     ('tools/launch.py', ['-n', '1', '--log_dir', 'L', 'python', 'x.py', '--a_b'], 'log_dir', 'L'),
 ])
 def test_every_tool_accepts_the_other_spelling(script, argv, attribute, value):
