@@ -141,7 +141,7 @@ def test_plan_lists_every_step_with_budget_and_commands(tmp_path):
     for step in ('1. set-up', '2. sample set', '3. measure', '4. train mnet', '5. test on val',
                  '6. evaluate', '7. draw', '8. summary'):
         assert step in text
-    assert 'about 9 min' in text
+    assert 'budget 9 min' in text
     assert 'generated now' in text              # the folder does not exist
     assert 'train.py --network mnet' in text and '--max_iters 5 --frequent 1' in text
 
@@ -299,7 +299,7 @@ def test_plan_only_prints_and_runs_nothing(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / 'tools' / 'demo.py'), '--plan-only',
                           '--data', str(tmp_path / 'data'), '--out', str(tmp_path / 'out')],
                          capture_output=True, text=True, check=True, cwd=str(tmp_path)).stdout
-    assert 'Plan (about' in out and '4. train mnet' in out
+    assert 'Plan (budget' in out and '4. train mnet' in out
     assert os.listdir(tmp_path) == []
 
 
@@ -316,7 +316,7 @@ def test_tiny_end_to_end_run(tiny_set, tmp_path):
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=str(tmp_path), timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
-    assert out.index('Plan (about') < out.index('[2/8]') < out.index('    measured ') \
+    assert out.index('Plan (budget') < out.index('[2/8]') < out.index('    measured ') \
         < out.index('RetinaFace demo: summary')
     assert 'reused' in out                      # the fixture's set matches the arguments
 

@@ -4,8 +4,10 @@
     python tools/demo.py --plan-only     # print the plan and the commands, run nothing
     python tools/demo.py --skip-train    # test / evaluate / draw the last demo checkpoint again
 
-The demo fits itself into ``--minutes`` (20) whatever the machine's load: it measures how fast
-this machine trains, then plans the run from that speed (printed before training starts):
+The demo fits itself into ``--minutes`` (20): it measures how fast this machine trains, then
+plans the run from that speed (printed before training starts). A 2-core machine at half its
+quiet speed or faster ends within the budget; on a slower one the plan keeps the shortest
+schedule that still finds the faces and says how long it will take:
 
 1. set-up: ``make setup`` (run by ``make demo`` before this script);
 2. the sample set: ``data/sample`` (400 train / 100 val images, seed 0) from
@@ -37,10 +39,10 @@ a condensed progress and the summary, which is also written to ``demo_out/summar
 
 Why 640x640 crops on a slow machine too: smaller crops train faster per image but teach the
 faces at half their test-time scale; measured on the sample set, 320x320 crops after 3 epochs
-scored Easy AP 0.20 in mode 0 (640x640: 0.51), so the plan trades epochs, never the crop.
-On a quiet 2-core machine (about 12 training images/s) the plan is 10 epochs (950
-iterations) and mode 1, which reached Easy / Medium / Hard AP 0.99 / 0.95 / 0.82; the shortest
-plan (5 epochs) is what a machine at about a third of that speed gets in 20 minutes.
+scored Easy AP 0.20 in mode 0 on the 100 val images (640x640 crops after 3 epochs: 0.51 on the
+first 30), so the plan trades epochs, never the crop. On a quiet 2-core machine (about 12
+training images/s) the plan is 10 epochs (950 iterations) and mode 1, which reached Easy /
+Medium / Hard AP 0.99 / 0.95 / 0.82; at half that speed it is 5 epochs and still mode 1.
 """
 import argparse
 import json
@@ -421,8 +423,8 @@ def format_plan(plan):
     lines = [
         'RetinaFace demo: train mnet from scratch on a generated sample set, test, evaluate, '
         'draw.',
-        'Plan (about %g min on 2 CPU cores, whatever their load: sized from the measured '
-        'speed):' % args.minutes,
+        'Plan (budget %g min, sized from the measured speed: a 2-core machine at half its quiet '
+        'speed or faster ends within it):' % args.minutes,
         '  1. set-up          .venv and the Cython kernels (make setup)',
         '  2. sample set      %s: %d train / %d val images, seed %d (%s)' % (
             _shown(plan.data), args.train_images, args.val_images, args.data_seed, data_state),
