@@ -106,3 +106,25 @@ def test_installed_console_scripts_show_their_help(script, tmp_path):
     proc = subprocess.run([path, '--help'], cwd=str(tmp_path), capture_output=True, text=True,
                           timeout=300, env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert proc.returncode == 0 and proc.stdout.startswith('usage:'), proc.stderr[-2000:]
+
+
+def _make_dry_run(*targets):
+    proc = subprocess.run(['make', '-n'] + list(targets), cwd=str(ROOT), capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_make_setup_leaves_the_insightface_environment_to_its_own_target():
+    assert '.venv-insightface' not in _make_dry_run('setup')
+    assert '.venv-insightface' not in _make_dry_run('test')
+    insightface = _make_dry_run('setup-insightface')
+    # built now, or already up to date
+    assert 'requirements-insightface.txt' in insightface or 'Nothing to be done' in insightface
+
+
+def test_ci_builds_the_optional_environment_then_runs_the_readme_test_command():
+    lines = [line.strip() for line in (ROOT / '.ci' / 'run').read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith('#')]
+    assert lines[-2:] == ['make setup-insightface', 'make test']
+    assert 'make test' in (ROOT / 'README.md').read_text()
