@@ -32,10 +32,10 @@ $(KERNEL_STAMP): $(KERNELS) setup.py $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
 	touch $@
 
-# --no-deps: requirements.txt pinned everything already; --no-build-isolation: build with the
-# venv's own setuptools, Cython and numpy (no download)
+# --no-deps: requirements.txt pinned everything already (the build itself gets setuptools,
+# wheel, Cython and numpy in pip's isolated build environment, as pyproject.toml asks)
 $(INSTALL_STAMP): pyproject.toml setup.py $(STAMP)
-	$(PIP) --no-deps --no-build-isolation -e .
+	$(PIP) --no-deps -e .
 	touch $@
 
 $(INSIGHTFACE_VENV)/bin/python:
