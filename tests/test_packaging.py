@@ -43,11 +43,15 @@ def test_packaged_modules_cover_the_scripts_and_packages():
     assert {'rcnn*', 'cython_ext*', 'tools*'} <= set(include)
 
 
-def _run_entry(function, argv, cwd):
-    """A console script's function, as its generated wrapper calls it, from ``cwd``."""
+def _run_entry(function, argv, cwd, threads='1'):
+    """A console script's function, as its generated wrapper calls it, from ``cwd``
+    (``threads``: OMP_NUM_THREADS, None: unset)."""
     code = ('import sys; from rcnn.utils import entry_points; sys.argv = %r; '
             'sys.exit(entry_points.%s())' % (['retinaface-x'] + list(argv), function))
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1')
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop('OMP_NUM_THREADS', None)
+    if threads is not None:
+        env['OMP_NUM_THREADS'] = threads
     return subprocess.run([sys.executable, '-c', code], cwd=str(cwd), env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -128,3 +132,21 @@ def test_ci_builds_the_optional_environment_then_runs_the_readme_test_command():
              if line.strip() and not line.lstrip().startswith('#')]
     assert lines[-2:] == ['make setup-insightface', 'make test']
     assert 'make test' in (ROOT / 'README.md').read_text()
+
+
+@pytest.mark.slow
+def test_train_runner_trains_with_a_spawned_loader_worker(tmp_path):
+    """retinaface-train runs train.py as __main__: its thread set-up, and a loader worker
+    process (spawned, it re-imports the main module) works through the runner too."""
+    from tools.sample_data import make_sample_dataset
+    make_sample_dataset(str(tmp_path / 'set'), n_train=4, n_val=1, seed=1, progress=False)
+    proc = _run_entry('train', ['--network', 'mnet', '--dataset_path', str(tmp_path / 'set'),
+                                '--root_path', str(tmp_path), '--prefix', str(tmp_path / 'm'),
+                                '--batch_images', '2', '--workers', '1', '--max_iters', '2',
+                                '--seed', '1'], tmp_path, threads=None)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / 'm-0001.params').is_file()
+    # train.py's __main__ block chose the threads (imported as a module, they stay unset)
+    log = (tmp_path / 'm-train.log').read_text()
+    assert 'MXNet compute threads OMP_NUM_THREADS=' in log
+    assert 'OMP_NUM_THREADS=(unset)' not in log
