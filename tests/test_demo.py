@@ -75,15 +75,19 @@ def test_slow_machine_trades_epochs_then_the_test_never_the_crop(tmp_path):
     half = demo.plan_run(plan, 6.0, 40.0, 60.0)
     assert (half.epochs, half.decay_epoch, half.mode, half.test_images) == (5, 4, 1, 100)
     assert half.fits
-    # 3 images/s: mode 1 (4 x 100 s) exceeds a fifth of what is left, mode 0 on all 100 images
-    # (4 x 45 s) fits; 5 epochs (the minimum) no longer fit in 20 minutes: said so
+    # 3 images/s: mode 1 on all 100 images (4 x 100 s) exceeds a fifth of what is left, on the
+    # first 50 (4 x 55 s = 220 s) neither, on 25 (4 x 32.5 s) it fits; the minimum of 5
+    # epochs no longer fits in 20 minutes: said so
     slow = demo.plan_run(plan, 3.0, 40.0, 60.0)
-    assert (slow.epochs, slow.mode, slow.test_images) == (5, 0, 100)
+    assert (slow.epochs, slow.mode, slow.test_images) == (5, 1, 25)
     assert not slow.fits and slow.total > 1200
     plan.run = slow
     assert 'too slow for the budget' in demo.format_run_plan(plan)
-    # 1 image/s: mode 0 on a quarter of the val images
+    # 1 image/s: nothing fits, the cheapest test: mode 1 on a quarter of the val images
     assert demo.plan_run(plan, 1.0, 40.0, 60.0).test_images == 25
+    assert demo.plan_run(plan, 1.0, 40.0, 60.0).mode == 1
+    # 4 images/s: 3 x 55 s fits, the first half
+    assert demo.plan_run(plan, 4.0, 40.0, 60.0).test_images == 50
     # the crop is never part of the plan: train.py's own 640x640
     assert 'SCALES' not in ' '.join(demo.commands(plan)['train'])
 
