@@ -190,7 +190,9 @@ def test_score_labels_stay_inside_the_image():
     label_pixels = (canvas[:, :, 1] == 200) & (canvas[:, :, 0] == 0)
     assert label_pixels[:, 100:150].sum() > 50            # the filled label left of the edge
     caption = demo.draw_picture(image, [face], fallback=True)
-    assert (caption[:, :100] != 0).any()                  # the caption says it is a fallback
+    # the caption says it is a fallback, at the bottom, clear of the labels at the top
+    assert (caption[100:, :100] != 0).any() and not (canvas[60:, :100] != 0).any()
+    assert not (caption[40:95, :100] != 0).any()
 
 
 def test_data_ready_checks_the_marker_sizes_and_seed(tiny_set):

@@ -864,9 +864,12 @@ def draw_picture(image, faces, fallback):
         cv2.putText(canvas, text, (left + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
                     (0, 0, 0), 1, cv2.LINE_AA)
     if fallback:
+        # bottom left on a dark band: clear of the score labels, which sit at the boxes' tops
         caption = 'no face reached %.1f: best %d shown' % (PICTURE_THRESH, len(faces))
-        cv2.putText(canvas, caption, (5, int(25 * scale) + 5), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    colour, max(1, thickness), cv2.LINE_AA)
+        (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        cv2.rectangle(canvas, (0, height - th - base - 6), (tw + 6, height), (0, 0, 0), -1)
+        cv2.putText(canvas, caption, (3, height - base - 3), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    colour, 1, cv2.LINE_AA)
     return canvas
 
 
