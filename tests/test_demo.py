@@ -231,7 +231,9 @@ def test_remove_old_checkpoints_touches_only_a_demo_prefix(tmp_path):
         demo.remove_old_checkpoints(str(tmp_path / 'mnet'))
     assert len(os.listdir(tmp_path)) == 5
     demo.mark_demo_prefix(str(tmp_path / 'mnet'))
-    assert demo.remove_old_checkpoints(str(tmp_path / 'mnet')) == 4      # with the marker
+    (tmp_path / 'mnet-val-pred' / '0--Parade').mkdir(parents=True)        # validation output
+    (tmp_path / 'mnet-val-pred' / '0--Parade' / 'a.txt').write_text('x')
+    assert demo.remove_old_checkpoints(str(tmp_path / 'mnet')) == 5      # with the marker
     assert sorted(os.listdir(tmp_path)) == ['mnetx-0001.params', 'other.txt']
     assert demo.remove_old_checkpoints(str(tmp_path / 'absent' / 'mnet')) == 0
     assert demo.remove_old_checkpoints(str(tmp_path / 'fresh')) == 0

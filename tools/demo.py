@@ -639,7 +639,11 @@ def remove_old_checkpoints(prefix):
                         % (_shown(prefix), ', '.join(names[:4]) + (' ...' if len(names) > 4
                                                                    else '')))
     for name in names:
-        os.remove(os.path.join(folder, name))
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)       # train.py's <prefix>-val-pred/ of the validation
+        else:
+            os.remove(path)
     return len(names)
 
 
