@@ -222,7 +222,7 @@ def test_missing_set_is_generated_then_reused(tmp_path):
     assert (other / 'notes.txt').read_text() == 'keep me'
 
 
-def test_remove_old_checkpoints_touches_only_a_demo_prefix(tmp_path):
+def test_remove_old_checkpoints_touches_only_a_demo_prefix(tmp_path, monkeypatch):
     for name in ('mnet-symbol.json', 'mnet-0003.params', 'mnet-train.log', 'mnetx-0001.params',
                  'other.txt'):
         (tmp_path / name).write_text('x')
@@ -236,6 +236,21 @@ def test_remove_old_checkpoints_touches_only_a_demo_prefix(tmp_path):
     assert demo.remove_old_checkpoints(str(tmp_path / 'mnet')) == 5      # with the marker
     assert sorted(os.listdir(tmp_path)) == ['mnetx-0001.params', 'other.txt']
     assert demo.remove_old_checkpoints(str(tmp_path / 'absent' / 'mnet')) == 0
+    # a removal that fails half-way keeps the marker: the next run may still clear the prefix
+    demo.mark_demo_prefix(str(tmp_path / 'mnet'))
+    (tmp_path / 'mnet-0001.params').write_text('x')
+    real_remove = os.remove
+
+    def failing_remove(path):
+        if path.endswith('.params'):
+            raise PermissionError(path)
+        real_remove(path)
+    monkeypatch.setattr(os, 'remove', failing_remove)
+    with pytest.raises(PermissionError):
+        demo.remove_old_checkpoints(str(tmp_path / 'mnet'))
+    monkeypatch.setattr(os, 'remove', real_remove)
+    assert (tmp_path / 'mnet-demo.json').is_file()
+    assert demo.remove_old_checkpoints(str(tmp_path / 'mnet')) == 2
     assert demo.remove_old_checkpoints(str(tmp_path / 'fresh')) == 0
 
 

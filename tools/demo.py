@@ -638,6 +638,8 @@ def remove_old_checkpoints(prefix):
                         '--prefix (the demo removes its own earlier checkpoints only)'
                         % (_shown(prefix), ', '.join(names[:4]) + (' ...' if len(names) > 4
                                                                    else '')))
+    # the marker last: a removal that fails half-way leaves the prefix still the demo's
+    names.sort(key=lambda name: name == DEMO_MARKER % stem)
     for name in names:
         path = os.path.join(folder, name)
         if os.path.isdir(path) and not os.path.islink(path):
