@@ -1,4 +1,8 @@
-"""Build the Cython geometry kernels in place: ``python setup.py build_ext --inplace``."""
+"""The Cython geometry kernels; everything else about the package is in pyproject.toml.
+
+``pip install -e .`` (``make setup``) builds them; ``python setup.py build_ext --inplace``
+builds them in place without installing anything.
+"""
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -14,10 +18,4 @@ extensions = [
     for name in KERNELS
 ]
 
-setup(
-    name='retinaface-mxnet',
-    version='0.1.0',
-    description='RetinaFace face detection (MXNet): training, inference, WIDER FACE evaluation',
-    packages=['rcnn', 'cython_ext'],
-    ext_modules=cythonize(extensions, compiler_directives={'language_level': 3}),
-)
+setup(ext_modules=cythonize(extensions, compiler_directives={'language_level': 3}))

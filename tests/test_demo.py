@@ -37,20 +37,69 @@ def _val_boxes(label_path):
 
 
 # ------------------------------------------------------------------ arguments and plan
-def test_defaults_give_the_documented_schedule(tmp_path):
-    args = demo.parse_args(['--data', str(tmp_path / 'not-yet')])
-    plan = demo.make_plan(args, python='py')
+def _plan(*argv, data=None):
+    args = demo.parse_args((['--data', str(data)] if data else []) + list(argv))
+    return demo.make_plan(args, python='py')
+
+
+def test_quiet_machine_gets_the_full_schedule(tmp_path):
+    plan = _plan(data=tmp_path / 'not-yet')
     # before generation: 400 train images + their mirrors (an upper bound), batch 8
     assert not plan.train_roidb_known
     assert plan.train_roidb == 800 and plan.iters_per_epoch == 100
-    assert plan.schedule_iters == 1000 and plan.total_iters == 1000
-    assert plan.lr_step == '8,10'
+    # 12 images/s, 20 s start-up, 1 min spent: 10 epochs of 100 batches = 833 s; test mode 1 on
+    # 100 images = 10 + 90 s (within a fifth of 1200 - 60 - 60 s); one validation of the final
+    # checkpoint (every epoch would cost 13.5 s of a 67 s epoch, over a tenth)
+    run = demo.plan_run(plan, 12.0, 20.0, 60.0)
+    assert (run.epochs, run.decay_epoch, run.iterations) == (10, 8, 1000)
+    assert (run.mode, run.test_images, run.val_every) == (1, 100, 10)
+    assert run.slowdown == 1.0 and run.fits
+    assert run.estimates['train'] == pytest.approx(20.0 + 10 * 800 / 12.0)
+    assert run.estimates['test'] == pytest.approx(100.0)
+    assert run.estimates['validation'] == pytest.approx(3.0 + 30 * 0.35)
+    plan.run = run
     train = demo.commands(plan)['train']
     assert train[:2] == ['py', str(ROOT / 'train.py')]
     flags = dict(zip(train[2::2], train[3::2]))
     assert flags['--network'] == 'mnet' and flags['--lr_step'] == '8,10'
-    assert flags['--batch_images'] == '8' and float(flags['--max_minutes']) == 14.0
+    assert flags['--max_iters'] == '1000' and flags['--batch_images'] == '8'
+    assert flags['--val_every'] == '10' and flags['--val_images'] == '30'
+    assert float(flags['--max_minutes']) == pytest.approx(2 * run.estimates['train'] / 60, abs=0.05)
     assert '--pretrained' not in flags          # from scratch
+
+
+def test_slow_machine_trades_epochs_then_the_test_never_the_crop(tmp_path):
+    plan = _plan(data=tmp_path / 'not-yet')
+    # 6 images/s (half a quiet machine): 1200 - 60 - 60 = 1080 s left; test mode 1 = 2 x 100 s
+    # (<= 216); finish 60 s; start-up 40 s: 780 s for epochs of 800 / 6 = 133 s -> 5 epochs
+    half = demo.plan_run(plan, 6.0, 40.0, 60.0)
+    assert (half.epochs, half.decay_epoch, half.mode, half.test_images) == (5, 4, 1, 100)
+    assert half.fits
+    # 3 images/s: mode 1 on all 100 images (4 x 100 s) exceeds a fifth of what is left, on the
+    # first 50 (4 x 55 s = 220 s) neither, on 25 (4 x 32.5 s) it fits; the minimum of 5
+    # epochs no longer fits in 20 minutes: said so
+    slow = demo.plan_run(plan, 3.0, 40.0, 60.0)
+    assert (slow.epochs, slow.mode, slow.test_images) == (5, 1, 25)
+    assert not slow.fits and slow.total > 1200
+    plan.run = slow
+    assert 'too slow for the budget' in demo.format_run_plan(plan)
+    # 1 image/s: nothing fits, the cheapest test: mode 1 on a quarter of the val images
+    assert demo.plan_run(plan, 1.0, 40.0, 60.0).test_images == 25
+    assert demo.plan_run(plan, 1.0, 40.0, 60.0).mode == 1
+    # 4 images/s: 3 x 55 s fits, the first half
+    assert demo.plan_run(plan, 4.0, 40.0, 60.0).test_images == 50
+    # the crop is never part of the plan: train.py's own 640x640
+    assert 'SCALES' not in ' '.join(demo.commands(plan)['train'])
+
+
+def test_fixed_mode_epochs_and_test_images_are_kept(tmp_path):
+    plan = _plan('--mode', '2', '--epochs', '3', '--test-images', '40', data=tmp_path / 'x')
+    run = demo.plan_run(plan, 1.0, 40.0, 60.0)
+    assert (run.mode, run.epochs, run.test_images, run.decay_epoch) == (2, 3, 40, 2)
+    plan.run = run
+    assert plan.test_data == os.path.join(plan.out, 'val40')
+    test = demo.commands(plan)['test']
+    assert test[test.index('--dataset-path') + 1] == plan.test_data
 
 
 def test_generated_set_gives_the_exact_image_count(tiny_set):
@@ -58,10 +107,9 @@ def test_generated_set_gives_the_exact_image_count(tiny_set):
     with_faces = sum(len(b) > 0 for b in _val_boxes(tiny_set / 'train' / 'label.txt').values())
     plan = demo.make_plan(demo.parse_args(['--data', str(tiny_set), '--train-images', '6',
                                            '--val-images', '4', '--data-seed', '3',
-                                           '--batch-images', '2', '--epochs', '3',
-                                           '--decay-epoch', '2']))
+                                           '--batch-images', '2']))
     assert plan.train_roidb_known and plan.train_roidb == 2 * with_faces
-    assert plan.schedule_iters == 3 * with_faces
+    assert plan.iters_per_epoch == with_faces
     assert 'at most' not in demo.format_plan(plan)
 
 
@@ -75,15 +123,16 @@ def test_face_count_names_a_malformed_line(tmp_path):
 
 
 def test_max_iters_caps_the_iterations_and_reaches_train_py():
-    plan = demo.make_plan(demo.parse_args(['--max-iters', '7', '--batch-images', '2']))
-    assert plan.total_iters == 7
+    plan = _plan('--max-iters', '7', '--batch-images', '2')
+    plan.run = demo.plan_run(plan, 12.0, 20.0, 60.0)
+    assert plan.run.iterations == 7
     train = demo.commands(plan)['train']
     assert train[train.index('--max_iters') + 1] == '7'
 
 
-@pytest.mark.parametrize('argv', [['--decay-epoch', '10'], ['--decay-epoch', '12'],
-                                  ['--epochs', '0'], ['--lr', '0'], ['--mode', '3'],
-                                  ['--train-minutes', '-1'], ['--pictures', '-2']])
+@pytest.mark.parametrize('argv', [['--epochs', '0'], ['--lr', '0'], ['--mode', '3'],
+                                  ['--minutes', '-1'], ['--pictures', '-2'],
+                                  ['--test-images', '101']])
 def test_bad_arguments_are_refused_by_name(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         demo.parse_args(argv)
@@ -92,17 +141,58 @@ def test_bad_arguments_are_refused_by_name(argv, capsys):
 
 
 def test_plan_lists_every_step_with_budget_and_commands(tmp_path):
-    args = demo.parse_args(['--data', str(tmp_path / 'nothing'), '--train-minutes', '9',
-                            '--mode', '0'])
-    text = demo.format_plan(demo.make_plan(args))
-    for step in ('1. set-up', '2. sample set', '3. train mnet', '4. test on val',
-                 '5. evaluate', '6. draw', '7. summary'):
+    text = demo.format_plan(_plan('--minutes', '9', data=tmp_path / 'nothing'))
+    for step in ('1. set-up', '2. sample set', '3. measure', '4. train mnet', '5. test on val',
+                 '6. evaluate', '7. draw', '8. summary'):
         assert step in text
-    assert 'capped at 9 min' in text
+    assert 'budget 9 min' in text
     assert 'generated now' in text              # the folder does not exist
-    assert 'test_widerface.py --prefix' in text and '--mode 0' in text
-    assert 'evaluate_widerface.py --pred' in text
-    assert 'train.py --network mnet' in text and '--max_minutes 9.0' in text
+    assert 'train.py --network mnet' in text and '--max_iters 5 --frequent 1' in text
+
+
+def test_run_plan_prints_the_measured_speed_and_the_commands(tmp_path):
+    plan = _plan(data=tmp_path / 'nothing')
+    plan.run = demo.plan_run(plan, 6.0, 40.0, 60.0)
+    text = demo.format_run_plan(plan)
+    assert 'measured 6.0 training images/s (2.0x' in text
+    assert 'train 5 epochs = 500 iterations (x0.1 at epoch 4)' in text
+    assert 'test mode 1' in text and 'all 100 val images' in text
+    assert 'test_widerface.py --prefix' in text and '--mode 1' in text
+    assert '--lr_step 4,5' in text
+
+
+def test_measure_output_skips_the_warm_up_and_takes_the_median():
+    lines = ['Epoch[0] Batch[%d] Iter[%d] Speed: %s samples/sec lr=0.01 data=0.1s step=%ss per '
+             'batch  RPNAcc_s8=0.5' % (i, i, speed, step)
+             for i, (speed, step) in enumerate([('0.5', '9.0'), ('4.0', '2.0'), ('2.0', '4.0'),
+                                                ('8.0', '1.0'), ('3.0', '2.7')], 1)]
+    speed, first_step = demo.parse_measure_output('noise\n' + '\n'.join(lines))
+    assert speed == 3.5 and first_step == 9.0       # median of 4, 2, 8, 3
+    with pytest.raises(demo.StepError, match='2 are needed'):
+        demo.parse_measure_output(lines[0])
+
+
+def test_pictures_fall_back_to_the_best_detections():
+    faces = [{'score': s, 'box': [0, 0, 5, 5]} for s in (0.1, 0.3, 0.05, 0.2)]
+    drawn, fallback = demo.faces_to_draw(faces)
+    assert fallback and [f['score'] for f in drawn] == [0.3, 0.2, 0.1]
+    drawn, fallback = demo.faces_to_draw(faces + [{'score': 0.7, 'box': [1, 1, 4, 4]}])
+    assert not fallback and [f['score'] for f in drawn] == [0.7]
+    assert demo.faces_to_draw([]) == ([], False)
+
+
+def test_score_labels_stay_inside_the_image():
+    image = np.zeros((120, 160, 3), np.uint8)
+    face = {'score': 0.93, 'box': [150, 0, 159, 30], 'landmarks': [[152, 10]] * 5}
+    canvas = demo.draw_picture(image, [face], fallback=False)
+    # a box at the top-right corner: its label is drawn inside the image, next to the box
+    assert canvas[:40, 100:].any() and not canvas[60:, :100].any()
+    label_pixels = (canvas[:, :, 1] == 200) & (canvas[:, :, 0] == 0)
+    assert label_pixels[:, 100:150].sum() > 50            # the filled label left of the edge
+    caption = demo.draw_picture(image, [face], fallback=True)
+    # the caption says it is a fallback, at the bottom, clear of the labels at the top
+    assert (caption[100:, :100] != 0).any() and not (canvas[60:, :100] != 0).any()
+    assert not (caption[40:95, :100] != 0).any()
 
 
 def test_data_ready_checks_the_marker_sizes_and_seed(tiny_set):
@@ -132,7 +222,7 @@ def test_missing_set_is_generated_then_reused(tmp_path):
     assert (other / 'notes.txt').read_text() == 'keep me'
 
 
-def test_remove_old_checkpoints_touches_only_a_demo_prefix(tmp_path):
+def test_remove_old_checkpoints_touches_only_a_demo_prefix(tmp_path, monkeypatch):
     for name in ('mnet-symbol.json', 'mnet-0003.params', 'mnet-train.log', 'mnetx-0001.params',
                  'other.txt'):
         (tmp_path / name).write_text('x')
@@ -141,9 +231,26 @@ def test_remove_old_checkpoints_touches_only_a_demo_prefix(tmp_path):
         demo.remove_old_checkpoints(str(tmp_path / 'mnet'))
     assert len(os.listdir(tmp_path)) == 5
     demo.mark_demo_prefix(str(tmp_path / 'mnet'))
-    assert demo.remove_old_checkpoints(str(tmp_path / 'mnet')) == 4      # with the marker
+    (tmp_path / 'mnet-val-pred' / '0--Parade').mkdir(parents=True)        # validation output
+    (tmp_path / 'mnet-val-pred' / '0--Parade' / 'a.txt').write_text('x')
+    assert demo.remove_old_checkpoints(str(tmp_path / 'mnet')) == 5      # with the marker
     assert sorted(os.listdir(tmp_path)) == ['mnetx-0001.params', 'other.txt']
     assert demo.remove_old_checkpoints(str(tmp_path / 'absent' / 'mnet')) == 0
+    # a removal that fails half-way keeps the marker: the next run may still clear the prefix
+    demo.mark_demo_prefix(str(tmp_path / 'mnet'))
+    (tmp_path / 'mnet-0001.params').write_text('x')
+    real_remove = os.remove
+
+    def failing_remove(path):
+        if path.endswith('.params'):
+            raise PermissionError(path)
+        real_remove(path)
+    monkeypatch.setattr(os, 'remove', failing_remove)
+    with pytest.raises(PermissionError):
+        demo.remove_old_checkpoints(str(tmp_path / 'mnet'))
+    monkeypatch.setattr(os, 'remove', real_remove)
+    assert (tmp_path / 'mnet-demo.json').is_file()
+    assert demo.remove_old_checkpoints(str(tmp_path / 'mnet')) == 2
     assert demo.remove_old_checkpoints(str(tmp_path / 'fresh')) == 0
 
 
@@ -215,28 +322,33 @@ def test_plan_only_prints_and_runs_nothing(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / 'tools' / 'demo.py'), '--plan-only',
                           '--data', str(tmp_path / 'data'), '--out', str(tmp_path / 'out')],
                          capture_output=True, text=True, check=True, cwd=str(tmp_path)).stdout
-    assert 'Plan (about' in out and '3. train mnet' in out
+    assert 'Plan (budget' in out and '4. train mnet' in out
     assert os.listdir(tmp_path) == []
 
 
 # ------------------------------------------------------------------ end to end
 @pytest.mark.slow
 def test_tiny_end_to_end_run(tiny_set, tmp_path):
-    """Every step for real: 4 iterations of batch 2, test mode 0, evaluate, draw 2 pictures."""
+    """Every step for real: the measuring run, 4 iterations of batch 2, test mode 0 on the
+    first 2 val images (their own generated ground truth), evaluate, draw 2 pictures."""
     argv = [sys.executable, str(ROOT / 'tools' / 'demo.py'), '--data', str(tiny_set),
             '--train-images', '6', '--val-images', '4', '--data-seed', '3',
             '--prefix', str(tmp_path / 'model' / 'mnet'), '--out', str(tmp_path / 'out'),
             '--batch-images', '2', '--max-iters', '4', '--workers', '1', '--mode', '0',
-            '--pictures', '2', '--train-minutes', '5', '--val-subset', '1']
+            '--test-images', '2', '--pictures', '2', '--val-subset', '1']
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=str(tmp_path), timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
-    assert out.index('Plan (about') < out.index('[2/7]') < out.index('RetinaFace demo: summary')
+    assert out.index('Plan (budget') < out.index('[2/8]') < out.index('    measured ') \
+        < out.index('RetinaFace demo: summary')
     assert 'reused' in out                      # the fixture's set matches the arguments
 
     result = json.loads((tmp_path / 'out' / 'summary.json').read_text())
     assert result['train']['iterations'] == 4 and result['train']['batch_size'] == 2
     assert result['train']['stopped_by'] == 'max_iters'
+    assert result['plan']['mode'] == 0 and result['plan']['test_images'] == 2
+    assert result['plan']['images_per_s'] > 0
+    assert 'Iter[%d]' % demo.MEASURE_ITERS in (tmp_path / 'out' / 'logs' / 'measure.log').read_text()
     for key in ('start', 'end'):
         assert 0.0 <= result['losses'][key]['acc'] <= 1.0
     # the checkpoint the test used exists, and the AP lines came from the real evaluator
@@ -247,15 +359,18 @@ def test_tiny_end_to_end_run(tiny_set, tmp_path):
     # one prediction file per val image, and the two pictures
     predictions = [f for _, _, files in os.walk(tmp_path / 'out' / 'wout') for f in files
                    if f.endswith('.txt')]
-    assert len(predictions) == 4
-    drawn = json.loads((tmp_path / 'out' / 'pictures' / 'detections.json').read_text())
-    assert len(drawn) == 2 and all(os.path.isfile(r['drawn']) for r in drawn)
+    assert len(predictions) == 2
+    assert result['gt'].endswith(os.path.join('val2', 'val', 'gt'))
+    detected = json.loads((tmp_path / 'out' / 'pictures' / 'detections.json').read_text())
+    assert len(detected) == 2
+    pictures = [f for f in os.listdir(tmp_path / 'out' / 'pictures') if f.endswith('.jpg')]
+    assert len(pictures) == 2
+    # never an empty picture while the model found anything at all
+    found = sum(bool(r['faces']) for r in detected)
+    assert result['picture_faces'] >= found
     assert 'AP (val)   Easy %.4f' % result['ap']['easy'] in out
-    # validation during training (the final checkpoint, stopped inside epoch 0), the curves
-    rows = result['validation']['rows']
-    assert [(r['epoch'], r['iteration'], r['images']) for r in rows] == [(1, 4, 1)]
-    assert 'epoch  1   easy %.3f' % rows[0]['easy'] in out
-    assert result['validation']['best']['epoch'] == 1
+    # validation during training only where the plan afforded it
+    assert (result['validation'] is None) == (result['plan']['val_every'] == 0)
     for name in ('training_curves.png', 'pr_curves.png'):
         assert (tmp_path / 'out' / name).stat().st_size > 10000
 
@@ -268,6 +383,9 @@ def test_tiny_end_to_end_run(tiny_set, tmp_path):
 
 def test_summary_block_shows_the_numbers():
     result = {
+        'plan': {'images_per_s': 6.04, 'slowdown': 1.99, 'epochs': 5, 'mode': 1,
+                 'test_images': 50, 'total': 1090.0},
+        'val_images': 100, 'picture_fallbacks': 1,
         'train': {'iterations': 952, 'batch_size': 8, 'images': 762, 'epochs': 10.02,
                   'seconds': 672.0, 'images_per_s': 11.33, 'stopped_by': 'max_minutes',
                   'window': 20},
@@ -291,13 +409,19 @@ def test_summary_block_shows_the_numbers():
     assert 'box 0.410 -> 0.120, landmark 1.020 -> n/a' in text
     assert 'anchor accuracy 0.850 -> 0.990' in text
     assert 'Easy 0.9790   Medium 0.8954   Hard 0.7596' in text
-    assert 'mode 1 (accurate' in text and '100 val images in 91 s' in text
-    assert 'demo_out/pictures/ (6 val images, 31 faces' in text
+    assert 'plan       6.0 training images/s measured (2.0x a quiet 2-core machine): 5 epochs, ' \
+        'test mode 1 on 50 val images, ~18 min planned' in text
+    assert 'mode 1 (accurate' in text and 'the first 100 of the 100' not in text
+    assert '100 val images in 91 s' in text
+    assert 'demo_out/pictures/ (6 val images, 31 faces drawn; score >= 0.5, except on 1 ' \
+        'image(s) where no face reached it' in text
     assert 'mode 0, first 30 val images; 11 s per validation' in text
     assert 'epoch  1   easy 0.500   medium 0.250   hard 0.125' in text
     assert 'epoch  2   easy 0.750   medium 0.500   hard 0.375' in text
     assert 'best: epoch 2, hard AP 0.375 -> model/demo/mnet-best-0000.params' in text
     assert 'curves     demo_out/training_curves.png (training), demo_out/pr_curves.png' in text
+    result['test']['images'] = 50
+    assert 'the first 50 of the 100 val images in 91 s' in demo.format_summary(result)
 
 
 # ------------------------------------------------------------------ train.py additions

@@ -1,5 +1,5 @@
 """The released mnet.25 exported with --layout insightface, loaded by the real insightface
-package (in its own virtualenv, .venv-insightface, built by `make setup`), finds the same faces
+package (in its own virtualenv, .venv-insightface, built by `make setup-insightface`), finds the same faces
 on the dlib val photos as our detector on the same letterboxed input."""
 import json
 import os
@@ -38,8 +38,8 @@ def letterbox(image, det_size):
 @pytest.fixture(scope='module')
 def package_results(tmp_path_factory):
     if not INSIGHTFACE_PYTHON.exists():
-        pytest.skip('%s not found: `make setup` builds the insightface environment'
-                    % INSIGHTFACE_PYTHON)
+        pytest.skip('optional insightface environment %s not found: `make setup-insightface` '
+                    'builds it (CI does)' % INSIGHTFACE_PYTHON)
     prefix = str(shared_path('models', 'mnet.25') / 'mnet.25')
     val = shared_path('data', 'dlib_faces', 'val')
     from rcnn.deploy.insightface_layout import export_insightface_checkpoint

@@ -86,3 +86,55 @@ def test_errors_name_the_problem(tmp_path, capsys):
     with pytest.raises(SystemExit):
         plot_training.parse_args([str(tmp_path / 'm'), '--size', '800'])
     assert 'WIDTHxHEIGHT' in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ readability
+def _figure(tmp_path, rows=30, val_csv=None, best=None, lr=None, smooth=None):
+    metrics = {'iteration': np.arange(1, rows + 1) * 20.0,
+               'lr': np.full(rows, 0.01) if lr is None else np.asarray(lr, float)}
+    for name in METRICS:
+        metrics[name] = np.linspace(1.0, 0.2, rows)
+    return plot_training.draw_training(metrics, val_csv or [], best, (900, 600), smooth)
+
+
+def test_one_epoch_reads_as_one_epoch_and_the_best_point_stays_visible(tmp_path):
+    rows = [{'epoch': 1, 'iteration': 95, 'easy': 0.62, 'medium': 0.55, 'hard': 0.41,
+             'images': 30, 'seconds': 9.0}]
+    fig = _figure(tmp_path, val_csv=rows, best={'epoch': 1, 'metric': 'hard', 'value': 0.41})
+    val_ax = [ax for ax in fig.axes if ax.get_title() == 'validation AP per epoch'][0]
+    assert list(val_ax.get_xticks()) == [1]
+    assert val_ax.get_xlim() == (0.5, 1.5)
+    ring = [line for line in val_ax.get_lines() if line.get_label().startswith('best')][0]
+    assert ring.get_markerfacecolor() == 'none'         # hollow: the AP point shows through
+    hard = [line for line in val_ax.get_lines() if line.get_label() == 'hard'][0]
+    assert hard.get_zorder() > ring.get_zorder()
+
+
+def test_many_epochs_get_at_most_about_ten_integer_ticks(tmp_path):
+    rows = [{'epoch': e, 'iteration': 95 * e, 'easy': 0.5, 'medium': 0.4, 'hard': 0.3,
+             'images': 30, 'seconds': 9.0} for e in range(1, 31)]
+    val_ax = [ax for ax in _figure(tmp_path, val_csv=rows).axes
+              if ax.get_title() == 'validation AP per epoch'][0]
+    ticks = list(val_ax.get_xticks())
+    assert ticks[0] == 1 and len(ticks) <= 11 and all(t == int(t) for t in ticks)
+
+
+def test_constant_lr_axis_starts_at_zero_and_a_step_does_not(tmp_path):
+    fig = _figure(tmp_path)
+    lr_axes = [ax for ax in fig.axes if ax.get_ylabel() == 'lr']
+    assert len(lr_axes) == 3
+    for ax in lr_axes:
+        low, high = ax.get_ylim()
+        assert low == 0.0 and high == pytest.approx(0.015)
+    stepped = _figure(tmp_path, lr=[0.01] * 20 + [0.001] * 10)
+    low, high = [ax for ax in stepped.axes if ax.get_ylabel() == 'lr'][0].get_ylim()
+    assert low > 0.0 and high < 0.015     # autoscaled around 0.001 .. 0.01
+
+
+def test_title_names_the_smoothing_only_when_there_is_some(tmp_path):
+    # 30 windows: the default window is 30 // 25 = 1, no smoothing
+    assert _figure(tmp_path, rows=30)._suptitle.get_text() == \
+        'training curves (30 logged windows, not smoothed)'
+    assert plot_training.default_title(60, 5) == \
+        'training curves (60 logged windows, bold: moving average of 5)'
+    assert plot_training.default_title(3, 1) == 'training curves (3 logged windows, not smoothed)'

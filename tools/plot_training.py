@@ -11,8 +11,8 @@ with four panels:
 * anchor accuracy, box regression loss and landmark loss per stride (RPNAcc_s*,
   RPNL1Loss_s*, RPNLandMarkL1Loss_s*) against the iteration: the logged windows faint, a
   moving average over ``--smooth`` windows bold; the lr on a second (right) axis, log scale
-  when it changes more than tenfold;
-* the validation AP (easy / medium / hard) per epoch, the best checkpoint marked.
+  when it changes more than tenfold, from zero when it is constant;
+* the validation AP (easy / medium / hard) per epoch, the best checkpoint ringed.
 """
 import argparse
 import json
@@ -31,7 +31,8 @@ from rcnn.evaluation.widerface import SETTINGS  # noqa: E402
 from rcnn.utils import cli  # noqa: E402
 from rcnn.utils.figures import new_figure, parse_size, save_figure  # noqa: E402
 
-__all__ = ['load_metrics', 'moving_average', 'metric_groups', 'draw_training', 'main']
+__all__ = ['load_metrics', 'moving_average', 'metric_groups', 'default_title', 'draw_training',
+           'main']
 
 DEFAULT_SIZE = '1500x1000'
 #: panels of the training metrics: (column stem, title, y label)
@@ -102,6 +103,10 @@ def _lr_axis(ax, iterations, lr):
     finite = lr[np.isfinite(lr) & (lr > 0)]
     if len(finite) and finite.max() > 10 * finite.min():
         twin.set_yscale('log')
+    elif len(finite) and finite.max() == finite.min():
+        # a constant lr: matplotlib would zoom into +-1e-5 around it and print an offset; from
+        # zero, the line reads as what it is, a flat 2/3 of the way up
+        twin.set_ylim(0.0, 1.5 * finite.max())
     twin.set_ylabel('lr', color='0.45')
     twin.tick_params(axis='y', colors='0.45')
     return twin
@@ -135,15 +140,28 @@ def _draw_validation_panel(ax, val_rows, best):
                 va='center', transform=ax.transAxes, color='0.4')
         return
     epochs = [row['epoch'] for row in val_rows]
+    if best is not None and best.get('metric') in SETTINGS:
+        # a ring behind the point, not a filled marker over it: the best value stays readable
+        ax.plot([best['epoch']], [best['value']], marker='o', markersize=16,
+                markerfacecolor='none', markeredgecolor='goldenrod', markeredgewidth=2.5,
+                linestyle='none', zorder=1,
+                label='best %s %.3f (epoch %d)' % (best['metric'], best['value'], best['epoch']))
     for setting in SETTINGS:
         ax.plot(epochs, [row[setting] for row in val_rows], marker='o', linewidth=2,
-                label=setting)
-    if best is not None and best.get('metric') in SETTINGS:
-        ax.plot([best['epoch']], [best['value']], marker='*', markersize=18, color='gold',
-                markeredgecolor='black', linestyle='none',
-                label='best %s %.3f (epoch %d)' % (best['metric'], best['value'], best['epoch']))
+                label=setting, zorder=2)
+    # whole epochs, half an epoch of margin: one epoch reads "1", not 0.945 ... 1.050
+    ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    first, last = min(epochs), max(epochs)
+    ax.set_xticks(range(first, last + 1, (last - first) // 10 + 1))
     ax.set_ylim(0, 1.01)
     ax.legend(loc='best', fontsize='small')
+
+
+def default_title(rows, window):
+    """The figure title: the logged windows and the smoothing, when there is any."""
+    if window <= 1:
+        return 'training curves (%d logged windows, not smoothed)' % rows
+    return 'training curves (%d logged windows, bold: moving average of %d)' % (rows, window)
 
 
 def draw_training(metrics, val_rows, best, size, smooth=None, title=None):
@@ -158,8 +176,7 @@ def draw_training(metrics, val_rows, best, size, smooth=None, title=None):
         else:
             ax.set_title('%s: no %s_s* column' % (panel_title, stem))
     _draw_validation_panel(axes.flat[3], val_rows, best)
-    fig.suptitle(title or 'training curves (%d logged windows, moving average of %d)'
-                 % (rows, window))
+    fig.suptitle(title or default_title(rows, window))
     fig.tight_layout()
     return fig
 
@@ -178,9 +195,9 @@ def parse_args(argv=None):
     parser.add_argument('prefix', help='train.py --prefix of the run (reads <prefix>-metrics.csv '
                                        'and <prefix>-val.csv)')
     parser.add_argument('--out', default=None,
-                        help='PNG to write (default <prefix>-curves.png)')
+                        help='PNG to write (default: <prefix>-curves.png)')
     parser.add_argument('--size', default=DEFAULT_SIZE,
-                        help='WIDTHxHEIGHT of the PNG in pixels (default %(default)s)')
+                        help='WIDTHxHEIGHT of the PNG in pixels')
     parser.add_argument('--smooth', type=int, default=None,
                         help='moving average over this many logged windows (default: 1/25 of '
                              'the windows)')

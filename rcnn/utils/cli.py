@@ -3,15 +3,19 @@
 * :class:`ArgumentParser`: ``argparse.ArgumentParser`` whose multi-word long flags accept both
   spellings, ``--dataset_path`` and ``--dataset-path`` (train.py spells its flags with ``_`` as
   the original did, the newer tools with ``-``; either works everywhere). ``--help`` lists the
-  flag as defined and says so once at the end.
+  flag as defined and, on a parser that has such flags, says so once at the end. ``--help``
+  also shows every flag's default (:class:`DefaultsHelpFormatter`).
 * argparse value checkers: a bad value gets argparse's own error naming the flag.
 """
 import argparse
+import re
 
-__all__ = ['ArgumentParser', 'flag_spellings', 'add_spelling_aliases', 'positive_int',
+__all__ = ['ArgumentParser', 'DefaultsHelpFormatter', 'flag_spellings', 'add_spelling_aliases',
+           'multi_word_flags', 'has_multi_word_flags', 'spelling_note', 'positive_int',
            'non_negative_int', 'positive_float']
 
-SPELLING_NOTE = 'Flags: "_" and "-" are the same (--dataset_path or --dataset-path).'
+#: the note at the end of --help, with one of the tool's own multi-word flags as the example
+SPELLING_NOTE = 'Flags: "_" and "-" are the same (%s or %s).'
 
 
 def flag_spellings(option):
@@ -39,15 +43,79 @@ def add_spelling_aliases(parser):
                 table.setdefault(alias, action)
 
 
+def multi_word_flags(parser):
+    """The long flags of ``parser`` with ``_`` or ``-`` inside their name, in definition order."""
+    return [option for action in parser._actions for option in action.option_strings
+            if flag_spellings(option)]
+
+
+def has_multi_word_flags(parser):
+    """True when ``parser`` defines a long flag with ``_`` or ``-`` inside its name."""
+    return bool(multi_word_flags(parser))
+
+
+def spelling_note(parser):
+    """The --help note on the two spellings, naming the parser's first multi-word flag (the
+    ``_`` spelling first); None when the parser has no such flag."""
+    flags = multi_word_flags(parser)
+    if not flags:
+        return None
+    underscore = flags[0].replace('-', '_').replace('__', '--', 1)
+    return SPELLING_NOTE % (underscore, '--' + underscore[2:].replace('_', '-'))
+
+
+#: a help text that already names its default (``default 0``, ``(default: random)``, ...)
+_STATES_DEFAULT = re.compile(r'\bdefault', re.IGNORECASE)
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to each flag's help unless the help already states a default.
+
+    Left as they are (argparse lists a flag without help text bare): positionals, flags without a value (``store_true`` and the like), flags
+    whose default is ``None`` (nothing to show: such a help text says what happens instead),
+    and help suppressed with ``argparse.SUPPRESS``. Combine it with another formatter by
+    subclassing both (:class:`ArgumentParser` does so for the ``formatter_class`` it is given).
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ''
+        default = action.default
+        if not action.option_strings or action.nargs == 0 or default is None \
+                or default is argparse.SUPPRESS or _STATES_DEFAULT.search(text) \
+                or (isinstance(default, (list, tuple, str)) and not default):
+            return text
+        return text + ' (default: %(default)s)'
+
+
+def _with_defaults(formatter_class):
+    """``formatter_class`` extended with :class:`DefaultsHelpFormatter` (once)."""
+    if issubclass(formatter_class, DefaultsHelpFormatter):
+        return formatter_class
+    return type('Defaults' + formatter_class.__name__,
+                (DefaultsHelpFormatter, formatter_class), {})
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` that accepts ``--a_b`` and ``--a-b`` for each flag ``--a_b``
-    or ``--a-b`` it defines (:func:`add_spelling_aliases`, applied when parsing), and notes
-    this at the end of ``--help``."""
+    or ``--a-b`` it defines (:func:`add_spelling_aliases`, applied when parsing), notes this at
+    the end of ``--help`` when it has such a flag, and shows every default in ``--help``."""
 
     def __init__(self, *args, **kwargs):
-        epilog = kwargs.get('epilog')
-        kwargs['epilog'] = SPELLING_NOTE if not epilog else '%s\n\n%s' % (epilog, SPELLING_NOTE)
+        kwargs['formatter_class'] = _with_defaults(
+            kwargs.get('formatter_class', argparse.HelpFormatter))
         super(ArgumentParser, self).__init__(*args, **kwargs)
+
+    def format_help(self):
+        # the flags are only known once the tool has added them: decide here, not in __init__
+        note = spelling_note(self)
+        if note is None:
+            return super(ArgumentParser, self).format_help()
+        epilog = self.epilog
+        self.epilog = note if not epilog else '%s\n\n%s' % (epilog, note)
+        try:
+            return super(ArgumentParser, self).format_help()
+        finally:
+            self.epilog = epilog
 
     def parse_known_args(self, args=None, namespace=None):
         add_spelling_aliases(self)
