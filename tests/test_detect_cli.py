@@ -48,6 +48,8 @@ def test_cli_draws_and_lists_faces(mnet25_prefix, photos, tmp_path):
         capture_output=True, text=True, cwd=str(ROOT), timeout=300)
     assert result.returncode == 1, result.stderr           # the broken image is reported
     assert 'broken.jpg' in result.stderr and 'broken.jpg' in result.stdout
+    # the released weights are recognised by content and their licence named once
+    assert result.stdout.count('non-commercial research use only') == 1
     records = json.loads((out / 'detections.json').read_text())
     by_name = {r['image'].split('/')[-1]: r for r in records}
     assert set(by_name) == {'broken.jpg', 'dogs.jpg', 'Tom_Cruise_avp_2014_4.jpg'}

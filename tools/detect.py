@@ -72,6 +72,7 @@ from rcnn.io.decode import ImageReadError, imread_checked  # noqa: E402
 from rcnn.inference.input_check import InvalidInputError  # noqa: E402
 from rcnn.utils.fileio import atomic_write  # noqa: E402
 from rcnn.utils import video as video_io  # noqa: E402
+from rcnn.utils.model_info import licence_line  # noqa: E402
 
 logger = logging.getLogger('detect')
 
@@ -479,11 +480,20 @@ def run(args):
     check_crops_spare_inputs(pairs, args.crops)
     detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network,
                           nms=args.nms)
+    print_licence(args.prefix, args.epoch)
     records, interrupted = run_images(args, detector, pairs) if pairs else ([], False)
     if not interrupted:
         for source in video_inputs:
             records.append(run_video(args, detector, source, len(video_inputs)))
     return RunResult(records, interrupted)
+
+
+def print_licence(prefix, epoch):
+    """The licence line of a released model (rcnn/utils/model_info.py), on stdout."""
+    from rcnn.checkpoint.files import params_path
+    line = licence_line(params_path(prefix, epoch))
+    if line:
+        print(line)
 
 
 def detect_one(args, detector, path, relative):

@@ -43,6 +43,7 @@ from rcnn.utils import cli  # noqa: E402
 from rcnn.deploy import onnx_export  # noqa: E402
 from rcnn.utils.cli import non_negative_int, positive_int  # noqa: E402
 from rcnn.checkpoint.files import params_path, symbol_path  # noqa: E402
+from rcnn.utils.model_info import licence_line  # noqa: E402
 from rcnn.utils.cli_errors import (check_not_overwriting, check_output_file,  # noqa: E402
                                    run_reporting_errors)
 
@@ -178,6 +179,9 @@ def export(args):
                                            % (_size_flag(args), exc)) from None
     except onnx_export.CheckCrashedError as exc:
         raise onnx_export.CheckCrashedError('%s: %s' % (_size_flag(args), exc)) from None
+    line = licence_line(params_path(args.prefix, args.epoch))
+    if line:
+        print(line)
     print('wrote %s (%s input %s, opset %d)' % (
         path, 'dynamic' if args.dynamic else 'fixed',
         'batch x 3 x height x width' if args.dynamic else 'x'.join(map(str, args.input_shape)),

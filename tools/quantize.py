@@ -29,7 +29,9 @@ if __package__ in (None, ''):
 from rcnn.utils import cli  # noqa: E402
 from rcnn.deploy import quantize  # noqa: E402
 from rcnn.utils.cli import non_negative_int, positive_int  # noqa: E402
+from rcnn.checkpoint import files as checkpoint_files  # noqa: E402
 from rcnn.checkpoint.files import params_path, symbol_path  # noqa: E402
+from rcnn.utils.model_info import licence_line  # noqa: E402
 from rcnn.utils.cli_errors import (check_not_overwriting, check_output_file,  # noqa: E402
                                    run_reporting_errors)
 
@@ -146,6 +148,9 @@ def run(args):
     except MemoryError as exc:
         raise MemoryError('%s; pass a smaller --max-images or --input-size' % exc) from None
     counts = quantize.quantized_op_counts(qsym)
+    line = licence_line(checkpoint_files.params_path(args.prefix, args.epoch))
+    if line:
+        print(line)
     print('wrote %s and %s in %.1f s' % (symbol_path, params_path, time.perf_counter() - t0))
     print('ops: %s' % ', '.join('%s x%d' % kv for kv in sorted(counts.items())))
 
