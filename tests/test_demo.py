@@ -77,7 +77,7 @@ def test_slow_machine_trades_epochs_then_the_test_never_the_crop(tmp_path):
     assert half.fits
     # 3 images/s: mode 1 on all 100 images (4 x 100 s) exceeds a fifth of what is left, on the
     # first 50 (4 x 55 s = 220 s) neither, on 25 (4 x 32.5 s) it fits; the minimum of 5
-    # epochs no longer fits in 20 minutes: said so
+    # epochs does not fit in 20 minutes: said so
     slow = demo.plan_run(plan, 3.0, 40.0, 60.0)
     assert (slow.epochs, slow.mode, slow.test_images) == (5, 1, 25)
     assert not slow.fits and slow.total > 1200

@@ -1,4 +1,4 @@
-"""The evaluator's readers on hostile input (issue 12): a UTF-8 BOM is accepted, negative sizes
+"""The evaluator's readers on hostile input: a UTF-8 BOM is accepted, negative sizes
 and extreme scores are warned with file and line, and any file either parses or raises
 PredictionFormatError naming file:line -- never another exception (hypothesis)."""
 import logging
