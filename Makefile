@@ -8,7 +8,7 @@ INSTALL_STAMP := $(VENV)/.editable.stamp
 KERNELS := cython_ext/anchors.pyx cython_ext/bbox.pyx cython_ext/cpu_nms.pyx
 KERNEL_STAMP := cython_ext/.built.stamp
 # optional: a separate environment with the insightface package, for the test that loads our
-# export in it (tests/test_insightface_package.py skips without it)
+# export in it (tests/deploy/test_insightface_package.py skips without it)
 INSIGHTFACE_VENV := .venv-insightface
 INSIGHTFACE_STAMP := $(INSIGHTFACE_VENV)/.requirements.stamp
 PYTEST_ARGS ?= -q

@@ -515,7 +515,7 @@ def detect_figures(prefix, ctx_id, images, repeat):
     rows, detections = [], {}
     for (width, height), image in images.items():
         detections[width, height] = detector.detect(image, threshold=THRESHOLD)
-        data = detector.prepare_input(image, False)
+        data = detector.pixels.network_input(image, False)   # scale 1, the input detect() makes
         name = '%dx%d' % (width, height)
         row = {'size': name, 'faces': len(detections[width, height][0]),
                'forward_device': _timing(measure('forward_device ' + name,

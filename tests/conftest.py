@@ -1,4 +1,5 @@
-"""Shared fixtures: the project root on sys.path and the real data in ../shared."""
+"""Shared fixtures: the project root and the test folders on sys.path, the real data in
+../shared."""
 import os
 import sys
 from pathlib import Path
@@ -9,6 +10,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get('RETINAFACE_SHARED', ROOT.parent / 'shared'))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+# tests/<package>/ mirrors rcnn/<package>/; a test module may use another's helpers by its
+# module name (every test file name is unique across the folders)
+for _folder in sorted(Path(__file__).resolve().parent.iterdir()):
+    if _folder.is_dir() and not _folder.name.startswith(('.', '_')) \
+            and str(_folder) not in sys.path:
+        sys.path.append(str(_folder))
 
 
 def shared_path(*parts):

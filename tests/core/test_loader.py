@@ -314,7 +314,8 @@ def test_a_normal_close_stops_every_worker_without_terminating_it(dlib_faces, tm
     enough, nothing is terminated and nothing is logged."""
     script = tmp_path / 'close_loader.py'
     script.write_text(_CLOSE_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / 'tests')]),
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT), str(ROOT / 'tests'), os.path.dirname(os.path.abspath(__file__))]),
                OMP_NUM_THREADS='1')
     done = subprocess.run([sys.executable, str(script), str(dlib_faces)], cwd=str(tmp_path),
                           env=env, capture_output=True, text=True, timeout=300)

@@ -114,7 +114,7 @@ def test_train_py_refuses_to_resume_from_a_planted_states_file(tmp_path):
     import subprocess
     import sys
     from rcnn.checkpoint.commit import save_checkpoint_files
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     prefix = str(tmp_path / 'm')
     writers = {'params': lambda path: Path(path).write_bytes(b'p' * 64),
                'states': lambda path: Path(path).write_bytes(b'momentum'),

@@ -15,7 +15,7 @@ import pytest
 
 from rcnn.checkpoint import record as train_record
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / 'train.py'
 
 

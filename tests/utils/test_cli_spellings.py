@@ -6,7 +6,7 @@ import pytest
 
 from rcnn.utils.cli import ArgumentParser, flag_spellings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_script(relative):

@@ -1,6 +1,6 @@
 """tools/launch.py: roles and DMLC environment, failure propagation, ssh command lines.
 
-The 2-worker dist_sync training run lives in tests/test_train.py (slow).
+The 2-worker dist_sync training run lives in tests/core/test_train.py (slow).
 """
 import json
 import os
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / 'tools' / 'launch.py'
 
 # a stand-in for `python train.py`: records its environment, then behaves by role

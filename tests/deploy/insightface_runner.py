@@ -1,4 +1,4 @@
-"""Run by tests/test_insightface_package.py with .venv-insightface's python (the insightface
+"""Run by tests/deploy/test_insightface_package.py with .venv-insightface's python (the insightface
 package installed, no MXNet): detect faces with the package's own code and write them as JSON.
 
     python insightface_runner.py MODEL.onnx FACEANALYSIS_DIR WIDTH HEIGHT OUT.json IMAGE...

@@ -24,7 +24,7 @@ from rcnn.checkpoint.record import (CorruptCheckpointError, latest_checkpoint, l
 from rcnn.core.devices import DeviceError, resolve_contexts, shard_roidb
 from rcnn.core.param_policy import frozen_param_names
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / 'train.py'
 LAUNCH = ROOT / 'tools' / 'launch.py'
 HAS_CUDA = mx.runtime.Features().is_enabled('CUDA')

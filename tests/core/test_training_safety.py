@@ -21,7 +21,7 @@ from rcnn.checkpoint.commit import CheckpointWriteError, save_checkpoint_files
 from rcnn.checkpoint.files import checkpoint_files
 from rcnn.checkpoint.record import latest_checkpoint, read_train_record
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / 'train.py'
 
 

@@ -16,7 +16,7 @@ pytest.importorskip('onnx', reason='optional extra (requirements-deploy.txt)')
 pytest.importorskip('onnxruntime', reason='optional extra (requirements-deploy.txt)')
 
 INSIGHTFACE_PYTHON = ROOT / '.venv-insightface' / 'bin' / 'python'
-RUNNER = ROOT / 'tests' / 'insightface_runner.py'
+RUNNER = ROOT / 'tests' / 'deploy' / 'insightface_runner.py'
 DET_SIZE = (640, 640)          # width, height, as the package takes it
 THRESHOLD = 0.5
 

@@ -8,7 +8,7 @@ import pytest
 
 from rcnn.utils.run_lock import PrefixLock
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_lock_that_cannot_be_created_names_the_prefix_and_leaves_no_noise(tmp_path):

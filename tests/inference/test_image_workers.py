@@ -15,7 +15,7 @@ from rcnn.utils import machine
 from rcnn.inference.image_workers import (AUTO_BYTES_PER_WORKER, ImageWorkerError,
                                           ImageWorkerPool, plan_image_workers)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GB = 1 << 30
 
 

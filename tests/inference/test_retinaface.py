@@ -606,7 +606,7 @@ def test_no_mxnet_start_up_chatter_on_the_console(mnet25_prefix):
             'd.detect(np.zeros((96, 64, 3), np.uint8))' % mnet25_prefix)
     env = {k: v for k, v in os.environ.items() if k != 'MXNET_SUBGRAPH_VERBOSE'}
     done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                          env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          env=env, cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert 'Subgraph backend' not in done.stdout + done.stderr

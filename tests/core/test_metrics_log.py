@@ -1,5 +1,5 @@
 """<prefix>-metrics.csv (rcnn/core/metrics_log.py): rows, empty windows, resume. The rows of a
-real run are compared with its log lines in tests/test_validation.py."""
+real run are compared with its log lines in tests/core/test_validation.py."""
 import csv
 
 import pytest
