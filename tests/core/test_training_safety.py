@@ -446,7 +446,8 @@ def test_one_of_two_workers_killed_is_an_error_naming_it(tmp_path):
 KILL_AT_SPAWN = '''
 import os, signal, sys, time
 from pathlib import Path
-sys.path[:0] = [sys.argv[1], os.path.join(sys.argv[1], 'tests')]
+sys.path[:0] = [sys.argv[1], os.path.join(sys.argv[1], 'tests'),
+                os.path.join(sys.argv[1], 'tests', 'core')]
 import multiprocessing.util as util
 import numpy as np
 from rcnn.core.loader import CropLoader, LoaderError
