@@ -1,7 +1,6 @@
 """tools/detect.py on hostile input: it never writes over its input photos, skips an unusable
 image by name and processes the rest, refuses meaningless flags and outputs with one line, and
 keeps the list of the images done on Ctrl-C."""
-import importlib.util
 import json
 import os
 import shutil
@@ -14,15 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, shared_path
+from test_detect_cli import load_cli
 
 SCRIPT = ROOT / 'tools' / 'detect.py'
-
-
-def _load_cli():
-    spec = importlib.util.spec_from_file_location('detect_cli_guards', str(SCRIPT))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run_default_gpu(prefix, *args):
@@ -148,7 +141,7 @@ def test_output_folders_that_are_files_are_one_line(mnet25_prefix, tmp_path):
                                          ('--scales', 'inf'), ('--scales', '-1'),
                                          ('--epoch', '-1'), ('--every', '0')])
 def test_meaningless_flags_are_refused_naming_the_flag(flag, value, capsys):
-    cli = _load_cli()
+    cli = load_cli()
     with pytest.raises(SystemExit) as exit_info:
         cli.parse_args(['x.jpg', '--prefix', 'p', '--out', 'o', flag, value])
     assert exit_info.value.code == 2
@@ -158,7 +151,7 @@ def test_meaningless_flags_are_refused_naming_the_flag(flag, value, capsys):
 def test_help_shows_every_default():
     """Every flag taking a value states its default in its help (the flags read from argparse
     itself; switches are off unless given)."""
-    parser = _load_cli().build_parser()
+    parser = load_cli().build_parser()
     assert parser.get_default('gpu') == 0          # the original's tools default to GPU 0
     text = parser.format_help()
     for action in parser._actions:
