@@ -3,7 +3,8 @@
     python bench/layout_timing.py --tree DIR --shared DIR --out FILE.json
 
 Uses only names every tree of the project has (``RetinaFace``, ``CropLoader``,
-``feature_symbols``, ``get_symbol_train``, ``generate_config``), so the same script times the
+``feature_symbols``, ``get_symbol_train``, ``generate_config``, ``bench.common.measure``), so
+the same script times the
 reference commit and the working tree:
 
 * ``detect_640x480_ms``: ``RetinaFace.detect`` of the released mnet.25 on a 640x480 photo
@@ -16,9 +17,6 @@ import argparse
 import json
 import os
 import sys
-import time
-
-import numpy as np
 
 
 def _use_tree(tree):
@@ -29,15 +27,10 @@ def _use_tree(tree):
     os.chdir(tree)
 
 
-def _median_ms(fn, repeat, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(1000.0 * (time.perf_counter() - start))
-    return float(np.median(times))
+def _median_ms(fn, repeat):
+    """Median milliseconds of ``fn()`` (the tree's own ``bench.common.measure``)."""
+    from bench.common import measure
+    return measure('timing', fn, repeat=repeat)['median_ms']
 
 
 def time_detect(shared, repeat):
