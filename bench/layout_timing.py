@@ -4,8 +4,7 @@
 
 Uses only names every tree of the project has (``RetinaFace``, ``CropLoader``,
 ``feature_symbols``, ``get_symbol_train``, ``generate_config``, ``bench.common.measure``), so
-the same script times the
-reference commit and the working tree:
+the same script times the reference commit and the working tree:
 
 * ``detect_640x480_ms``: ``RetinaFace.detect`` of the released mnet.25 on a 640x480 photo
   (scale 1, threshold 0.5), median of the calls;
