@@ -33,6 +33,7 @@ import numpy as np
 from rcnn.model_layout import anchors_per_position, strides_of
 
 __all__ = ['config', 'network', 'dataset', 'generate_config', 'derive_config', 'build_config',
+           'anchor_table', 'ANCHOR_TABLE_NAMES', 'CASCADE_POSITIVE_OVERLAP',
            'Config', 'FrozenList', 'ConfigError', 'FrozenConfigError', 'parse_override',
            'parse_overrides', 'merge_overrides', 'config_to_plain', 'DERIVED_KEYS',
            'DEFAULT_NETWORK', 'DEFAULT_DATASET', 'DEFAULT_END_EPOCH',
@@ -53,6 +54,9 @@ OHEM_OFF = 0
 OHEM_IN_GRAPH = 2
 #: TRAIN.OHEM_MODE: the hardest positives and negatives by score (the only mode supported)
 OHEM_MODE_HARDEST = 1
+
+#: TRAIN.RPN_POSITIVE_OVERLAP of the first stage when CASCADE > 0 (the original's value)
+CASCADE_POSITIVE_OVERLAP = 0.7
 
 #: train.py's --network / --dataset defaults and the epoch it stops before
 DEFAULT_NETWORK = 'mnet'
@@ -210,6 +214,57 @@ class Config(dict):
         return _rebuild_config(dict(self), self._frozen)
 
 
+# ---------------------------------------------------------------------------- anchor tables
+def _anchor_entry(scales, ratios):
+    return {'SCALES': tuple(scales), 'BASE_SIZE': 16, 'RATIOS': tuple(ratios),
+            'ALLOWED_BORDER': 9999}
+
+
+def _retina_table():
+    """The paper's P2-P6 anchors: strides 4..64, three scales each, the scale growing by
+    2^(1/3) from one anchor to the next over the strides from fine to coarse (stride 4: 1,
+    1.26, 1.59 x 16 px; stride 64: 16 .. 25.4 x 16 px). The scales are the running product, as
+    the original computes them, so they are the same floats."""
+    step = 2.0 ** (1.0 / 3)
+    scale = 1.0
+    table = {}
+    for stride in (4, 8, 16, 32, 64):
+        scales = []
+        for _ in range(3):
+            scales.append(scale)
+            scale *= step
+        table[str(stride)] = _anchor_entry(scales, (1.0,))
+    return table
+
+
+def anchor_table(name):
+    """A fresh copy of one of the original's anchor tables (:data:`ANCHOR_TABLE_NAMES`):
+
+    * ``RAC_SSH``: strides 32, 16, 8; scales (32, 16), (8, 4), (2, 1); ratio 1 (2 anchors per
+      position) -- the released models;
+    * ``RAC_SSH2``: the same scales with ratios 1 and 1.5 (4 anchors per position);
+    * ``RAC_SSH3``: RAC_SSH2 plus stride 4 with scales (2, 1);
+    * ``RAC_RETINA``: strides 64, 32, 16, 8, 4; three scales each (:func:`_retina_table`).
+    """
+    ssh = {'32': (32, 16), '16': (8, 4), '8': (2, 1)}
+    if name == 'RAC_SSH':
+        return {k: _anchor_entry(v, (1.0,)) for k, v in ssh.items()}
+    if name == 'RAC_SSH2':
+        return {k: _anchor_entry(v, (1.0, 1.5)) for k, v in ssh.items()}
+    if name == 'RAC_SSH3':
+        table = {k: _anchor_entry(v, (1.0, 1.5)) for k, v in ssh.items()}
+        table['4'] = _anchor_entry((2, 1), (1.0, 1.5))
+        return table
+    if name == 'RAC_RETINA':
+        return _retina_table()
+    raise ConfigError('unknown anchor table %r; choose from %s'
+                      % (name, ', '.join(ANCHOR_TABLE_NAMES)))
+
+
+#: the original's anchor tables, by the names ``RPN_ANCHOR_CFG`` may be set to
+ANCHOR_TABLE_NAMES = ('RAC_SSH', 'RAC_SSH2', 'RAC_SSH3', 'RAC_RETINA')
+
+
 def _base_config():
     """The recipe keys shared by both networks (every key commented; the presets override some)."""
     cfg = Config()
@@ -229,13 +284,49 @@ def _base_config():
     cfg.HEAD_FILTER_NUM = 256
     # landmark loss weight (times 0.4) and landmark head lr multiplier (mnet 2.5, resnet 2.0)
     cfg.LANDMARK_LR_MULT = 2.0
-    # the 5-landmark head and labels; the graphs always have it (False is refused)
+    # the 5-landmark head and labels; False: boxes and scores only (no landmark head, labels
+    # or losses)
     cfg.FACE_LANDMARK = True
-    # a blur-level head (the original's option); not built here (True is refused)
+    # a blur regression per anchor: the box head gives 5 values (dx dy dw dh, blur); the target
+    # is the label file's trailing blur value (docs/models.md)
     cfg.USE_BLUR = False
-    # extra anchors shifted by half a stride (the original's option); only False trains, the
-    # graphs have NUM_ANCHORS outputs per position
+    # a visibility value per point: the landmark head gives 15 values (x, y, visibility of each
+    # point); targets from the label file's per-point flag (docs/models.md)
+    cfg.USE_OCCLUSION = False
+    # twice the anchors per position: each anchor again, shifted by half a stride
     cfg.DENSE_ANCHOR = False
+    # deformable convolution: 0 none; 1 a DeformableConvolution after each detection module;
+    # 2 every 3x3 stride-1 convolution of the context modules a ModulatedDeformableConvolution
+    cfg.USE_DCN = 0
+    # max-out class heads (3 background scores per anchor, their max taken): 0 off; 1 at the
+    # finest stride; 2 also the original's second form at the other strides
+    cfg.USE_MAXOUT = 0
+    # one box head shared by every stride (the original's option)
+    cfg.SHARE_WEIGHT_BBOX = False
+    # one landmark head shared by every stride (the original's option)
+    cfg.SHARE_WEIGHT_LANDMARK = False
+    # 0: box and landmark losses scaled as TRAIN.LOSS_SCALE says; 1: divided by the number of
+    # valid anchors of the batch (box grad scale 0.5, landmark 0.2 x LANDMARK_LR_MULT)
+    cfg.LR_MODE = 0
+    # detection module after the neck: 'SSH' (the released models) or 'RF' (three 3x3 convs)
+    cfg.HEAD_MODULE = 'SSH'
+    # the detection modules' channels are HEAD_FILTER_NUM x this
+    cfg.CONTEXT_FILTER_RATIO = 1
+    # train each image's labels on one randomly chosen stride only (the original's option)
+    cfg.RANDOM_FEAT_STRIDE = False
+    # cascade: second-stage heads on refined anchors, this many stages (0: none)
+    cfg.CASCADE = 0
+    # what the cascade heads look at: 0 the first head's features, 1 a new detection module on
+    # the neck, 2 a new module on neck + first features, 3 a new module plus the first
+    # stage's predictions
+    cfg.CASCADE_MODE = 1
+    # strides whose cascade stages have a class head
+    cfg.CASCADE_CLS_STRIDES = [64, 32, 16, 8, 4]
+    # strides whose cascade stages have a box head
+    cfg.CASCADE_BBOX_STRIDES = [64, 32, 16, 8, 4]
+    # ResNet depth of --network resnet: 50 (the released R50), 101 or 152 (model-zoo units
+    # 3-4-6-3, 3-4-23-3, 3-8-36-3)
+    cfg.RESNET_DEPTH = 50
     # freeze the first six parameter arrays of a loaded pretrained backbone (the original's
     # get_fixed_params in effect; the mnet preset turns it on)
     cfg.LAYER_FIX = False
@@ -244,11 +335,8 @@ def _base_config():
     # SCALES: anchor sides in units of BASE_SIZE pixels (stride 32: 512 and 256 px);
     # RATIOS: height/width ratios; ALLOWED_BORDER: pixels an anchor may leave the crop and
     # still be labelled (9999: all). RPN_FEAT_STRIDE and NUM_ANCHORS are derived from it.
-    cfg.RPN_ANCHOR_CFG = {
-        '32': {'SCALES': (32, 16), 'BASE_SIZE': 16, 'RATIOS': (1.0,), 'ALLOWED_BORDER': 9999},
-        '16': {'SCALES': (8, 4), 'BASE_SIZE': 16, 'RATIOS': (1.0,), 'ALLOWED_BORDER': 9999},
-        '8': {'SCALES': (2, 1), 'BASE_SIZE': 16, 'RATIOS': (1.0,), 'ALLOWED_BORDER': 9999},
-    }
+    # Overrides may name one of the original's tables: --set RPN_ANCHOR_CFG=RAC_RETINA.
+    cfg.RPN_ANCHOR_CFG = anchor_table('RAC_SSH')
 
     # ---- training crops and photometric augmentation ----
     # [(crop side, max side)] in pixels: training crops are SCALES[0][0] square
@@ -283,6 +371,10 @@ def _base_config():
     cfg.TRAIN.RPN_ENABLE_OHEM = OHEM_IN_GRAPH
     # how OHEM picks: OHEM_MODE_HARDEST (the only mode)
     cfg.TRAIN.OHEM_MODE = OHEM_MODE_HARDEST
+    # cascade: IoU of a refined anchor with a face for the negative / positive label of the
+    # second stage (the first stage uses RPN_POSITIVE_OVERLAP 0.7 when CASCADE > 0, as the
+    # original)
+    cfg.TRAIN.CASCADE_OVERLAP = [0.4, 0.5]
     # box regression targets are divided by these (dx, dy, dw, dh)
     cfg.TRAIN.BBOX_STDS = (1.0, 1.0, 1.0, 1.0)
     # landmark regression targets are divided by this
@@ -367,11 +459,11 @@ def derive_config(cfg):
     """Fill the keys derived from ``RPN_ANCHOR_CFG`` (in place) and return ``cfg``.
 
     ``RPN_FEAT_STRIDE`` lists the strides from coarse to fine ([32, 16, 8]);
-    ``NUM_ANCHORS`` is the number of anchors per position (scales x ratios),
-    which must be the same at every stride.
+    ``NUM_ANCHORS`` is the number of anchors per position (scales x ratios, doubled with
+    ``DENSE_ANCHOR``), which must be the same at every stride.
     """
     cfg.RPN_FEAT_STRIDE = list(strides_of(cfg.RPN_ANCHOR_CFG))
-    cfg.NUM_ANCHORS = anchors_per_position(cfg.RPN_ANCHOR_CFG)
+    cfg.NUM_ANCHORS = anchors_per_position(cfg.RPN_ANCHOR_CFG) * (2 if cfg.DENSE_ANCHOR else 1)
     return cfg
 
 
@@ -399,14 +491,23 @@ dataset = _dataset_presets()
 config = derive_config(_base_config())
 
 
-def generate_config(network_name, dataset_name):
+def generate_config(network_name, dataset_name, overrides=None):
     """Build a fresh ``(config, default)`` pair for a network and a dataset.
 
     Args:
         network_name: ``'mnet'`` or ``'resnet'``.
         dataset_name: ``'retinaface'``.
+        overrides: optional ``{key: value}`` by the original's key names, applied as the
+            original's ``network.<name>`` entries are: a bare name goes to the config key, the
+            ``TRAIN`` key or the train.py default of that name (``{'USE_DCN': 2,
+            'RPN_ANCHOR_CFG': 'RAC_RETINA', 'BATCH_IMAGES': 4, 'lr': 0.001}``); dotted paths
+            (``TRAIN.RPN_BATCH_SIZE``) work too. An anchor table may be given by name
+            (:data:`ANCHOR_TABLE_NAMES`). Applied before the derived keys are computed.
     Returns:
-        ``(config, default)``: new EasyDicts; the module-level ones are untouched.
+        ``(config, default)``: new, changeable Configs; the module-level ones are untouched.
+    Raises:
+        ValueError for an unknown network or dataset; :class:`ConfigError` (one line naming
+        the key) for an unknown key, a wrong type or value, or a refused combination.
     """
     if network_name not in network:
         raise ValueError('unknown network %r; choose from %s' % (network_name, sorted(network)))
@@ -419,7 +520,22 @@ def generate_config(network_name, dataset_name):
     dflt.network = network_name
     dflt.dataset = dataset_name
     derive_config(cfg)
+    if overrides:
+        config_pairs = []
+        for key, value in dict(overrides).items():
+            if '.' not in key and key in dflt and key not in cfg:
+                dflt[key] = _coerced(key, dflt[key], value, 'generate_config')
+            else:
+                config_pairs.append((_original_key_path(cfg, key), value))
+        merge_overrides(cfg, config_pairs, source='generate_config')
     return cfg, dflt
+
+
+def _original_key_path(cfg, key):
+    """The dotted path of an original key name: ``BATCH_IMAGES`` -> ``TRAIN.BATCH_IMAGES``."""
+    if '.' not in key and key not in cfg and key in cfg.TRAIN:
+        return 'TRAIN.' + key
+    return key
 
 
 # ---------------------------------------------------------------------------- overrides
@@ -431,6 +547,26 @@ _POSITIVE_KEYS = ('TRAIN.BATCH_IMAGES', 'TRAIN.RPN_BATCH_SIZE', 'CROP_TRIES', 'P
 #: keys whose value must lie in [0, 1]
 _FRACTION_KEYS = ('TRAIN.RPN_FG_FRACTION', 'TRAIN.MOMENTUM', 'TRAIN.RPN_POSITIVE_OVERLAP',
                   'TRAIN.RPN_NEGATIVE_OVERLAP', 'COLOR_JITTERING')
+
+
+#: keys that take one of a few values
+_CHOICE_KEYS = {'USE_DCN': (0, 1, 2), 'USE_MAXOUT': (0, 1, 2), 'LR_MODE': (0, 1),
+                'HEAD_MODULE': ('SSH', 'RF'), 'CASCADE_MODE': (0, 1, 2, 3),
+                'RESNET_DEPTH': (50, 101, 152)}
+#: keys whose value must be >= 0
+_NON_NEGATIVE_KEYS = ('CASCADE', 'CONTEXT_FILTER_RATIO')
+#: (keys, test, why) of combinations the graphs cannot build: ``test(cfg)`` True refuses
+_COMBINATION_RULES = [
+    (('SHARE_WEIGHT_BBOX', 'USE_MAXOUT'),
+     lambda c: c.SHARE_WEIGHT_BBOX and c.USE_MAXOUT,
+     'a shared box head needs one class-head form at every stride'),
+    (('SHARE_WEIGHT_LANDMARK', 'FACE_LANDMARK'),
+     lambda c: c.SHARE_WEIGHT_LANDMARK and not c.FACE_LANDMARK,
+     'there is no landmark head to share'),
+    (('USE_OCCLUSION', 'FACE_LANDMARK'),
+     lambda c: c.USE_OCCLUSION and not c.FACE_LANDMARK,
+     'visibility values live in the landmark head'),
+]
 
 
 def parse_override(item, source='--set'):
@@ -524,8 +660,24 @@ def _coerced(key, current, value, source):
     return value
 
 
+def _check_choices(cfg, source):
+    """ConfigError for a choice key off its list, or a combination the graphs cannot build."""
+    for key, choices in _CHOICE_KEYS.items():
+        if cfg[key] not in choices:
+            raise ConfigError('%s: %s must be one of %s, got %r'
+                              % (source, key, ', '.join(map(repr, choices)), cfg[key]))
+    for key in _NON_NEGATIVE_KEYS:
+        if not cfg[key] >= 0:
+            raise ConfigError('%s: %s must be >= 0, got %r' % (source, key, cfg[key]))
+    for keys, refused, why in _COMBINATION_RULES:
+        if refused(cfg):
+            raise ConfigError('%s: %s cannot be combined (%s)' % (
+                source, ' with '.join('%s=%r' % (k, cfg[k]) for k in keys), why))
+
+
 def _check_ranges(cfg, source):
     """ConfigError for a positive-only or fraction key out of its range."""
+    _check_choices(cfg, source)
     for key in _POSITIVE_KEYS + _FRACTION_KEYS:
         parent, leaf = _locate(cfg, key, source)
         value = parent[leaf]
@@ -543,12 +695,21 @@ def merge_overrides(cfg, overrides, source='--set'):
         known ones), a derived key, a value of another type than the key's, a non-finite
         number, or a value out of the key's range.
     """
+    overrides = list(overrides)
     for key, value in overrides:
         if key.split('.')[0] in DERIVED_KEYS:
             raise ConfigError('%s %s: derived from RPN_ANCHOR_CFG, set that key instead'
                               % (source, key))
         parent, leaf = _locate(cfg, key, source)
+        if key == 'RPN_ANCHOR_CFG' and isinstance(value, str):
+            try:
+                value = anchor_table(value)
+            except ConfigError as exc:
+                raise ConfigError('%s %s=%s: %s' % (source, key, value, exc)) from None
         parent[leaf] = _coerced(key, parent[leaf], value, source)
+    # the original raises the first stage's positive IoU to 0.7 whenever CASCADE > 0
+    if cfg.CASCADE > 0 and 'TRAIN.RPN_POSITIVE_OVERLAP' not in {k for k, _ in overrides}:
+        cfg.TRAIN.RPN_POSITIVE_OVERLAP = CASCADE_POSITIVE_OVERLAP
     try:
         derive_config(cfg)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:

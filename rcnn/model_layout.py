@@ -20,7 +20,7 @@ Facts (``net3``, the layout of both released models):
   size the loader reads (:func:`cls_score_name`).
 """
 
-__all__ = ['FEATURE_STRIDES', 'NETWORK_STRIDES', 'DATA_NAME', 'NUM_CLASSES', 'BOX_LEN',
+__all__ = ['ModelLayout', 'BLUR_BOX_LEN', 'OCCLUSION_LANDMARK_LEN', 'FEATURE_STRIDES', 'NETWORK_STRIDES', 'DATA_NAME', 'NUM_CLASSES', 'BOX_LEN',
            'LANDMARK_LEN', 'NUM_LANDMARKS', 'FLIP_LANDMARK_ORDER', 'LABEL_KINDS',
            'LANDMARK_LABEL_KINDS', 'DEPLOY_OUTPUT_KINDS', 'TRAIN_OUTPUT_KINDS',
            'OUTPUTS_PER_STRIDE', 'DEPLOY_OUTPUTS_PER_STRIDE', 'MXNET_OUTPUT_SUFFIX',
@@ -42,6 +42,10 @@ BOX_LEN = 4
 NUM_LANDMARKS = 5
 #: landmark regression values per anchor: x, y of each point
 LANDMARK_LEN = 2 * NUM_LANDMARKS
+#: box values per anchor with ``USE_BLUR``: dx, dy, log dw, log dh, blur
+BLUR_BOX_LEN = BOX_LEN + 1
+#: landmark values per anchor with ``USE_OCCLUSION``: x, y, visibility of each point
+OCCLUSION_LANDMARK_LEN = 3 * NUM_LANDMARKS
 #: left eye <-> right eye, nose stays, left <-> right mouth corner
 FLIP_LANDMARK_ORDER = (1, 0, 2, 4, 3)
 
@@ -132,3 +136,143 @@ def cls_score_name(stride, output=True):
     each stride's feature-map size from it."""
     name = _stride_name(HEAD_KINDS[0], stride)
     return name + MXNET_OUTPUT_SUFFIX if output else name
+
+
+class ModelLayout(object):
+    """The layout of one member of the model family, derived from a config.
+
+    The module-level names above describe ``net3`` (the released models); a config with
+    other switches (``RPN_ANCHOR_CFG``, ``DENSE_ANCHOR``, ``USE_BLUR``, ``USE_OCCLUSION``,
+    ``FACE_LANDMARK``, ``CASCADE``) has another layout, and every part that depends on it
+    (graphs, labels, loader, metrics, decoder, exporters) asks a ``ModelLayout``.
+
+    Attributes:
+        strides: feature strides, coarse to fine (``(32, 16, 8)``).
+        num_anchors: anchors per feature-map position, the same at every stride (``A``).
+        box_len: box values per anchor: :data:`BOX_LEN` or :data:`BLUR_BOX_LEN`.
+        landmark_len: landmark values per anchor: 0 (no landmark head), :data:`LANDMARK_LEN`
+            or :data:`OCCLUSION_LANDMARK_LEN`.
+        cascade: cascade stages after the first heads (0: none).
+    """
+    __slots__ = ('strides', 'num_anchors', 'box_len', 'landmark_len', 'cascade')
+
+    def __init__(self, strides=FEATURE_STRIDES, num_anchors=2, box_len=BOX_LEN,
+                 landmark_len=LANDMARK_LEN, cascade=0):
+        strides = tuple(int(s) for s in strides)
+        if not strides or list(strides) != sorted(set(strides), reverse=True):
+            raise ValueError('strides must be distinct and listed coarse to fine, got %s'
+                             % list(strides))
+        if box_len not in (BOX_LEN, BLUR_BOX_LEN):
+            raise ValueError('box_len must be %d or %d, got %r' % (BOX_LEN, BLUR_BOX_LEN, box_len))
+        if landmark_len not in (0, LANDMARK_LEN, OCCLUSION_LANDMARK_LEN):
+            raise ValueError('landmark_len must be 0, %d or %d, got %r'
+                             % (LANDMARK_LEN, OCCLUSION_LANDMARK_LEN, landmark_len))
+        if int(num_anchors) < 1 or int(cascade) < 0:
+            raise ValueError('num_anchors must be >= 1 and cascade >= 0, got %r, %r'
+                             % (num_anchors, cascade))
+        object.__setattr__(self, 'strides', strides)
+        object.__setattr__(self, 'num_anchors', int(num_anchors))
+        object.__setattr__(self, 'box_len', int(box_len))
+        object.__setattr__(self, 'landmark_len', int(landmark_len))
+        object.__setattr__(self, 'cascade', int(cascade))
+
+    def __setattr__(self, name, value):
+        raise AttributeError('a ModelLayout cannot be changed')
+
+    @classmethod
+    def from_config(cls, cfg):
+        """The layout of a (derived) config: ``RPN_ANCHOR_CFG`` (strides, scales x ratios),
+        ``DENSE_ANCHOR`` (x2), ``USE_BLUR``, ``FACE_LANDMARK``, ``USE_OCCLUSION``,
+        ``CASCADE``."""
+        per_position = anchors_per_position(cfg.RPN_ANCHOR_CFG)
+        if cfg.get('DENSE_ANCHOR', False):
+            per_position *= 2
+        landmark_len = 0
+        if cfg.get('FACE_LANDMARK', True):
+            landmark_len = OCCLUSION_LANDMARK_LEN if cfg.get('USE_OCCLUSION', False) \
+                else LANDMARK_LEN
+        return cls(strides_of(cfg.RPN_ANCHOR_CFG), per_position,
+                   BLUR_BOX_LEN if cfg.get('USE_BLUR', False) else BOX_LEN, landmark_len,
+                   int(cfg.get('CASCADE', 0)))
+
+    # ---- facts of the layout ----
+    @property
+    def landmarks(self):
+        """Whether the graph has landmark heads (and the loader landmark labels)."""
+        return self.landmark_len > 0
+
+    @property
+    def blur(self):
+        """Whether the box head has the blur value (the 5th of each anchor)."""
+        return self.box_len == BLUR_BOX_LEN
+
+    @property
+    def occlusion(self):
+        """Whether the landmark head has a visibility value per point."""
+        return self.landmark_len == OCCLUSION_LANDMARK_LEN
+
+    @property
+    def landmark_point_len(self):
+        """Values per landmark point: 2 (x, y) or 3 (x, y, visibility); 0 without landmarks."""
+        return self.landmark_len // NUM_LANDMARKS
+
+    @property
+    def head_lengths(self):
+        """Values per anchor of each head of one stride: (2, box_len[, landmark_len])."""
+        return (NUM_CLASSES, self.box_len) + ((self.landmark_len,) if self.landmarks else ())
+
+    def head_names(self, stride):
+        """The class, box (and landmark) head convolutions of one stride."""
+        return head_names(stride)[:len(self.head_lengths)]
+
+    # ---- names ----
+    @property
+    def label_kinds(self):
+        """Training label inputs of one stride, in the loader's and the graph's order."""
+        return tuple(k for k in LABEL_KINDS if self.landmarks or k not in LANDMARK_LABEL_KINDS)
+
+    def label_names(self, prefix=_LABEL_PREFIX):
+        """Every training label input name: per stride (coarse to fine) :attr:`label_kinds`."""
+        return label_names(self.strides, self.landmarks, prefix)
+
+    @property
+    def deploy_output_kinds(self):
+        """Deploy outputs of one stride: class probabilities, box deltas[, landmark deltas]."""
+        return DEPLOY_OUTPUT_KINDS[:2 + int(self.landmarks)]
+
+    def deploy_output_names(self):
+        """Deploy output names in graph order (:attr:`deploy_output_kinds` per stride)."""
+        return [_stride_name(kind, stride) for stride in self.strides
+                for kind in self.deploy_output_kinds]
+
+    @property
+    def train_output_kinds(self):
+        """Training outputs of one stride, in graph order."""
+        return TRAIN_OUTPUT_KINDS[:4 + 2 * int(self.landmarks)]
+
+    def train_output_names(self):
+        """The training graph's output node names, in output order."""
+        return [_stride_name(kind, stride) for stride in self.strides
+                for kind in self.train_output_kinds]
+
+    def train_output_index(self, stride_index, kind):
+        """Index of training output ``kind`` of the ``stride_index``-th stride."""
+        kinds = self.train_output_kinds
+        return len(kinds) * int(stride_index) + kinds.index(kind)
+
+    # ---- value semantics ----
+    def _key(self):
+        return (self.strides, self.num_anchors, self.box_len, self.landmark_len, self.cascade)
+
+    def __eq__(self, other):
+        return isinstance(other, ModelLayout) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __reduce__(self):
+        return ModelLayout, self._key()
+
+    def __repr__(self):
+        return ('ModelLayout(strides=%s, num_anchors=%d, box_len=%d, landmark_len=%d, '
+                'cascade=%d)' % ((list(self.strides),) + self._key()[1:]))

@@ -1,8 +1,9 @@
 """generate_config builds fresh, independent presets."""
 import numpy as np
+import pytest
 
 from rcnn import config as config_module
-from rcnn.config import generate_config
+from rcnn.config import ConfigError, build_config, generate_config
 
 
 def plain(value):
@@ -262,3 +263,40 @@ def test_no_read_site_of_the_set_up_side_carries_a_default():
     found = [(p.name, m.group(0)) for p in files
              for m in re.finditer(r"cfg(\.TRAIN)?\.get\(", p.read_text())]
     assert found == []
+
+
+def test_generate_config_takes_the_originals_key_names():
+    """Overrides by the original's names, routed as its network.<name> entries are."""
+    cfg, default = generate_config('resnet', 'retinaface', {
+        'USE_DCN': 2, 'RPN_ANCHOR_CFG': 'RAC_RETINA', 'BATCH_IMAGES': 4, 'lr': 0.002})
+    assert cfg.USE_DCN == 2 and cfg.TRAIN.BATCH_IMAGES == 4 and default.lr == 0.002
+    assert cfg.RPN_FEAT_STRIDE == [64, 32, 16, 8, 4] and cfg.NUM_ANCHORS == 3
+    plain, _ = generate_config('resnet', 'retinaface')
+    assert plain.USE_DCN == 0 and plain.RPN_FEAT_STRIDE == [32, 16, 8]
+
+
+@pytest.mark.parametrize('overrides, named', [
+    ({'USE_DCN': 3}, 'USE_DCN'),
+    ({'HEAD_MODULE': 'FPN'}, 'HEAD_MODULE'),
+    ({'RESNET_DEPTH': 34}, 'RESNET_DEPTH'),
+    ({'RPN_ANCHOR_CFG': 'RAC_SSH9'}, 'RAC_SSH9'),
+    ({'SHARE_WEIGHT_BBOX': True, 'USE_MAXOUT': 1}, 'SHARE_WEIGHT_BBOX=True with USE_MAXOUT=1'),
+    ({'USE_OCCLUSION': True, 'FACE_LANDMARK': False}, 'USE_OCCLUSION'),
+    ({'NO_SUCH_KEY': 1}, 'NO_SUCH_KEY'),
+])
+def test_impossible_switches_are_one_line_errors_naming_them(overrides, named):
+    with pytest.raises(ConfigError) as info:
+        generate_config('mnet', 'retinaface', overrides)
+    assert named in str(info.value) and '\n' not in str(info.value)
+
+
+def test_cascade_raises_the_first_stage_positive_overlap_unless_it_is_set():
+    cfg, _ = generate_config('mnet', 'retinaface', {'CASCADE': 1})
+    assert cfg.TRAIN.RPN_POSITIVE_OVERLAP == 0.7
+    cfg, _ = generate_config('mnet', 'retinaface', {'CASCADE': 1, 'RPN_POSITIVE_OVERLAP': 0.6})
+    assert cfg.TRAIN.RPN_POSITIVE_OVERLAP == 0.6
+
+
+def test_dense_anchor_doubles_the_anchor_count():
+    cfg = build_config('mnet', 'retinaface', [('DENSE_ANCHOR', True)])
+    assert cfg.NUM_ANCHORS == 4
