@@ -17,11 +17,22 @@ variant     box ``MakeLoss`` grad_scale      landmark ``MakeLoss`` grad_scale
 ``detection/retinaface/rcnn/symbol/symbol_common.py`` since October 2019 (4x the release scale
 for mnet's B = 16, 2x for resnet's B = 8). The class loss (``SoftmaxOutput``,
 ``grad_scale = lr_mult``, 'valid' normalisation) is the same in both.
+
+``cfg.LR_MODE = 1`` replaces both variants: the box and landmark losses are divided by the
+number of positive anchors the OHEM operator kept in the batch (plus 0.001), with grad scales
+``0.5 * lr_mult`` and ``0.2 * L * lr_mult`` (:func:`count_normalised_grad_scales`, master's
+values; the May 2019 code had 0.25 and 0.1 * L).
 """
 
-__all__ = ['LOSS_SCALE_VARIANTS', 'check_loss_scale', 'loss_grad_scales']
+__all__ = ['LOSS_SCALE_VARIANTS', 'LR_MODE_SCALED', 'LR_MODE_COUNT_NORMALISED',
+           'COUNT_EPSILON', 'check_loss_scale', 'loss_grad_scales',
+           'count_normalised_grad_scales']
 
 LOSS_SCALE_VARIANTS = ('release', 'master')
+#: ``cfg.LR_MODE`` values: fixed grad scales (``TRAIN.LOSS_SCALE``) / divided by the count
+LR_MODE_SCALED, LR_MODE_COUNT_NORMALISED = 0, 1
+#: added to the positive count before dividing (the original's guard against zero)
+COUNT_EPSILON = 0.001
 
 
 def check_loss_scale(variant):
@@ -51,3 +62,9 @@ def loss_grad_scales(cfg, lr_mult=1.0):
     else:
         landmark = 0.4 * float(cfg.LANDMARK_LR_MULT) * box
     return box, landmark
+
+
+def count_normalised_grad_scales(cfg, lr_mult=1.0):
+    """``(box_grad_scale, landmark_grad_scale)`` with ``LR_MODE = 1``: ``0.5 * lr_mult`` and
+    ``0.2 * LANDMARK_LR_MULT * lr_mult`` (the losses are divided by the positive count)."""
+    return 0.5 * lr_mult, 0.2 * float(cfg.LANDMARK_LR_MULT) * lr_mult

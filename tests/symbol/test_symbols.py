@@ -339,6 +339,11 @@ def test_bad_network_or_config_raises():
     with pytest.raises(ValueError, match='RPN_FEAT_STRIDE'):
         get_symbol_test('mnet', cfg)
     cfg = copy.deepcopy(_cfg('resnet'))
-    cfg.FACE_LANDMARK = False
-    with pytest.raises(ValueError, match='FACE_LANDMARK'):
+    cfg.NUM_ANCHORS = 3
+    with pytest.raises(ValueError, match='NUM_ANCHORS'):
         get_symbol_test('resnet', cfg)
+    cfg = copy.deepcopy(_cfg('mnet'))
+    cfg.RPN_ANCHOR_CFG = dict(cfg.RPN_ANCHOR_CFG, **{'2': cfg.RPN_ANCHOR_CFG['8']})
+    cfg.RPN_FEAT_STRIDE = [32, 16, 8, 2]
+    with pytest.raises(ValueError, match='factor-2 strides'):
+        get_symbol_test('mnet', cfg)
