@@ -2,8 +2,9 @@
 
 ``width`` is a module's output channels: mnet ``HEAD_FILTER_NUM * CONTEXT_FILTER_RATIO``
 (64), resnet twice that (512, the released R50's SSH modules are twice as wide relative to its
-neck). ``dcn`` is ``cfg.USE_DCN`` (:mod:`rcnn.symbol.deformable`): 2 makes every 3x3
-convolution here modulated-deformable, 1 and 2 add ``{name}_concat_dcn`` after the module.
+neck). ``dcn`` is the graph's :class:`rcnn.symbol.deformable.DeformableMode` (``cfg.USE_DCN``):
+2 makes every 3x3 convolution here modulated-deformable, 1 and 2 add ``{name}_concat_dcn``
+after the module.
 """
 import mxnet as mx
 
@@ -23,7 +24,7 @@ def _check_width(width, name):
                          '(HEAD_FILTER_NUM x CONTEXT_FILTER_RATIO), got %r' % (name, width))
 
 
-def ssh_detection_module(data, name, width, dcn=0):
+def ssh_detection_module(data, name, width, dcn=None):
     """SSH module (``HEAD_MODULE = 'SSH'``, the released models): ``width`` channels.
 
     A 3x3 branch to ``width/2`` (``{name}_conv1``, no ReLU) and a context branch: a shared 3x3
@@ -44,7 +45,7 @@ def ssh_detection_module(data, name, width, dcn=0):
     return module_output_dcn(out, name + '_concat_dcn', width, dcn)
 
 
-def retina_detection_module(data, name, width, dcn=0):
+def retina_detection_module(data, name, width, dcn=None):
     """The original's 'RF' module (``HEAD_MODULE = 'RF'``): ``width`` channels.
 
     Three chained 3x3 convolutions to ``width/2`` (``{name}_conv1..3``, each with ReLU); the
@@ -60,13 +61,13 @@ def retina_detection_module(data, name, width, dcn=0):
     return module_output_dcn(out, name + '_concat_dcn', width, dcn)
 
 
-def detection_module(data, name, width, cfg):
-    """The ``cfg.HEAD_MODULE`` module with ``cfg.USE_DCN``."""
+def detection_module(data, name, width, cfg, dcn=None):
+    """The ``cfg.HEAD_MODULE`` module; ``dcn`` the graph's ``DeformableMode``."""
     kind = cfg.HEAD_MODULE
     if kind not in HEAD_MODULES:
         raise ValueError('cfg.HEAD_MODULE must be one of %s, got %r' % (list(HEAD_MODULES), kind))
     build = ssh_detection_module if kind == 'SSH' else retina_detection_module
-    return build(data, name, width, int(cfg.USE_DCN))
+    return build(data, name, width, dcn)
 
 
 def module_width(cfg, relative_width):

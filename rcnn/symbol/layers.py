@@ -7,7 +7,7 @@ and the caller's ``wd_mult``; BatchNorm ``eps=2e-5``, ``momentum=0.9``, ``fix_ga
 With ``USE_DCN = 2`` the original turns every 3x3 stride-1 convolution these blocks build (the
 neck's aggregation convolutions and every convolution of the detection modules) into a
 modulated deformable one (:func:`rcnn.symbol.deformable.modulated_conv_bn`); :func:`conv_bn`
-takes that switch as ``dcn``.
+takes that switch as ``dcn`` (a :class:`rcnn.symbol.deformable.DeformableMode`).
 """
 import mxnet as mx
 
@@ -51,15 +51,16 @@ def batch_norm(data, name):
 
 
 def conv_bn(data, name, num_filter, kernel=(1, 1), stride=1, relu=True, bias_wd_mult=0.0,
-            dcn=0):
+            dcn=None):
     """Convolution + BatchNorm [+ ReLU], named ``name``, ``name_bn``, ``name_relu``.
 
-    With ``dcn`` = 2 (``cfg.USE_DCN``) a 3x3 stride-1 convolution is a modulated deformable
-    one instead (:func:`modulated_conv_bn`: other parameter names, no bias), as the original
-    builds it.
+    With ``dcn.version`` 2 (``cfg.USE_DCN``) a 3x3 stride-1 convolution is a modulated
+    deformable one instead (:func:`modulated_conv_bn`: other parameter names, no bias), as the
+    original builds it.
     """
-    if dcn >= DCN_CONTEXT and tuple(kernel) == (3, 3) and stride == 1:
-        return modulated_conv_bn(data, name, num_filter, relu=relu)
+    if dcn is not None and dcn.version >= DCN_CONTEXT and tuple(kernel) == (3, 3) \
+            and stride == 1:
+        return modulated_conv_bn(data, name, num_filter, relu=relu, sampled=dcn.sampled)
     out = batch_norm(conv(data, name, num_filter, kernel, stride, bias_wd_mult), name + '_bn')
     if relu:
         out = mx.sym.Activation(data=out, act_type='relu', name=name + '_relu')

@@ -46,7 +46,7 @@ def check_pyramid_strides(strides):
     return strides
 
 
-def fpn_neck(backbone_features, num_filter, names, strides, dcn=0):
+def fpn_neck(backbone_features, num_filter, names, strides, dcn=None):
     """Pyramid maps of ``strides``.
 
     Args:
@@ -55,7 +55,7 @@ def fpn_neck(backbone_features, num_filter, names, strides, dcn=0):
         num_filter: neck channels.
         names: :class:`NeckNames`.
         strides: the layout's strides, coarse to fine (:func:`check_pyramid_strides`).
-        dcn: ``cfg.USE_DCN``.
+        dcn: the graph's :class:`rcnn.symbol.deformable.DeformableMode` (``cfg.USE_DCN``).
     Returns:
         stride -> neck symbol (``num_filter`` channels) for every stride of ``strides``.
     """

@@ -21,7 +21,7 @@ import re
 from rcnn.model_layout import (DATA_NAME, MXNET_OUTPUT_SUFFIX, NUM_CLASSES, ModelLayout,
                                cls_score_name, deploy_output_names, label_name,
                                label_names)
-from rcnn.symbol.deformable import DCN_CONTEXT, DCN_OFF
+from rcnn.symbol.deformable import DCN_CONTEXT, DCN_OFF, deformable_mode
 from rcnn.symbol.detection_module import HEAD_MODULES, detection_module, module_width
 from rcnn.symbol.heads import (deploy_outputs, smooth_l1_loss, stride_train_outputs,
                                train_outputs)
@@ -75,7 +75,7 @@ def _check_cascade(cfg):
                          % cfg.CASCADE)
 
 
-def pyramid_features(backbone_features, cfg, names, relative_width):
+def pyramid_features(backbone_features, cfg, names, relative_width, for_training=False):
     """``(neck, features)``: stride -> pyramid map and stride -> detection-module output for
     every stride of the layout.
 
@@ -83,15 +83,17 @@ def pyramid_features(backbone_features, cfg, names, relative_width):
         backbone_features: stride -> backbone map (strides 4, 8, 16, 32).
         cfg: the config (``HEAD_FILTER_NUM`` neck channels, ``HEAD_MODULE``, ``USE_DCN``,
             ``CONTEXT_FILTER_RATIO``).
+        for_training: a training graph (DCN v2 as differentiable sampling, see
+            :mod:`rcnn.symbol.deformable`).
         names: the network's :class:`NeckNames`.
         relative_width: detection-module channels / ``HEAD_FILTER_NUM`` before
             ``CONTEXT_FILTER_RATIO`` (mnet 1, resnet 2).
     """
     layout = ModelLayout.from_config(cfg)
-    neck = fpn_neck(backbone_features, int(cfg.HEAD_FILTER_NUM), names, layout.strides,
-                    dcn=int(cfg.USE_DCN))
+    dcn = deformable_mode(cfg, for_training)
+    neck = fpn_neck(backbone_features, int(cfg.HEAD_FILTER_NUM), names, layout.strides, dcn)
     width = module_width(cfg, relative_width)
-    features = {stride: detection_module(neck[stride], names.ssh[stride], width, cfg)
+    features = {stride: detection_module(neck[stride], names.ssh[stride], width, cfg, dcn)
                 for stride in layout.strides}
     return neck, features
 

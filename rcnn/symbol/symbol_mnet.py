@@ -69,24 +69,26 @@ def mobilenet_backbone(data, multiplier=WIDTH_MULTIPLIER):
     return {s: last_at_stride[s] for s in BACKBONE_STRIDES}
 
 
-def mnet_pyramid(cfg):
+def mnet_pyramid(cfg, for_training=False):
     """``(neck, features)`` of the mnet graph: stride -> pyramid map, stride ->
-    detection-module output, for the strides of ``cfg``'s layout."""
+    detection-module output, for the strides of ``cfg``'s layout (``for_training``: see
+    :func:`rcnn.symbol.symbol_common.pyramid_features`)."""
     data = mx.sym.Variable(DATA_NAME)
     return pyramid_features(mobilenet_backbone(data), cfg, MNET_NECK_NAMES,
-                            _MODULE_RELATIVE_WIDTH)
+                            _MODULE_RELATIVE_WIDTH,
+                            for_training)
 
 
-def mnet_features(cfg):
+def mnet_features(cfg, for_training=False):
     """stride -> detection-module feature of the mnet graph."""
-    return mnet_pyramid(cfg)[1]
+    return mnet_pyramid(cfg, for_training)[1]
 
 
 def get_mnet_train(cfg=None):
     """Training graph (outputs: :mod:`rcnn.symbol.heads`); ``cfg`` defaults to the mnet
     preset."""
     cfg = graph_config('mnet', cfg)
-    return train_outputs(mnet_features(cfg), cfg)
+    return train_outputs(mnet_features(cfg, for_training=True), cfg)
 
 
 def get_mnet_test(cfg=None):
