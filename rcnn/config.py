@@ -566,6 +566,11 @@ _COMBINATION_RULES = [
     (('USE_OCCLUSION', 'FACE_LANDMARK'),
      lambda c: c.USE_OCCLUSION and not c.FACE_LANDMARK,
      'visibility values live in the landmark head'),
+    # the original's ssh_detection_module / retina_detection_module: assert num_filter % 4 == 0
+    (('HEAD_FILTER_NUM', 'CONTEXT_FILTER_RATIO'),
+     lambda c: not (c.HEAD_FILTER_NUM * c.CONTEXT_FILTER_RATIO > 0
+                    and (c.HEAD_FILTER_NUM * c.CONTEXT_FILTER_RATIO) % 4 == 0),
+     'the detection modules need a positive multiple of 4 channels'),
 ]
 
 

@@ -524,9 +524,18 @@ def _init(executor, rng):
         array[:] = 1.0 if name.endswith('_var') else 0.0
 
 
-@pytest.mark.parametrize('network', ['mnet', 'resnet'])
-@pytest.mark.parametrize('overrides', LAYOUTS, ids=lambda o: ','.join(
-    '%s=%s' % item for item in sorted(o.items())) or 'base')
+#: the resnet graph differs from mnet's in its backbone taps and module widths only: its
+#: runs (a second each to fill 25M parameters) cover the taps and the paper configuration
+RESNET_LAYOUTS = [{}, {'RPN_ANCHOR_CFG': 'RAC_SSH3'}, {'USE_DCN': 2, 'RPN_ANCHOR_CFG': 'RAC_RETINA'}]
+
+
+def _layout_id(overrides):
+    return ','.join('%s=%s' % item for item in sorted(overrides.items())) or 'base'
+
+
+@pytest.mark.parametrize('network, overrides',
+                         [('mnet', o) for o in LAYOUTS] + [('resnet', o) for o in RESNET_LAYOUTS],
+                         ids=lambda v: v if isinstance(v, str) else _layout_id(v))
 def test_every_layout_deploys_and_trains_on_a_small_input(network, overrides):
     cfg = _cfg(network, **overrides)
     layout = ModelLayout.from_config(cfg)
@@ -553,3 +562,12 @@ def test_every_layout_deploys_and_trains_on_a_small_input(network, overrides):
                               if 'SHARE_WEIGHT_BBOX' not in overrides
                               else 'face_rpn_bbox_pred_share_weight'].asnumpy()
     assert np.all(np.isfinite(grad)) and np.abs(grad).max() > 0
+
+
+def test_module_width_off_the_originals_multiple_of_4_is_refused_by_the_config():
+    """ssh_detection_module / retina_detection_module: assert num_filter % 4 == 0."""
+    from rcnn.config import ConfigError
+    with pytest.raises(ConfigError, match='multiple of 4'):
+        generate_config('mnet', 'retinaface', {'HEAD_FILTER_NUM': 30})
+    with pytest.raises(ConfigError, match='multiple of 4'):
+        generate_config('mnet', 'retinaface', {'CONTEXT_FILTER_RATIO': 0})
