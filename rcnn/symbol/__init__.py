@@ -1,7 +1,9 @@
 """RetinaFace graphs: ``get_symbol_train(network, cfg)`` / ``get_symbol_test(network, cfg)``.
 
 Networks: ``mnet`` (:mod:`rcnn.symbol.symbol_mnet`) and ``resnet``
-(:mod:`rcnn.symbol.symbol_resnet`). Inputs, outputs and their order are documented in
+(:mod:`rcnn.symbol.symbol_resnet`), each for every layout of the model family
+(``ModelLayout.from_config(cfg)``; the switches: docs/model-family.md). Inputs, outputs and
+their order are documented in :mod:`rcnn.symbol.heads`; the shared assembly in
 :mod:`rcnn.symbol.symbol_common`; the OHEM operator in :mod:`rcnn.symbol.ohem`.
 """
 from rcnn.symbol.symbol_common import (deploy_output_names, feature_shapes, label_names,

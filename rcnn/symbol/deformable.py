@@ -1,4 +1,4 @@
-"""Deformable convolutions of ``cfg.USE_DCN`` (MXNet's contrib operators, CPU and GPU).
+"""Deformable convolutions of ``cfg.USE_DCN`` (MXNet's contrib operators).
 
 ``USE_DCN = 1``: :func:`deformable_conv_bn` after each detection module (``{module}_concat_dcn``)
 -- a 3x3 ``DeformableConvolution`` (with bias) whose 18 offsets (dy, dx of the 9 taps) come from
@@ -18,11 +18,11 @@ Both end in BatchNorm ``{name}_bn`` and, where the layer has one, a ReLU ``{name
 
 MXNet 1.9.1 runs ``ModulatedDeformableConvolution`` forward on the CPU but its backward only
 on the GPU ("only implemented in GPU"). Training graphs therefore compute DCN v2 as
-:func:`sampled_modulated_conv`: per tap a ``GridGenerator('warp')`` + ``BilinearSampler`` of the
-zero-padded input at the offset position, times the mask, then the 3x3 weights as a
-stride-3 convolution over the samples laid out in 3x3 blocks -- the same function (tests compare it with the
-operator), the same parameters (``{name}_conv2_weight`` (F, C, 3, 3)), differentiable on
-every device. Deploy graphs use the operator itself (:class:`DeformableMode`).
+:func:`sampled_modulated_conv`: per tap a ``GridGenerator('warp')`` + ``BilinearSampler`` of
+the zero-padded input at the offset position, times the mask, then the 3x3 weights as a
+stride-3 convolution over the samples laid out in 3x3 blocks. It is the same function (tests
+compare it with the operator) with the same parameters (``{name}_conv2_weight`` (F, C, 3, 3)),
+differentiable on every device. Deploy graphs use the operator itself (:class:`DeformableMode`).
 """
 from collections import namedtuple
 

@@ -526,7 +526,8 @@ def _init(executor, rng):
 
 #: the resnet graph differs from mnet's in its backbone taps and module widths only: its
 #: runs (a second each to fill 25M parameters) cover the taps and the paper configuration
-RESNET_LAYOUTS = [{}, {'RPN_ANCHOR_CFG': 'RAC_SSH3'}, {'USE_DCN': 2, 'RPN_ANCHOR_CFG': 'RAC_RETINA'}]
+RESNET_LAYOUTS = [{}, {'RPN_ANCHOR_CFG': 'RAC_SSH3'},
+                  {'USE_DCN': 2, 'RPN_ANCHOR_CFG': 'RAC_RETINA'}]
 
 
 def _layout_id(overrides):
