@@ -295,6 +295,38 @@ def test_sampled_dcn2_equals_mxnets_operator_with_random_offsets_and_masks(size)
                                rtol=1e-4, atol=1e-4)
 
 
+def test_sampled_dcn2_gradients_match_finite_differences():
+    """MXNet's operator has no CPU backward to compare with: the directional derivative of
+    sum(R * out) along a random direction of each input, by central differences."""
+    rng = np.random.RandomState(5)
+    data, offset, mask, weight = (mx.sym.var(n) for n in ('data', 'offset', 'mask', 'w'))
+    sym = sampled_modulated_conv(data, offset, mask, weight, 3, 'x')
+    # offsets k + [0.2, 0.8]: no tap within eps of a pixel row or column, where bilinear
+    # sampling has a kink that central differences would straddle
+    offsets = rng.randint(-2, 2, (1, 18, 5, 4)) + rng.uniform(0.2, 0.8, (1, 18, 5, 4))
+    values = {'data': rng.randn(1, 2, 5, 4), 'offset': offsets,
+              'mask': 2.0 * rng.rand(1, 9, 5, 4), 'w': rng.randn(3, 2, 3, 3)}
+    head = rng.randn(1, 3, 5, 4)
+
+    def objective(arrays):
+        out = sym.bind(mx.cpu(), {k: mx.nd.array(v) for k, v in arrays.items()}).forward()[0]
+        return float((out.asnumpy().astype(np.float64) * head).sum())
+
+    grads = {k: mx.nd.zeros(v.shape) for k, v in values.items()}
+    executor = sym.bind(mx.cpu(), {k: mx.nd.array(v) for k, v in values.items()},
+                        args_grad=grads)
+    executor.forward(is_train=True)
+    executor.backward(mx.nd.array(head))
+    eps = 1e-3
+    for name, value in values.items():
+        direction = rng.randn(*value.shape)
+        plus = dict(values, **{name: value + eps * direction})
+        minus = dict(values, **{name: value - eps * direction})
+        numeric = (objective(plus) - objective(minus)) / (2 * eps)
+        analytic = float((grads[name].asnumpy() * direction).sum())
+        assert analytic == pytest.approx(numeric, rel=2e-2, abs=1e-2), name
+
+
 def test_dcn2_training_graph_computes_the_deploy_graph_with_random_offsets():
     """The training graph's sampled DCN v2 and the deploy graph's operator, same weights."""
     cfg = _cfg('mnet', USE_DCN=2)
