@@ -25,9 +25,14 @@ def _builders(network):
     return _BUILDERS[network]
 
 
-def get_symbol_train(network, cfg=None):
-    """Training graph of ``network`` ('mnet' or 'resnet'); ``cfg`` defaults to its preset."""
-    return _builders(network)[0](cfg)
+def get_symbol_train(network, cfg=None, native_dcn=False):
+    """Training graph of ``network`` ('mnet' or 'resnet'); ``cfg`` defaults to its preset.
+
+    ``native_dcn``: ``USE_DCN = 2`` layers as MXNet's ``ModulatedDeformableConvolution``,
+    whose backward runs on the GPU only (faster there); by default they are computed with
+    sampling operators that train on the CPU too (:mod:`rcnn.symbol.deformable`).
+    """
+    return _builders(network)[0](cfg, native_dcn)
 
 
 def get_symbol_test(network, cfg=None):

@@ -43,13 +43,14 @@ _BN_MOMENTUM = 0.9
 _PAD_HW = (0, 0, 0, 0, 1, 1, 1, 1)     # one pixel around H and W
 
 #: how a graph builds its deformable layers: ``version`` is ``cfg.USE_DCN`` (0, 1, 2);
-#: ``sampled`` computes DCN v2 with :func:`sampled_modulated_conv` (training graphs)
+#: ``sampled`` computes DCN v2 with :func:`sampled_modulated_conv` (training graphs, unless
+#: they run on a GPU, where the operator has its backward)
 DeformableMode = namedtuple('DeformableMode', ['version', 'sampled'])
 
 
-def deformable_mode(cfg, for_training):
-    """:class:`DeformableMode` of ``cfg.USE_DCN`` for a training or a deploy graph."""
-    return DeformableMode(int(cfg.USE_DCN), bool(for_training))
+def deformable_mode(cfg, sampled_dcn):
+    """:class:`DeformableMode` of ``cfg.USE_DCN``; ``sampled_dcn``: DCN v2 as sampling."""
+    return DeformableMode(int(cfg.USE_DCN), bool(sampled_dcn))
 
 
 def _finish(data, name, relu):

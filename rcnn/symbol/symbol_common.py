@@ -75,7 +75,7 @@ def _check_cascade(cfg):
                          % cfg.CASCADE)
 
 
-def pyramid_features(backbone_features, cfg, names, relative_width, for_training=False):
+def pyramid_features(backbone_features, cfg, names, relative_width, sampled_dcn=False):
     """``(neck, features)``: stride -> pyramid map and stride -> detection-module output for
     every stride of the layout.
 
@@ -83,14 +83,14 @@ def pyramid_features(backbone_features, cfg, names, relative_width, for_training
         backbone_features: stride -> backbone map (strides 4, 8, 16, 32).
         cfg: the config (``HEAD_FILTER_NUM`` neck channels, ``HEAD_MODULE``, ``USE_DCN``,
             ``CONTEXT_FILTER_RATIO``).
-        for_training: a training graph (DCN v2 as differentiable sampling, see
-            :mod:`rcnn.symbol.deformable`).
+        sampled_dcn: DCN v2 as differentiable sampling operators, which have a CPU backward
+            (training graphs; see :mod:`rcnn.symbol.deformable`).
         names: the network's :class:`NeckNames`.
         relative_width: detection-module channels / ``HEAD_FILTER_NUM`` before
             ``CONTEXT_FILTER_RATIO`` (mnet 1, resnet 2).
     """
     layout = ModelLayout.from_config(cfg)
-    dcn = deformable_mode(cfg, for_training)
+    dcn = deformable_mode(cfg, sampled_dcn)
     neck = fpn_neck(backbone_features, int(cfg.HEAD_FILTER_NUM), names, layout.strides, dcn)
     width = module_width(cfg, relative_width)
     features = {stride: detection_module(neck[stride], names.ssh[stride], width, cfg, dcn)

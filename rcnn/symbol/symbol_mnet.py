@@ -69,26 +69,27 @@ def mobilenet_backbone(data, multiplier=WIDTH_MULTIPLIER):
     return {s: last_at_stride[s] for s in BACKBONE_STRIDES}
 
 
-def mnet_pyramid(cfg, for_training=False):
+def mnet_pyramid(cfg, sampled_dcn=False):
     """``(neck, features)`` of the mnet graph: stride -> pyramid map, stride ->
-    detection-module output, for the strides of ``cfg``'s layout (``for_training``: see
+    detection-module output, for the strides of ``cfg``'s layout (``sampled_dcn``: see
     :func:`rcnn.symbol.symbol_common.pyramid_features`)."""
     data = mx.sym.Variable(DATA_NAME)
     return pyramid_features(mobilenet_backbone(data), cfg, MNET_NECK_NAMES,
                             _MODULE_RELATIVE_WIDTH,
-                            for_training)
+                            sampled_dcn)
 
 
-def mnet_features(cfg, for_training=False):
+def mnet_features(cfg, sampled_dcn=False):
     """stride -> detection-module feature of the mnet graph."""
-    return mnet_pyramid(cfg, for_training)[1]
+    return mnet_pyramid(cfg, sampled_dcn)[1]
 
 
-def get_mnet_train(cfg=None):
+def get_mnet_train(cfg=None, native_dcn=False):
     """Training graph (outputs: :mod:`rcnn.symbol.heads`); ``cfg`` defaults to the mnet
-    preset."""
+    preset. ``native_dcn``: DCN v2 as MXNet's operator (GPU only; the default
+    computes it with sampling operators that train on every device)."""
     cfg = graph_config('mnet', cfg)
-    return train_outputs(mnet_features(cfg, for_training=True), cfg)
+    return train_outputs(mnet_features(cfg, sampled_dcn=not native_dcn), cfg)
 
 
 def get_mnet_test(cfg=None):

@@ -105,26 +105,27 @@ def resnet_backbone(data, units=RESNET50_UNITS):
     return {32: body, 16: first_unit_relu2[4], 8: first_unit_relu2[3], 4: first_unit_relu2[2]}
 
 
-def resnet_pyramid(cfg, for_training=False):
+def resnet_pyramid(cfg, sampled_dcn=False):
     """``(neck, features)`` of the resnet graph: stride -> pyramid map, stride ->
-    detection-module output, for the strides of ``cfg``'s layout (``for_training``: see
+    detection-module output, for the strides of ``cfg``'s layout (``sampled_dcn``: see
     :func:`rcnn.symbol.symbol_common.pyramid_features`)."""
     data = mx.sym.Variable(DATA_NAME)
     backbone = resnet_backbone(data, resnet_units(cfg.RESNET_DEPTH))
     return pyramid_features(backbone, cfg, RESNET_NECK_NAMES, _MODULE_RELATIVE_WIDTH,
-                            for_training)
+                            sampled_dcn)
 
 
-def resnet_features(cfg, for_training=False):
+def resnet_features(cfg, sampled_dcn=False):
     """stride -> detection-module feature of the resnet graph."""
-    return resnet_pyramid(cfg, for_training)[1]
+    return resnet_pyramid(cfg, sampled_dcn)[1]
 
 
-def get_resnet_train(cfg=None):
+def get_resnet_train(cfg=None, native_dcn=False):
     """Training graph (outputs: :mod:`rcnn.symbol.heads`); ``cfg`` defaults to the resnet
-    preset."""
+    preset. ``native_dcn``: DCN v2 as MXNet's operator (GPU only; the default
+    computes it with sampling operators that train on every device)."""
     cfg = graph_config('resnet', cfg)
-    return train_outputs(resnet_features(cfg, for_training=True), cfg)
+    return train_outputs(resnet_features(cfg, sampled_dcn=not native_dcn), cfg)
 
 
 def get_resnet_test(cfg=None):

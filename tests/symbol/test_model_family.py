@@ -331,6 +331,9 @@ def test_dcn2_training_graph_computes_the_deploy_graph_with_random_offsets():
     """The training graph's sampled DCN v2 and the deploy graph's operator, same weights."""
     cfg = _cfg('mnet', USE_DCN=2)
     train, deploy = get_symbol_train('mnet', cfg), get_symbol_test('mnet', cfg)
+    assert 'ModulatedDeformableConvolution' not in train.tojson()
+    assert 'ModulatedDeformableConvolution' in get_symbol_train('mnet', cfg, native_dcn=True) \
+        .tojson()
     name = 'face_rpn_cls_score_stride8_output'
     train_head, deploy_head = train.get_internals()[name], deploy.get_internals()[name]
     rng = np.random.RandomState(3)
