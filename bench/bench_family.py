@@ -1,6 +1,7 @@
 """Forward + backward time per image of the paper configuration beside the released R50 layout.
 
-    python bench/bench_family.py [--quick] [--size 320] [--batch 1] [--repeat 3] [--gpu [--native_dcn]]
+    python bench/bench_family.py [--quick] [--size 320] [--batch 1] [--repeat 3]
+                                  [--gpu [--native_dcn]]
 
 Both are ``--network resnet`` training graphs, timed in the same run on the same input:
 
