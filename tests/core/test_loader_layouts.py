@@ -1,0 +1,87 @@
+"""CropLoader batches of every layout: label names and shapes from the recipe's
+``ModelLayout`` (anchor tables, dense anchors, blur, occlusion, no landmarks), and
+``RANDOM_FEAT_STRIDE`` keeping one stride per batch, deterministically."""
+import numpy as np
+import pytest
+
+from rcnn.config import generate_config
+from rcnn.core.loader import CropLoader
+from rcnn.io.sample import batch_select_stride
+from test_loader import _feat_syms, roidb  # noqa: F401 -- the shared fixture
+
+BATCH = 2
+
+
+def _cfg(**overrides):
+    cfg, _ = generate_config('mnet', 'retinaface', overrides=overrides)
+    return cfg
+
+
+@pytest.mark.parametrize('overrides, strides, anchors, box, landmark', [
+    ({'RPN_ANCHOR_CFG': 'RAC_SSH2'}, (32, 16, 8), 4, 4, 10),
+    ({'RPN_ANCHOR_CFG': 'RAC_SSH3'}, (32, 16, 8, 4), 4, 4, 10),
+    ({'RPN_ANCHOR_CFG': 'RAC_RETINA'}, (64, 32, 16, 8, 4), 3, 4, 10),
+    ({'DENSE_ANCHOR': True}, (32, 16, 8), 4, 4, 10),
+    ({'USE_BLUR': True, 'USE_OCCLUSION': True}, (32, 16, 8), 2, 5, 15),
+    ({'FACE_LANDMARK': False}, (32, 16, 8), 2, 4, 0)])
+def test_batches_have_the_shapes_of_the_layout(roidb, overrides, strides, anchors, box,  # noqa: F811
+                                               landmark):
+    cfg = _cfg(**overrides)
+    with CropLoader(_feat_syms(cfg), roidb, BATCH, cfg=cfg, num_workers=0, seed=0) as loader:
+        expected = []
+        for stride in strides:
+            cells = (640 // stride) ** 2
+            name = 'face_%%s_stride%d' % stride
+            expected += [(name % 'label', (BATCH, anchors * cells)),
+                         (name % 'bbox_target', (BATCH, box * anchors, cells)),
+                         (name % 'bbox_weight', (BATCH, box * anchors, cells))]
+            if landmark:
+                expected += [(name % 'landmark_target', (BATCH, landmark * anchors, cells)),
+                             (name % 'landmark_weight', (BATCH, landmark * anchors, cells))]
+        assert [(d.name, d.shape) for d in loader.provide_label] == expected
+        assert loader.label_name == [name for name, _ in expected]
+        batch = next(loader)
+        for (name, shape), array in zip(expected, batch.label):
+            assert array.shape == shape, name
+        positives = sum(float((batch.label[i].asnumpy() == 1).sum())
+                        for i, (name, _) in enumerate(expected) if '_label_' in name)
+        assert positives > 0
+
+
+def test_graph_with_another_anchor_count_is_refused(roidb):  # noqa: F811
+    with pytest.raises(ValueError, match='expected 2 x 4 anchors per position'):
+        CropLoader(_feat_syms(_cfg()), roidb, BATCH, cfg=_cfg(DENSE_ANCHOR=True), num_workers=0)
+
+
+def test_batch_select_stride_is_uniform_and_deterministic():
+    strides = (64, 32, 16, 8, 4)
+    draws = [batch_select_stride(7, 0, b, strides) for b in range(500)]
+    assert draws == [batch_select_stride(7, 0, b, strides) for b in range(500)]
+    counts = np.array([draws.count(s) for s in strides])
+    assert counts.min() > 60                      # 100 expected each
+    assert draws != [batch_select_stride(8, 0, b, strides) for b in range(500)]
+
+
+def test_random_feat_stride_keeps_one_stride_per_batch(roidb):  # noqa: F811
+    cfg = _cfg(RANDOM_FEAT_STRIDE=True)
+    strides = tuple(cfg.RPN_FEAT_STRIDE)
+
+    def kept_strides(num_workers):
+        with CropLoader(_feat_syms(cfg), roidb, BATCH, cfg=cfg, num_workers=num_workers,
+                        seed=3) as loader:
+            kept, arrays = [], []
+            for batch_no, batch in enumerate(loader):
+                labels = dict(zip(loader.label_name, (a.asnumpy() for a in batch.label)))
+                alive = [s for s in strides if np.any(labels['face_label_stride%d' % s] != -1)]
+                assert len(alive) == 1, alive
+                assert alive[0] == batch_select_stride(3, 0, batch_no, strides)
+                kept.append(alive[0])
+                arrays.append([a.asnumpy() for a in batch.label])
+            return kept, arrays
+
+    inline, inline_arrays = kept_strides(0)
+    workers, worker_arrays = kept_strides(1)
+    assert inline == workers
+    for a, b in zip(inline_arrays, worker_arrays):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
