@@ -85,3 +85,56 @@ def test_random_feat_stride_keeps_one_stride_per_batch(roidb):  # noqa: F811
     for a, b in zip(inline_arrays, worker_arrays):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
+
+
+def _write_train_set(root, blur):
+    """One 400 x 400 photo-like image with a 120 px face; its points: visible, occluded,
+    visible, missing, visible."""
+    import cv2
+    images = root / 'train' / 'images' / '0--test'
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    image = rng.integers(60, 120, size=(400, 400, 3), dtype=np.uint8)
+    cv2.rectangle(image, (140, 140), (260, 260), (30, 160, 220), thickness=-1)
+    cv2.imwrite(str(images / 'face.jpg'), image)
+    points = '170 180 0.0 230 180 1.0 200 210 0.0 -1 -1 -1 220 240 0.0'
+    (root / 'train' / 'label.txt').write_text(
+        '# 0--test/face.jpg\n140 140 120 120 %s %s\n' % (points, blur))
+
+
+@pytest.mark.parametrize('blur, expected', [('0.45', 0.45), ('-1.0', 0.3)])
+def test_blur_and_visibility_from_label_txt_reach_the_labels(tmp_path, blur, expected):
+    from rcnn.dataset.retinaface_dataset import RetinaFaceDataset
+    _write_train_set(tmp_path, blur)
+    cfg = _cfg(USE_BLUR=True, USE_OCCLUSION=True)
+    records = RetinaFaceDataset('train', None, str(tmp_path), cfg).gt_roidb() * 4
+    with CropLoader(_feat_syms(cfg), records, 2, cfg=cfg, num_workers=0, seed=1,
+                    shuffle=False) as loader:
+        found = 0
+        for batch in loader:
+            labels = dict(zip(loader.label_name, (a.asnumpy() for a in batch.label)))
+            for stride in cfg.RPN_FEAT_STRIDE:
+                name = 'face_%%s_stride%d' % stride
+                label = labels[name % 'label']                     # (B, A*H*W)
+                b, index = np.nonzero(label == 1)
+                cells = label.shape[1] // 2
+                a, position = index // cells, index % cells
+                box = labels[name % 'bbox_target'].reshape(2, 2, 5, cells)[b, a, :, position]
+                box_w = labels[name % 'bbox_weight'].reshape(2, 2, 5, cells)[b, a, :, position]
+                lmk_w = labels[name % 'landmark_weight'].reshape(2, 2, 5, 3, cells)
+                lmk = labels[name % 'landmark_target'].reshape(2, 2, 5, 3, cells)
+                np.testing.assert_allclose(box[:, 4], expected, rtol=1e-6)
+                np.testing.assert_allclose(box_w, np.tile([1, 1, 1, 1, 0.1], (len(b), 1)))
+                visibility = lmk[b, a, :, 2, position]             # (n, 5)
+                weights = lmk_w[b, a, :, :, position]              # (n, 5, 3)
+                # a mirrored crop swaps the eyes: the occluded eye is point 0 or 1
+                assert np.all(np.sort(visibility[:, :2], axis=1) == [0, 1])
+                assert np.all(visibility[:, 2] == 1)
+                missing = np.all(weights == 0, axis=2)             # (n, 5)
+                assert np.all(missing.sum(axis=1) == 1)
+                assert np.all(missing[:, 3] | missing[:, 4])       # the mouth corner
+                assert np.all(visibility[missing] == 0)
+                np.testing.assert_allclose(weights[~missing], np.tile([1, 1, 0.1],
+                                                                      ((~missing).sum(), 1)))
+                found += len(b)
+    assert found > 0
