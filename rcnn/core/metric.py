@@ -112,7 +112,7 @@ def as_layout(layout):
     return ModelLayout(layout)
 
 
-def build_train_metrics(layout=FEATURE_STRIDES, lr_mode=0):
+def build_train_metrics(layout, lr_mode=0):
     """CompositeEvalMetric with, per stride of ``layout`` (a :class:`ModelLayout`, or the
     strides of a ``net3`` layout), ``RPNAcc_s{s}``, ``RPNL1Loss_s{s}`` and, with landmarks,
     ``RPNLandMarkL1Loss_s{s}``; ``lr_mode`` 1 averages the losses per batch."""
@@ -136,7 +136,7 @@ def build_train_metrics(layout=FEATURE_STRIDES, lr_mode=0):
     return metrics
 
 
-def loss_output_indices(layout=3):
+def loss_output_indices(layout):
     """Indices of the outputs that must stay finite: probabilities, box and landmark losses
     (``layout``: a :class:`ModelLayout`, ``net3`` strides, or the net3 stride count)."""
     layout = as_layout(layout)
