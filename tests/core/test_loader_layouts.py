@@ -48,6 +48,28 @@ def test_batches_have_the_shapes_of_the_layout(roidb, overrides, strides, anchor
         assert positives > 0
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize('overrides', [{'RPN_ANCHOR_CFG': 'RAC_SSH2'}, {'DENSE_ANCHOR': True}])
+def test_the_mnet_training_graph_binds_and_runs_on_loader_batches(roidb, overrides):  # noqa: F811
+    """Where the graph already follows the layout (4 anchors per position), its label inputs
+    take the loader's batches as they are."""
+    import mxnet as mx
+    from rcnn.core.loader import feature_symbols
+    from rcnn.symbol import get_symbol_train
+    cfg = _cfg(**overrides)
+    train_sym = get_symbol_train('mnet', cfg)
+    with CropLoader(feature_symbols(train_sym, cfg), roidb, 1, cfg=cfg, num_workers=0,
+                    seed=2) as loader:
+        module = mx.mod.Module(train_sym, data_names=['data'], label_names=loader.label_name,
+                               context=[mx.cpu()])
+        module.bind(data_shapes=loader.provide_data, label_shapes=loader.provide_label)
+        module.init_params(mx.init.Normal(0.01))
+        module.forward(next(loader), is_train=True)
+        outputs = module.get_outputs()
+        assert outputs and all(np.isfinite(o.asnumpy()).all() for o in outputs)
+        assert dict(loader.provide_label)['face_label_stride8'] == (1, 4 * 80 * 80)
+
+
 def test_graph_with_another_anchor_count_is_refused(roidb):  # noqa: F811
     with pytest.raises(ValueError, match='expected 2 x 4 anchors per position'):
         CropLoader(_feat_syms(_cfg()), roidb, BATCH, cfg=_cfg(DENSE_ANCHOR=True), num_workers=0)
