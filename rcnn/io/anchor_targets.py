@@ -20,11 +20,13 @@ position, box and landmark values per anchor):
 Values per anchor (docs/training-targets.md gives the reasons):
 
 * box, 4 values: dx dy dw dh, weight 1 on positives; with ``USE_BLUR`` a 5th value, the matched
-  face's blur (:attr:`FaceAnnotations.blur`, raw), weight :data:`BLUR_WEIGHT` on positives;
+  face's blur (:attr:`FaceAnnotations.blur`, through :meth:`BoxCoder.encode_blur`), weight
+  :data:`BLUR_WEIGHT` on positives;
 * landmarks, 10 values (x then y of each point), weight 1 on positives whose matched face has
   landmarks (visibility of its first point >= 0);
 * landmarks with ``USE_OCCLUSION``, 15 values (x, y, visibility of each point): the visibility
-  target is the point's visibility (1.0 visible, 0.0 occluded); the weights of a point are
+  target is the point's visibility (1.0 visible, 0.0 occluded, through
+  :meth:`BoxCoder.encode_visibility`); the weights of a point are
   (1, 1, :data:`VISIBILITY_WEIGHT`) on positives when the point is present and 0 when it is
   missing (visibility -1; its three targets are 0 too), so a face without landmarks trains none.
 
@@ -227,7 +229,7 @@ class AnchorTargetGenerator(object):
         if matched is not None:
             targets[:, :BOX_LEN] = self.coder.encode_boxes(anchors, faces.boxes[matched])
             if self.layout.blur:
-                targets[:, BOX_LEN] = faces.blur[matched]
+                targets[:, BOX_LEN] = self.coder.encode_blur(faces.blur[matched])
         return targets
 
     def _landmark_targets(self, anchors, faces, matched):
@@ -248,7 +250,7 @@ class AnchorTargetGenerator(object):
         present = visibility >= 0
         points = targets.reshape(num, NUM_LANDMARKS, 3)
         points[:, :, :2] = coordinates.reshape(num, NUM_LANDMARKS, 2)
-        points[:, :, 2] = visibility
+        points[:, :, 2] = self.coder.encode_visibility(visibility)
         points[~present] = 0          # a missing point's placeholders mean nothing
         return targets, present
 

@@ -89,6 +89,26 @@ def test_blur_is_the_fifth_box_value_with_weight_one_tenth():
     assert labels['face_landmark_target_stride8'].shape == (1, 20, 6400)
 
 
+def test_blur_and_visibility_are_scaled_as_the_originals_std_columns():
+    # the original divides columns 0::4 of 5-wide box rows by BBOX_STDS[0] (the blur too) and
+    # all 15 landmark values by LANDMARK_STD
+    from rcnn.processing.box_coder import BoxCoder
+    cfg = _cfg(USE_BLUR=True, USE_OCCLUSION=True)
+    generator = AnchorTargetGenerator.from_config(cfg)
+    generator.coder = BoxCoder((0.1, 0.1, 0.2, 0.2), 0.5)
+    faces = FaceAnnotations(np.array([FACE], np.float32), _points(1.0)[:, :, :2],
+                            np.array([[1, 0, 1, 1, 0]], np.float32), blur=[0.7])
+    labels = generator(_feat((32, 16, 8)), faces, IM_INFO)
+    box = labels['face_bbox_target_stride8'][0][5:10, CELL]
+    np.testing.assert_allclose(box, [0, 0, 0, 0, 7.0], atol=1e-5)
+    points = labels['face_landmark_target_stride8'][0][15:30, CELL].reshape(5, 3)
+    np.testing.assert_allclose(points[:, 2], [2, 0, 2, 2, 0], atol=1e-6)
+    np.testing.assert_allclose(points[:, :2], OFFSETS / 16.0 / 0.5, atol=1e-6)
+    np.testing.assert_allclose(generator.coder.decode_blur(np.float32(box[4:])), [0.7],
+                               rtol=1e-6)
+    np.testing.assert_allclose(generator.coder.decode_visibility(points[:, 2]), [1, 0, 1, 1, 0])
+
+
 def test_without_faces_blur_targets_are_zero():
     cfg = _cfg(USE_BLUR=True)
     labels = assign_anchor_fpn(_feat((32, 16, 8)), _gt_label(np.zeros((0, 4))), IM_INFO,
