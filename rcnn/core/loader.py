@@ -33,7 +33,7 @@ Workers
     shared memory; it also runs on garbage collection and at exit, and the workers end by
     themselves when the parent dies. Each worker builds its
     :class:`rcnn.io.sample.SampleMaker` (transform and anchor-target generator) once; the
-    label shapes come from the generator (:meth:`AnchorTargetGenerator.label_shapes`).
+    label names and shapes come from it too (:meth:`SampleMaker.label_shapes`).
 
 Bad input
     Images that cannot be read when the training set is read are left out by the reader, named
