@@ -11,9 +11,8 @@ Random streams: an epoch's record order is drawn from ``(seed, epoch)`` (:func:`
 sample's crop, colour and label subsampling from ``(seed, epoch, position, attempt)``
 (:func:`sample_rng`), and with ``RANDOM_FEAT_STRIDE`` the one stride a batch trains from
 ``(seed, epoch, batch)`` (:func:`batch_select_stride`), so the batches never depend on which
-process computed them. An image that
-cannot be read is replaced by another record drawn from the same stream
-(:meth:`SampleMaker.load`).
+process computed them. An image that cannot be read is replaced by another record drawn from
+the same stream (:meth:`SampleMaker.load`).
 """
 import numpy as np
 
