@@ -35,7 +35,7 @@ from rcnn.checkpoint.files import recipe_path
 from rcnn.utils.fileio import atomic_write_text
 
 __all__ = ['RECIPE_FORMAT', 'Recipe', 'RecipeError', 'default_recipe', 'write_recipe',
-           'read_recipe', 'load_recipe', 'released_heads_layout', 'layout_to_dict',
+           'read_recipe', 'read_onnx_recipe', 'load_recipe', 'released_heads_layout', 'layout_to_dict',
            'layout_from_dict']
 
 logger = logging.getLogger(__name__)
@@ -255,6 +255,30 @@ def read_recipe(prefix):
     except (OSError, ValueError) as exc:
         raise RecipeError('recipe file %s is unreadable or not JSON: %s' % (path, exc)) from None
     return _from_dict(record, path)
+
+
+#: metadata key under which an ONNX export keeps its recipe (:mod:`rcnn.deploy.onnx_export`)
+ONNX_RECIPE_KEY = 'retinaface.recipe'
+
+
+def read_onnx_recipe(path):
+    """The recipe an ``.onnx`` export keeps in its metadata (:data:`ONNX_RECIPE_KEY`), or None
+    when it has none.
+
+    Raises:
+        RecipeError: the metadata is not a valid recipe.
+    """
+    import onnx
+    model = onnx.load(str(path), load_external_data=False)
+    text = {entry.key: entry.value for entry in model.metadata_props}.get(ONNX_RECIPE_KEY)
+    if text is None:
+        return None
+    where = '%s (metadata %s)' % (path, ONNX_RECIPE_KEY)
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        raise RecipeError('recipe of %s is not JSON: %s' % (where, exc)) from None
+    return _from_dict(record, where)
 
 
 def load_recipe(prefix):

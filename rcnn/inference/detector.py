@@ -68,7 +68,7 @@ from rcnn.processing.bbox_transform import landmark_pred as decode_points
 from rcnn.processing.bbox_transform import nonlinear_pred
 from rcnn.processing.detections import DeployOutputs, parse_output_name
 from rcnn.processing.generate_anchor import AnchorCache
-from rcnn.recipe import read_recipe
+from rcnn.recipe import read_onnx_recipe, read_recipe
 
 __all__ = ['RetinaFace', 'InvalidInputError', 'as_bgr_image', 'check_scales', 'check_threshold',
            'SUPPORTED_NETWORKS', 'MIN_IMAGE_SIDE', 'MAX_SCALED_SIDE',
@@ -79,8 +79,6 @@ logger = logging.getLogger(__name__)
 #: the original detector's ``network`` names -> their feature strides (coarse to fine); see
 #: :mod:`rcnn.inference.networks` for their anchors and pixels
 SUPPORTED_NETWORKS = {name: network_recipe(name).strides for name in NETWORK_NAMES}
-#: the original's layouts this project does not implement (none: kept for imports)
-ORIGINAL_ONLY_NETWORKS = ()
 
 
 def as_bgr_image(img, name='img'):
@@ -244,8 +242,9 @@ class RetinaFace(object):
             :data:`rcnn.inference.BACKENDS`.
         threads: CPU threads for the backend (MXNet: only before mxnet is first imported).
         recipe: the :class:`rcnn.recipe.Recipe` of the model (pixel transform, box coder,
-            anchors, layout); default: ``<prefix>-recipe.json`` when present, else the recipe
-            of ``network``.
+            anchors, layout); default: ``<prefix>-recipe.json`` (for an ``.onnx`` file: the
+            recipe its export keeps in its metadata) when present, else the recipe of
+            ``network``.
 
     Layout: with a recipe, the graph must have the heads its layout says (landmarks, 4 or 5
     box values, 2 or 3 values per point, cascade stages); without one, as the original
@@ -294,7 +293,9 @@ class RetinaFace(object):
         """(the recipe used, whether it is the checkpoint's own): ``recipe``, else the
         checkpoint's file, else the network name's."""
         named = network_recipe(network)
-        if recipe is None:
+        if recipe is None and str(prefix).endswith('.onnx'):
+            recipe = read_onnx_recipe(prefix) if os.path.isfile(prefix) else None
+        elif recipe is None:
             recipe = read_recipe(prefix)
         if recipe is None:
             logger.debug('%s has no recipe file: using network %s (%s)', prefix, network,

@@ -64,8 +64,10 @@ def bbox_vote(dets, landmarks, iou_thresh, max_results=VOTE_MAX_RESULTS, extras=
         landmarks (None when ``landmarks`` is None).
     """
     dets = np.asarray(dets, dtype=np.float64).reshape(-1, 5)
-    extras = np.zeros((len(dets), 0)) if extras is None else np.asarray(extras).reshape(
-        len(dets), -1)
+    extras = np.zeros((len(dets), 0)) if extras is None else np.asarray(extras)
+    if extras.ndim != 2 or len(extras) != len(dets):
+        raise ValueError('extras must be (N, E) for the %d dets, got shape %s'
+                         % (len(dets), extras.shape))
     point_len = 2
     if landmarks is not None:
         landmarks = np.asarray(landmarks, dtype=np.float32)

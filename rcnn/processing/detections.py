@@ -138,10 +138,11 @@ class DeployOutputs(object):
     Raises:
         ValueError: a stride lacks its class or box output, or a name is not a deploy output.
 
-    A name whose kind is the first three of :data:`rcnn.model_layout.DEPLOY_OUTPUT_KINDS` and
-    has no suffix is a first-stage output; every other name of the stride is a cascade output,
-    a class output if its kind has ``cls`` in it, else a box output if it has ``bbox``; the
-    outputs of one suffix (``_cas0``, ...) form a stage, stages in the order they first appear.
+    A name whose kind is one of :data:`rcnn.model_layout.DEPLOY_OUTPUT_KINDS` and has no
+    suffix is a first-stage output; every other name of the stride is a cascade output, a class
+    output if its kind has ``cls`` in it, else a box output if it has ``bbox``; the outputs
+    that add the same text to a first-stage name (``_cas0`` after or before ``_stride{s}``)
+    form a stage, stages in the order they first appear.
     """
 
     def __init__(self, names, strides, box_len=None, point_len=None):
@@ -210,7 +211,11 @@ def _place(entry, index, kind, suffix, name):
         entry[plain[kind]] = index
         return
     role = 'cls' if 'cls' in kind else 'box' if 'bbox' in kind else None
-    stage = entry['stages'].setdefault(suffix, {})
+    # the stage is what the name adds to a first-stage name, before or after the stride
+    # (``..._stride32_cas0`` or ``..._cas0_stride32``)
+    known = [k for k in DEPLOY_OUTPUT_KINDS if kind.startswith(k)]
+    stage = entry['stages'].setdefault(kind[len(known[0]):] + suffix if known else
+                                       kind + suffix, {})
     if role is None or role in stage:
         raise ValueError('output %r is neither a first-stage output nor the one class / box '
                          'output of a cascade stage' % name)
