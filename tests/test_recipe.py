@@ -153,7 +153,7 @@ def test_a_layout_that_contradicts_the_recipe_is_refused(tmp_path, change, messa
     assert str(path) in str(info.value) and message in str(info.value)
 
 
-def test_detector_refuses_a_recipe_whose_strides_the_network_lacks(tmp_path):
+def test_detector_refuses_a_recipe_whose_strides_the_graph_lacks(tmp_path):
     _need_mnet()
     from retinaface import RetinaFace
     cfg, _ = generate_config('mnet', 'retinaface')

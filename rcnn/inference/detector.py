@@ -72,7 +72,7 @@ from rcnn.recipe import read_onnx_recipe, read_recipe
 
 __all__ = ['RetinaFace', 'InvalidInputError', 'as_bgr_image', 'check_scales', 'check_threshold',
            'SUPPORTED_NETWORKS', 'MIN_IMAGE_SIDE', 'MAX_SCALED_SIDE',
-           'PAD_MULTIPLE', 'graph_output_names']
+           'PAD_MULTIPLE', 'graph_output_names', 'graph_head_channels']
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,31 @@ def check_scales(scales):
     return scales
 
 
+def _graph_heads(prefix):
+    """[(output name, its node)] of ``<prefix>-symbol.json``, in graph order; None when the
+    file is absent or unreadable."""
+    try:
+        with open(symbol_path(prefix), 'r', encoding='utf-8') as handle:
+            graph = json.load(handle)
+        nodes = graph['nodes']
+        return [(nodes[head[0]]['name'], nodes[head[0]]) for head in graph['heads']]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def graph_head_channels(prefix):
+    """{output name: channels} of the outputs of ``<prefix>-symbol.json`` that are
+    convolutions (the box and landmark heads of a deploy graph: their ``num_filter``);
+    empty when unknown."""
+    heads = [] if str(prefix).endswith('.onnx') else _graph_heads(prefix) or []
+    channels = {}
+    for name, node in heads:
+        attrs = node.get('attrs', node.get('param', {})) or {}
+        if node.get('op') == 'Convolution' and str(attrs.get('num_filter', '')).isdigit():
+            channels[name] = int(attrs['num_filter'])
+    return channels
+
+
 def graph_output_names(prefix):
     """The output names of a checkpoint's graph, in graph order: the heads of
     ``<prefix>-symbol.json`` (without MXNet's ``_output``), or the outputs of ``prefix`` when it
@@ -150,13 +175,8 @@ def graph_output_names(prefix):
                     .graph.output]
         except Exception:           # the backend loading it gives the real error
             return None
-    try:
-        with open(symbol_path(prefix), 'r', encoding='utf-8') as handle:
-            graph = json.load(handle)
-        nodes = graph['nodes']
-        return [nodes[head[0]]['name'] for head in graph['heads']]
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return None
+    heads = _graph_heads(prefix)
+    return None if heads is None else [name for name, _ in heads]
 
 
 def _graph_strides(names):
@@ -182,8 +202,10 @@ def _deploy_plan(layout, graph_names, strict, where):
     strides = layout.strides
     landmarks = layout.landmarks
     if graph_names is not None and not strict:
+        # deploy heads ``face_rpn_landmark_pred``, training heads ``face_rpn_landmark_loss``
         landmarks = any(parse_output_name(n) is not None and
-                        parse_output_name(n)[0] == 'face_rpn_landmark_pred' for n in graph_names)
+                        parse_output_name(n)[0].startswith('face_rpn_landmark')
+                        for n in graph_names)
     expected = deploy_output_names(strides) if landmarks else \
         DeployOutputs.first_stage(strides, landmarks=False).names
     names = expected
@@ -277,7 +299,7 @@ class RetinaFace(object):
         where = 'checkpoint %s' % prefix
         self.outputs = _deploy_plan(self.recipe.layout, graph_output_names(prefix), strict,
                                     where)
-        self.layout = self._layout_of(self.outputs, strict)
+        self.layout = self._layout_of(self.outputs, strict, graph_head_channels(prefix))
         self.strides = self.recipe.strides
         self.pixels = self.recipe.pixels
         self.coder = self.recipe.coder
@@ -309,12 +331,26 @@ class RetinaFace(object):
                         _describe(named))
         return recipe, True
 
-    def _layout_of(self, plan, strict):
+    def _layout_of(self, plan, strict, channels):
+        """The layout decoded: the recipe's, or (a network name) the name's strides and
+        anchors with the graph's heads -- landmarks and cascade from its outputs, the value
+        counts from its head convolutions when the graph file says them (else the released
+        4 and 10; decoding reads them from the outputs' channels anyway)."""
         if strict:
             return self.recipe.layout
         base = self.recipe.layout
-        return ModelLayout(base.strides, base.num_anchors, base.box_len,
-                           base.landmark_len if plan.landmarks else 0, plan.cascade)
+        first = plan.per_stride[0]
+        box_len = channels.get(plan.names[first.box], 0) // base.num_anchors
+        landmark_len = base.landmark_len if plan.landmarks else 0
+        if plan.landmarks:
+            landmark_len = channels.get(plan.names[first.landmark], 0) // base.num_anchors
+        try:
+            return ModelLayout(base.strides, base.num_anchors, box_len or base.box_len,
+                               landmark_len if landmark_len or not plan.landmarks
+                               else base.landmark_len, plan.cascade)
+        except ValueError:              # counts that do not fit: decoding names the output
+            return ModelLayout(base.strides, base.num_anchors, base.box_len,
+                               base.landmark_len if plan.landmarks else 0, plan.cascade)
 
     def _set_original_members(self):
         """The attributes the original detector exposes, with its names and types."""

@@ -371,6 +371,15 @@ def test_blur_and_visibility_columns_raw_and_not_scaled(tmp_path):
     empty, none_found = found.detect(np.zeros((64, 80, 3), np.uint8))
     assert empty.shape == (0, 6) and none_found.shape == (0, 5, 3)
 
+    # without its recipe the original's rule still gives both columns: the value counts are
+    # read from the heads
+    Path(recipe_path(prefix)).unlink()
+    bare = detector(prefix)
+    assert bare.layout == layout
+    faces, landmarks = bare.detect(image)
+    assert faces.shape == (1, 6) and landmarks.shape == (1, 5, 3)
+    np.testing.assert_allclose(landmarks[0, :, 2], VISIBILITY, atol=1e-6)
+
 
 def test_flip_back_moves_visibility_with_its_point():
     from rcnn.inference.postprocess import flip_back
@@ -418,6 +427,20 @@ def test_cascade_stage_scores_and_refines_the_first_stage_boxes(tmp_path):
     _assert_faces(faces, landmarks, _cascade_expected(64, 64))
 
 
+def test_two_cascade_stages_refine_in_turn(tmp_path):
+    config, layout = layout_cfg(CASCADE=2)
+    heads = HeadValues(layout)
+    heads.make_face(16, 1, stage=1)    # only the last stage's probabilities decide
+    prefix = save_graph(tmp_path / 'cascade2', heads, config)
+    found = detector(prefix)
+    assert found.cascade == 2
+    faces, landmarks = found.detect(white_at(64, 64, (32, 16)))
+    anchor = hand_anchor(64, 64, (2, 1), 16)
+    refined = hand_box(hand_box(hand_box(anchor, BOX_DELTAS), CASCADE_DELTAS), CASCADE_DELTAS)
+    _assert_faces(faces, landmarks, [(FACE_P, clip(refined, 64, 64),
+                                      hand_points(anchor, LANDMARK_DELTAS))])
+
+
 def test_cascade_recipe_on_a_graph_without_cascade_outputs_is_refused(tmp_path):
     _, layout = layout_cfg()
     prefix = save_graph(tmp_path / 'plain', HeadValues(layout))
@@ -437,36 +460,65 @@ def test_cascade_box_only_stage_keeps_the_first_stage_scores(tmp_path):
 
 # --------------------------------------------------------------------------- onnxruntime
 
-@pytest.mark.parametrize('which', ['retina', 'cascade_blur'])
-def test_onnxruntime_backend_reads_the_same_names_for_any_layout(tmp_path, monkeypatch, which):
-    pytest.importorskip('onnx')
-    pytest.importorskip('onnxruntime')
-    monkeypatch.setenv('RETINAFACE_CACHE_DIR', str(tmp_path / 'cache'))
+def _runtime_case(tmp_path, which):
+    """(prefix, layout, image) of a hand-made checkpoint with a face."""
     if which == 'retina':
         cfg, layout = layout_cfg(RPN_ANCHOR_CFG='RAC_RETINA')
         heads = HeadValues(layout)
         heads.make_face(16, 1)
         heads.make_face(4, 0, channel=1)
         image = white_at(128, 160, (48, 32, 'red'), (20, 36, 'green'))
-    else:
+    elif which == 'cascade_blur':
         cfg, layout = layout_cfg(CASCADE=1, USE_BLUR=True, USE_OCCLUSION=True)
         heads = HeadValues(layout)
         heads.make_face(16, 1, stage=0)
         image = white_at(64, 64, (32, 16))
-    prefix = save_graph(tmp_path / which, heads, cfg)
+    else:
+        cfg, layout = layout_cfg(FACE_LANDMARK=False, DENSE_ANCHOR=True)
+        heads = HeadValues(layout)
+        heads.make_face(8, 3)
+        image = white_at(64, 64, (16, 40))
+    return save_graph(tmp_path / which, heads, cfg), layout, image
+
+
+@pytest.mark.parametrize('which', ['retina', 'cascade_blur', 'dense_boxes'])
+def test_onnxruntime_backend_reads_the_same_names_for_any_layout(tmp_path, monkeypatch, which):
+    pytest.importorskip('onnx')
+    pytest.importorskip('onnxruntime')
+    monkeypatch.setenv('RETINAFACE_CACHE_DIR', str(tmp_path / 'cache'))
+    prefix, layout, image = _runtime_case(tmp_path, which)
     by_mxnet = detector(prefix).detect(image, threshold=0.3, do_flip=True)
     runtime = detector(prefix, backend='onnxruntime')
     assert runtime.backend.output_names == runtime.outputs.names
     by_onnx = runtime.detect(image, threshold=0.3, do_flip=True)
     assert len(by_mxnet[0]) > 0
     np.testing.assert_allclose(by_onnx[0], by_mxnet[0], atol=1e-4)
-    np.testing.assert_allclose(by_onnx[1], by_mxnet[1], atol=1e-4)
+    if layout.landmarks:
+        np.testing.assert_allclose(by_onnx[1], by_mxnet[1], atol=1e-4)
+    else:
+        assert by_onnx[1] is None and by_mxnet[1] is None
     # the exported file alone: its recipe travels in its metadata
     onnx_file = runtime.backend.onnx_path
     alone = detector(onnx_file, backend='onnxruntime')
     assert alone.layout == layout
     np.testing.assert_allclose(alone.detect(image, threshold=0.3, do_flip=True)[0],
                                by_mxnet[0], atol=1e-4)
+
+
+@pytest.mark.parametrize('which', ['retina', 'dense_boxes'])
+def test_opencv_backend_reads_the_same_names_for_any_layout(tmp_path, monkeypatch, which):
+    pytest.importorskip('onnx')
+    import cv2
+    if not hasattr(cv2, 'dnn'):
+        pytest.skip('this OpenCV build has no DNN module')
+    monkeypatch.setenv('RETINAFACE_CACHE_DIR', str(tmp_path / 'cache'))
+    prefix, layout, image = _runtime_case(tmp_path, which)
+    by_mxnet = detector(prefix).detect(image, threshold=0.3)
+    by_opencv = detector(prefix, backend='opencv').detect(image, threshold=0.3)
+    assert len(by_mxnet[0]) > 0
+    np.testing.assert_allclose(by_opencv[0], by_mxnet[0], atol=1e-4)
+    if layout.landmarks:
+        np.testing.assert_allclose(by_opencv[1], by_mxnet[1], atol=1e-4)
 
 
 # --------------------------------------------------------------------------- recipe file
