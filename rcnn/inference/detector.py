@@ -482,12 +482,21 @@ class RetinaFace(object):
 
         Args:
             img: the image ``landmarks`` were detected on (BGR, as for :meth:`detect`).
-            landmarks: (N, 5, 2) as returned by :meth:`detect`.
+            landmarks: (N, 5, 2) as returned by :meth:`detect` ((N, 5, 3) with visibility
+                values: their x, y are used).
             size: crop side; 112 gives the ArcFace input.
         Returns:
             (N, size, size, 3) uint8 BGR crops.
+        Raises:
+            ValueError: ``landmarks`` is None (a model without landmarks cannot align).
         """
         from rcnn.inference.align import align_faces
+        if landmarks is None:
+            raise ValueError('align needs landmarks; this model has no landmark heads '
+                             '(detect returned landmarks None)')
+        landmarks = np.asarray(landmarks)
+        if landmarks.ndim == 3 and landmarks.shape[2] == 3:
+            landmarks = landmarks[:, :, :2]
         image = as_bgr_image(img)
         if image.dtype != np.uint8:
             image = np.clip(np.rint(image), 0, 255).astype(np.uint8)

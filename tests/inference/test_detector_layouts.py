@@ -314,6 +314,8 @@ def test_boxes_only_model_returns_landmarks_none(tmp_path):
     assert landmarks is None and faces.shape == (1, 5)
     box, points = found.detect_center(image)
     assert points is None and box.shape == (5,)
+    with pytest.raises(ValueError, match='no landmark heads'):
+        found.align(image, landmarks)
     # the original's rule without a recipe: no landmark outputs, no landmarks
     Path(recipe_path(prefix)).unlink()
     faces, landmarks = detector(prefix).detect(image)
@@ -370,6 +372,8 @@ def test_blur_and_visibility_columns_raw_and_not_scaled(tmp_path):
     np.testing.assert_allclose(faces[0, 5], BLUR, atol=1e-6)
     empty, none_found = found.detect(np.zeros((64, 80, 3), np.uint8))
     assert empty.shape == (0, 6) and none_found.shape == (0, 5, 3)
+    crops = found.align(image, landmarks)
+    np.testing.assert_array_equal(crops, found.align(image, landmarks[:, :, :2]))
 
     # without its recipe the original's rule still gives both columns: the value counts are
     # read from the heads
