@@ -179,12 +179,6 @@ def graph_output_names(prefix):
     return None if heads is None else [name for name, _ in heads]
 
 
-def _graph_strides(names):
-    """The strides deploy-style outputs name, as a sorted list."""
-    parsed = [parse_output_name(n) for n in names]
-    return sorted({p[1] for p in parsed if p is not None}, reverse=True)
-
-
 def _deploy_plan(layout, graph_names, strict, where):
     """The :class:`DeployOutputs` the detector decodes.
 
@@ -200,33 +194,33 @@ def _deploy_plan(layout, graph_names, strict, where):
             says it has.
     """
     strides = layout.strides
+    parsed = [(name, parse_output_name(name)) for name in graph_names or ()]
+    parsed = [(name, kind, stride) for name, (kind, stride, _) in
+              ((n, p) for n, p in parsed if p is not None)]
     landmarks = layout.landmarks
     if graph_names is not None and not strict:
         # deploy heads ``face_rpn_landmark_pred``, training heads ``face_rpn_landmark_loss``
-        landmarks = any(parse_output_name(n) is not None and
-                        parse_output_name(n)[0].startswith('face_rpn_landmark')
-                        for n in graph_names)
-    expected = deploy_output_names(strides) if landmarks else \
-        DeployOutputs.first_stage(strides, landmarks=False).names
+        landmarks = any(kind.startswith('face_rpn_landmark') for _, kind, _ in parsed)
+    boxes_only = DeployOutputs.first_stage(strides, landmarks=False).names
+    expected = deploy_output_names(strides) if landmarks else boxes_only
     names = expected
     if graph_names is not None:
-        have = _graph_strides(graph_names)
+        have = sorted({stride for _, _, stride in parsed}, reverse=True)
         if have and set(have) != set(strides):
             fitting = [name for name, its in SUPPORTED_NETWORKS.items() if list(its) == have]
             raise ValueError('%s has the outputs of strides %s; its %s has strides %s%s'
                              % (where, have, 'recipe' if strict else 'network',
                                 list(strides), '' if strict or not fitting else
                                 ' (network=%s has those strides)' % ' or '.join(fitting)))
-        own = [n for stride in strides for n in graph_names
-               if parse_output_name(n) is not None and parse_output_name(n)[1] == stride]
+        own = [name for stride in strides for name, kind, its in parsed if its == stride
+               and (landmarks or not kind.startswith('face_rpn_landmark'))]
         if set(expected) <= set(own):
             names = own                 # the graph's deploy outputs, cascade stages included
-        elif strict and landmarks and set(DeployOutputs.first_stage(
-                strides, landmarks=False).names) <= set(own):
+        elif strict and landmarks and set(boxes_only) <= set(own):
             raise ValueError('%s has no landmark outputs, but its recipe says the model has '
                              'landmark heads (FACE_LANDMARK)' % where)
     box_len = layout.box_len if strict else None
-    point_len = layout.landmark_point_len or None if strict else None
+    point_len = (layout.landmark_point_len or None) if strict else None
     plan = DeployOutputs(names, strides, box_len=box_len, point_len=point_len)
     if strict and plan.cascade < layout.cascade:
         raise ValueError('%s: its recipe says CASCADE=%d, but the graph has %d cascade stage(s) '

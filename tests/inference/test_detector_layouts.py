@@ -554,3 +554,40 @@ def test_cascade_stages_are_grouped_by_name_wherever_the_stage_is_named():
         DeployOutputs(first, (16, 8))
     with pytest.raises(ValueError, match='neither a first-stage output'):
         DeployOutputs(first + ['face_rpn_bbox_pred_stride8_cas0'] * 2, (8,))
+
+
+def test_a_boxes_only_recipe_ignores_landmark_outputs_of_its_graph(tmp_path):
+    _, layout = layout_cfg()
+    heads = HeadValues(layout)
+    heads.make_face(32, 0)
+    prefix = save_graph(tmp_path / 'plain', heads)
+    write_recipe(prefix, layout_cfg(FACE_LANDMARK=False)[0], 'mnet')
+    found = detector(prefix)
+    assert found.use_landmarks is False
+    faces, landmarks = found.detect(white_at(70, 100, (32, 64)))
+    assert landmarks is None and faces.shape == (1, 5)
+
+
+def test_strides_with_and_without_a_cascade_stage_decode_together():
+    from rcnn.processing.detections import DeployOutputs, decode_detections
+    from rcnn.processing.generate_anchor import AnchorCache
+    names = ['face_rpn_cls_prob_reshape_stride16', 'face_rpn_bbox_pred_stride16',
+             'face_rpn_bbox_pred_stride16_cas0',
+             'face_rpn_cls_prob_reshape_stride8', 'face_rpn_bbox_pred_stride8']
+    plan = DeployOutputs(names, (16, 8))
+    cache = AnchorCache({16: np.array([[0, 0, 15, 15]], np.float32),
+                         8: np.array([[0, 0, 15, 15]], np.float32)})
+    cls16, cls8 = np.zeros((1, 2, 2, 2), np.float32), np.zeros((1, 2, 4, 4), np.float32)
+    cls16[0, 1, 1, 0] = 0.9                          # stride 16 cell (1, 0)
+    cls8[0, 1, 0, 3] = 0.8                           # stride 8 cell (0, 3)
+    box16 = np.tile(np.array(BOX_DELTAS, np.float32)[None, :, None, None], (1, 1, 2, 2))
+    cas16 = np.tile(np.array(CASCADE_DELTAS, np.float32)[None, :, None, None], (1, 1, 2, 2))
+    box8 = np.tile(np.array(BOX_DELTAS, np.float32)[None, :, None, None], (1, 1, 4, 4))
+    dets = decode_detections([cls16, box16, cas16, cls8, box8], (16, 8), cache, 0.5,
+                             (1000, 1000), plan=plan)
+    np.testing.assert_allclose(dets.scores, [0.9, 0.8])
+    refined = hand_box(hand_box(hand_anchor(16, 16, (1, 0), 16), BOX_DELTAS), CASCADE_DELTAS)
+    np.testing.assert_allclose(dets.boxes[0], clip(refined, 1000, 1000), atol=1e-4)
+    np.testing.assert_allclose(dets.boxes[1], clip(hand_box(hand_anchor(16, 16, (0, 3), 8),
+                                                            BOX_DELTAS), 1000, 1000), atol=1e-4)
+    assert dets.landmarks is None and dets.extras.shape == (2, 0)
