@@ -14,13 +14,15 @@ File (JSON, ``format`` 1)::
      "dense_anchor": false,
      "anchors": {"32": {"SCALES": [32, 16], "BASE_SIZE": 16, "RATIOS": [1.0]}, ...},
      "layout": {"strides": [32, 16, 8], "num_anchors": 2, "box_len": 4, "landmark_len": 10,
-                "cascade": 0, "landmarks": true, "blur": false, "occlusion": false}}
+                "cascade": 0, "landmarks": true, "blur": false, "occlusion": false,
+                "cascade_cls_strides": [], "cascade_bbox_strides": []}}
 
 ``layout`` is the :class:`rcnn.model_layout.ModelLayout` of the training config (the heads the
 deploy graph has: anchors per position, dense anchors included; 5 box values with
 ``USE_BLUR``; 0 / 10 / 15 landmark values for ``FACE_LANDMARK=False`` / the default /
-``USE_OCCLUSION``; ``CASCADE`` stages). ``landmarks``, ``blur`` and ``occlusion`` repeat what
-the lengths say, for a reader of the file. A file without ``layout`` takes it from its
+``USE_OCCLUSION``; ``CASCADE`` stages and, when the layout has them, the strides whose stages
+have a class / box head). ``landmarks``, ``blur`` and ``occlusion`` repeat what the lengths
+say, for a reader of the file. A file without ``layout`` takes it from its
 ``training_config`` when present, else from its anchors with the released heads (4 box and 10
 landmark values, no cascade).
 """
@@ -130,12 +132,21 @@ def released_heads_layout(anchor_cfg, dense_anchor=False):
     return ModelLayout(strides_of(anchor_cfg), per_position)
 
 
+#: the layout's per-stride cascade choices (``CASCADE_CLS_STRIDES`` / ``CASCADE_BBOX_STRIDES``
+#: of the strides), recorded when the layout has them
+_CASCADE_STRIDE_KEYS = ('cascade_cls_strides', 'cascade_bbox_strides')
+
+
 def layout_to_dict(layout):
     """A :class:`ModelLayout` as the recipe file's ``layout`` object."""
-    return {'strides': list(layout.strides), 'num_anchors': layout.num_anchors,
-            'box_len': layout.box_len, 'landmark_len': layout.landmark_len,
-            'cascade': layout.cascade, 'landmarks': layout.landmarks, 'blur': layout.blur,
-            'occlusion': layout.occlusion}
+    record = {'strides': list(layout.strides), 'num_anchors': layout.num_anchors,
+              'box_len': layout.box_len, 'landmark_len': layout.landmark_len,
+              'cascade': layout.cascade, 'landmarks': layout.landmarks, 'blur': layout.blur,
+              'occlusion': layout.occlusion}
+    for key in _CASCADE_STRIDE_KEYS:
+        if hasattr(layout, key):
+            record[key] = list(getattr(layout, key))
+    return record
 
 
 def layout_from_dict(record):
@@ -147,9 +158,11 @@ def layout_from_dict(record):
     """
     if not isinstance(record, dict):
         raise ValueError('layout must be a JSON object, got %r' % (record,))
+    per_stride = {key: record[key] for key in _CASCADE_STRIDE_KEYS
+                  if key in record and hasattr(ModelLayout, key) and record.get('cascade')}
     try:
         layout = ModelLayout(record['strides'], record['num_anchors'], record['box_len'],
-                             record['landmark_len'], record.get('cascade', 0))
+                             record['landmark_len'], record.get('cascade', 0), **per_stride)
     except KeyError as exc:
         raise ValueError('layout lacks the key %s' % exc) from None
     for flag in ('landmarks', 'blur', 'occlusion'):

@@ -532,9 +532,11 @@ def test_recipe_file_records_the_layout_the_detector_needs(tmp_path):
                              FACE_LANDMARK=False, CASCADE=2)
     prefix = str(tmp_path / 'm')
     record = json.loads(Path(write_recipe(prefix, cfg, 'mnet')).read_text())
-    assert record['layout'] == {'strides': [32, 16, 8, 4], 'num_anchors': 8, 'box_len': 5,
-                                'landmark_len': 0, 'cascade': 2, 'landmarks': False,
-                                'blur': True, 'occlusion': False}
+    want = {'strides': [32, 16, 8, 4], 'num_anchors': 8, 'box_len': 5, 'landmark_len': 0,
+            'cascade': 2, 'landmarks': False, 'blur': True, 'occlusion': False}
+    assert {key: record['layout'][key] for key in want} == want
+    for key in ('cascade_cls_strides', 'cascade_bbox_strides'):    # recorded when known
+        assert record['layout'].get(key, [32, 16, 8, 4]) == [32, 16, 8, 4]
     assert record['dense_anchor'] is True
 
 
