@@ -36,9 +36,9 @@ from rcnn.processing.pixels import PixelTransform
 from rcnn.checkpoint.files import recipe_path
 from rcnn.utils.fileio import atomic_write_text
 
-__all__ = ['RECIPE_FORMAT', 'Recipe', 'RecipeError', 'default_recipe', 'write_recipe',
-           'read_recipe', 'read_onnx_recipe', 'load_recipe', 'released_heads_layout', 'layout_to_dict',
-           'layout_from_dict']
+__all__ = ['RECIPE_FORMAT', 'ONNX_RECIPE_KEY', 'Recipe', 'RecipeError', 'default_recipe',
+           'write_recipe', 'read_recipe', 'read_onnx_recipe', 'load_recipe',
+           'released_heads_layout', 'layout_to_dict', 'layout_from_dict']
 
 logger = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ checkpoint without one (the released models) gets the recipe of its ``network`` 
 (:mod:`rcnn.inference.networks`, ``net3`` by default), with the landmark and cascade outputs
 the graph has. Every layout of the family decodes: any strides and anchors, dense anchors
 (which the original's detector could not read), boxes-only models (landmarks None), blur and
-visibility values, cascade stages (:mod:`rcnn.processing.detections`). ``detect`` and ``detect_batch`` run the same
-code (:func:`rcnn.inference.pipeline.run_pipeline`, which also schedules the passes of the
-WIDER FACE protocols): ``detect`` is a list of one image.
+visibility values, cascade stages (:mod:`rcnn.processing.detections`). ``detect`` and
+``detect_batch`` run the same code (:func:`rcnn.inference.pipeline.run_pipeline`, which also
+schedules the passes of the WIDER FACE protocols): ``detect`` is a list of one image.
 
 Differences from the original, all deliberate:
 
