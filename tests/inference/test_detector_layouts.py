@@ -593,3 +593,18 @@ def test_strides_with_and_without_a_cascade_stage_decode_together():
     np.testing.assert_allclose(dets.boxes[1], clip(hand_box(hand_anchor(16, 16, (0, 3), 8),
                                                             BOX_DELTAS), 1000, 1000), atol=1e-4)
     assert dets.landmarks is None and dets.extras.shape == (2, 0)
+
+
+def test_wider_test_writes_the_five_columns_of_a_blur_visibility_model(tmp_path):
+    import cv2
+    from rcnn.evaluation.wider_test import detect_image
+    from rcnn.inference.pipeline import Schedule
+    cfg, layout = layout_cfg(USE_BLUR=True, USE_OCCLUSION=True)
+    heads = HeadValues(layout)
+    heads.make_face(16, 0)
+    found = detector(save_graph(tmp_path / 'blur', heads, cfg))
+    path = str(tmp_path / 'face.png')
+    cv2.imwrite(path, white_at(64, 80, (16, 32)))
+    faces, points = detect_image(found, path, 'original', 0.5, Schedule())
+    assert faces.shape == (1, 5) and points.shape == (1, 5, 2)
+    np.testing.assert_allclose(faces[0, 4], FACE_P, atol=1e-5)
