@@ -182,10 +182,11 @@ def export(args):
     line = licence_line(params_path(args.prefix, args.epoch))
     if line:
         print(line)
+    import onnx
     print('wrote %s (%s input %s, opset %d)' % (
         path, 'dynamic' if args.dynamic else 'fixed',
         'batch x 3 x height x width' if args.dynamic else 'x'.join(map(str, args.input_shape)),
-        args.opset))
+        onnx_export.model_opset(onnx.load(path, load_external_data=False))))
     if rows:
         print('%-40s %-18s %-16s %12s %12s' % ('output', 'input', 'shape', 'max|diff|', 'max err'))
         for row in rows:
