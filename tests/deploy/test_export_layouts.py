@@ -1,0 +1,180 @@
+"""Export, runtime check, INT8 and OpenCV for every model layout: 5 strides, 4 anchors, dense
+anchors, boxes only, blur + occlusion, DCN v1 and v2 (small graphs of tests/deploy/
+layout_graphs.py saved with their recipe). The layout comes from the checkpoint's files; the
+outputs are compared with MXNet running the checkpoint's own graph."""
+import json
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip('onnx', reason='optional extra (requirements-deploy.txt)')
+ort = pytest.importorskip('onnxruntime', reason='optional extra (requirements-deploy.txt)')
+mx = pytest.importorskip('mxnet')
+
+from rcnn.deploy import onnx_export, runtime_support  # noqa: E402
+from rcnn.deploy.checkpoint_layout import (LayoutMismatchError, checkpoint_layout,  # noqa: E402
+                                           layout_to_dict)
+from rcnn.model_layout import ModelLayout  # noqa: E402
+from layout_graphs import LAYOUT_OVERRIDES, save_layout_checkpoint  # noqa: E402
+from test_onnx_export import _assert_close, _mxnet_outputs, _ort_outputs  # noqa: E402
+
+#: the layout each set of switches must give, from the original's tables: RAC_RETINA has
+#: strides 64..4 with 3 scales, RAC_SSH2 two scales x two ratios, DENSE_ANCHOR doubles the
+#: anchors, USE_BLUR adds a box value, USE_OCCLUSION a value per landmark point
+EXPECTED_LAYOUTS = {
+    'five_strides': ModelLayout((64, 32, 16, 8, 4), 3, 4, 10),
+    'four_anchors': ModelLayout((32, 16, 8), 4, 4, 10),
+    'boxes_only': ModelLayout((32, 16, 8), 2, 4, 0),
+    'blur_occlusion': ModelLayout((32, 16, 8), 2, 5, 15),
+    'dense_anchor': ModelLayout((32, 16, 8), 4, 4, 10),
+    'dcn_v1': ModelLayout((32, 16, 8), 2, 4, 10),
+    'dcn_v2': ModelLayout((32, 16, 8), 2, 4, 10),
+}
+DEFORMABLE = ('dcn_v1', 'dcn_v2')
+INPUT = (1, 3, 128, 160)
+
+
+def expected_output_names(layout):
+    """Written out from the detector's naming: per stride, coarse to fine, the class
+    probabilities, the boxes and (with landmarks) the landmarks."""
+    names = []
+    for stride in layout.strides:
+        names += ['face_rpn_cls_prob_reshape_stride%d' % stride,
+                  'face_rpn_bbox_pred_stride%d' % stride]
+        if layout.landmark_len:
+            names.append('face_rpn_landmark_pred_stride%d' % stride)
+    return names
+
+
+@pytest.fixture(scope='module')
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp('layouts')
+    return {name: str(root / name) for name in LAYOUT_OVERRIDES
+            if save_layout_checkpoint(str(root / name), name)}
+
+
+@pytest.fixture(scope='module')
+def exports(checkpoints, tmp_path_factory):
+    root = tmp_path_factory.mktemp('onnx')
+    return {name: onnx_export.export_checkpoint(prefix, 0, str(root / (name + '.onnx')),
+                                                input_shape=INPUT, dynamic=True,
+                                                verify=False)[0]
+            for name, prefix in checkpoints.items()}
+
+
+def test_every_layout_is_covered():
+    assert sorted(EXPECTED_LAYOUTS) == sorted(LAYOUT_OVERRIDES)
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED_LAYOUTS))
+def test_layout_is_read_from_the_checkpoint(checkpoints, name):
+    from rcnn.checkpoint.params import load_checkpoint
+    sym, _, _ = load_checkpoint(checkpoints[name], 0)
+    assert checkpoint_layout(checkpoints[name], sym) == EXPECTED_LAYOUTS[name]
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED_LAYOUTS))
+def test_onnxruntime_equals_mxnet(checkpoints, exports, name):
+    from rcnn.checkpoint.params import load_checkpoint
+    layout = EXPECTED_LAYOUTS[name]
+    model = onnx.load(exports[name])
+    names = expected_output_names(layout)
+    assert [out.name for out in model.graph.output] == names
+    metadata = {entry.key: entry.value for entry in model.metadata_props}
+    assert json.loads(metadata['retinaface.layout']) == layout_to_dict(layout)
+    assert any(node.op_type == 'DeformConv' for node in model.graph.node) == (name in DEFORMABLE)
+
+    sym, arg, aux = load_checkpoint(checkpoints[name], 0)
+    rng = np.random.RandomState(4)
+    # raw pixels, the detector's input; a second batch and size through the dynamic axes
+    for shape in [INPUT, (2, 3, 150, 97)]:
+        data = rng.uniform(0, 255, shape).astype(np.float32)
+        reference = _mxnet_outputs(sym, arg, aux, data)
+        got = _ort_outputs(exports[name], data, names)
+        _assert_close(reference, got, names)
+
+
+@pytest.mark.parametrize('name', ['five_strides', 'dcn_v2'])
+def test_export_tool_checks_every_layout(checkpoints, tmp_path, capsys, name):
+    from tools import export_onnx as cli
+    out = tmp_path / (name + '.onnx')
+    assert cli.main(['--prefix', checkpoints[name], '--out', str(out), '--dynamic',
+                     '--input-shape', '1,3,128,128']) == 0
+    printed = capsys.readouterr().out
+    assert 'OK: every output within' in printed
+    assert ('opset 19' in printed) == (name in DEFORMABLE)
+    # every output at both check inputs
+    assert printed.count('face_rpn_') == 2 * len(expected_output_names(EXPECTED_LAYOUTS[name]))
+
+
+def test_graph_and_recipe_that_disagree_are_refused(checkpoints, tmp_path):
+    """A four-anchor recipe beside a two-anchor graph: one line naming both files."""
+    import shutil
+    from rcnn.checkpoint.files import params_path, recipe_path, symbol_path
+    prefix = str(tmp_path / 'mixed')
+    shutil.copyfile(symbol_path(checkpoints['boxes_only']), symbol_path(prefix))
+    shutil.copyfile(params_path(checkpoints['boxes_only'], 0), params_path(prefix, 0))
+    shutil.copyfile(recipe_path(checkpoints['four_anchors']), recipe_path(prefix))
+    with pytest.raises(LayoutMismatchError) as caught:
+        onnx_export.export_checkpoint(prefix, 0, str(tmp_path / 'x.onnx'), input_shape=INPUT)
+    message = str(caught.value)
+    assert '\n' not in message and 'mixed-symbol.json' in message and 'mixed-recipe.json' in message
+    assert 'face_rpn_landmark_pred_stride32' in message
+
+
+def test_released_layout_without_recipe_is_net3(mnet25_prefix):
+    from rcnn.checkpoint.params import load_checkpoint
+    sym, _, _ = load_checkpoint(mnet25_prefix, 0)
+    assert checkpoint_layout(mnet25_prefix, sym) == ModelLayout((32, 16, 8), 2, 4, 10)
+
+
+# ---------------------------------------------------------------------------- OpenCV
+@pytest.mark.parametrize('name', sorted(EXPECTED_LAYOUTS))
+def test_opencv_equals_onnxruntime_or_refuses(checkpoints, tmp_path, name):
+    cv2 = pytest.importorskip('cv2')
+    from rcnn.inference.opencv_backend import OpenCVBackend
+    path = str(tmp_path / (name + '-static.onnx'))
+    onnx_export.export_checkpoint(checkpoints[name], 0, path, input_shape=INPUT, verify=False)
+    if name in DEFORMABLE:
+        with pytest.raises(runtime_support.UnsupportedOperatorError) as caught:
+            OpenCVBackend(path)
+        assert 'DeformConv' in str(caught.value) and '\n' not in str(caught.value)
+        return
+    names = expected_output_names(EXPECTED_LAYOUTS[name])
+    net = cv2.dnn.readNetFromONNX(path)
+    data = np.random.RandomState(6).uniform(0, 255, INPUT).astype(np.float32)
+    net.setInput(data)
+    _assert_close(_ort_outputs(path, data, names), net.forward(names), names)
+
+
+# ---------------------------------------------------------------------------- INT8
+@pytest.mark.parametrize('name', sorted(EXPECTED_LAYOUTS))
+def test_int8_quantization_of_every_layout(checkpoints, tmp_path, name):
+    from rcnn.deploy import quantize
+    if not mx.runtime.Features().is_enabled('MKLDNN'):
+        pytest.skip('this MXNet build has no MKLDNN (INT8 kernels)')
+    from rcnn.checkpoint.params import load_checkpoint
+    rng = np.random.RandomState(7)
+    calib = rng.uniform(0, 255, (4,) + INPUT[1:]).astype(np.float32)
+    sym, arg, aux = load_checkpoint(checkpoints[name], 0)
+    qsym, qarg, qaux = quantize.quantize_checkpoint(sym, arg, aux, calib_data=calib,
+                                                    calib_mode='naive')
+    assert qsym.list_outputs() == sym.list_outputs()
+    nodes = json.loads(qsym.tojson())['nodes']
+    quantized = [n for n in nodes if n['op'] == '_sg_mkldnn_conv'
+                 and n.get('attrs', {}).get('quantized') == 'true']
+    assert quantized
+    if name in DEFORMABLE:
+        # no INT8 kernel: the deformable convolution stays FP32, and so do its offset convs
+        assert any(n['op'].startswith('_contrib_') and 'DeformableConvolution' in n['op']
+                   for n in nodes)
+        for holder in quantized:
+            inner = {m['name'] for m in holder['subgraphs'][0]['nodes']}
+            assert not any(member.endswith('_offset') for member in inner), holder['name']
+    data = calib[:1]
+    reference = _mxnet_outputs(sym, arg, aux, data)
+    got = _mxnet_outputs(qsym, qarg, qaux, data)
+    for output, ref, value in zip(sym.list_outputs(), reference, got):
+        assert value.shape == ref.shape, output
+        # INT8 of a calibrated input: within a few percent of the output's range
+        assert np.abs(value - ref).max() <= 0.05 * max(1.0, np.abs(ref).max()), output
