@@ -25,8 +25,9 @@ floating-point exception on some large inputs, e.g. 4096x2048; or the OOM killer
 ends with one line naming the flag, the signal and the file left unchecked.
 An --out that is a folder, or lies under a file, is refused naming --out.
 --layout insightface writes a model that the insightface package's model_zoo.get_model loads as
-its face detector (input (pixel - 127.5) / 128 of RGB, 9 outputs score/bbox/kps of strides 8, 16,
-32; see rcnn/deploy/insightface_layout.py); its check decodes the outputs with the package's
+its face detector (input (pixel - 127.5) / 128 of RGB, outputs score/bbox[/kps] of strides 8, 16,
+32 with 2 anchors, or 8 to 128 with 1 anchor, the layouts the package reads; any other layout is
+refused in one line; see rcnn/deploy/insightface_layout.py); its check decodes the outputs with the package's
 formulas and compares with our detector's decoding of MXNet's outputs (pixels).
 Needs the optional extras: pip install -r requirements-deploy.txt -c requirements.txt
 """
@@ -144,8 +145,9 @@ def export_insightface(args):
         args.out, 'x'.join(map(str, args.static)) if args.static else 'HxW (multiples of 32)'))
     if diffs:
         print('decoded like the insightface package vs our detector: max |diff| score %.3g, '
-              'box %.3g px, keypoints %.3g px' % (diffs['score'], diffs['box'], diffs['kps']))
-        if diffs['score'] > args.tol or max(diffs['box'], diffs['kps']) > 0.05:
+              'box %.3g px%s' % (diffs['score'], diffs['box'],
+                                 ', keypoints %.3g px' % diffs['kps'] if 'kps' in diffs else ''))
+        if diffs['score'] > args.tol or max(diffs['box'], diffs.get('kps', 0.0)) > 0.05:
             print('FAILED: the layout model does not reproduce the detector', file=sys.stderr)
             return 1
     return 0

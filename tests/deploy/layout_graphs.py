@@ -26,6 +26,10 @@ LAYOUT_OVERRIDES = {
     'dense_anchor': {'DENSE_ANCHOR': True},
     'dcn_v1': {'USE_DCN': 1},
     'dcn_v2': {'USE_DCN': 2},
+    # the insightface package's other layout: strides 8..128, one anchor per position
+    'strides_8_to_128': {'RPN_ANCHOR_CFG': {
+        str(stride): {'SCALES': (stride / 8.0,), 'BASE_SIZE': 16, 'RATIOS': (1.0,),
+                      'ALLOWED_BORDER': 9999} for stride in (8, 16, 32, 64, 128)}},
 }
 STEM_CHANNELS = 8
 FEATURE_CHANNELS = 8

@@ -29,9 +29,12 @@ EXPECTED_LAYOUTS = {
     'dense_anchor': ModelLayout((32, 16, 8), 4, 4, 10),
     'dcn_v1': ModelLayout((32, 16, 8), 2, 4, 10),
     'dcn_v2': ModelLayout((32, 16, 8), 2, 4, 10),
+    'strides_8_to_128': ModelLayout((128, 64, 32, 16, 8), 1, 4, 10),
 }
 DEFORMABLE = ('dcn_v1', 'dcn_v2')
 INPUT = (1, 3, 128, 160)
+#: layouts the insightface package reads (strides 8, 16, 32 with 2 anchors; 8..128 with 1)
+PACKAGE_READABLE = ('boxes_only', 'blur_occlusion', 'dcn_v1', 'dcn_v2', 'strides_8_to_128')
 
 
 def expected_output_names(layout):
@@ -87,7 +90,7 @@ def test_onnxruntime_equals_mxnet(checkpoints, exports, name):
     sym, arg, aux = load_checkpoint(checkpoints[name], 0)
     rng = np.random.RandomState(4)
     # raw pixels, the detector's input; a second batch and size through the dynamic axes
-    for shape in [INPUT, (2, 3, 150, 97)]:
+    for shape in [INPUT, (2, 3, 150, 230)]:
         data = rng.uniform(0, 255, shape).astype(np.float32)
         reference = _mxnet_outputs(sym, arg, aux, data)
         got = _ort_outputs(exports[name], data, names)
@@ -178,3 +181,26 @@ def test_int8_quantization_of_every_layout(checkpoints, tmp_path, name):
         assert value.shape == ref.shape, output
         # INT8 of a calibrated input: within a few percent of the output's range
         assert np.abs(value - ref).max() <= 0.05 * max(1.0, np.abs(ref).max()), output
+
+
+# ---------------------------------------------------------------------------- insightface
+@pytest.mark.parametrize('name', sorted(EXPECTED_LAYOUTS))
+def test_insightface_layout_decodes_like_the_detector_or_refuses(checkpoints, tmp_path, name):
+    from rcnn.deploy.insightface_layout import export_insightface_checkpoint
+    out = str(tmp_path / (name + '-insightface.onnx'))
+    if name not in PACKAGE_READABLE:
+        with pytest.raises(ValueError) as caught:
+            export_insightface_checkpoint(checkpoints[name], 0, out, input_size=(256, 384))
+        message = str(caught.value)
+        assert '\n' not in message and 'insightface package reads' in message
+        assert not (tmp_path / (name + '-insightface.onnx')).exists()
+        return
+    diffs = export_insightface_checkpoint(checkpoints[name], 0, out, input_size=(256, 384))
+    layout = EXPECTED_LAYOUTS[name]
+    assert sorted(diffs) == (['box', 'kps', 'score'] if layout.landmarks else ['box', 'score'])
+    assert diffs['score'] < 1e-5 and diffs['box'] < 0.01 and diffs.get('kps', 0) < 0.01, diffs
+    model = onnx.load(out)
+    # the package picks its layout from the number of outputs: 6 / 9 for 3 strides, 10 / 15
+    # for 5 strides, the larger with keypoints
+    count = {(3, False): 6, (3, True): 9, (5, False): 10, (5, True): 15}
+    assert len(model.graph.output) == count[len(layout.strides), layout.landmarks]
