@@ -204,3 +204,49 @@ def test_insightface_layout_decodes_like_the_detector_or_refuses(checkpoints, tm
     # for 5 strides, the larger with keypoints
     count = {(3, False): 6, (3, True): 9, (5, False): 10, (5, True): 15}
     assert len(model.graph.output) == count[len(layout.strides), layout.landmarks]
+
+
+@pytest.mark.parametrize('name', PACKAGE_READABLE)
+def test_insightface_package_decodes_every_layout_like_the_detector(checkpoints, tmp_path, name):
+    """The real package (its own virtualenv) reads the layout from the output count and
+    decodes every anchor of one image; our detector's steps on MXNet's outputs agree."""
+    import os
+    import subprocess
+    import cv2
+    from conftest import ROOT
+    from rcnn.checkpoint.params import load_checkpoint
+    from rcnn.deploy.insightface_layout import export_insightface_checkpoint, reference_decode
+    python = ROOT / '.venv-insightface' / 'bin' / 'python'
+    if not python.exists():
+        pytest.skip('optional insightface environment %s not found: `make setup-insightface` '
+                    'builds it' % python)
+    height, width = 256, 384
+    model = str(tmp_path / 'det.onnx')
+    export_insightface_checkpoint(checkpoints[name], 0, model, input_size=(height, width),
+                                  verify=False)
+    image = np.random.RandomState(8).randint(0, 256, (height, width, 3)).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / 'image.png'), image)
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    proc = subprocess.run([str(python), str(ROOT / 'tests' / 'deploy' /
+                                            'insightface_forward_runner.py'),
+                           model, str(tmp_path / 'image.png'), str(tmp_path / 'out.json')],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    theirs = json.loads((tmp_path / 'out.json').read_text())
+    layout = EXPECTED_LAYOUTS[name]
+    assert theirs['model_class'] == 'SCRFD'
+    assert theirs['strides'] == sorted(layout.strides)
+    assert theirs['num_anchors'] == layout.num_anchors
+    assert theirs['use_kps'] == layout.landmarks
+
+    from rcnn.recipe import load_recipe
+    sym, arg, aux = load_checkpoint(checkpoints[name], 0)
+    data = image[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)     # RGB, raw pixels
+    outputs = dict(zip([onnx_export.onnx_output_name(n) for n in sym.list_outputs()],
+                       _mxnet_outputs(sym, arg, aux, data)))
+    scores, boxes, points = reference_decode(outputs, height, width,
+                                             load_recipe(checkpoints[name]), layout)
+    np.testing.assert_allclose(np.asarray(theirs['scores']), scores, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(theirs['boxes']), boxes, atol=0.01)
+    if layout.landmarks:
+        np.testing.assert_allclose(np.asarray(theirs['kps']), points, atol=0.01)
