@@ -194,3 +194,19 @@ def test_exporter_graph_json_has_both_ops():
     ops = {node['op'] for version in (1, 2)
            for node in json.loads(_dcn_graph(version).tojson())['nodes']}
     assert set(onnx_deformable.MXNET_OPS) <= ops
+
+
+def test_mxnet_exporter_has_no_deformable_translation_of_its_own():
+    """The fact the translations rest on: MXNet 1.9.1's exporter translates neither op (checked
+    in a fresh process, before :func:`onnx_deformable.register` adds them)."""
+    import subprocess
+    import sys
+    code = ('import mxnet.onnx\n'
+            'from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph\n'
+            'ops = {op for table in MXNetGraph.registry_.values() for op in table}\n'
+            'assert "Convolution" in ops\n'
+            'print(sorted(op for op in ops if "Deformable" in op))\n')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == '[]'
