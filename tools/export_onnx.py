@@ -3,7 +3,10 @@
     python tools/export_onnx.py --prefix ../shared/models/mnet.25/mnet.25 --epoch 0 \\
         --out mnet25.onnx --dynamic
 
-Works on our deploy checkpoints and on the released insightface graphs (their
+Works on our deploy checkpoints of every layout (strides, anchors, box and landmark lengths read
+from <prefix>-recipe.json; a graph the recipe does not describe is refused naming both files;
+deformable convolutions become ONNX DeformConv at opset 19, see docs/deployment.md, "Every
+layout") and on the released insightface graphs (their
 ``SoftmaxActivation(mode=channel)`` is rewritten to ``softmax(axis=1)``; BatchNorm statistics
 saved as ``_running_`` or ``_moving_`` are fitted to the graph's spelling by the checkpoint
 loader). Weights are stored as initializers.

@@ -250,3 +250,56 @@ def test_insightface_package_decodes_every_layout_like_the_detector(checkpoints,
     np.testing.assert_allclose(np.asarray(theirs['boxes']), boxes, atol=0.01)
     if layout.landmarks:
         np.testing.assert_allclose(np.asarray(theirs['kps']), points, atol=0.01)
+
+
+# ---------------------------------------------------------------------------- the tools
+def test_quantize_tool_on_a_deformable_checkpoint(checkpoints, tmp_path, capsys, dlib_faces):
+    if not mx.runtime.Features().is_enabled('MKLDNN'):
+        pytest.skip('this MXNet build has no MKLDNN (INT8 kernels)')
+    from tools import quantize as cli
+    out = str(tmp_path / 'dcn-int8')
+    assert cli.main(['--prefix', checkpoints['dcn_v2'], '--out', out, '--calib-mode', 'naive',
+                     '--calib', str(dlib_faces / 'train' / 'images'),
+                     '--input-size', '160x128']) == 0
+    printed = capsys.readouterr().out
+    assert '_contrib_ModulatedDeformableConvolution x3' in printed     # one per stride, FP32
+    from rcnn.checkpoint.params import load_checkpoint
+    from rcnn.recipe import read_recipe
+    sym, _, _ = load_checkpoint(out, 0)
+    assert [onnx_export.onnx_output_name(n) for n in sym.list_outputs()] == \
+        expected_output_names(EXPECTED_LAYOUTS['dcn_v2'])
+    assert read_recipe(out) is not None                               # the layout travels
+
+
+@pytest.mark.parametrize('tool', ['export', 'quantize'])
+def test_tools_refuse_a_graph_its_recipe_does_not_describe(checkpoints, tmp_path, capsys, tool,
+                                                           dlib_faces):
+    import shutil
+    from rcnn.checkpoint.files import params_path, recipe_path, symbol_path
+    prefix = str(tmp_path / 'mixed')
+    shutil.copyfile(symbol_path(checkpoints['five_strides']), symbol_path(prefix))
+    shutil.copyfile(params_path(checkpoints['five_strides'], 0), params_path(prefix, 0))
+    shutil.copyfile(recipe_path(checkpoints['boxes_only']), recipe_path(prefix))
+    if tool == 'export':
+        from tools import export_onnx as cli
+        argv = ['--prefix', prefix, '--out', str(tmp_path / 'x.onnx')]
+    else:
+        from tools import quantize as cli
+        argv = ['--prefix', prefix, '--out', str(tmp_path / 'q'), '--calib-mode', 'naive',
+                '--calib', str(dlib_faces / 'train' / 'images'), '--input-size', '160x128']
+    assert cli.main(argv) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and 'mixed-symbol.json' in lines[0] and 'Traceback' not in lines[0]
+    assert 'mixed-recipe.json' in lines[0]
+
+
+def test_export_tool_refuses_an_insightface_layout_the_package_cannot_read(checkpoints, tmp_path,
+                                                                           capsys):
+    from tools import export_onnx as cli
+    out = tmp_path / 'det.onnx'
+    assert cli.main(['--prefix', checkpoints['five_strides'], '--out', str(out),
+                     '--layout', 'insightface']) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and 'insightface package reads' in lines[0]
+    assert 'strides 4, 8, 16, 32, 64 and 3 anchors' in lines[0]
+    assert not out.exists()
