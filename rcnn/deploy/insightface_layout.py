@@ -46,6 +46,7 @@ import logging
 
 import numpy as np
 
+from rcnn.deploy.onnx_nodes import NodeBuilder
 from rcnn.model_layout import DATA_NAME, LANDMARK_LEN, NUM_LANDMARKS, ModelLayout
 
 logger = logging.getLogger(__name__)
@@ -106,34 +107,6 @@ def anchor_geometry(base_anchors):
     sizes = anchors[:, 2:4] - anchors[:, 0:2] + 1.0
     centres = anchors[:, 0:2] + 0.5 * (sizes - 1.0)
     return sizes.astype(np.float32), centres.astype(np.float32)
-
-
-class _GraphBuilder(object):
-    """Appends nodes and constants to an ONNX graph under unique names."""
-
-    def __init__(self, graph, prefix='insightface'):
-        from onnx import helper, numpy_helper
-        self.helper, self.numpy_helper = helper, numpy_helper
-        self.graph = graph
-        self.prefix = prefix
-        self.count = 0
-        self.nodes = []
-
-    def name(self, hint):
-        self.count += 1
-        return '%s/%s_%d' % (self.prefix, hint, self.count)
-
-    def const(self, value, hint='const', dtype=np.float32):
-        name = self.name(hint)
-        self.graph.initializer.append(
-            self.numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-        return name
-
-    def op(self, op_type, inputs, hint=None, output=None, **attrs):
-        output = output or self.name(hint or op_type.lower())
-        self.nodes.append(self.helper.make_node(op_type, list(inputs), [output],
-                                                name=self.name(op_type), **attrs))
-        return output
 
 
 def _positions(b, feature, stride):
@@ -271,7 +244,7 @@ def add_insightface_head(model, base_anchors_per_stride, output_names_of, recipe
     width = dims[3].dim_value or dims[3].dim_param or 'width'
     old_outputs = {out.name for out in graph.output}
 
-    b = _GraphBuilder(graph)
+    b = NodeBuilder(graph.initializer, 'insightface')
     # input.1 = (RGB - 127.5) / 128  ->  raw RGB = input.1 * 128 + 127.5 -> the model's input
     scaled = b.op('Mul', [INPUT_NAME, b.const(INPUT_STD, 'input_std')])
     raw = b.op('Add', [scaled, b.const(INPUT_MEAN, 'input_mean')],

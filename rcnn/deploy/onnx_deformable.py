@@ -9,12 +9,12 @@ MXNet 1.9.1's exporter (``mxnet.onnx.mx2onnx``) has no translation for
   MXNet has ``no_bias``);
 * both lay the offsets out as ``(N, deformable_groups * kH * kW * 2, oH, oW)``: for kernel tap
   ``(i, j)`` of group ``g`` the channel ``2 * ((g * kH + i) * kW + j)`` holds the vertical and
-  the next one the horizontal shift, and both sample bilinearly with zeros outside the input;
-  the mask (v2) is ``(N, deformable_groups * kH * kW, oH, oW)`` and multiplies each sample;
+  the next one the horizontal shift, sampled bilinearly; the mask (v2) is ``(N, deformable_groups * kH * kW, oH, oW)`` and multiplies each sample;
 * ``kernel / stride / dilate / pad / num_group / num_deformable_group`` map to ``kernel_shape /
   strides / dilations / pads (begin and end) / group / offset_group``.
 
-DCN v2 is exactly ONNX's ``DeformConv``. DCN v1 is not at the border: MXNet's v1 kernel gives
+DCN v2 is exactly ONNX's ``DeformConv``, border included (a sample's corners outside the input
+count as zero). DCN v1 is not at the border: MXNet's v1 kernel gives
 zero to a sample at ``y < 0`` or ``x < 0`` (ONNX blends it with zero down to ``-1``) and, for a
 sample in the last row or column (``H - 1 <= y < H``), reads that row instead of blending it
 with zero. The v1 translation therefore computes, in the graph, each sample's position
@@ -26,6 +26,8 @@ The exporter itself is driven at opset 13 (:mod:`rcnn.deploy.onnx_export`), so a
 ``DeformConv`` node is afterwards converted to opset 19 (:func:`upgrade_to_deform_opset`).
 """
 import logging
+
+from rcnn.deploy.onnx_nodes import NodeBuilder
 
 logger = logging.getLogger(__name__)
 
@@ -75,44 +77,16 @@ def _has_bias(attrs):
     return str(attrs.get('no_bias', 'False')).strip().lower() not in ('true', '1')
 
 
-class _NodeMaker(object):
-    """Names, constants (initializers) and nodes of one translation."""
-
-    def __init__(self, prefix, initializer):
-        from onnx import helper, numpy_helper
-        self.helper, self.numpy_helper = helper, numpy_helper
-        self.prefix = prefix
-        self.initializer = initializer
-        self.nodes = []
-        self.count = 0
-
-    def name(self, hint):
-        self.count += 1
-        return '%s/%s_%d' % (self.prefix, hint, self.count)
-
-    def const(self, value, dtype, hint='const'):
-        import numpy as np
-        name = self.name(hint)
-        self.initializer.append(self.numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-        return name
-
-    def op(self, op_type, inputs, hint=None, **attrs):
-        output = self.name(hint or op_type.lower())
-        self.nodes.append(self.helper.make_node(op_type, list(inputs), [output],
-                                                name=self.name(op_type), **attrs))
-        return output
-
-
 def _positions_along(make, shape, axis, step, pad, rank_shape):
     """``(o * step - pad)`` for ``o`` in ``range(shape[axis])``, float32, reshaped to
     ``rank_shape`` (e.g. ``(1, 1, -1, 1)`` for rows)."""
     import numpy as np
-    size = make.op('Gather', [shape, make.const(axis, np.int64, 'axis')], 'size')
-    index = make.op('Range', [make.const(0, np.int64, 'zero'), size,
-                              make.const(1, np.int64, 'one')], 'index')
-    scaled = make.op('Mul', [make.op('Cast', [index], to=1), make.const(float(step), np.float32)])
-    shifted = make.op('Sub', [scaled, make.const(float(pad), np.float32, 'pad')])
-    return make.op('Reshape', [shifted, make.const(rank_shape, np.int64, 'shape')])
+    size = make.op('Gather', [shape, make.const(axis, 'axis', np.int64)], 'size')
+    index = make.op('Range', [make.const(0, 'zero', np.int64), size,
+                              make.const(1, 'one', np.int64)], 'index')
+    scaled = make.op('Mul', [make.op('Cast', [index], to=1), make.const(float(step), 'step')])
+    shifted = make.op('Sub', [scaled, make.const(float(pad), 'pad', np.float32)])
+    return make.op('Reshape', [shifted, make.const(rank_shape, 'shape', np.int64)])
 
 
 def v1_mask_and_offsets(make, data, offset, attributes):
@@ -135,33 +109,33 @@ def v1_mask_and_offsets(make, data, offset, attributes):
     tap_x = (taps % kernel_w * dilate_w).astype(np.float32).reshape(1, -1, 1, 1)
 
     big = np.iinfo(np.int64).max
-    offset_y, offset_x = (make.op('Slice', [offset, make.const([first], np.int64, 'start'),
-                                            make.const([big], np.int64, 'end'),
-                                            make.const([1], np.int64, 'axis'),
-                                            make.const([2], np.int64, 'step')])
+    offset_y, offset_x = (make.op('Slice', [offset, make.const([first], 'start', np.int64),
+                                            make.const([big], 'end', np.int64),
+                                            make.const([1], 'axis', np.int64),
+                                            make.const([2], 'step', np.int64)])
                           for first in (0, 1))
     offset_shape = make.op('Shape', [offset], 'offset_shape')
     base_y = make.op('Add', [_positions_along(make, offset_shape, 2, stride_h, pad_h, (1, 1, -1, 1)),
-                             make.const(tap_y, np.float32, 'tap_y')], 'base_y')
+                             make.const(tap_y, 'tap_y', np.float32)], 'base_y')
     base_x = make.op('Add', [_positions_along(make, offset_shape, 3, stride_w, pad_w, (1, 1, 1, -1)),
-                             make.const(tap_x, np.float32, 'tap_x')], 'base_x')
+                             make.const(tap_x, 'tap_x', np.float32)], 'base_x')
     sample_y = make.op('Add', [base_y, offset_y], 'sample_y')
     sample_x = make.op('Add', [base_x, offset_x], 'sample_x')
 
     data_shape = make.op('Cast', [make.op('Shape', [data], 'data_shape')], to=1)
-    height = make.op('Gather', [data_shape, make.const(2, np.int64, 'axis')], 'height')
-    width = make.op('Gather', [data_shape, make.const(3, np.int64, 'axis')], 'width')
-    zero = make.const(0.0, np.float32, 'zero')
+    height = make.op('Gather', [data_shape, make.const(2, 'axis', np.int64)], 'height')
+    width = make.op('Gather', [data_shape, make.const(3, 'axis', np.int64)], 'width')
+    zero = make.const(0.0, 'zero', np.float32)
     inside = make.op('And', [make.op('And', [make.op('GreaterOrEqual', [sample_y, zero]),
                                              make.op('Less', [sample_y, height])]),
                              make.op('And', [make.op('GreaterOrEqual', [sample_x, zero]),
                                              make.op('Less', [sample_x, width])])], 'inside')
     mask = make.op('Cast', [inside], 'mask', to=1)
 
-    one = make.const(1.0, np.float32, 'one')
+    one = make.const(1.0, 'one', np.float32)
     clamped_y = make.op('Sub', [make.op('Min', [sample_y, make.op('Sub', [height, one])]), base_y])
     clamped_x = make.op('Sub', [make.op('Min', [sample_x, make.op('Sub', [width, one])]), base_x])
-    axis2 = make.const([2], np.int64, 'axes')
+    axis2 = make.const([2], 'axes', np.int64)
     pairs = make.op('Concat', [make.op('Unsqueeze', [clamped_y, axis2]),
                                make.op('Unsqueeze', [clamped_x, axis2])], axis=2)
     return make.op('Reshape', [pairs, offset_shape], 'offset'), mask
@@ -179,7 +153,7 @@ def _converter(with_mask):
             raise ValueError('deformable convolution %s: %d inputs, expected %d'
                              % (name, len(inputs), expected))
         attributes = deform_conv_attributes(attrs)
-        make = _NodeMaker(name, kwargs['initializer'])
+        make = NodeBuilder(kwargs['initializer'], name)
         if with_mask:
             data, offset, mask, weight = inputs[:4]
         else:
