@@ -163,8 +163,8 @@ def run(args):
               % (args.input_size + (fp32, int8, fp32 / int8)))
     if args.eval:
         from retinaface import RetinaFace
-        detectors = {'FP32': RetinaFace(args.prefix, args.epoch, ctx_id=-1, network='net3'),
-                     'INT8': RetinaFace(args.out, 0, ctx_id=-1, network='net3')}
+        detectors = {'FP32': RetinaFace(args.prefix, args.epoch, ctx_id=-1),
+                     'INT8': RetinaFace(args.out, 0, ctx_id=-1)}
         for set_root in args.eval:
             for label, detector in detectors.items():
                 result = quantize.evaluate_on_label_set(detector, set_root)

@@ -150,6 +150,15 @@ def test_opencv_equals_onnxruntime_or_refuses(checkpoints, tmp_path, name):
     _assert_close(_ort_outputs(path, data, names), net.forward(names), names)
 
 
+def test_opencv_backend_of_a_deformable_checkpoint_refuses(checkpoints, tmp_path):
+    pytest.importorskip('cv2')
+    from rcnn.inference.opencv_backend import OpenCVBackend
+    backend = OpenCVBackend(checkpoints['dcn_v1'], epoch=0, cache_dir=str(tmp_path))
+    data = np.zeros(INPUT, np.float32)
+    with pytest.raises(runtime_support.UnsupportedOperatorError, match='OpenCV.*DeformConv'):
+        backend.forward(data)
+
+
 # ---------------------------------------------------------------------------- INT8
 @pytest.mark.parametrize('name', sorted(EXPECTED_LAYOUTS))
 def test_int8_quantization_of_every_layout(checkpoints, tmp_path, name):
