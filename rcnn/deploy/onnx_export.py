@@ -288,6 +288,10 @@ def build_onnx_model(sym, arg_params, aux_params, input_shape=(1, 3, 640, 640), 
     params = dict(export_args)
     params.update(export_aux)
     output_order = [onnx_output_name(name) for name in sym.list_outputs()]
+    deformable = onnx_deformable.has_deformable(export_sym)
+    if deformable:
+        # converted to opset 19 below; the exporter's newest translations convert best
+        opset = DEFAULT_OPSET
 
     with warnings.catch_warnings():
         # the exporter uses onnx.mapping, deprecated (still present) in onnx 1.18
@@ -300,7 +304,7 @@ def build_onnx_model(sym, arg_params, aux_params, input_shape=(1, 3, 640, 640), 
     model = onnx.helper.make_model(graph, producer_name='retinaface-mxnet',
                                    opset_imports=[onnx.helper.make_opsetid('', opset)])
     model.ir_version = IR_VERSION
-    if onnx_deformable.has_deformable(export_sym):
+    if deformable:
         onnx_deformable.upgrade_to_deform_opset(model)
         model.ir_version = DEFORM_IR_VERSION
     for key, value in (metadata or {}).items():

@@ -210,3 +210,14 @@ def test_mxnet_exporter_has_no_deformable_translation_of_its_own():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == '[]'
+
+
+def test_deformable_graph_asked_at_opset_12_comes_out_at_19(tmp_path):
+    sym = _dcn_graph(1)
+    params = _params(sym, offset_scale=1.0)
+    path = onnx_export.export_onnx(sym, params, {}, str(tmp_path / 'dcn12.onnx'),
+                                   input_shape=(1, 3, 16, 16), opset=12)
+    assert onnx_export.model_opset(onnx.load(path)) == onnx_deformable.DEFORM_CONV_OPSET
+    data = np.random.RandomState(3).uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)
+    _assert_close(_mxnet_outputs(sym, params, {}, data), _ort_outputs(path, data, _names(sym)),
+                  _names(sym))
