@@ -47,24 +47,28 @@ def _feature(stem, stride, use_dcn):
     pooled = mx.sym.Pooling(stem, kernel=(stride, stride), stride=(stride, stride),
                             pool_type='avg', name='pool_stride%d' % stride)
     taps = KERNEL * KERNEL
+    # the original's forms: v1 with a bias; v2 without, its mask 2 * sigmoid of the offset
+    # convolution's last 9 channels (slice_axis to end=None); BatchNorm after either
     if use_dcn == 1:
         offset = mx.sym.Convolution(pooled, num_filter=2 * taps, kernel=(3, 3), pad=(1, 1),
                                     name=name + '_offset')
         conv = mx.sym.contrib.DeformableConvolution(
             pooled, offset, num_filter=FEATURE_CHANNELS, kernel=(3, 3), pad=(1, 1),
-            num_deformable_group=1, no_bias=True, name=name)
+            num_deformable_group=1, no_bias=False, name=name)
     elif use_dcn == 2:
         offset_mask = mx.sym.Convolution(pooled, num_filter=3 * taps, kernel=(3, 3), pad=(1, 1),
                                          name=name + '_offset')
         offset = mx.sym.slice_axis(offset_mask, axis=1, begin=0, end=2 * taps)
-        mask = 2 * mx.sym.sigmoid(mx.sym.slice_axis(offset_mask, axis=1, begin=2 * taps,
-                                                    end=3 * taps))
+        mask = 2 * mx.sym.Activation(mx.sym.slice_axis(offset_mask, axis=1, begin=2 * taps,
+                                                       end=None), act_type='sigmoid')
         conv = mx.sym.contrib.ModulatedDeformableConvolution(
             pooled, offset, mask, num_filter=FEATURE_CHANNELS, kernel=(3, 3), pad=(1, 1),
-            num_deformable_group=1, no_bias=False, name=name)
+            num_deformable_group=1, no_bias=True, name=name)
     else:
         conv = mx.sym.Convolution(pooled, num_filter=FEATURE_CHANNELS, kernel=(3, 3),
                                   pad=(1, 1), name=name)
+    if use_dcn:
+        conv = mx.sym.BatchNorm(conv, fix_gamma=False, eps=2e-5, name=name + '_bn')
     return mx.sym.Activation(conv, act_type='relu', name=name + '_relu')
 
 
@@ -98,9 +102,10 @@ def deploy_symbol(cfg):
 
 def random_params(sym, seed=0, offset_px=1.5):
     """Fan-in scaled weights; the stem divided by 128 so raw pixels (0..255) give activations
-    of order 1; offset convolutions giving offsets of about ``offset_px`` pixels."""
+    of order 1; offset convolutions giving offsets of about ``offset_px`` pixels; BatchNorm
+    gammas in [0.5, 1.5], statistics of order 1. Returns ``(arg_params, aux_params)``."""
     rng = np.random.RandomState(seed)
-    arg_shapes, _, _ = sym.infer_shape(data=(1, 3, 128, 128))
+    arg_shapes, _, aux_shapes = sym.infer_shape(data=(1, 3, 128, 128))
     params = {}
     for name, shape in zip(sym.list_arguments(), arg_shapes):
         if name == 'data':
@@ -111,18 +116,23 @@ def random_params(sym, seed=0, offset_px=1.5):
                 value /= 128.0
             if name.endswith('_offset_weight'):
                 value *= offset_px
+        elif name.endswith('_gamma'):
+            value = rng.uniform(0.5, 1.5, shape)
         else:
             value = rng.normal(0, 0.1, shape)
         params[name] = mx.nd.array(value.astype(np.float32))
-    return params
+    aux = {name: mx.nd.array((rng.uniform(0.5, 1.5, shape) if name.endswith('_var')
+                              else rng.normal(0, 0.1, shape)).astype(np.float32))
+           for name, shape in zip(sym.list_auxiliary_states(), aux_shapes)}
+    return params, aux
 
 
 def save_layout_checkpoint(prefix, name, seed=0):
     """Write the ``name`` layout's checkpoint (epoch 0) and recipe under ``prefix``; returns
-    ``(cfg, sym, arg_params)``."""
+    ``(cfg, sym, arg_params, aux_params)``."""
     cfg = config_of(name)
     sym = deploy_symbol(cfg)
-    arg_params = random_params(sym, seed)
-    save_checkpoint(prefix, 0, sym, arg_params, {})
+    arg_params, aux_params = random_params(sym, seed)
+    save_checkpoint(prefix, 0, sym, arg_params, aux_params)
     write_recipe(prefix, cfg, 'mnet', LAYOUT_OVERRIDES[name])
-    return cfg, sym, arg_params
+    return cfg, sym, arg_params, aux_params

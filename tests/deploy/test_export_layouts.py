@@ -161,14 +161,18 @@ def test_opencv_backend_of_a_deformable_checkpoint_refuses(checkpoints, tmp_path
 
 # ---------------------------------------------------------------------------- INT8
 @pytest.mark.parametrize('name', sorted(EXPECTED_LAYOUTS))
-def test_int8_quantization_of_every_layout(checkpoints, tmp_path, name):
+def test_int8_quantization_of_every_layout(name):
     from rcnn.deploy import quantize
     if not mx.runtime.Features().is_enabled('MKLDNN'):
         pytest.skip('this MXNet build has no MKLDNN (INT8 kernels)')
-    from rcnn.checkpoint.params import load_checkpoint
+    from layout_graphs import config_of, deploy_symbol, random_params
     rng = np.random.RandomState(7)
     calib = rng.uniform(0, 255, (4,) + INPUT[1:]).astype(np.float32)
-    sym, arg, aux = load_checkpoint(checkpoints[name], 0)
+    sym = deploy_symbol(config_of(name))
+    # offsets of about a pixel, as trained ones: MXNet's DCN v1 border rule is discontinuous
+    # (a sample at y = -0.01 reads zero, at y = 0 the first row), so with offsets of several
+    # pixels on these small maps INT8's rounding of the input flips samples across it
+    arg, aux = random_params(sym, offset_px=0.5)
     qsym, qarg, qaux = quantize.quantize_checkpoint(sym, arg, aux, calib_data=calib,
                                                     calib_mode='naive')
     assert qsym.list_outputs() == sym.list_outputs()
