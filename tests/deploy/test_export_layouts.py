@@ -52,8 +52,11 @@ def expected_output_names(layout):
 @pytest.fixture(scope='module')
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp('layouts')
-    return {name: str(root / name) for name in LAYOUT_OVERRIDES
-            if save_layout_checkpoint(str(root / name), name)}
+    prefixes = {}
+    for name in LAYOUT_OVERRIDES:
+        prefixes[name] = str(root / name)
+        save_layout_checkpoint(prefixes[name], name)
+    return prefixes
 
 
 @pytest.fixture(scope='module')

@@ -11,7 +11,7 @@ ort = pytest.importorskip('onnxruntime', reason='optional extra (requirements-de
 mx = pytest.importorskip('mxnet')
 
 from rcnn.deploy import onnx_deformable, onnx_export, runtime_support  # noqa: E402
-from test_onnx_export import TOL, _assert_close, _mxnet_outputs, _ort_outputs  # noqa: E402
+from test_onnx_export import _assert_close, _mxnet_outputs, _ort_outputs  # noqa: E402
 
 TAPS = 9          # 3x3 kernel
 
