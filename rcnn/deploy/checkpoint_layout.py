@@ -13,6 +13,10 @@ from the checkpoint itself:
 :func:`checkpoint_layout` then checks the graph against the layout: each deploy output of the
 layout must be a graph output with ``A x length`` channels. A checkpoint whose graph and recipe
 disagree is refused with one line naming both files.
+
+The exporters store the layout in the ONNX file (metadata ``retinaface.layout``,
+:func:`layout_to_dict`); :func:`onnx_model_layout` reads it back, so a backend given only an
+``.onnx`` file knows its strides, anchors and outputs.
 """
 import logging
 
@@ -131,3 +135,36 @@ def layout_to_dict(layout):
     return {'strides': list(layout.strides), 'num_anchors': layout.num_anchors,
             'box_len': layout.box_len, 'landmark_len': layout.landmark_len,
             'cascade': layout.cascade}
+
+
+#: metadata key of the layout in an exported ONNX file
+ONNX_LAYOUT_KEY = 'retinaface.layout'
+
+
+def layout_from_dict(record):
+    """The :class:`ModelLayout` of a :func:`layout_to_dict` record."""
+    return ModelLayout(record['strides'], record['num_anchors'], record['box_len'],
+                       record['landmark_len'], record.get('cascade', 0))
+
+
+def onnx_model_layout(model):
+    """The layout stored in an exported ONNX model (a ``ModelProto`` or a path), or None when
+    the file has none (exported by another tool).
+
+    Raises:
+        ValueError naming the file when the stored layout is malformed.
+    """
+    import json
+    source = 'the ONNX model'
+    if not hasattr(model, 'metadata_props'):
+        import onnx
+        source = str(model)
+        model = onnx.load(str(model), load_external_data=False)
+    for entry in model.metadata_props:
+        if entry.key == ONNX_LAYOUT_KEY:
+            try:
+                return layout_from_dict(json.loads(entry.value))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError('%s: metadata %s is not a model layout: %s'
+                                 % (source, ONNX_LAYOUT_KEY, exc)) from None
+    return None

@@ -520,7 +520,8 @@ def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dy
     """
     from rcnn.recipe import load_recipe
     from rcnn.checkpoint.params import load_checkpoint
-    from rcnn.deploy.checkpoint_layout import checkpoint_layout, layout_to_dict
+    from rcnn.deploy.checkpoint_layout import (ONNX_LAYOUT_KEY, checkpoint_layout,
+                                               layout_to_dict)
     input_shape = validate_input_shape(input_shape)
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
     layout = checkpoint_layout(prefix, sym)
@@ -531,7 +532,7 @@ def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dy
                 # the pixel transform and box coder the graph's inputs and outputs follow
                 'retinaface.recipe': json.dumps(load_recipe(prefix).to_dict(), sort_keys=True),
                 # strides, anchors and head lengths: what a decoder of the outputs needs
-                'retinaface.layout': json.dumps(layout_to_dict(layout), sort_keys=True)}
+                ONNX_LAYOUT_KEY: json.dumps(layout_to_dict(layout), sort_keys=True)}
     export_onnx(sym, arg_params, aux_params, onnx_path, input_shape=input_shape,
                 dynamic=dynamic, opset=opset, metadata=metadata)
     rows = []

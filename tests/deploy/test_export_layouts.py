@@ -13,7 +13,7 @@ mx = pytest.importorskip('mxnet')
 
 from rcnn.deploy import onnx_export, runtime_support  # noqa: E402
 from rcnn.deploy.checkpoint_layout import (LayoutMismatchError, checkpoint_layout,  # noqa: E402
-                                           layout_to_dict)
+                                           layout_to_dict, onnx_model_layout)
 from rcnn.model_layout import ModelLayout  # noqa: E402
 from layout_graphs import LAYOUT_OVERRIDES, save_layout_checkpoint  # noqa: E402
 from test_onnx_export import _assert_close, _mxnet_outputs, _ort_outputs  # noqa: E402
@@ -88,6 +88,7 @@ def test_onnxruntime_equals_mxnet(checkpoints, exports, name):
     assert [out.name for out in model.graph.output] == names
     metadata = {entry.key: entry.value for entry in model.metadata_props}
     assert json.loads(metadata['retinaface.layout']) == layout_to_dict(layout)
+    assert onnx_model_layout(exports[name]) == layout
     assert any(node.op_type == 'DeformConv' for node in model.graph.node) == (name in DEFORMABLE)
 
     sym, arg, aux = load_checkpoint(checkpoints[name], 0)
@@ -319,3 +320,12 @@ def test_export_tool_refuses_an_insightface_layout_the_package_cannot_read(check
     assert len(lines) == 1 and 'insightface package reads' in lines[0]
     assert 'strides 4, 8, 16, 32, 64 and 3 anchors' in lines[0]
     assert not out.exists()
+
+
+def test_onnx_layout_absent_or_malformed(tmp_path):
+    model = onnx.helper.make_model(onnx.helper.make_graph([], 'empty', [], []))
+    assert onnx_model_layout(model) is None
+    entry = model.metadata_props.add()
+    entry.key, entry.value = 'retinaface.layout', '{"strides": [32]}'
+    with pytest.raises(ValueError, match='retinaface.layout'):
+        onnx_model_layout(model)
