@@ -192,7 +192,7 @@ class RetinaFace(object):
 
     # ------------------------------------------------------------------ public API
 
-    def detect(self, img, threshold=0.5, scales=(1.0,), do_flip=False):
+    def detect(self, img, threshold=0.5, scales=(1.0,), do_flip=False, quality=False):
         """Detect faces.
 
         Args:
@@ -202,15 +202,30 @@ class RetinaFace(object):
             threshold: minimum face probability, in [0, 1].
             scales: image scales to run (results pooled before NMS).
             do_flip: also run every scale mirrored.
+            quality: also return one :class:`rcnn.inference.quality.FaceQuality` per face
+                (pose, yaw/roll, blur and visibility when the model predicts them, the quality
+                value; see :mod:`rcnn.inference.quality`).
         Returns:
             faces (N, 5) float32 x1 y1 x2 y2 score, landmarks (N, 5, 2) float32, both in
-            descending score order, in the coordinates of ``img``.
+            descending score order, in the coordinates of ``img``; with ``quality=True`` a
+            third element, the list of N quality records.
         Raises:
             InvalidInputError (a ValueError) for a ``None``, empty, too small or malformed
             image, a 0..1-scaled float image, or bad arguments.
         """
-        return run_pipeline(self, [as_bgr_image(img)], check_threshold(threshold),
-                            check_scales(scales), do_flip)[0]
+        faces, landmarks = run_pipeline(self, [as_bgr_image(img)], check_threshold(threshold),
+                                        check_scales(scales), do_flip)[0]
+        if not quality:
+            return faces, landmarks
+        from rcnn.inference.quality import face_qualities
+        return faces, landmarks, face_qualities(faces, landmarks)
+
+    @staticmethod
+    def check_large_pose(landmark, bbox):
+        """The original's pose class of one face: ``(code, left, right, up, down)`` scores,
+        code 0 frontal, 1 left, 2 right, 3 up, 4 down (see :mod:`rcnn.inference.quality`)."""
+        from rcnn.inference.quality import check_large_pose
+        return check_large_pose(landmark, bbox)
 
     def align(self, img, landmarks, size=112):
         """Aligned face crops for recognition: each face's 5 landmarks mapped onto the ArcFace
