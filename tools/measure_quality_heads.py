@@ -137,10 +137,14 @@ def head_pairs(faces, landmarks, truth_boxes, truth_landmarks, truth_blur, min_i
         dict of arrays: ``blur_pred``, ``blur_true`` (M,), ``vis_pred`` (M * 5,),
         ``vis_true`` (M * 5,) bool, over the matched faces that have landmarks.
     Raises:
-        ValueError when the detections lack the blur or visibility column.
+        ValueError when there are detections without the blur or visibility column.
     """
     faces = np.asarray(faces, np.float64)
     landmarks = np.asarray(landmarks, np.float64)
+    if not faces.size:
+        empty = np.zeros(0)
+        return {'blur_pred': empty, 'blur_true': empty, 'vis_pred': empty,
+                'vis_true': np.zeros(0, bool)}
     if faces.ndim != 2 or faces.shape[1] < 6 or landmarks.ndim != 3 or landmarks.shape[2] < 3:
         raise ValueError('the detections have no blur / visibility outputs (faces %s, '
                          'landmarks %s); train with --set USE_BLUR=True USE_OCCLUSION=True'

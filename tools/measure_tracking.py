@@ -60,14 +60,16 @@ def _xywh(boxes):
 
 
 def mot_summary(accumulators, names):
-    """``{name: {'mota', 'idf1', 'id_switches', 'num_frames'}}`` plus an ``'overall'`` entry."""
+    """``{name: {'mota', 'idf1', 'id_switches', 'recall', 'precision', 'num_frames'}}`` plus an
+    ``'OVERALL'`` entry (recall and precision of the tracked boxes, ids aside)."""
     import motmetrics as mm
-    metrics = ['mota', 'idf1', 'num_switches', 'num_frames']
+    metrics = ['mota', 'idf1', 'num_switches', 'recall', 'precision', 'num_frames']
     host = mm.metrics.create()
     frame = host.compute_many(accumulators, metrics=metrics, names=names,
                               generate_overall=True)
     return {str(name): {'mota': float(row['mota']), 'idf1': float(row['idf1']),
                         'id_switches': int(row['num_switches']),
+                        'recall': float(row['recall']), 'precision': float(row['precision']),
                         'num_frames': int(row['num_frames'])}
             for name, row in frame.iterrows()}
 
@@ -165,8 +167,9 @@ def main(argv=None):
     summary = mot_summary(accumulators, names)
     for name in names + ['OVERALL']:
         row = summary[name]
-        print('%-12s MOTA %6.3f  IDF1 %6.3f  ID switches %3d  (%d frames)'
-              % (name, row['mota'], row['idf1'], row['id_switches'], row['num_frames']))
+        print('%-12s MOTA %6.3f  IDF1 %6.3f  ID switches %3d  recall %5.3f  precision %5.3f  '
+              '(%d frames)' % (name, row['mota'], row['idf1'], row['id_switches'],
+                               row['recall'], row['precision'], row['num_frames']))
     total = detect_seconds + track_seconds
     print('%d frames: %.1f frames/s detection + tracking, tracking alone %.2f ms/frame'
           % (frames, frames / total if total else 0.0, 1000.0 * track_seconds / max(frames, 1)))

@@ -81,8 +81,11 @@ def test_head_pairs_and_summary_on_synthetic_predictions():
 
 
 def test_head_pairs_refuses_a_model_without_the_heads():
+    none = head_pairs(np.zeros((0, 5)), np.zeros((0, 5, 2)), np.zeros((1, 4)),
+                      -np.ones((1, 5, 3)), [-1.0])                  # no detection: no pair
+    assert all(len(v) == 0 for v in none.values())
     with pytest.raises(ValueError, match='USE_BLUR=True USE_OCCLUSION=True'):
-        head_pairs(np.zeros((1, 5)), np.zeros((1, 5, 2)), np.zeros((1, 4)),
+        head_pairs(np.ones((1, 5)), np.zeros((1, 5, 2)), np.zeros((1, 4)),
                    -np.ones((1, 5, 3)), [-1.0])
 
 
