@@ -142,3 +142,18 @@ def test_tracker_refuses_bad_settings():
         FaceTracker(max_distance=0.0)
     with pytest.raises(ValueError, match='initialization_delay'):
         FaceTracker(hit_counter_max=3, initialization_delay=3)
+
+
+def test_detections_of_a_model_with_blur_and_visibility_outputs():
+    tracker = FaceTracker()
+    image = np.zeros((300, 300, 3), np.uint8)
+    for t in range(3):
+        faces, points = _face_at(150, 150, scale=20)
+        faces = np.concatenate([faces, [[0.5]]], axis=1)                     # blur column
+        points = np.concatenate([points, np.ones((1, 5, 1), np.float32)], axis=2)
+        tracked = tracker.update(faces, points, image=image, frame=t)
+    face, = tracked
+    assert face.landmarks.shape == (5, 2) and face.smoothed_landmarks.shape == (5, 2)
+    shot, = tracker.best_shots.values()
+    # the box is 64 x 84 px: quality 0.99 * (64 / 112) * 1 * (1 - 0.5) * 1, frontal, blur 0.5
+    assert shot.quality == pytest.approx(0.99 * 64 / 112 * 0.5, rel=1e-4)
