@@ -141,9 +141,17 @@ class FaceTracker(object):
             initialised track, in detection order.
         """
         from norfair import Detection
-        faces = np.asarray(faces, np.float32).reshape(-1, np.shape(faces)[-1] if len(faces)
-                                                      else 5)
-        points = np.asarray(landmarks, np.float32)[..., :2].reshape(len(faces), 5, 2)
+        faces = np.asarray(faces, np.float32)
+        faces = faces.reshape(0, 5) if faces.size == 0 else faces
+        points = np.asarray(landmarks, np.float32)
+        if faces.ndim != 2 or faces.shape[1] < 5:
+            raise ValueError('faces must be (N, >=5) x1 y1 x2 y2 score, got %s' % (faces.shape,))
+        if points.size == 0 and not len(faces):
+            points = points.reshape(0, 5, 2)
+        if points.ndim != 3 or points.shape[:2] != (len(faces), 5) or points.shape[2] < 2:
+            raise ValueError('landmarks must be (%d, 5, >=2) for %d faces, got %s'
+                             % (len(faces), len(faces), points.shape))
+        points = points[..., :2]
         frame = self.frames_seen if frame is None else int(frame)
         self.frames_seen += 1
         if qualities is None and self.keep_best_shots and len(faces):

@@ -142,6 +142,12 @@ def test_tracker_refuses_bad_settings():
         FaceTracker(max_distance=0.0)
     with pytest.raises(ValueError, match='initialization_delay'):
         FaceTracker(hit_counter_max=3, initialization_delay=3)
+    faces, points = _face_at(100, 100)
+    with pytest.raises(ValueError, match=r'landmarks must be \(1, 5, >=2\)'):
+        FaceTracker().update(faces, points[:, :4])
+    with pytest.raises(ValueError, match='faces must be'):
+        FaceTracker().update(faces[:, :4], points)
+    assert FaceTracker().update([], []) == []
 
 
 def test_detections_of_a_model_with_blur_and_visibility_outputs():
