@@ -88,21 +88,26 @@ class FaceQuality:
 
 
 def _signed_angle(base, towards_x, towards_y):
-    """Angles (degrees, in (-180, 180]) from vector base->x to base->y with y pointing up.
+    """Angles (degrees, in [-180, 180]) from vector base->x to base->y with y pointing up.
 
-    Args: (N, 2) arrays. Returns (N,) float64.
+    Args: (N, 2) arrays. Returns (N,) of their dtype.
     """
     vx = towards_x - base
     vy = towards_y - base
     angle_x = np.arctan2(-vx[:, 1], vx[:, 0])
     angle_y = np.arctan2(-vy[:, 1], vy[:, 0])
     d = np.degrees(angle_y - angle_x)
-    return np.where(d < -180.0, d + 360.0, np.where(d > 180.0, d - 360.0, d))
+    return np.where(d < -180.0, d + np.float32(360.0), np.where(d > 180.0,
+                                                               d - np.float32(360.0), d))
 
 
 def _pose_scores(points):
-    """(left, right, up, down) scores, each (N,), of (N, 5, 2) float32 landmarks."""
-    p = points.astype(np.float64)
+    """(left, right, up, down) scores, each (N,), of (N, 5, 2) landmarks.
+
+    In float32 arithmetic like the original (it casts the landmarks to float32), so faces on
+    a rule's boundary fall on the same side.
+    """
+    p = points.astype(np.float32)
     le, re, nose, lm, rm = (p[:, i] for i in range(5))
     theta1 = _signed_angle(le, lm, nose)
     theta2 = _signed_angle(re, nose, rm)

@@ -64,15 +64,25 @@ def test_nose_near_the_eyes_is_up_near_the_mouth_is_down():
     assert check_large_pose(_face((0, 1.7)), BOX)[0] == 0          # down = 3.66 < 5
 
 
-def test_pose_codes_vectorised_equal_one_by_one():
-    noses = [(0, 1), (-0.6, 1), (1.5, 1), (0, 0.2), (0, 1.9), (-0.45, 1)]
-    points = np.stack([_face(n) for n in noses])
-    boxes = np.array([BOX] * len(noses), np.float64)
+def test_mirrored_faces_swap_left_and_right():
+    # the original's angles are mirror images of each other (theta1 <-> theta2, theta3 <->
+    # theta4, ...), so mirroring a face swaps the left and right scores and poses, except when
+    # both theta1 and theta2 are <= 0 (then the left test wins on both sides)
+    rng = np.random.default_rng(0)
+    points = _face((0, 1))[None] + rng.normal(0, 12, (400, 5, 2))
+    boxes = np.tile(np.array(BOX, float), (400, 1)) + rng.normal(0, 10, (400, 4))
+    mirrored = points[:, [1, 0, 2, 4, 3]] * [-1, 1] + [200, 0]
+    mirrored_boxes = np.stack([200 - boxes[:, 2], boxes[:, 1], 200 - boxes[:, 0], boxes[:, 3]],
+                              axis=1)
     codes, scores = pose_codes(points, boxes)
-    for i in range(len(noses)):
-        single = check_large_pose(points[i], BOX)
-        assert codes[i] == single[0]
-        np.testing.assert_allclose(scores[i], single[1:])
+    codes_m, scores_m = pose_codes(mirrored, mirrored_boxes)
+    both_ten = (scores[:, 0] == 10) & (scores_m[:, 0] == 10)
+    assert both_ten.sum() < 20
+    keep = ~both_ten
+    np.testing.assert_allclose(scores_m[keep][:, [1, 0, 2, 3]], scores[keep], rtol=1e-3)
+    swap = np.array([0, 2, 1, 3, 4])
+    np.testing.assert_array_equal(codes_m[keep], swap[codes[keep]])
+    assert set(codes.tolist()) == {0, 1, 2, 3, 4}             # every pose occurs
 
 
 def test_check_large_pose_refuses_other_shapes():
