@@ -1,14 +1,16 @@
 """Face tracking over video frames: stable track ids, smoothed landmarks and a best shot per track.
 
 :class:`FaceTracker` feeds each frame's detections to norfair's tracker (a constant-velocity
-Kalman filter per coordinate, Hungarian matching). A face is tracked as 7 points: its box corners
-(x1, y1), (x2, y2) and its 5 landmarks, so one filter both predicts the box for matching and
-smooths the landmarks. Detections are matched to tracks by ``1 - IoU`` between the detected box
-and the track's predicted box, up to :data:`MAX_DISTANCE` (IoU >= 0.3). A track is reported from
-its ``initialization_delay + 1``-th hit on, and lives on without detections while its hit counter
-(+2 per hit, -1 per frame, at most ``hit_counter_max``) stays positive, so a face hidden for a few
-frames (another face passing in front) keeps its id when it reappears near where its motion
-predicted it.
+Kalman filter per coordinate). A face is tracked as 7 points: its box corners (x1, y1), (x2, y2)
+and its 5 landmarks, so one filter both predicts the box for matching and smooths the landmarks.
+Detections are matched to tracks by ``1 - IoU`` between the detected box and the track's
+predicted box, closest pair first (norfair's greedy matching), up to :data:`MAX_DISTANCE`
+(IoU >= 0.3). A track is reported from its ``initialization_delay + 1``-th hit on and lives on
+without detections while its hit counter (+2 per hit, -1 per frame, at most
+``hit_counter_max``) stays positive; once lost it is remembered ``reid_frames`` more frames with
+its box still predicted, and a new track starting where it is predicted takes over its id. So a
+face hidden for a few frames (another face passing in front) keeps its id when it reappears
+near where its motion predicted it.
 
 Best shots: for every track the frame with the highest quality value
 (:mod:`rcnn.inference.quality`) is kept as an aligned 112x112 crop (ArcFace template,
