@@ -243,6 +243,27 @@ def final_epoch(prefix):
     return checkpoint
 
 
+#: mean absolute pixel difference between a val JPEG and its scene drawn again above which the
+#: file was not made by this generator (the quality-90 JPEG of a noisy scene differs by 3 to 6,
+#: two different scenes by tens)
+MAX_MEAN_DIFFERENCE = 15.0
+
+
+def check_same_image(path, image, drawn):
+    """Refuse a val image that is not the scene drawn again (a sample set written by another
+    version of the generator, or another seed): its labels would not be this image's.
+
+    Raises:
+        ValueError naming the file.
+    """
+    if image.shape != drawn.shape or float(
+            np.abs(image.astype(np.float32) - drawn.astype(np.float32)).mean()) \
+            > MAX_MEAN_DIFFERENCE:
+        raise ValueError('%s is not the image the generator draws for it now (another '
+                         'generator version or seed): regenerate the sample set or pass '
+                         'another --data' % path)
+
+
 def measure(args, epoch):
     import cv2
     from retinaface import RetinaFace
@@ -256,6 +277,7 @@ def measure(args, epoch):
         if image is None:
             raise FileNotFoundError('val image %s not readable' % path)
         scene = render_scene(image_rng(args.data_seed, 'val', index))
+        check_same_image(path, image, scene.image)
         boxes = np.array([[f.box[0], f.box[1], f.box[0] + f.box[2], f.box[1] + f.box[3]]
                           for f in scene.faces], np.float64).reshape(-1, 4)
         truth_landmarks = np.array([f.landmarks for f in scene.faces]).reshape(-1, 5, 3)

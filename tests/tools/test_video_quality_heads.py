@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from tools.measure_quality_heads import (average_ranks, final_epoch, head_pairs, match_faces,
-                                         roc_auc, spearman_rank_correlation, summarise)
+from tools.measure_quality_heads import (average_ranks, check_same_image, final_epoch,
+                                         head_pairs, match_faces, roc_auc,
+                                         spearman_rank_correlation, summarise)
 
 
 def test_average_ranks_share_ties():
@@ -98,3 +99,16 @@ def test_final_epoch_reads_the_training_summary(tmp_path):
     (tmp_path / 'mnet-train-summary.json').write_text(json.dumps({'checkpoint': None}))
     with pytest.raises(ValueError, match='no final checkpoint'):
         final_epoch(prefix)
+
+
+def test_val_image_must_be_the_scene_drawn_again():
+    import cv2
+    from tools.sample_data import image_rng, render_scene
+    drawn = render_scene(image_rng(0, 'val', 0)).image
+    ok, encoded = cv2.imencode('.jpg', drawn, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    check_same_image('a.jpg', cv2.imdecode(encoded, cv2.IMREAD_COLOR), drawn)
+    other = np.random.default_rng(0).integers(0, 256, drawn.shape, dtype=np.uint8)
+    with pytest.raises(ValueError, match='b.jpg is not the image the generator draws'):
+        check_same_image('b.jpg', other, drawn)
+    with pytest.raises(ValueError, match='c.jpg'):
+        check_same_image('c.jpg', drawn[:-1], drawn)
