@@ -44,6 +44,17 @@ source's frame rate divided by N. --json writes one JSON line per processed fram
 output video). Crops of video frames are ``DIR/<name>_f<frame>_<k>.png``. Frames per second are
 reported at the end. A video that cannot be opened or decoded is an error (exit status 2).
 
+Quality and tracking: --quality adds to every JSON face its quality record (size, pose
+frontal/left/right/up/down as the original's check_large_pose, yaw and roll in degrees, blur and
+per-landmark visibility for models with those outputs, and the quality value in [0, 1]; see
+rcnn/inference/quality.py). --track links the faces of a video, a camera or a folder of frames
+(read in name order) into tracks (rcnn/inference/tracking.py): each JSON-line face gets
+``"track"`` (its id, null while a new track is confirmed) and ``"smoothed_landmarks"``, the drawn
+labels show the track id, and the best shot of every track (highest quality value) is written
+as an aligned 112x112 crop ``<best-shots>/<name>_track<id>_f<frame>.png`` with
+``<name>_best_shots.json`` listing track, frame and quality (--best-shots DIR, default
+``<out>/best_shots``).
+
 Drawn pictures: box lines and score labels grow with the image (a label's text is about 3% of
 the shorter side, at least 12 pixels high), and a label that would leave the image at its top
 or right edge is placed inside it.
@@ -148,6 +159,15 @@ def build_parser():
     parser.add_argument('--max-frames', type=positive_int, default=None, metavar='N',
                         help='videos and cameras: stop after reading N frames (default: no '
                              'limit)')
+    parser.add_argument('--quality', action='store_true',
+                        help='--json: add each face\'s quality record (pose, yaw/roll, blur, '
+                             'visibility, quality value; default: off)')
+    parser.add_argument('--track', action='store_true',
+                        help='videos, cameras and folders of frames: track faces, write the '
+                             'track ids and each track\'s best shot (default: off; a folder is '
+                             'then one sequence of frames)')
+    parser.add_argument('--best-shots', metavar='DIR', default=None,
+                        help='--track: folder of the best-shot crops (default <out>/best_shots)')
     parser.add_argument('--gpu', type=int, default=0,
                         help='GPU id, or -1 for the CPU (default %(default)s, as the '
                              'original\'s tools; an MXNet build without GPU support needs -1)')
@@ -164,8 +184,10 @@ def build_parser():
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.no_draw and not args.json and not args.crops:
+    if args.no_draw and not args.json and not args.crops and not args.track:
         parser.error('--no-draw without --json or --crops would produce nothing')
+    if args.best_shots and not args.track:
+        parser.error('--best-shots needs --track')
     return args
 
 
@@ -202,13 +224,14 @@ def collect_images(inputs):
     return pairs
 
 
-def split_inputs(inputs):
+def split_inputs(inputs, frame_folders=False):
     """(image inputs, video inputs): video files by extension and camera indices go to the
-    second list, in the given order."""
+    second list, in the given order; with ``frame_folders`` folders too."""
     images, videos = [], []
     for item in inputs:
-        is_video = video_io.camera_index(item) is not None or (
-            not os.path.isdir(item) and video_io.is_video_path(item))
+        folder = os.path.isdir(item)
+        is_video = (video_io.camera_index(item) is not None or (folder and frame_folders)
+                    or (not folder and video_io.is_video_path(item)))
         (videos if is_video else images).append(item)
     return images, videos
 
@@ -328,22 +351,23 @@ def label_rectangle(image_shape, box, text, font_scale, thickness):
     return left, top, rect_w, rect_h, pad, baseline
 
 
-def draw_faces(image, faces, landmarks):
+def draw_faces(image, faces, landmarks, labels=None):
     """A copy of ``image`` (H, W, 3) BGR with boxes, score labels and landmarks drawn.
 
     Args:
         faces: (N, 5) x1 y1 x2 y2 score; landmarks: (N, 5, 2) x y.
+        labels: N label texts instead of the scores.
     """
     canvas = image.copy()
     font_scale, text_thickness, thickness = label_style(image.shape)
     for face, points in zip(faces, landmarks):
         x1, y1, x2, y2 = [int(round(v)) for v in face[:4]]
         cv2.rectangle(canvas, (x1, y1), (x2, y2), BOX_COLOUR, thickness)
-        for (x, y), colour in zip(points, LANDMARK_COLOURS):
+        for (x, y), colour in zip(points[:, :2], LANDMARK_COLOURS):
             cv2.circle(canvas, (int(round(x)), int(round(y))), thickness + 1, colour, -1)
     # labels after every box, so no box line crosses a label
-    for face in faces:
-        text = '%.3f' % face[4]
+    for k, face in enumerate(faces):
+        text = '%.3f' % face[4] if labels is None else labels[k]
         left, top, rect_w, rect_h, pad, baseline = label_rectangle(
             image.shape, face, text, font_scale, text_thickness)
         cv2.rectangle(canvas, (left, top), (left + rect_w - 1, top + rect_h - 1), BOX_COLOUR,
@@ -353,10 +377,23 @@ def draw_faces(image, faces, landmarks):
     return canvas
 
 
-def faces_to_json(faces, landmarks):
-    return [{'box': [round(float(v), 2) for v in face[:4]], 'score': round(float(face[4]), 5),
-             'landmarks': [[round(float(x), 2), round(float(y), 2)] for x, y in points]}
-            for face, points in zip(faces, landmarks)]
+def faces_to_json(faces, landmarks, qualities=None, tracked=None):
+    """JSON faces; ``qualities`` (quality records) and ``tracked`` (TrackedFace list) add
+    their fields when given."""
+    records = [{'box': [round(float(v), 2) for v in face[:4]],
+                'score': round(float(face[4]), 5),
+                'landmarks': [[round(float(x), 2), round(float(y), 2)] for x, y in points[:, :2]]}
+               for face, points in zip(faces, landmarks)]
+    for record, quality in zip(records, qualities or ()):
+        record.update({k: v for k, v in quality.to_json().items() if k not in record})
+    if tracked is not None:
+        for record in records:
+            record['track'] = None
+        for face in tracked:
+            records[face.index]['track'] = face.track_id
+            records[face.index]['smoothed_landmarks'] = [
+                [round(float(x), 2), round(float(y), 2)] for x, y in face.smoothed_landmarks]
+    return records
 
 
 def _write_image(path, image):
@@ -401,7 +438,15 @@ def run_video(args, detector, source, num_videos=1):
     """Detect on the frames of one video or camera; returns a summary record
     ``{'video', 'frames', 'faces', 'drawn', 'json', 'fps'}``."""
     drawn_path, json_path = video_outputs(args, source, num_videos)
-    reader = video_io.VideoSource(source, every=args.every, max_frames=args.max_frames)
+    if os.path.isdir(str(source)):
+        from rcnn.utils.frame_folder import FrameFolder
+        reader = FrameFolder(source, every=args.every, max_frames=args.max_frames)
+    else:
+        reader = video_io.VideoSource(source, every=args.every, max_frames=args.max_frames)
+    tracker = None
+    if args.track:
+        from rcnn.inference.tracking import FaceTracker
+        tracker = FaceTracker()
     name = video_io.source_name(source)
     sink, lines = None, None
     processed = num_faces = 0
@@ -415,20 +460,24 @@ def run_video(args, detector, source, num_videos=1):
         try:
             for index, seconds, frame in bar:
                 tic = time.monotonic()
-                faces, landmarks = detector.detect(frame, threshold=args.thresh,
-                                                   scales=args.scales, do_flip=args.flip)
+                faces, landmarks, qualities = _detect_frame(args, detector, frame)
                 detect_seconds += time.monotonic() - tic
+                tracked = None if tracker is None else tracker.update(
+                    faces, landmarks, qualities, image=frame, frame=index, period=args.every)
                 processed += 1
                 num_faces += len(faces)
                 if lines is not None:
                     lines.write(json.dumps({'frame': index, 'time': round(seconds, 4),
-                                            'faces': faces_to_json(faces, landmarks)}) + '\n')
+                                            'faces': faces_to_json(
+                                                faces, landmarks,
+                                                qualities if args.quality else None,
+                                                tracked)}) + '\n')
                     lines.flush()
                 if drawn_path:
                     if sink is None:
                         fps = (reader.fps or video_io.FALLBACK_FPS) / args.every
                         sink = video_io.VideoSink(drawn_path, fps, frame.shape[1], frame.shape[0])
-                    sink.write(draw_faces(frame, faces, landmarks))
+                    sink.write(draw_faces(frame, faces, landmarks, _track_labels(faces, tracked)))
                 if args.crops:
                     write_crops(detector, frame, landmarks, args.crops,
                                 '%s_f%06d' % (name, index))
@@ -442,13 +491,40 @@ def run_video(args, detector, source, num_videos=1):
             sink.close()
         if lines is not None:
             lines.close()
+    best_shots = None
+    if tracker is not None:
+        from rcnn.inference.tracking import write_best_shots
+        best_shots = write_best_shots(tracker.best_shots,
+                                      args.best_shots or os.path.join(args.out, 'best_shots'),
+                                      name)
     elapsed = time.monotonic() - started
     fps = processed / detect_seconds if detect_seconds > 0 else 0.0
     logger.info('%s: %d frames processed, %d faces, %.2f frames/s detection, %.2f frames/s '
                 'overall', name, processed, num_faces, fps,
                 processed / elapsed if elapsed > 0 else 0.0)
     return {'video': str(source), 'frames': processed, 'faces': num_faces, 'drawn': drawn_path,
-            'json': json_path, 'fps': fps}
+            'json': json_path, 'fps': fps, 'best_shots': best_shots}
+
+
+def _detect_frame(args, detector, frame):
+    """(faces, landmarks, quality records or None) of one frame; the records are computed when
+    --quality or --track needs them."""
+    if args.quality or args.track:
+        return detector.detect(frame, threshold=args.thresh, scales=args.scales,
+                               do_flip=args.flip, quality=True)
+    faces, landmarks = detector.detect(frame, threshold=args.thresh, scales=args.scales,
+                                       do_flip=args.flip)
+    return faces, landmarks, None
+
+
+def _track_labels(faces, tracked):
+    """Label texts ``'#<track> <score>'`` of tracked faces, None without tracking."""
+    if tracked is None:
+        return None
+    labels = ['%.3f' % face[4] for face in faces]
+    for face in tracked:
+        labels[face.index] = '#%d %.3f' % (face.track_id, face.score)
+    return labels
 
 
 class RunResult(object):
@@ -468,7 +544,10 @@ def run(args):
         outputs refused before anything is written; the detector's errors for the checkpoint.
     """
     from retinaface import RetinaFace
-    image_inputs, video_inputs = split_inputs(args.inputs)
+    image_inputs, video_inputs = split_inputs(args.inputs, frame_folders=args.track)
+    if args.track and not video_inputs:
+        raise ValueError('--track needs a video, a camera index or a folder of frames among '
+                         'the inputs')
     pairs = collect_images(image_inputs)
     if not pairs and not video_inputs:
         raise FileNotFoundError('no image (%s) found in %s' % ('/'.join(IMAGE_EXTENSIONS),
@@ -506,8 +585,7 @@ def detect_one(args, detector, path, relative):
     """
     image = imread_checked(path)
     try:
-        faces, landmarks = detector.detect(image, threshold=args.thresh, scales=args.scales,
-                                           do_flip=args.flip)
+        faces, landmarks, qualities = _detect_frame(args, detector, image)
     except InvalidInputError as err:
         raise InvalidInputError('%s: %s' % (path, err)) from None
     drawn = None
@@ -517,7 +595,8 @@ def detect_one(args, detector, path, relative):
     if args.crops:
         write_crops(detector, image, landmarks, args.crops, os.path.splitext(relative)[0])
     return {'image': path, 'drawn': drawn, 'width': int(image.shape[1]),
-            'height': int(image.shape[0]), 'faces': faces_to_json(faces, landmarks)}
+            'height': int(image.shape[0]),
+            'faces': faces_to_json(faces, landmarks, qualities if args.quality else None)}
 
 
 def run_images(args, detector, pairs):
@@ -564,6 +643,10 @@ def report(args, result):
         print('%s: %d frame(s) processed, %d face(s), %.2f frames/s (detection); %s' % (
             summary['video'], summary['frames'], summary['faces'], summary['fps'],
             ', '.join(p for p in (summary['drawn'], summary['json']) if p) or 'no output'))
+        if summary.get('best_shots') is not None:
+            print('%s: %d track(s), best shots in %s' % (
+                summary['video'], len(summary['best_shots']),
+                args.best_shots or os.path.join(args.out, 'best_shots')))
     if result.interrupted:
         print('%s: interrupted by Ctrl-C; the images above were processed%s' % (
             PROG, ' and listed in %s' % os.path.join(args.out, JSON_NAME) if args.json else ''),

@@ -364,7 +364,7 @@ class RetinaFace(object):
 
     # ------------------------------------------------------------------ public API
 
-    def detect(self, img, threshold=0.5, scales=(1.0,), do_flip=False):
+    def detect(self, img, threshold=0.5, scales=(1.0,), do_flip=False, quality=False):
         """Detect faces.
 
         Args:
@@ -374,6 +374,9 @@ class RetinaFace(object):
             threshold: minimum face probability, in [0, 1].
             scales: image scales to run (results pooled before NMS).
             do_flip: also run every scale mirrored.
+            quality: also return one :class:`rcnn.inference.quality.FaceQuality` per face
+                (pose, yaw/roll, blur and visibility when the model predicts them, the quality
+                value; see :mod:`rcnn.inference.quality`).
         Returns:
             ``(faces, landmarks)`` in descending score order, in the coordinates of ``img``,
             as the original detector returns them for the model's heads:
@@ -384,14 +387,27 @@ class RetinaFace(object):
             * landmarks (N, 5, 2) float32 (x, y) of the left eye, right eye, nose, left and
               right mouth corners; (N, 5, 3) with a visibility head (``USE_OCCLUSION``):
               ``[..., 2]`` is the head's raw visibility value of the point (trained towards
-              0 visible, 1 occluded); None for a model without landmarks
+              1 visible, 0 occluded); None for a model without landmarks
               (``FACE_LANDMARK=False``).
+
+            With ``quality=True`` a third element: the list of N quality records.
         Raises:
             InvalidInputError (a ValueError) for a ``None``, empty, too small or malformed
             image, a 0..1-scaled float image, or bad arguments.
         """
-        return run_pipeline(self, [as_bgr_image(img)], check_threshold(threshold),
-                            check_scales(scales), do_flip)[0]
+        faces, landmarks = run_pipeline(self, [as_bgr_image(img)], check_threshold(threshold),
+                                        check_scales(scales), do_flip)[0]
+        if not quality:
+            return faces, landmarks
+        from rcnn.inference.quality import face_qualities
+        return faces, landmarks, face_qualities(faces, landmarks)
+
+    @staticmethod
+    def check_large_pose(landmark, bbox):
+        """The original's pose class of one face: ``(code, left, right, up, down)`` scores,
+        code 0 frontal, 1 left, 2 right, 3 up, 4 down (see :mod:`rcnn.inference.quality`)."""
+        from rcnn.inference.quality import check_large_pose
+        return check_large_pose(landmark, bbox)
 
     def detect_center(self, img, threshold=0.5, scales=(1.0,), do_flip=False):
         """The one face the original's ``detect_center`` picks: the largest box, less twice

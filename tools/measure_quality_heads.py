@@ -1,0 +1,320 @@
+"""Train an mnet with the blur and visibility heads on the generated sample set and measure them
+on its val split.
+
+    python tools/measure_quality_heads.py --data data/sample --prefix model/quality/mnet \\
+        --iters 2000
+
+Steps: the sample set (:func:`tools.sample_data.make_sample_dataset`; reused when ``--data``
+already holds one); ``train.py --network mnet --set USE_BLUR=True USE_OCCLUSION=True`` for
+``--iters`` iterations (``--skip-train`` measures the checkpoint already at ``--prefix``); then
+on every val image the detector's faces (``--thresh``) are matched to the generator's exact
+labels of that image (greedy by score, IoU >= 0.5; the val label file has boxes only, so the
+labels are drawn again from the same seed), and over the matched faces that have landmarks:
+
+* blur: Spearman rank correlation between the predicted blur (faces column 5) and the label
+  blur (higher = blurrier);
+* visibility: ROC AUC of the predicted visibility (landmarks [..., 2]) against the label flags
+  (positive = visible), over all 5 points of every matched face.
+
+Prints both with the number of faces and points, writes them to ``<prefix>-quality-heads.json``
+and, with ``--min-spearman`` / ``--min-auc``, exits 1 when a figure is below its bound.
+"""
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+logger = logging.getLogger('measure_quality_heads')
+
+MATCH_IOU = 0.5
+#: config switches of the model measured here
+HEAD_SWITCHES = ('USE_BLUR=True', 'USE_OCCLUSION=True')
+
+
+# ------------------------------------------------------------------ measurement functions
+
+def average_ranks(values):
+    """(N,) float64 ranks 1..N of ``values``, ties getting the mean of their ranks."""
+    values = np.asarray(values, np.float64).ravel()
+    order = np.argsort(values, kind='mergesort')
+    ranks = np.empty(len(values), np.float64)
+    ranks[order] = np.arange(1, len(values) + 1)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]
+
+
+def spearman_rank_correlation(predicted, truth):
+    """Spearman's rho: the Pearson correlation of the average ranks; NaN when either side is
+    constant or fewer than 2 values.
+
+    Args: (N,) each.
+    """
+    predicted, truth = np.asarray(predicted, np.float64), np.asarray(truth, np.float64)
+    if predicted.shape != truth.shape:
+        raise ValueError('predicted %s and truth %s differ in shape'
+                         % (predicted.shape, truth.shape))
+    if len(predicted) < 2:
+        return float('nan')
+    a, b = average_ranks(predicted), average_ranks(truth)
+    a -= a.mean()
+    b -= b.mean()
+    denominator = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denominator) if denominator > 0 else float('nan')
+
+
+def roc_auc(scores, labels):
+    """Area under the ROC curve: the probability that a positive scores above a negative
+    (ties count one half; the Mann-Whitney U statistic over ``n_pos * n_neg``). NaN without
+    both classes.
+
+    Args:
+        scores: (N,) float; labels: (N,) bool or 0/1, 1 = positive.
+    """
+    scores = np.asarray(scores, np.float64).ravel()
+    labels = np.asarray(labels).ravel().astype(bool)
+    if scores.shape != labels.shape:
+        raise ValueError('scores %s and labels %s differ in shape' % (scores.shape,
+                                                                     labels.shape))
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if not positives or not negatives:
+        return float('nan')
+    ranks = average_ranks(scores)
+    u = ranks[labels].sum() - positives * (positives + 1) / 2.0
+    return float(u / (positives * negatives))
+
+
+def box_iou(a, b):
+    """(N, K) IoU of boxes ``a`` (N, 4) and ``b`` (K, 4), x1 y1 x2 y2 (continuous)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def match_faces(detected_boxes, scores, truth_boxes, min_iou=MATCH_IOU):
+    """Greedy one-to-one matching, best score first.
+
+    Returns:
+        (M, 2) int64 rows ``(detection index, truth index)``.
+    """
+    iou = box_iou(detected_boxes, truth_boxes)
+    pairs, used = [], set()
+    for d in np.argsort(-np.asarray(scores, np.float64), kind='mergesort'):
+        if not iou.shape[1]:
+            break
+        candidates = [(iou[d, t], t) for t in range(iou.shape[1]) if t not in used]
+        if candidates:
+            best, t = max(candidates)
+            if best >= min_iou:
+                pairs.append((int(d), int(t)))
+                used.add(t)
+    return np.array(pairs, np.int64).reshape(-1, 2)
+
+
+def head_pairs(faces, landmarks, truth_boxes, truth_landmarks, truth_blur, min_iou=MATCH_IOU):
+    """Predicted and true blur / visibility of the matched faces of one image.
+
+    Args:
+        faces: (N, 6) detections x1 y1 x2 y2 score blur; landmarks: (N, 5, 3) x y visibility.
+        truth_boxes: (K, 4) x1 y1 x2 y2; truth_landmarks: (K, 5, 3) x y flag (0 visible,
+            1 occluded, all -1 without landmarks); truth_blur: (K,) (-1 without landmarks).
+    Returns:
+        dict of arrays: ``blur_pred``, ``blur_true`` (M,), ``vis_pred`` (M * 5,),
+        ``vis_true`` (M * 5,) bool, over the matched faces that have landmarks.
+    Raises:
+        ValueError when there are detections without the blur or visibility column.
+    """
+    faces = np.asarray(faces, np.float64)
+    landmarks = np.asarray(landmarks, np.float64)
+    if not faces.size:
+        empty = np.zeros(0)
+        return {'blur_pred': empty, 'blur_true': empty, 'vis_pred': empty,
+                'vis_true': np.zeros(0, bool)}
+    if faces.ndim != 2 or faces.shape[1] < 6 or landmarks.ndim != 3 or landmarks.shape[2] < 3:
+        raise ValueError('the detections have no blur / visibility outputs (faces %s, '
+                         'landmarks %s); train with --set USE_BLUR=True USE_OCCLUSION=True'
+                         % (faces.shape, landmarks.shape))
+    truth_landmarks = np.asarray(truth_landmarks, np.float64).reshape(-1, 5, 3)
+    truth_blur = np.asarray(truth_blur, np.float64).reshape(-1)
+    pairs = match_faces(faces[:, :4], faces[:, 4], truth_boxes, min_iou)
+    if len(pairs):
+        labelled = truth_blur[pairs[:, 1]] >= 0
+        pairs = pairs[labelled]
+    d, t = pairs[:, 0], pairs[:, 1]
+    return {'blur_pred': faces[d, 5], 'blur_true': truth_blur[t],
+            'vis_pred': landmarks[d, :, 2].ravel(),
+            'vis_true': (truth_landmarks[t, :, 2] == 0.0).ravel()}
+
+
+def summarise(pairs):
+    """The figures over a list of :func:`head_pairs` results."""
+    joined = {k: np.concatenate([p[k] for p in pairs]) if pairs else np.zeros(0)
+              for k in ('blur_pred', 'blur_true', 'vis_pred', 'vis_true')}
+    return {'faces': int(len(joined['blur_pred'])),
+            'blur_spearman': spearman_rank_correlation(joined['blur_pred'], joined['blur_true']),
+            'points': int(len(joined['vis_pred'])),
+            'occluded_points': int((~joined['vis_true'].astype(bool)).sum()),
+            'visibility_auc': roc_auc(joined['vis_pred'], joined['vis_true'])}
+
+
+# ------------------------------------------------------------------ the run
+
+def build_parser():
+    from rcnn.utils import cli
+    parser = cli.ArgumentParser(prog='measure_quality_heads.py', description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--data', default='data/sample',
+                        help='sample set folder (generated when absent; default %(default)s)')
+    parser.add_argument('--train-images', type=cli.positive_int, default=400,
+                        help='train images when generating (default %(default)s)')
+    parser.add_argument('--val-images', type=cli.positive_int, default=100,
+                        help='val images when generating (default %(default)s)')
+    parser.add_argument('--data-seed', type=cli.non_negative_int, default=0,
+                        help='generator seed (default %(default)s)')
+    parser.add_argument('--prefix', default='model/quality/mnet',
+                        help='checkpoint prefix to train into (default %(default)s)')
+    parser.add_argument('--iters', type=cli.positive_int, default=2000,
+                        help='training iterations (default %(default)s)')
+    parser.add_argument('--skip-train', action='store_true',
+                        help='measure the last checkpoint at --prefix without training')
+    parser.add_argument('--gpu', type=int, default=-1,
+                        help='GPU for measuring, -1 for the CPU (default %(default)s; '
+                             'training follows CUDA_VISIBLE_DEVICES as train.py does)')
+    parser.add_argument('--thresh', type=float, default=0.5,
+                        help='detection threshold of the measured faces (default %(default)s)')
+    parser.add_argument('--min-spearman', type=float, default=None,
+                        help='exit 1 when the blur rank correlation is below this')
+    parser.add_argument('--min-auc', type=float, default=None,
+                        help='exit 1 when the visibility AUC is below this')
+    return parser
+
+
+def ensure_sample_set(args):
+    from tools.sample_data import MARKER_NAME, make_sample_dataset
+    marker = os.path.join(args.data, MARKER_NAME)
+    if os.path.isfile(marker):
+        with open(marker) as f:
+            made = json.load(f)
+        if (made.get('seed'), made.get('val')) != (args.data_seed, args.val_images):
+            raise ValueError('%s holds a sample set of seed %s with %s val images; pass '
+                             '--data-seed %s --val-images %s or another --data'
+                             % (args.data, made.get('seed'), made.get('val'), made.get('seed'),
+                                made.get('val')))
+        return
+    make_sample_dataset(args.data, n_train=args.train_images, n_val=args.val_images,
+                        seed=args.data_seed)
+
+
+def train(args):
+    command = [sys.executable, str(ROOT / 'train.py'), '--network', 'mnet', '--dataset_path',
+               args.data, '--image_set', 'train', '--prefix', args.prefix,
+               '--max_iters', str(args.iters), '--set'] + list(HEAD_SWITCHES)
+    logger.info('training: %s', ' '.join(command))
+    subprocess.run(command, check=True)
+
+
+def final_epoch(prefix):
+    """The number of the checkpoint training ended with (``checkpoint`` of
+    ``<prefix>-train-summary.json``)."""
+    path = prefix + '-train-summary.json'
+    try:
+        with open(path) as f:
+            summary = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError('%s not found: train first (without --skip-train)' % path)
+    checkpoint = summary.get('checkpoint')
+    if not isinstance(checkpoint, int) or isinstance(checkpoint, bool):
+        raise ValueError('%s: no final checkpoint number ("checkpoint") in it' % path)
+    return checkpoint
+
+
+#: mean absolute pixel difference between a val JPEG and its scene drawn again above which the
+#: file was not made by this generator (the quality-90 JPEG of a noisy scene differs by 3 to 6,
+#: two different scenes by tens)
+MAX_MEAN_DIFFERENCE = 15.0
+
+
+def check_same_image(path, image, drawn):
+    """Refuse a val image that is not the scene drawn again (a sample set written by another
+    version of the generator, or another seed): its labels would not be this image's.
+
+    Raises:
+        ValueError naming the file.
+    """
+    if image.shape != drawn.shape or float(
+            np.abs(image.astype(np.float32) - drawn.astype(np.float32)).mean()) \
+            > MAX_MEAN_DIFFERENCE:
+        raise ValueError('%s is not the image the generator draws for it now (another '
+                         'generator version or seed): regenerate the sample set or pass '
+                         'another --data' % path)
+
+
+def measure(args, epoch):
+    import cv2
+    from retinaface import RetinaFace
+    from tools.sample_data import image_name, image_rng, render_scene
+    detector = RetinaFace(args.prefix, epoch, ctx_id=args.gpu)
+    pairs = []
+    for index in range(args.val_images):
+        event, name = image_name('val', index)
+        path = os.path.join(args.data, 'val', 'images', event, name + '.jpg')
+        image = cv2.imread(path)
+        if image is None:
+            raise FileNotFoundError('val image %s not readable' % path)
+        scene = render_scene(image_rng(args.data_seed, 'val', index))
+        check_same_image(path, image, scene.image)
+        boxes = np.array([[f.box[0], f.box[1], f.box[0] + f.box[2], f.box[1] + f.box[3]]
+                          for f in scene.faces], np.float64).reshape(-1, 4)
+        truth_landmarks = np.array([f.landmarks for f in scene.faces]).reshape(-1, 5, 3)
+        truth_blur = np.array([f.blur for f in scene.faces], np.float64)
+        faces, landmarks = detector.detect(image, threshold=args.thresh)
+        pairs.append(head_pairs(faces, landmarks, boxes, truth_landmarks, truth_blur))
+    return summarise(pairs)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    try:
+        ensure_sample_set(args)
+        if not args.skip_train:
+            train(args)
+        figures = measure(args, final_epoch(args.prefix))
+    except (FileNotFoundError, ValueError, subprocess.CalledProcessError) as err:
+        print('measure_quality_heads.py: %s' % err, file=sys.stderr)
+        return 2
+    figures.update({'iterations': args.iters, 'prefix': args.prefix, 'data': args.data})
+    with open(args.prefix + '-quality-heads.json', 'w') as f:
+        json.dump(figures, f, indent=1)
+        f.write('\n')
+    print('blur: Spearman %.3f over %d faces; visibility: ROC AUC %.3f over %d points '
+          '(%d occluded)' % (figures['blur_spearman'], figures['faces'],
+                             figures['visibility_auc'], figures['points'],
+                             figures['occluded_points']))
+    failed = [(name, value, bound) for name, value, bound in (
+        ('blur Spearman', figures['blur_spearman'], args.min_spearman),
+        ('visibility AUC', figures['visibility_auc'], args.min_auc))
+        if bound is not None and not value >= bound]
+    for name, value, bound in failed:
+        print('measure_quality_heads.py: %s %.3f is below %.3f' % (name, value, bound),
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
