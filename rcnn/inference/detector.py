@@ -52,6 +52,8 @@ from rcnn.inference import create_backend
 from rcnn.inference.input_check import InvalidInputError, check_pixel_range, check_threshold
 from rcnn.inference.pipeline import (MAX_SCALED_SIDE, MIN_IMAGE_SIDE, PAD_MULTIPLE, Schedule,
                                      run_pipeline)
+from rcnn.inference.rotation import check_rotations, detect_rotations
+from rcnn.inference.tiling import check_scale_options, scale_candidates
 from rcnn.processing.generate_anchor import AnchorCache
 from rcnn.model_layout import NETWORK_STRIDES
 from rcnn.recipe import load_recipe
@@ -192,7 +194,8 @@ class RetinaFace(object):
 
     # ------------------------------------------------------------------ public API
 
-    def detect(self, img, threshold=0.5, scales=(1.0,), do_flip=False):
+    def detect(self, img, threshold=0.5, scales=(1.0,), do_flip=False, rotations=(0,),
+               tiles=None):
         """Detect faces.
 
         Args:
@@ -202,15 +205,34 @@ class RetinaFace(object):
             threshold: minimum face probability, in [0, 1].
             scales: image scales to run (results pooled before NMS).
             do_flip: also run every scale mirrored.
+            rotations: also run the image turned counterclockwise by these angles (from 0, 90,
+                180, 270) and merge, for faces lying on their side or upside down (see
+                :mod:`rcnn.inference.rotation`).
+            tiles: None (off); ``'tiles'`` (enlarged overlapping tiles for tiny faces),
+                ``'low-res'`` (a pass for faces larger than the largest anchor), ``'both'``,
+                ``'auto'`` (chosen from the image size) or a
+                :class:`rcnn.inference.tiling.ScaleOptions` (see :mod:`rcnn.inference.tiling`).
         Returns:
             faces (N, 5) float32 x1 y1 x2 y2 score, landmarks (N, 5, 2) float32, both in
-            descending score order, in the coordinates of ``img``.
+            descending score order, in the coordinates of ``img``; with ``rotations`` other
+            than ``(0,)`` also angles (N,) int64, each face's upright angle (the face is turned
+            clockwise by it in ``img``).
         Raises:
             InvalidInputError (a ValueError) for a ``None``, empty, too small or malformed
             image, a 0..1-scaled float image, or bad arguments.
         """
-        return run_pipeline(self, [as_bgr_image(img)], check_threshold(threshold),
-                            check_scales(scales), do_flip)[0]
+        image, threshold, scales = as_bgr_image(img), check_threshold(threshold), \
+            check_scales(scales)
+        angles = check_rotations(rotations)
+        options = check_scale_options(tiles)
+        if angles == (0,) and options is None:
+            return run_pipeline(self, [image], threshold, scales, do_flip)[0]
+
+        def candidates_of(view):
+            return scale_candidates(self, view, threshold, scales, do_flip, options)
+
+        faces, landmarks, upright = detect_rotations(self, image, angles, candidates_of)
+        return (faces, landmarks) if angles == (0,) else (faces, landmarks, upright)
 
     def align(self, img, landmarks, size=112):
         """Aligned face crops for recognition: each face's 5 landmarks mapped onto the ArcFace
