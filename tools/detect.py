@@ -31,6 +31,12 @@ refused or stopped by an error (one line on stderr naming the flag or file; --de
 traceback), e.g. an unreadable checkpoint, a video that cannot be decoded, or --gpu 0 on an
 MXNet build without GPU support (pass --gpu -1); 130 after Ctrl-C.
 
+--rotations 0 90 180 270 also runs each image turned by those angles (faces on their side or
+upside down: phones, scanned albums) and gives every face in the JSON its upright ``angle``
+(the face is turned clockwise by it in the image); --tiles tiles|low-res|both|auto adds
+enlarged overlapping tiles for faces of a few pixels and/or a low-resolution pass for faces
+larger than the largest anchor (see docs/detection-options.md).
+
 --crops DIR writes one aligned 112x112 ArcFace crop per face, ``DIR/<image>_<k>.png`` (k by
 descending score; see rcnn/inference/align.py).
 
@@ -70,6 +76,7 @@ from rcnn.utils.cli_errors import (blocking_file, check_output_folder,  # noqa: 
                                    run_reporting_errors)
 from rcnn.io.decode import ImageReadError, imread_checked  # noqa: E402
 from rcnn.inference.input_check import InvalidInputError  # noqa: E402
+from rcnn.inference.tiling import TILE_MODES  # noqa: E402
 from rcnn.utils.fileio import atomic_write  # noqa: E402
 from rcnn.utils import video as video_io  # noqa: E402
 from rcnn.utils.model_info import licence_line  # noqa: E402
@@ -114,6 +121,22 @@ def _scale(text):
     return value
 
 
+def _rotation(text):
+    """An angle from 0, 90, 180, 270."""
+    if text not in ('0', '90', '180', '270'):
+        raise argparse.ArgumentTypeError('must be one of 0, 90, 180, 270, got %r' % (text,))
+    return int(text)
+
+
+def detect_faces(detector, image, args):
+    """faces (N, 5), landmarks (N, 5, 2) and angles ((N,) int, or None without --rotations) of
+    one image with the detection flags of ``args``."""
+    rotations = tuple(dict.fromkeys(args.rotations))
+    found = detector.detect(image, threshold=args.thresh, scales=args.scales, do_flip=args.flip,
+                            rotations=rotations, tiles=None if args.tiles == 'off' else args.tiles)
+    return found if len(found) == 3 else (found[0], found[1], None)
+
+
 def build_parser():
     """The argument parser (every option's help states its default)."""
     parser = cli.ArgumentParser(prog=PROG, description=__doc__,
@@ -134,6 +157,17 @@ def build_parser():
                         help='image scales to run, results merged (default 1.0)')
     parser.add_argument('--flip', action='store_true',
                         help='also run each scale mirrored')
+    parser.add_argument('--rotations', type=_rotation, nargs='+', default=[0],
+                        metavar='DEG',
+                        help='also run the image turned counterclockwise by these angles '
+                             '(0 90 180 270) and merge, for faces on their side or upside '
+                             'down; each face in --json then has its upright "angle" '
+                             '(default: 0 only)')
+    parser.add_argument('--tiles', choices=TILE_MODES, default='off',
+                        help='scale passes: "tiles" (enlarged overlapping tiles for faces of a '
+                             'few pixels), "low-res" (a pass for faces larger than the largest '
+                             'anchor), "both", or "auto" (chosen from each image\'s size) '
+                             '(default %(default)s)')
     parser.add_argument('--nms', type=_probability, default=0.4,
                         help='NMS IoU threshold, in [0, 1] (default %(default)s)')
     parser.add_argument('--json', action='store_true',
@@ -351,10 +385,14 @@ def draw_faces(image, faces, landmarks):
     return canvas
 
 
-def faces_to_json(faces, landmarks):
-    return [{'box': [round(float(v), 2) for v in face[:4]], 'score': round(float(face[4]), 5),
-             'landmarks': [[round(float(x), 2), round(float(y), 2)] for x, y in points]}
-            for face, points in zip(faces, landmarks)]
+def faces_to_json(faces, landmarks, angles=None):
+    records = [{'box': [round(float(v), 2) for v in face[:4]], 'score': round(float(face[4]), 5),
+                'landmarks': [[round(float(x), 2), round(float(y), 2)] for x, y in points]}
+               for face, points in zip(faces, landmarks)]
+    if angles is not None:
+        for record, angle in zip(records, angles):
+            record['angle'] = int(angle)
+    return records
 
 
 def _write_image(path, image):
@@ -413,14 +451,14 @@ def run_video(args, detector, source, num_videos=1):
         try:
             for index, seconds, frame in bar:
                 tic = time.monotonic()
-                faces, landmarks = detector.detect(frame, threshold=args.thresh,
-                                                   scales=args.scales, do_flip=args.flip)
+                faces, landmarks, angles = detect_faces(detector, frame, args)
                 detect_seconds += time.monotonic() - tic
                 processed += 1
                 num_faces += len(faces)
                 if lines is not None:
-                    lines.write(json.dumps({'frame': index, 'time': round(seconds, 4),
-                                            'faces': faces_to_json(faces, landmarks)}) + '\n')
+                    record = {'frame': index, 'time': round(seconds, 4),
+                              'faces': faces_to_json(faces, landmarks, angles)}
+                    lines.write(json.dumps(record) + '\n')
                     lines.flush()
                 if drawn_path:
                     if sink is None:
@@ -504,8 +542,7 @@ def detect_one(args, detector, path, relative):
     """
     image = imread_checked(path)
     try:
-        faces, landmarks = detector.detect(image, threshold=args.thresh, scales=args.scales,
-                                           do_flip=args.flip)
+        faces, landmarks, angles = detect_faces(detector, image, args)
     except InvalidInputError as err:
         raise InvalidInputError('%s: %s' % (path, err)) from None
     drawn = None
@@ -515,7 +552,7 @@ def detect_one(args, detector, path, relative):
     if args.crops:
         write_crops(detector, image, landmarks, args.crops, os.path.splitext(relative)[0])
     return {'image': path, 'drawn': drawn, 'width': int(image.shape[1]),
-            'height': int(image.shape[0]), 'faces': faces_to_json(faces, landmarks)}
+            'height': int(image.shape[0]), 'faces': faces_to_json(faces, landmarks, angles)}
 
 
 def run_images(args, detector, pairs):

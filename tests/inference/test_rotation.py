@@ -209,3 +209,24 @@ def test_released_model_without_rotations_is_the_plain_pass(mnet25, photo):
     assert len(same) == 2
     for a, b in zip(plain, same):
         np.testing.assert_array_equal(a, b)
+
+
+def test_cli_rotations_give_each_face_its_angle(mnet25_prefix, photo, tmp_path):
+    import json
+    from test_detect_cli import load_cli
+    cli = load_cli()
+    path = tmp_path / 'turned.png'
+    cv2.imwrite(str(path), np.ascontiguousarray(np.rot90(photo, 1)))
+    out = tmp_path / 'out'
+    base = ['--prefix', mnet25_prefix, '--gpu', '-1', str(path), '--out', str(out), '--json',
+            '--no-draw']
+    assert cli.main(base + ['--rotations', '0', '90', '180', '270']) == 0
+    record, = json.loads((out / 'detections.json').read_text())
+    assert record['faces'][0]['angle'] == 270
+    assert cli.main(base) == 0
+    record, = json.loads((out / 'detections.json').read_text())
+    assert all('angle' not in face for face in record['faces'])
+    with pytest.raises(SystemExit):
+        cli.parse_args(base + ['--rotations', '45'])
+    with pytest.raises(SystemExit):
+        cli.parse_args(base + ['--tiles', 'many'])
