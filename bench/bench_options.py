@@ -24,7 +24,8 @@ OPTIONS = {
     'photo': [('plain', {}), ('rotations=(0, 90, 180, 270)', {'rotations': ROTATIONS})],
     'frame': [('plain', {}), ("tiles='low-res'", {'tiles': 'low-res'}),
               ("tiles='auto'", {'tiles': 'auto'})],
-    '4k': [('plain', {}), ("tiles='tiles'", {'tiles': 'tiles'}), ("tiles='auto'", {'tiles': 'auto'})],
+    '4k': [('plain', {}), ("tiles='tiles'", {'tiles': 'tiles'}),
+           ("tiles='auto'", {'tiles': 'auto'})],
 }
 
 

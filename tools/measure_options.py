@@ -4,7 +4,8 @@
     python tools/measure_options.py scale --prefix ../shared/models/mnet.25/mnet.25
 
 ``rotation``: generated val images (the sample set's scenes, seed 0; faces at least
-``--min-height`` pixels tall, since the generated faces below ~24 px are missed at any angle)
+``--min-height`` pixels tall, since the generated faces below ~24 px are missed at any angle;
+a detection matching no labelled face at all is counted as extra)
 and the real dlib photos of ../shared (train and val labels), each turned counterclockwise by
 0, 90, 180 and 270 degrees: recall (IoU >= 0.5) of plain ``detect()`` and of
 ``detect(rotations=(0, 90, 180, 270))``, the share of found faces whose reported upright angle
@@ -65,20 +66,21 @@ def timed(fn):
 # ---------------------------------------------------------------------------- data
 
 def generated_val(count, min_height):
-    """[(name, image, boxes)] of the sample set's first ``count`` val scenes (seed 0), boxes of
-    the faces at least ``min_height`` px tall (the others are left out of the count)."""
+    """[(name, image, boxes, all boxes)] of the sample set's first ``count`` val scenes (seed
+    0): the boxes of the faces at least ``min_height`` px tall (the recall counts them) and of
+    every face (a detection matching none of them is an extra one)."""
     from tools.sample_data import image_rng, render_scene
     items = []
     for index in range(count):
         scene = render_scene(image_rng(0, 'val', index))
-        boxes = label_boxes(scene.faces)
-        boxes = boxes[(boxes[:, 3] - boxes[:, 1]) >= min_height]
-        items.append(('val_%d' % index, scene.image, boxes))
+        every = label_boxes(scene.faces)
+        boxes = every[(every[:, 3] - every[:, 1]) >= min_height]
+        items.append(('val_%d' % index, scene.image, boxes, every))
     return items
 
 
 def dlib_photos(root):
-    """[(name, image, boxes)] of the real dlib photos (train and val labels)."""
+    """[(name, image, boxes, boxes)] of the real dlib photos (train and val labels)."""
     from rcnn.dataset.label_file import read_label_file
     items = []
     for split in ('train', 'val'):
@@ -89,21 +91,33 @@ def dlib_photos(root):
                 raise FileNotFoundError('cannot read %s' % os.path.join(root, split, 'images',
                                                                          name))
             rows = labels.face_rows[labels.face_image == index, :4]
-            items.append((name, image, np.concatenate([rows[:, :2], rows[:, :2] + rows[:, 2:]],
-                                                      axis=1)))
+            boxes = np.concatenate([rows[:, :2], rows[:, :2] + rows[:, 2:]], axis=1)
+            items.append((name, image, boxes, boxes))
     return items
 
 
 # ---------------------------------------------------------------------------- rotation
 
+def extra_detections(found, every):
+    """Detections overlapping no labelled face by IoU 0.5."""
+    if len(found) == 0:
+        return 0
+    if len(every) == 0:
+        return len(found)
+    iou = pairwise_iou(np.asarray(found, np.float64)[:, :4], np.asarray(every, np.float64))
+    return int((iou.max(axis=1) < IOU).sum())
+
+
 def measure_rotation(detector, items, label):
-    """Rows, one per angle: recall plain / with rotations, right angles, seconds per image."""
+    """Rows, one per angle: recall plain / with rotations, right angles, extra detections,
+    seconds per image."""
     rows = []
     for angle in ANGLES:
-        total = plain_hits = rot_hits = right = 0
+        total = plain_hits = rot_hits = right = plain_extra = rot_extra = 0
         plain_time = rot_time = 0.0
-        for _, image, boxes in items:
+        for _, image, boxes, every in items:
             turned, turned_boxes = rotate_scene(image, boxes, angle)
+            turned_every = rotate_scene(image, every, angle)[1]
             (plain, _), seconds = timed(lambda: detector.detect(turned, threshold=0.5))
             plain_time += seconds
             (faces, _, angles), seconds = timed(lambda: detector.detect(
@@ -114,7 +128,10 @@ def measure_rotation(detector, items, label):
             found = matches(faces, turned_boxes)
             rot_hits += int((found >= 0).sum())
             right += int((angles[found[found >= 0]] == (360 - angle) % 360).sum())
+            plain_extra += extra_detections(plain, turned_every)
+            rot_extra += extra_detections(faces, turned_every)
         rows.append({'data': label, 'angle': angle, 'images': len(items), 'faces': total,
+                     'extra_plain': plain_extra, 'extra_rotations': rot_extra,
                      'recall_plain': plain_hits / max(total, 1),
                      'recall_rotations': rot_hits / max(total, 1),
                      'angle_right': right / max(rot_hits, 1),
@@ -126,12 +143,14 @@ def measure_rotation(detector, items, label):
 
 def print_rotation(rows):
     print('| data | image turned by | faces | recall plain | recall rotations=(0, 90, 180, 270) '
-          '| upright angle right | s/image plain | s/image rotations |')
-    print('| --- | --- | --- | --- | --- | --- | --- | --- |')
+          '| upright angle right | extra detections plain / rotations '
+          '| s/image plain | s/image rotations |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     for r in rows:
-        print('| %s | %d | %d | %.3f | %.3f | %.3f | %.2f | %.2f |' % (
+        print('| %s | %d | %d | %.3f | %.3f | %.3f | %d / %d | %.2f | %.2f |' % (
             r['data'], r['angle'], r['faces'], r['recall_plain'], r['recall_rotations'],
-            r['angle_right'], r['seconds_plain'], r['seconds_rotations']))
+            r['angle_right'], r['extra_plain'], r['extra_rotations'], r['seconds_plain'],
+            r['seconds_rotations']))
 
 
 # ---------------------------------------------------------------------------- scale

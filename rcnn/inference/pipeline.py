@@ -16,6 +16,11 @@ the WIDER FACE test protocols) runs :func:`run_pipeline`:
    unflipped before flipped -- and reduced by NMS or box voting
    (:func:`rcnn.inference.postprocess.merge_detections`).
 
+The detection options add views of an image to the plan and pool their candidates
+(:func:`collect_candidates`) with the image's own before the one merge: rotated copies
+(:mod:`rcnn.inference.rotation`), enlarged tiles and a low-resolution scale
+(:mod:`rcnn.inference.tiling`).
+
 How the passes are scheduled is a :class:`Schedule`; it changes the forwards, never what is
 decoded or the pooling order:
 
@@ -48,8 +53,8 @@ from rcnn.inference.postprocess import flip_back, merge_detections
 from rcnn.processing.detections import Detections, decode_detections
 from rcnn.model_layout import DEPLOY_OUTPUTS_PER_STRIDE, FEATURE_STRIDES
 
-__all__ = ['Schedule', 'run_pipeline', 'collect_candidates', 'plan_scale', 'plan_batches', 'feature_size',
-           'scale_image', 'MIN_IMAGE_SIDE', 'MAX_SCALED_SIDE', 'PAD_MULTIPLE']
+__all__ = ['Schedule', 'run_pipeline', 'collect_candidates', 'plan_scale', 'plan_batches',
+           'feature_size', 'scale_image', 'MIN_IMAGE_SIDE', 'MAX_SCALED_SIDE', 'PAD_MULTIPLE']
 
 #: smallest image side accepted (a 1-pixel-wide image is almost always a decoding accident)
 MIN_IMAGE_SIDE = 2

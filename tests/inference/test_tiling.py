@@ -95,7 +95,8 @@ def test_tiny_faces_of_a_4k_scene_are_found_only_with_tiles(mnet25):
     # merged with the whole-image pass: what it found is still found
     assert count_recalled(tiled, medium) >= count_recalled(plain, medium)
     # landmarks of the tile faces are in image coordinates, inside their boxes
-    inside = ((points[:, :, 0] >= tiled[:, None, 0] - 2) & (points[:, :, 0] <= tiled[:, None, 2] + 2)
+    inside = ((points[:, :, 0] >= tiled[:, None, 0] - 2)
+              & (points[:, :, 0] <= tiled[:, None, 2] + 2)
               & (points[:, :, 1] >= tiled[:, None, 1] - 2)
               & (points[:, :, 1] <= tiled[:, None, 3] + 2))
     assert inside.mean() > 0.95
