@@ -9,7 +9,9 @@ from rcnn.evaluation.widerface import count_recalled
 from rcnn.inference.input_check import InvalidInputError
 from rcnn.inference.tiling import (AUTO_TILE_SIDE, ScaleOptions, _inner_edge_mask, auto_options,
                                    check_scale_options, low_res_scale, tile_grid, tile_starts)
-from tools.sample_data.big_scenes import render_large_face_scene, render_tiny_face_scene
+from tools.sample_data.big_scenes import (TINY_FACE_HEIGHTS, render_large_face_scene,
+                                          render_tiny_face_scene, rotate_boxes,
+                                          rotated_val_scene)
 
 
 @pytest.mark.parametrize('length, tile, overlap', [(100, 100, 10), (101, 100, 10),
@@ -72,6 +74,33 @@ def test_check_scale_options():
         ScaleOptions(tiles=True, tile_size=100, tile_overlap=64)
     with pytest.raises(InvalidInputError, match='tile_scale'):
         ScaleOptions(tiles=True, tile_scale=0.0)
+
+
+# ---------------------------------------------------------------------------- generated scenes
+
+@pytest.mark.parametrize('angle', [0, 90, 180, 270])
+def test_turned_boxes_cover_the_turned_pixels(angle):
+    # a box painted into a mask: the box of the mask turned by numpy is the turned box
+    mask = np.zeros((30, 50), np.uint8)
+    box = np.array([[7.0, 3.0, 19.0, 11.0]])
+    mask[3:12, 7:20] = 1
+    turned = np.rot90(mask, angle // 90)
+    ys, xs = np.nonzero(turned)
+    np.testing.assert_array_equal(rotate_boxes(box, angle, 30, 50),
+                                  [[xs.min(), ys.min(), xs.max(), ys.max()]])
+
+
+def test_generated_scenes_hold_what_they_promise():
+    scene = render_tiny_face_scene(np.random.default_rng(0), width=960, height=540,
+                                   medium_faces=1)
+    heights = scene.boxes[scene.tiny, 3] - scene.boxes[scene.tiny, 1]
+    assert len(heights) > 30 and heights.max() <= TINY_FACE_HEIGHTS[1] + 2
+    assert (scene.boxes[:, :2] >= 0).all() and (scene.boxes[:, 2] <= 959).all()
+    large = render_large_face_scene(np.random.default_rng(1))
+    assert large.boxes[0, 3] - large.boxes[0, 1] >= 0.6 * 1080 - 1
+    upright, turned = rotated_val_scene(0, 2, 0), rotated_val_scene(0, 2, 90)
+    assert turned.image.shape[:2] == upright.image.shape[1::-1]
+    np.testing.assert_array_equal(turned.image, np.rot90(upright.image))
 
 
 # ---------------------------------------------------------------------------- released model

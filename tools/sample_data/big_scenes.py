@@ -7,7 +7,8 @@ face, and turned copies of any scene; exact labels as :mod:`tools.sample_data.sc
 * :func:`render_large_face_scene`: a 1920x1080 frame with one face whose height is a fraction
   (0.6 to 0.95 by default) of the frame's height;
 * :func:`rotate_scene`: a scene's image turned counterclockwise by 90, 180 or 270 degrees
-  (``np.rot90``, exact) with its face boxes turned alike.
+  (``np.rot90``, exact) with its face boxes turned alike; :func:`rotated_val_scene` does it to
+  an image of the sample set's val split.
 
 Labels are ``x1 y1 x2 y2`` boxes (``x2 = x + w`` of the sample set's ``x y w h``), in the
 pixel-index convention of the detector's flip and rotation (pixel ``x`` of a ``W`` wide image
@@ -23,7 +24,7 @@ from tools.sample_data.face import draw_face, face_box, label_face
 from tools.sample_data.scene import _add_fine_noise, _draw_background, _random_face_spec
 
 __all__ = ['BigScene', 'TINY_FACE_HEIGHTS', 'render_tiny_face_scene', 'render_large_face_scene',
-           'rotate_scene', 'rotate_boxes', 'label_boxes']
+           'rotate_scene', 'rotate_boxes', 'rotated_val_scene', 'label_boxes']
 
 #: head heights of the tiny faces, pixels (faces "under 16 px")
 TINY_FACE_HEIGHTS = (9.0, 15.5)
@@ -164,3 +165,15 @@ def rotate_scene(image, boxes, angle):
     height, width = image.shape[:2]
     turned = np.ascontiguousarray(np.rot90(image, angle // 90)) if angle else image
     return turned, rotate_boxes(np.asarray(boxes, dtype=np.float64), angle, height, width)
+
+
+def rotated_val_scene(seed, index, angle):
+    """Val image ``index`` of the sample set drawn with ``seed``, turned counterclockwise by
+    ``angle``: :class:`BigScene` (``tiny``: faces under 16 px tall)."""
+    from tools.sample_data.dataset import image_rng
+    from tools.sample_data.scene import render_scene
+    scene = render_scene(image_rng(seed, 'val', index))
+    boxes = label_boxes(scene.faces)
+    tiny = (boxes[:, 3] - boxes[:, 1]) < 16
+    image, turned = rotate_scene(scene.image, boxes, angle)
+    return BigScene(image, turned, tiny, int(angle))
