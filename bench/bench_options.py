@@ -9,13 +9,18 @@ Released mnet.25, CPU, threshold 0.5, scale 1.0. Scenes:
 * ``4k``: a generated 3840x2160 scene of tiny faces: plain, ``tiles='tiles'`` (tiles enlarged 3x)
   and ``tiles='auto'`` (tiles and the low-res pass).
 
+The options of a scene are timed in turn, round after round (5 rounds; 1 with ``--quick`` and
+for the 4K scene, whose tiles take a minute on one CPU thread), after one untimed call each.
 Each row gives the median time and ``x_plain``, its ratio to plain ``detect()`` on that scene.
 
 Usage: ``python -m bench.bench_options [--quick] [--scenes photo,frame,4k]``.
 """
 import argparse
+import time
 
-from bench.common import SHARED, measure, print_rows
+import numpy as np
+
+from bench.common import SHARED, print_rows
 
 SCENES = ('photo', 'frame', '4k')
 ROTATIONS = (0, 90, 180, 270)
@@ -48,25 +53,43 @@ def scene_image(name):
     raise ValueError('unknown scene %r; scenes: %s' % (name, ', '.join(SCENES)))
 
 
+def _row(name, times_ms, **extra):
+    """A row in :func:`bench.common.measure`'s format from per-call times in ms."""
+    times = np.asarray(times_ms)
+    row = {'name': name, 'median_ms': float(np.median(times)),
+           'p10_ms': float(np.percentile(times, 10)), 'p90_ms': float(np.percentile(times, 90)),
+           'min_ms': float(times.min()), 'repeat': int(len(times))}
+    row.update(extra)
+    return row
+
+
 def run(quick=False, scenes=SCENES):
     """Rows (see :func:`bench.common.measure`) with ``scene``, ``option``, ``faces`` and
-    ``x_plain`` (median / plain median on that scene)."""
+    ``x_plain`` (median / plain median on that scene).
+
+    The options of a scene are timed in rounds, each round calling every option once in turn,
+    so a change of the machine's load falls on all of them alike.
+    """
     from retinaface import RetinaFace
     detector = RetinaFace(str(SHARED / 'models' / 'mnet.25' / 'mnet.25'), 0, ctx_id=-1)
     rows = []
     for scene in scenes:
         image = scene_image(scene)
-        heavy = scene == '4k'
-        repeat = 1 if quick or heavy else 5
-        warmup = 0 if quick and heavy else 1
-        plain_ms = None
-        for label, kwargs in OPTIONS[scene]:
-            found = detector.detect(image, threshold=0.5, **kwargs)
-            row = measure('detect %s %dx%d: %s' % (scene, image.shape[1], image.shape[0], label),
-                          lambda: detector.detect(image, threshold=0.5, **kwargs),
-                          repeat=repeat, warmup=warmup, scene=scene, option=label,
-                          faces=len(found[0]))
-            plain_ms = row['median_ms'] if plain_ms is None else plain_ms
+        options = OPTIONS[scene]
+        rounds = 1 if quick or scene == '4k' else 5
+        # the first call of each option binds the network for its shapes: not timed
+        faces = [len(detector.detect(image, threshold=0.5, **kwargs)[0])
+                 for _, kwargs in options]
+        times = [[] for _ in options]
+        for _ in range(rounds):
+            for spent, (_, kwargs) in zip(times, options):
+                start = time.perf_counter()
+                detector.detect(image, threshold=0.5, **kwargs)
+                spent.append((time.perf_counter() - start) * 1000.0)
+        plain_ms = float(np.median(times[0]))
+        for (label, _), spent, count in zip(options, times, faces):
+            row = _row('detect %s %dx%d: %s' % (scene, image.shape[1], image.shape[0], label),
+                       spent, scene=scene, option=label, faces=count)
             row['x_plain'] = round(row['median_ms'] / plain_ms, 2)
             rows.append(row)
     return rows
@@ -75,7 +98,8 @@ def run(quick=False, scenes=SCENES):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--quick', action='store_true', help='one timed call per option')
+    parser.add_argument('--quick', action='store_true', help='one round (one timed call per '
+                        'option)')
     parser.add_argument('--scenes', default=','.join(SCENES),
                         help='comma-separated scenes from %s (default: all)' % ', '.join(SCENES))
     args = parser.parse_args(argv)
