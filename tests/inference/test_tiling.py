@@ -150,3 +150,27 @@ def test_no_option_is_the_plain_pass(mnet25):
         same = mnet25.detect(scene.image, threshold=0.3, tiles=tiles)
         for a, b in zip(plain, same):
             np.testing.assert_array_equal(a, b)
+
+
+def test_options_combine_and_reach_the_cli(mnet25, mnet25_prefix, tmp_path):
+    import json
+    import cv2
+    from test_detect_cli import load_cli
+    scene = render_large_face_scene(np.random.default_rng(102))
+    turned = np.ascontiguousarray(np.rot90(scene.image))
+    truth = np.array([[scene.boxes[0, 1], 1919 - scene.boxes[0, 2], scene.boxes[0, 3],
+                       1919 - scene.boxes[0, 0]]])
+    faces, _, angles = mnet25.detect(turned, threshold=0.5, rotations=(0, 270), tiles='low-res')
+    hit = [k for k in range(len(faces)) if count_recalled(faces[k:k + 1], truth) == 1]
+    assert hit and angles[hit[0]] == 270
+    path = tmp_path / 'frame.png'
+    cv2.imwrite(str(path), scene.image)
+    out = tmp_path / 'out'
+    base = ['--prefix', mnet25_prefix, '--gpu', '-1', str(path), '--out', str(out), '--json',
+            '--no-draw']
+    cli = load_cli()
+    for flags, expected in (([], 0), (['--tiles', 'low-res'], 1)):
+        assert cli.main(base + flags) == 0
+        record, = json.loads((out / 'detections.json').read_text())
+        boxes = np.array([face['box'] for face in record['faces']]).reshape(-1, 4)
+        assert count_recalled(boxes, scene.boxes) == expected
