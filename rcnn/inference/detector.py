@@ -221,8 +221,8 @@ class RetinaFace(object):
             InvalidInputError (a ValueError) for a ``None``, empty, too small or malformed
             image, a 0..1-scaled float image, or bad arguments.
         """
-        image, threshold, scales = as_bgr_image(img), check_threshold(threshold), \
-            check_scales(scales)
+        image = as_bgr_image(img)
+        threshold, scales = check_threshold(threshold), check_scales(scales)
         angles = check_rotations(rotations)
         options = check_scale_options(tiles)
         if angles == (0,) and options is None:
