@@ -24,6 +24,7 @@ from bench.common import print_rows  # noqa: E402
 # module name -> what it measures (order = order of the report)
 SUITES = [
     ('bench_detect', 'detect() latency at 640x480, split pre/forward/post, vs bare forward'),
+    ('bench_options', 'detect() options (rotations, tiles, low-res, auto) beside plain detect()'),
     ('bench_deploy', 'ONNX runtime / NaiveEngine / INT8 forward, batch throughput'),
     ('bench_train', 'training throughput and step split'),
     ('bench_validation', 'validation during training: s per epoch, throughput with/without'),

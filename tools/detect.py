@@ -31,6 +31,12 @@ refused or stopped by an error (one line on stderr naming the flag or file; --de
 traceback), e.g. an unreadable checkpoint, a video that cannot be decoded, or --gpu 0 on an
 MXNet build without GPU support (pass --gpu -1); 130 after Ctrl-C.
 
+--rotations 0 90 180 270 also runs each image turned by those angles (faces on their side or
+upside down: phones, scanned albums) and gives every face in the JSON its upright ``angle``
+(the face is turned clockwise by it in the image); --tiles tiles|low-res|both|auto adds
+enlarged overlapping tiles for faces of a few pixels and/or a low-resolution pass for faces
+larger than the largest anchor (see docs/detection-options.md).
+
 --crops DIR writes one aligned 112x112 ArcFace crop per face, ``DIR/<image>_<k>.png`` (k by
 descending score; see rcnn/inference/align.py).
 
@@ -81,6 +87,7 @@ from rcnn.utils.cli_errors import (blocking_file, check_output_folder,  # noqa: 
                                    run_reporting_errors)
 from rcnn.io.decode import ImageReadError, imread_checked  # noqa: E402
 from rcnn.inference.input_check import InvalidInputError  # noqa: E402
+from rcnn.inference.tiling import TILE_MODES  # noqa: E402
 from rcnn.utils.fileio import atomic_write  # noqa: E402
 from rcnn.utils import video as video_io  # noqa: E402
 from rcnn.utils.model_info import licence_line  # noqa: E402
@@ -125,6 +132,29 @@ def _scale(text):
     return value
 
 
+def _rotation(text):
+    """An angle from 0, 90, 180, 270."""
+    if text not in ('0', '90', '180', '270'):
+        raise argparse.ArgumentTypeError('must be one of 0, 90, 180, 270, got %r' % (text,))
+    return int(text)
+
+
+def detect_faces(detector, image, args):
+    """``(faces, landmarks, angles, qualities)`` of one image with the detection flags of
+    ``args``: faces (N, 5) (N, 6 with a blur head), landmarks (N, 5, 2) (N, 5, 3 with a
+    visibility head; None without landmarks), angles (N,) int or None without --rotations,
+    quality records or None unless --quality or --track needs them."""
+    rotations = tuple(dict.fromkeys(args.rotations))
+    with_quality = bool(args.quality or args.track)
+    found = detector.detect(image, threshold=args.thresh, scales=args.scales, do_flip=args.flip,
+                            rotations=rotations, tiles=None if args.tiles == 'off' else args.tiles,
+                            quality=with_quality)
+    faces, landmarks = found[:2]
+    angles = found[2] if rotations != (0,) else None
+    qualities = found[-1] if with_quality else None
+    return faces, landmarks, angles, qualities
+
+
 def build_parser():
     """The argument parser (every option's help states its default)."""
     parser = cli.ArgumentParser(prog=PROG, description=__doc__,
@@ -145,6 +175,17 @@ def build_parser():
                         help='image scales to run, results merged (default 1.0)')
     parser.add_argument('--flip', action='store_true',
                         help='also run each scale mirrored')
+    parser.add_argument('--rotations', type=_rotation, nargs='+', default=[0],
+                        metavar='DEG',
+                        help='also run the image turned counterclockwise by these angles '
+                             '(0 90 180 270) and merge, for faces on their side or upside '
+                             'down; each face in --json then has its upright "angle" '
+                             '(default: 0 only)')
+    parser.add_argument('--tiles', choices=TILE_MODES, default='off',
+                        help='scale passes: "tiles" (enlarged overlapping tiles for faces of a '
+                             'few pixels), "low-res" (a pass for faces larger than the largest '
+                             'anchor), "both", or "auto" (chosen from each image\'s size) '
+                             '(default %(default)s)')
     parser.add_argument('--nms', type=_probability, default=0.4,
                         help='NMS IoU threshold, in [0, 1] (default %(default)s)')
     parser.add_argument('--json', action='store_true',
@@ -377,13 +418,20 @@ def draw_faces(image, faces, landmarks, labels=None):
     return canvas
 
 
-def faces_to_json(faces, landmarks, qualities=None, tracked=None):
-    """JSON faces; ``qualities`` (quality records) and ``tracked`` (TrackedFace list) add
-    their fields when given."""
-    records = [{'box': [round(float(v), 2) for v in face[:4]],
-                'score': round(float(face[4]), 5),
-                'landmarks': [[round(float(x), 2), round(float(y), 2)] for x, y in points[:, :2]]}
-               for face, points in zip(faces, landmarks)]
+def faces_to_json(faces, landmarks, angles=None, qualities=None, tracked=None):
+    """JSON faces; ``angles`` (each face's upright angle), ``qualities`` (quality records) and
+    ``tracked`` (TrackedFace list) add their fields when given. A model without landmarks gives
+    faces without a ``landmarks`` field; the blur / visibility values of models with those heads
+    reach the JSON through the quality records."""
+    records = [{'box': [round(float(v), 2) for v in face[:4]], 'score': round(float(face[4]), 5)}
+               for face in faces]
+    if landmarks is not None:
+        for record, points in zip(records, landmarks):
+            record['landmarks'] = [[round(float(x), 2), round(float(y), 2)]
+                                   for x, y in points[:, :2]]
+    if angles is not None:
+        for record, angle in zip(records, angles):
+            record['angle'] = int(angle)
     for record, quality in zip(records, qualities or ()):
         record.update({k: v for k, v in quality.to_json().items() if k not in record})
     if tracked is not None:
@@ -460,7 +508,7 @@ def run_video(args, detector, source, num_videos=1):
         try:
             for index, seconds, frame in bar:
                 tic = time.monotonic()
-                faces, landmarks, qualities = _detect_frame(args, detector, frame)
+                faces, landmarks, angles, qualities = detect_faces(detector, frame, args)
                 detect_seconds += time.monotonic() - tic
                 tracked = None if tracker is None else tracker.update(
                     faces, landmarks, qualities, image=frame, frame=index, period=args.every)
@@ -469,7 +517,7 @@ def run_video(args, detector, source, num_videos=1):
                 if lines is not None:
                     lines.write(json.dumps({'frame': index, 'time': round(seconds, 4),
                                             'faces': faces_to_json(
-                                                faces, landmarks,
+                                                faces, landmarks, angles,
                                                 qualities if args.quality else None,
                                                 tracked)}) + '\n')
                     lines.flush()
@@ -504,17 +552,6 @@ def run_video(args, detector, source, num_videos=1):
                 processed / elapsed if elapsed > 0 else 0.0)
     return {'video': str(source), 'frames': processed, 'faces': num_faces, 'drawn': drawn_path,
             'json': json_path, 'fps': fps, 'best_shots': best_shots}
-
-
-def _detect_frame(args, detector, frame):
-    """(faces, landmarks, quality records or None) of one frame; the records are computed when
-    --quality or --track needs them."""
-    if args.quality or args.track:
-        return detector.detect(frame, threshold=args.thresh, scales=args.scales,
-                               do_flip=args.flip, quality=True)
-    faces, landmarks = detector.detect(frame, threshold=args.thresh, scales=args.scales,
-                                       do_flip=args.flip)
-    return faces, landmarks, None
 
 
 def _track_labels(faces, tracked):
@@ -585,7 +622,7 @@ def detect_one(args, detector, path, relative):
     """
     image = imread_checked(path)
     try:
-        faces, landmarks, qualities = _detect_frame(args, detector, image)
+        faces, landmarks, angles, qualities = detect_faces(detector, image, args)
     except InvalidInputError as err:
         raise InvalidInputError('%s: %s' % (path, err)) from None
     drawn = None
@@ -596,7 +633,8 @@ def detect_one(args, detector, path, relative):
         write_crops(detector, image, landmarks, args.crops, os.path.splitext(relative)[0])
     return {'image': path, 'drawn': drawn, 'width': int(image.shape[1]),
             'height': int(image.shape[0]),
-            'faces': faces_to_json(faces, landmarks, qualities if args.quality else None)}
+            'faces': faces_to_json(faces, landmarks, angles,
+                                   qualities if args.quality else None)}
 
 
 def run_images(args, detector, pairs):

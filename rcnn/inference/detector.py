@@ -67,6 +67,8 @@ from rcnn.model_layout import ModelLayout, deploy_output_names
 from rcnn.processing.bbox_transform import landmark_pred as decode_points
 from rcnn.processing.bbox_transform import nonlinear_pred
 from rcnn.processing.detections import DeployOutputs, parse_output_name
+from rcnn.inference.rotation import check_rotations, detect_rotations
+from rcnn.inference.tiling import check_scale_options, scale_candidates
 from rcnn.processing.generate_anchor import AnchorCache
 from rcnn.recipe import read_onnx_recipe, read_recipe
 
@@ -364,7 +366,8 @@ class RetinaFace(object):
 
     # ------------------------------------------------------------------ public API
 
-    def detect(self, img, threshold=0.5, scales=(1.0,), do_flip=False, quality=False):
+    def detect(self, img, threshold=0.5, scales=(1.0,), do_flip=False, *, rotations=(0,),
+               tiles=None, quality=False):
         """Detect faces.
 
         Args:
@@ -374,6 +377,13 @@ class RetinaFace(object):
             threshold: minimum face probability, in [0, 1].
             scales: image scales to run (results pooled before NMS).
             do_flip: also run every scale mirrored.
+            rotations: also run the image turned counterclockwise by these angles (from 0, 90,
+                180, 270) and merge, for faces lying on their side or upside down (see
+                :mod:`rcnn.inference.rotation`).
+            tiles: None (off); ``'tiles'`` (enlarged overlapping tiles for tiny faces),
+                ``'low-res'`` (a pass for faces larger than the largest anchor), ``'both'``,
+                ``'auto'`` (chosen from the image size) or a
+                :class:`rcnn.inference.tiling.ScaleOptions` (see :mod:`rcnn.inference.tiling`).
             quality: also return one :class:`rcnn.inference.quality.FaceQuality` per face
                 (pose, yaw/roll, blur and visibility when the model predicts them, the quality
                 value; see :mod:`rcnn.inference.quality`).
@@ -390,17 +400,31 @@ class RetinaFace(object):
               1 visible, 0 occluded); None for a model without landmarks
               (``FACE_LANDMARK=False``).
 
-            With ``quality=True`` a third element: the list of N quality records.
+            With ``rotations`` other than ``(0,)`` also ``angles`` (N,) int64, each face's
+            upright angle (the face is turned clockwise by it in ``img``); with
+            ``quality=True`` also the list of N quality records, last:
+            ``(faces, landmarks[, angles][, records])``.
         Raises:
             InvalidInputError (a ValueError) for a ``None``, empty, too small or malformed
             image, a 0..1-scaled float image, or bad arguments.
         """
-        faces, landmarks = run_pipeline(self, [as_bgr_image(img)], check_threshold(threshold),
-                                        check_scales(scales), do_flip)[0]
+        image = as_bgr_image(img)
+        threshold, scales = check_threshold(threshold), check_scales(scales)
+        angles = check_rotations(rotations)
+        options = check_scale_options(tiles)
+        if angles == (0,) and options is None:
+            faces, landmarks = run_pipeline(self, [image], threshold, scales, do_flip)[0]
+            upright = None
+        else:
+            def candidates_of(view):
+                return scale_candidates(self, view, threshold, scales, do_flip, options)
+
+            faces, landmarks, upright = detect_rotations(self, image, angles, candidates_of)
+        result = (faces, landmarks) if angles == (0,) else (faces, landmarks, upright)
         if not quality:
-            return faces, landmarks
+            return result
         from rcnn.inference.quality import face_qualities
-        return faces, landmarks, face_qualities(faces, landmarks)
+        return result + (face_qualities(faces, landmarks),)
 
     @staticmethod
     def check_large_pose(landmark, bbox):

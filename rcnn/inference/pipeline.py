@@ -16,6 +16,11 @@ the WIDER FACE test protocols) runs :func:`run_pipeline`:
    unflipped before flipped -- and reduced by NMS or box voting
    (:func:`rcnn.inference.postprocess.merge_detections`).
 
+The detection options add views of an image to the plan and pool their candidates
+(:func:`collect_candidates`) with the image's own before the one merge: rotated copies
+(:mod:`rcnn.inference.rotation`), enlarged tiles and a low-resolution scale
+(:mod:`rcnn.inference.tiling`).
+
 How the passes are scheduled is a :class:`Schedule`; it changes the forwards, never what is
 decoded or the pooling order:
 
@@ -48,8 +53,8 @@ from rcnn.inference.input_check import InvalidInputError
 from rcnn.inference.postprocess import flip_back, merge_detections
 from rcnn.processing.detections import DeployOutputs, Detections, decode_detections
 
-__all__ = ['Schedule', 'run_pipeline', 'plan_scale', 'plan_batches', 'feature_size',
-           'scale_image', 'MIN_IMAGE_SIDE', 'MAX_SCALED_SIDE', 'PAD_MULTIPLE']
+__all__ = ['Schedule', 'run_pipeline', 'collect_candidates', 'plan_scale', 'plan_batches',
+           'feature_size', 'scale_image', 'MIN_IMAGE_SIDE', 'MAX_SCALED_SIDE', 'PAD_MULTIPLE']
 
 #: smallest image side accepted (a 1-pixel-wide image is almost always a decoding accident)
 MIN_IMAGE_SIDE = 2
@@ -262,19 +267,14 @@ def _input_shape(scaled, pad_multiple):
 
 # ---------------------------------------------------------------------------- merge
 
-def run_pipeline(model, images, threshold, scales, do_flip, schedule=Schedule()):
-    """Faces of every image at every scale (and flip), merged per image.
+def collect_candidates(model, images, threshold, scales, do_flip, schedule=Schedule()):
+    """Candidates of every image at every scale (and flip), pooled per image, before the merge.
 
-    Args:
-        model: the detector's parts (see the module notes).
-        images: list of (H, W, 3) BGR arrays, already validated.
-        threshold: face probability in [0, 1]; scales: list of positive floats.
-        do_flip: also run every scale mirrored.
-        schedule: :class:`Schedule`.
-    Returns:
-        list, per image, of ``(faces (N, 5 + E) float32 x1 y1 x2 y2 score [blur], landmarks
-        (N, 5, P) float32 or None)`` in descending score order, in the coordinates of that
-        image (see :meth:`rcnn.inference.detector.RetinaFace.detect`).
+    Arguments as :func:`run_pipeline`. Returns a list with, per image, the
+    :class:`Detections` of all its passes in the coordinates of that image, pooled in the
+    fixed order (scale by scale, unflipped before flipped). The detection options
+    (:mod:`rcnn.inference.rotation`, :mod:`rcnn.inference.tiling`) pool the candidates of
+    further views of an image with these before one merge.
     """
     flips = (False, True) if do_flip else (False,)
     concurrent = (schedule.scale_workers > 1 and len(scales) > 1
@@ -291,7 +291,24 @@ def run_pipeline(model, images, threshold, scales, do_flip, schedule=Schedule())
             per_scale = [futures[i].result() for i in range(len(scales))]
     else:
         per_scale = [run_scale(scale) for scale in scales]
-    return [merge_detections(Detections.concatenate(found[(index, flip)]
-                                                    for found in per_scale for flip in flips),
-                             model.nms_threshold, model.vote)
+    return [Detections.concatenate(found[(index, flip)] for found in per_scale for flip in flips)
             for index in range(len(images))]
+
+
+def run_pipeline(model, images, threshold, scales, do_flip, schedule=Schedule()):
+    """Faces of every image at every scale (and flip), merged per image.
+
+    Args:
+        model: the detector's parts (see the module notes).
+        images: list of (H, W, 3) BGR arrays, already validated.
+        threshold: face probability in [0, 1]; scales: list of positive floats.
+        do_flip: also run every scale mirrored.
+        schedule: :class:`Schedule`.
+    Returns:
+        list, per image, of ``(faces (N, 5 + E) float32 x1 y1 x2 y2 score [blur], landmarks
+        (N, 5, P) float32 or None)`` in descending score order, in the coordinates of that
+        image (see :meth:`rcnn.inference.detector.RetinaFace.detect`).
+    """
+    return [merge_detections(candidates, model.nms_threshold, model.vote)
+            for candidates in collect_candidates(model, images, threshold, scales, do_flip,
+                                                 schedule)]
