@@ -196,9 +196,11 @@ def _deploy_plan(layout, graph_names, strict, where):
             says it has.
     """
     strides = layout.strides
-    parsed = [(name, parse_output_name(name)) for name in graph_names or ()]
-    parsed = [(name, kind, stride) for name, (kind, stride, _) in
-              ((n, p) for n, p in parsed if p is not None)]
+    parsed = []                         # (name, kind, stride) of the graph's stride outputs
+    for name in graph_names or ():
+        fields = parse_output_name(name)
+        if fields is not None:
+            parsed.append((name, fields[0], fields[1]))
     landmarks = layout.landmarks
     if graph_names is not None and not strict:
         # deploy heads ``face_rpn_landmark_pred``, training heads ``face_rpn_landmark_loss``
