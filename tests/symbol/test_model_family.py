@@ -487,10 +487,12 @@ def _loss_attrs(sym):
             if node['op'] == 'MakeLoss'}
 
 
-def test_lr_mode1_divides_the_losses_by_the_positive_count():
+@pytest.mark.parametrize('ohem', [2, 0])
+def test_lr_mode1_divides_the_losses_by_the_positive_count(ohem):
     """master get_out, LR_MODE 1: smooth_l1 / (sum(pos_count) + 0.001), grad scales 0.5 and
-    0.2 * LANDMARK_LR_MULT (mnet 2.5 -> 0.5)."""
-    cfg = _cfg('mnet', LR_MODE=1)
+    0.2 * LANDMARK_LR_MULT (mnet 2.5 -> 0.5). The count: the positives OHEM kept, or without
+    OHEM (where the original has none) the positive labels."""
+    cfg = _cfg('mnet', LR_MODE=1, RPN_ENABLE_OHEM=ohem)
     sym = get_symbol_train('mnet', cfg)
     scales = _loss_attrs(sym)
     assert scales['face_rpn_bbox_loss_stride8'] == 0.5
