@@ -15,13 +15,15 @@ layout must be a graph output with ``A x length`` channels. A checkpoint whose g
 disagree is refused with one line naming both files.
 
 The exporters store the layout in the ONNX file (metadata ``retinaface.layout``,
-:func:`layout_to_dict`); :func:`onnx_model_layout` reads it back, so a backend given only an
+:func:`rcnn.recipe.layout_to_dict`, the recipe file's form); :func:`onnx_model_layout`
+reads it back, so a backend given only an
 ``.onnx`` file knows its strides, anchors and outputs.
 """
 import logging
 
 from rcnn.model_layout import (DATA_NAME, MXNET_OUTPUT_SUFFIX, NUM_CLASSES, ModelLayout,
                                anchors_per_position, strides_of)
+from rcnn.recipe import layout_from_dict, layout_to_dict
 
 logger = logging.getLogger(__name__)
 
@@ -130,21 +132,8 @@ def checkpoint_layout(prefix, sym):
     return layout
 
 
-def layout_to_dict(layout):
-    """JSON-ready ``{'strides', 'num_anchors', 'box_len', 'landmark_len', 'cascade'}``."""
-    return {'strides': list(layout.strides), 'num_anchors': layout.num_anchors,
-            'box_len': layout.box_len, 'landmark_len': layout.landmark_len,
-            'cascade': layout.cascade}
-
-
 #: metadata key of the layout in an exported ONNX file
 ONNX_LAYOUT_KEY = 'retinaface.layout'
-
-
-def layout_from_dict(record):
-    """The :class:`ModelLayout` of a :func:`layout_to_dict` record."""
-    return ModelLayout(record['strides'], record['num_anchors'], record['box_len'],
-                       record['landmark_len'], record.get('cascade', 0))
 
 
 def onnx_model_layout(model):
