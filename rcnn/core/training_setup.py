@@ -206,10 +206,10 @@ def train_param_shapes(train_sym, cfg, batch_size):
     """``(args, aux)``: name -> shape of the training graph's parameters and aux states for
     batches of ``batch_size`` crops (the shapes follow from the image input alone, so they
     are known before the loader exists)."""
-    from rcnn.model_layout import label_names
+    from rcnn.model_layout import ModelLayout
     crop = int(cfg.SCALES[0][0])
     arg_shapes, _, aux_shapes = train_sym.infer_shape_partial(data=(batch_size, 3, crop, crop))
-    inputs = {'data'} | set(label_names(cfg.RPN_FEAT_STRIDE, landmarks=cfg.FACE_LANDMARK))
+    inputs = {'data'} | set(ModelLayout.from_config(cfg).label_names())
     args = {n: tuple(s) for n, s in zip(train_sym.list_arguments(), arg_shapes)
             if n not in inputs}
     aux = {n: tuple(s) for n, s in zip(train_sym.list_auxiliary_states(), aux_shapes)}

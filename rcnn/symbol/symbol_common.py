@@ -52,12 +52,14 @@ from rcnn.model_layout import (BOX_LEN, DATA_NAME, FEATURE_STRIDES, HEAD_LENGTHS
                                LANDMARK_LEN, NUM_CLASSES, cls_score_name,
                                deploy_output_names, head_names, label_names,
                                train_output_names)
+from rcnn.symbol.cascade import (FirstStage, cascade_deploy_outputs, cascade_train_outputs,
+                                 gt_boxes_input)
 from rcnn.symbol.loss_scale import loss_grad_scales
 from rcnn.symbol.ohem import ohem_symbol
 
 __all__ = ['FEATURE_STRIDES', 'NECK_BN_EPS', 'NeckNames',
            'deploy_output_names', 'label_names', 'check_graph_config', 'graph_config', 'conv_bn',
-           'ssh_context_module', 'fpn_neck', 'ssh_features', 'detection_heads',
+           'ssh_context_module', 'ssh_head_module', 'fpn_neck', 'ssh_features', 'detection_heads',
            'deploy_outputs', 'smooth_l1_loss', 'train_outputs', 'feature_shapes', 'label_shapes']
 
 #: BatchNorm epsilon of the neck and SSH modules
@@ -68,6 +70,10 @@ _WEIGHT_SIGMA = 0.01
 #: per-stride layer names of a neck; ``lateral``/``ssh`` for every stride, ``upsample`` for the
 #: strides whose map is upsampled into the next finer one, ``aggr`` for the finer strides
 NeckNames = namedtuple('NeckNames', ['lateral', 'upsample', 'aggr', 'ssh'])
+#: what the cascade stages of a graph share: stride -> neck level, the detection module
+#: builder ``f(data, name)``, the ``gt_boxes`` input and the list collecting the stages'
+#: training outputs (training graph only)
+CascadeInputs = namedtuple('CascadeInputs', ['necks', 'head_module', 'gt_boxes', 'outputs'])
 
 
 def graph_config(network, cfg=None):
@@ -144,6 +150,14 @@ def ssh_context_module(data, name, num_filter):
     return mx.sym.Activation(data=concat, act_type='relu', name=name + '_concat_relu')
 
 
+def ssh_head_module(num_filter):
+    """``f(data, name)``: the SSH detection module of ``2 * num_filter`` channels (what the
+    first heads sit on; the cascade builds its own with it)."""
+    def build(data, name):
+        return ssh_context_module(data, name, num_filter)
+    return build
+
+
 def fpn_neck(backbone_features, num_filter, names):
     """Top-down feature pyramid over ``FEATURE_STRIDES``.
 
@@ -196,19 +210,26 @@ def detection_heads(feature, stride, num_anchors):
     return tuple(heads)
 
 
-def deploy_outputs(features, cfg):
-    """The deploy group (see the module docstring) from stride -> SSH feature."""
+def deploy_outputs(features, cfg, necks=None, head_module=None):
+    """The deploy group (see the module docstring) from stride -> SSH feature; with
+    ``cfg.CASCADE`` each stride's cascade outputs follow its own (see :func:`train_outputs`)."""
     check_graph_config(cfg)
+    cascade = _cascade_inputs(cfg, necks, head_module, training=False)
     num_anchors = int(cfg.NUM_ANCHORS)
     outputs = []
     for stride in FEATURE_STRIDES:
-        cls_score, bbox_pred, landmark_pred = detection_heads(features[stride], stride, num_anchors)
+        raw_heads = detection_heads(features[stride], stride, num_anchors)
+        cls_score, bbox_pred, landmark_pred = raw_heads
         pairs = mx.sym.Reshape(cls_score, shape=(0, 2, -1, 0),
                                name='face_rpn_cls_score_reshape_stride%d' % stride)
         prob = mx.sym.softmax(pairs, axis=1, name='face_rpn_cls_prob_stride%d' % stride)
         prob = mx.sym.Reshape(prob, shape=(0, 2 * num_anchors, -1, 0),
                               name='face_rpn_cls_prob_reshape_stride%d' % stride)
         outputs.extend([prob, bbox_pred, landmark_pred])
+        if cascade is not None:
+            first = FirstStage(cascade.necks[stride], features[stride], *raw_heads,
+                               head_module=cascade.head_module)
+            outputs += cascade_deploy_outputs(first, stride, cfg)
     return mx.sym.Group(outputs)
 
 
@@ -237,10 +258,11 @@ def smooth_l1_loss(pred, target, weight, grad_scale, name):
     return mx.sym.MakeLoss(data=loss, grad_scale=grad_scale, name=name)
 
 
-def _stride_train_outputs(feature, stride, cfg, lr_mult):
+def _stride_train_outputs(feature, stride, cfg, lr_mult, cascade=None):
     num_anchors = int(cfg.NUM_ANCHORS)
     label, bbox_target, bbox_weight, landmark_target, landmark_weight = _label_inputs(stride)
-    cls_score, bbox_pred, landmark_pred = detection_heads(feature, stride, num_anchors)
+    raw_heads = detection_heads(feature, stride, num_anchors)
+    cls_score, bbox_pred, landmark_pred = raw_heads
     cls_score = mx.sym.Reshape(cls_score, shape=(0, 2, -1),
                                name='face_rpn_cls_score_reshape_stride%d' % stride)
     bbox_pred = mx.sym.Reshape(bbox_pred, shape=(0, 0, -1),
@@ -271,20 +293,42 @@ def _stride_train_outputs(feature, stride, cfg, lr_mult):
                                 bbox_loss_name)
     landmark_loss = smooth_l1_loss(landmark_pred, landmark_target, landmark_weight,
                                     landmark_scale, landmark_loss_name)
-    return [cls_prob,
-            mx.sym.BlockGrad(label, name=label_out_name),
-            bbox_loss,
-            mx.sym.BlockGrad(bbox_weight, name=bbox_weight_name),
-            landmark_loss,
-            mx.sym.BlockGrad(landmark_weight, name=landmark_weight_name)]
+    outputs = [cls_prob,
+               mx.sym.BlockGrad(label, name=label_out_name),
+               bbox_loss,
+               mx.sym.BlockGrad(bbox_weight, name=bbox_weight_name),
+               landmark_loss,
+               mx.sym.BlockGrad(landmark_weight, name=landmark_weight_name)]
+    if cascade is not None:       # the graph lists them after every first-stage output
+        first = FirstStage(cascade.necks[stride], feature, *raw_heads,
+                           head_module=cascade.head_module)
+        cascade.outputs.extend(cascade_train_outputs(first, stride, cfg, cascade.gt_boxes,
+                                                     lr_mult))
+    return outputs
 
 
-def train_outputs(features, cfg, lr_mult=1.0):
-    """The training group (18 outputs, see the module docstring) from stride -> SSH feature."""
+def _cascade_inputs(cfg, necks, head_module, training):
+    """What the cascade stages need (None without ``CASCADE``)."""
+    if int(cfg.CASCADE) <= 0:
+        return None
+    if necks is None or head_module is None:
+        raise ValueError('cfg.CASCADE=%d needs the neck levels and the detection module of '
+                         'the network (necks=, head_module=)' % cfg.CASCADE)
+    return CascadeInputs(necks, head_module, gt_boxes_input(cfg) if training else None, [])
+
+
+def train_outputs(features, cfg, lr_mult=1.0, necks=None, head_module=None):
+    """The training group (18 outputs, see the module docstring) from stride -> SSH feature;
+    with ``cfg.CASCADE`` the cascade outputs of every stride follow (:mod:`rcnn.symbol.cascade`,
+    which needs ``necks`` (stride -> neck level) and ``head_module``; order:
+    :meth:`rcnn.model_layout.ModelLayout.train_output_names`)."""
     check_graph_config(cfg)
+    cascade = _cascade_inputs(cfg, necks, head_module, training=True)
     outputs = []
     for stride in FEATURE_STRIDES:
-        outputs.extend(_stride_train_outputs(features[stride], stride, cfg, lr_mult))
+        outputs.extend(_stride_train_outputs(features[stride], stride, cfg, lr_mult, cascade))
+    if cascade is not None:
+        outputs.extend(cascade.outputs)
     return mx.sym.Group(outputs)
 
 

@@ -14,8 +14,8 @@ reach the heads). Input: raw RGB pixels (``cfg.PIXEL_MEANS`` 0, stds 1).
 import mxnet as mx
 
 from rcnn.model_layout import DATA_NAME, FEATURE_STRIDES
-from rcnn.symbol.symbol_common import (NeckNames, graph_config,
-                                       deploy_outputs, fpn_neck, ssh_features, train_outputs)
+from rcnn.symbol.symbol_common import (NeckNames, graph_config, deploy_outputs, fpn_neck,
+                                       ssh_features, ssh_head_module, train_outputs)
 
 __all__ = ['MNET_NECK_NAMES', 'WIDTH_MULTIPLIER', 'mobilenet_backbone', 'mnet_features',
            'get_mnet_train', 'get_mnet_test']
@@ -61,22 +61,31 @@ def mobilenet_backbone(data, multiplier=WIDTH_MULTIPLIER):
     return {s: last_at_stride[s] for s in FEATURE_STRIDES}
 
 
-def mnet_features(cfg):
-    """stride -> SSH feature of the mnet graph."""
+def mnet_pyramid(cfg):
+    """``(stride -> neck level, stride -> SSH feature, the SSH module builder)`` of the mnet
+    graph (the cascade stages read all three)."""
     data = mx.sym.Variable(DATA_NAME)
     neck_filters = int(cfg.HEAD_FILTER_NUM)
     neck = fpn_neck(mobilenet_backbone(data), neck_filters, MNET_NECK_NAMES)
-    return ssh_features(neck, neck_filters // 2, MNET_NECK_NAMES)
+    ssh = ssh_features(neck, neck_filters // 2, MNET_NECK_NAMES)
+    return neck, ssh, ssh_head_module(neck_filters // 2)
+
+
+def mnet_features(cfg):
+    """stride -> SSH feature of the mnet graph."""
+    return mnet_pyramid(cfg)[1]
 
 
 def get_mnet_train(cfg=None):
     """Training graph (18 outputs, see :mod:`rcnn.symbol.symbol_common`); ``cfg`` defaults to
     the mnet preset."""
     cfg = graph_config('mnet', cfg)
-    return train_outputs(mnet_features(cfg), cfg)
+    neck, features, head_module = mnet_pyramid(cfg)
+    return train_outputs(features, cfg, necks=neck, head_module=head_module)
 
 
 def get_mnet_test(cfg=None):
     """Deploy graph (9 outputs); ``cfg`` defaults to the mnet preset."""
     cfg = graph_config('mnet', cfg)
-    return deploy_outputs(mnet_features(cfg), cfg)
+    neck, features, head_module = mnet_pyramid(cfg)
+    return deploy_outputs(features, cfg, necks=neck, head_module=head_module)

@@ -17,7 +17,7 @@ import mxnet as mx
 
 from rcnn.model_layout import DATA_NAME
 from rcnn.symbol.symbol_common import (NeckNames, graph_config, deploy_outputs, fpn_neck,
-                                       ssh_features, train_outputs)
+                                       ssh_features, ssh_head_module, train_outputs)
 
 __all__ = ['RESNET_NECK_NAMES', 'RESNET50_UNITS', 'resnet_backbone', 'resnet_features',
            'get_resnet_train', 'get_resnet_test']
@@ -83,22 +83,31 @@ def resnet_backbone(data, units=RESNET50_UNITS):
     return {32: body, 16: first_unit_relu2[4], 8: first_unit_relu2[3]}
 
 
-def resnet_features(cfg):
-    """stride -> SSH feature of the resnet graph."""
+def resnet_pyramid(cfg):
+    """``(stride -> neck level, stride -> SSH feature, the SSH module builder)`` of the resnet
+    graph (the cascade stages read all three)."""
     data = mx.sym.Variable(DATA_NAME)
     neck_filters = int(cfg.HEAD_FILTER_NUM)
     neck = fpn_neck(resnet_backbone(data), neck_filters, RESNET_NECK_NAMES)
-    return ssh_features(neck, neck_filters, RESNET_NECK_NAMES)
+    ssh = ssh_features(neck, neck_filters, RESNET_NECK_NAMES)
+    return neck, ssh, ssh_head_module(neck_filters)
+
+
+def resnet_features(cfg):
+    """stride -> SSH feature of the resnet graph."""
+    return resnet_pyramid(cfg)[1]
 
 
 def get_resnet_train(cfg=None):
     """Training graph (18 outputs, see :mod:`rcnn.symbol.symbol_common`); ``cfg`` defaults to
     the resnet preset."""
     cfg = graph_config('resnet', cfg)
-    return train_outputs(resnet_features(cfg), cfg)
+    neck, features, head_module = resnet_pyramid(cfg)
+    return train_outputs(features, cfg, necks=neck, head_module=head_module)
 
 
 def get_resnet_test(cfg=None):
     """Deploy graph (9 outputs); ``cfg`` defaults to the resnet preset."""
     cfg = graph_config('resnet', cfg)
-    return deploy_outputs(resnet_features(cfg), cfg)
+    neck, features, head_module = resnet_pyramid(cfg)
+    return deploy_outputs(features, cfg, necks=neck, head_module=head_module)
