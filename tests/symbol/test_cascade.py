@@ -1,0 +1,242 @@
+"""Cascade graphs: what CASCADE / CASCADE_MODE add to the mnet preset's graphs, against facts read
+in the original (insightface master ``rcnn/symbol/symbol_common.py`` ``get_out`` and
+``train.py`` ``save_model``), never by importing it:
+
+* per stride ``s`` and stage ``k``: a 1x1 conv ``face_rpn_cls_score_stride{s}_cas{k}`` with
+  ``2A`` filters, always (its scores feed the refine op); with ``s`` in CASCADE_BBOX_STRIDES a
+  1x1 conv ``face_rpn_bbox_pred_stride{s}_cas{k}`` with ``bbox_pred_len * A`` filters;
+* the stage body: mode 0 the first heads' input (``rpn_relu``); modes 1 and 2
+  ``head_module(...)`` called as for the first heads (same arguments, so the same parameters
+  and shapes) under the name ``RF_head_stride{s}_cas``; mode 2 on ``conv_feat + rpn_relu``;
+  mode 3 that module concatenated with ``rpn_cls_score``, ``rpn_bbox_pred`` and
+  ``rpn_landmark_pred`` (so the stage convs see C + 2A + 4A + 10A channels);
+* losses: ``SoftmaxOutput`` ``face_rpn_cls_prob_stride{s}_cas{k}`` (grad_scale lr_mult,
+  normalization 'valid', use_ignore, ignore_label -1, multi_output) with its label, for ``s``
+  in CASCADE_CLS_STRIDES; ``MakeLoss`` ``face_rpn_bbox_loss_stride{s}_cas{k}`` with grad_scale
+  ``bbox_lr_mode0`` (the first stage's box scale) under LR_MODE 0, ``0.5 * lr_mult`` under
+  LR_MODE 1, with its weights, for ``s`` in CASCADE_BBOX_STRIDES;
+* the first stage is untouched; the loader adds a ``gt_boxes`` label;
+* deploy: per stride the three first-stage outputs, then per stage the stage's class
+  probabilities (reshaped to (B, 2A, H, W) like the first stage's) and box deltas.
+"""
+import json
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from rcnn.config import generate_config
+from rcnn.model_layout import ModelLayout
+from rcnn.symbol import get_symbol_test, get_symbol_train
+
+STRIDES = (32, 16, 8)
+A = 2                       # anchors per position of the mnet preset
+SSH_CHANNELS = 64           # the mnet detection modules' output
+FIRST_MODULES = {32: 'rf_c3_det', 16: 'rf_c2_det', 8: 'rf_c1_det'}
+SIDE = 64
+
+
+def _cfg(**overrides):
+    cfg, _ = generate_config('mnet', 'retinaface', overrides)
+    return cfg
+
+
+def _arg_shapes(sym):
+    shapes, _, _ = sym.infer_shape_partial(data=(1, 3, SIDE, SIDE))
+    return dict(zip(sym.list_arguments(), shapes))
+
+
+def _aux_names(sym):
+    return set(sym.list_auxiliary_states())
+
+
+def _nodes(sym):
+    return {node['name']: node for node in json.loads(sym.tojson())['nodes']}
+
+
+@pytest.fixture(scope='module')
+def base_train():
+    return get_symbol_train('mnet', _cfg())
+
+
+def _expected_stage_params(stride, stage, body_channels, bbox=True, box_len=4):
+    name = 'face_rpn_%s_stride%d_cas%d'
+    expected = {name % ('cls_score', stride, stage) + '_weight': (2 * A, body_channels, 1, 1),
+                name % ('cls_score', stride, stage) + '_bias': (2 * A,)}
+    if bbox:
+        expected[name % ('bbox_pred', stride, stage) + '_weight'] = (box_len * A, body_channels,
+                                                                    1, 1)
+        expected[name % ('bbox_pred', stride, stage) + '_bias'] = (box_len * A,)
+    return expected
+
+
+def _module_copy(base_shapes, stride):
+    """The parameters of the stride's first detection module, renamed to the cascade's."""
+    first = FIRST_MODULES[stride]
+    return {'RF_head_stride%d_cas' % stride + name[len(first):]: shape
+            for name, shape in base_shapes.items() if name.startswith(first + '_')}
+
+
+@pytest.mark.parametrize('mode, module, body_channels', [
+    (0, False, SSH_CHANNELS),
+    (1, True, SSH_CHANNELS),
+    (2, True, SSH_CHANNELS),
+    (3, True, SSH_CHANNELS + 2 * A + 4 * A + 10 * A),
+])
+def test_parameters_added_per_mode(base_train, mode, module, body_channels):
+    sym = get_symbol_train('mnet', _cfg(CASCADE=1, CASCADE_MODE=mode))
+    base, shapes = _arg_shapes(base_train), _arg_shapes(sym)
+    assert {n: shapes[n] for n in base} == base            # nothing removed or reshaped
+    expected = {'gt_boxes': ()}
+    for stride in STRIDES:
+        expected.update(_expected_stage_params(stride, 0, body_channels))
+        if module:
+            expected.update(_module_copy(base, stride))
+    added = {n: s for n, s in shapes.items() if n not in base}
+    assert set(added) == set(expected)
+    assert {n: s for n, s in added.items() if n != 'gt_boxes'} == \
+        {n: s for n, s in expected.items() if n != 'gt_boxes'}
+    # the cascade module's BatchNorms bring their moving statistics
+    new_aux = _aux_names(sym) - _aux_names(base_train)
+    assert bool(new_aux) == module and all('_cas_' in n for n in new_aux)
+
+
+def _loss_attrs(sym, name):
+    attrs = _nodes(sym)[name]['attrs']
+    return {k: attrs[k] for k in ('grad_scale', 'normalization', 'use_ignore', 'ignore_label',
+                                  'multi_output') if k in attrs}
+
+
+def test_outputs_and_grad_scales_of_one_stage(base_train):
+    cfg = _cfg(CASCADE=1)
+    sym = get_symbol_train('mnet', cfg)
+    base_outputs = base_train.list_outputs()
+    outputs = sym.list_outputs()
+    assert outputs[:len(base_outputs)] == base_outputs
+    added = [n[:-len('_output')] for n in outputs[len(base_outputs):]]
+    assert added == ['face_rpn_%s_stride%d_cas0' % (kind, s) for s in STRIDES
+                     for kind in ('cls_prob', 'label', 'bbox_loss', 'bbox_weight')]
+    assert added == ModelLayout.from_config(cfg).train_output_names()[len(base_outputs):]
+    first_box_scale = float(_nodes(sym)['face_rpn_bbox_loss_stride8']['attrs']['grad_scale'])
+    for stride in STRIDES:
+        cls = _loss_attrs(sym, 'face_rpn_cls_prob_stride%d_cas0' % stride)
+        assert float(cls.pop('grad_scale')) == 1.0
+        assert cls == {'normalization': 'valid', 'use_ignore': 'True', 'ignore_label': '-1',
+                       'multi_output': 'True'}
+        box = _nodes(sym)['face_rpn_bbox_loss_stride%d_cas0' % stride]
+        assert box['op'] == 'MakeLoss'
+        assert float(box['attrs']['grad_scale']) == pytest.approx(first_box_scale)
+        assert _nodes(sym)['face_rpn_bbox_loss_stride%d_cas0_' % stride]['attrs']['scalar'] \
+            == '3.0'
+
+
+def test_master_loss_scale_and_lr_mode_1_box_scales():
+    master = get_symbol_train('mnet', _cfg(CASCADE=1, **{'TRAIN.LOSS_SCALE': 'master'}))
+    cfg = _cfg()
+    bbox_lr_mode0 = 0.25 * 1.0 * cfg.TRAIN.BATCH_IMAGES / cfg.TRAIN.RPN_BATCH_SIZE
+    assert float(_nodes(master)['face_rpn_bbox_loss_stride16_cas0']['attrs']['grad_scale']) == \
+        pytest.approx(bbox_lr_mode0)
+    lr_mode1 = get_symbol_train('mnet', _cfg(CASCADE=1, LR_MODE=1))
+    node = _nodes(lr_mode1)['face_rpn_bbox_loss_stride16_cas0']
+    assert float(node['attrs']['grad_scale']) == 0.5
+    # the loss is divided by the kept positives (+ 0.01) before MakeLoss
+    ops = {n['op'] for n in json.loads(lr_mode1.tojson())['nodes']}
+    assert 'broadcast_div' in ops
+
+
+def test_two_stages_and_class_heads_at_some_strides_only():
+    cfg = _cfg(CASCADE=2, CASCADE_MODE=1, CASCADE_CLS_STRIDES=[8], CASCADE_BBOX_STRIDES=[32, 16])
+    sym = get_symbol_train('mnet', cfg)
+    shapes = _arg_shapes(sym)
+    for stride in STRIDES:
+        for stage in (0, 1):
+            expected = _expected_stage_params(stride, stage, SSH_CHANNELS, bbox=stride != 8)
+            assert {n: shapes[n] for n in expected} == expected
+        assert 'face_rpn_bbox_pred_stride8_cas%d_weight' % stage not in shapes
+    # one cascade module per stride, shared by the stages
+    assert sum(n.endswith('_cas_conv1_weight') for n in shapes) == 3
+    added = [n[:-len('_output')] for n in sym.list_outputs()[18:]]
+    assert added == ['face_rpn_bbox_loss_stride32_cas0', 'face_rpn_bbox_weight_stride32_cas0',
+                     'face_rpn_bbox_loss_stride32_cas1', 'face_rpn_bbox_weight_stride32_cas1',
+                     'face_rpn_bbox_loss_stride16_cas0', 'face_rpn_bbox_weight_stride16_cas0',
+                     'face_rpn_bbox_loss_stride16_cas1', 'face_rpn_bbox_weight_stride16_cas1',
+                     'face_rpn_cls_prob_stride8_cas0', 'face_rpn_label_stride8_cas0',
+                     'face_rpn_cls_prob_stride8_cas1', 'face_rpn_label_stride8_cas1']
+    assert added == ModelLayout.from_config(cfg).train_output_names()[18:]
+
+
+def test_gt_boxes_is_a_label_of_the_layout():
+    layout = ModelLayout.from_config(_cfg(CASCADE=1))
+    assert layout.label_names()[-1] == 'gt_boxes'
+    assert 'gt_boxes' not in ModelLayout.from_config(_cfg()).label_names()
+
+
+def test_mode_2_refuses_a_neck_of_other_width_than_the_detection_module():
+    # resnet (as released): 256-channel neck, 512-channel detection modules
+    cfg, _ = generate_config('resnet', 'retinaface', {'CASCADE': 1, 'CASCADE_MODE': 2})
+    with pytest.raises(ValueError, match='CASCADE_MODE=2 adds the neck level'):
+        get_symbol_train('resnet', cfg)
+
+
+# ---------------------------------------------------------------------------- deploy graph
+@pytest.mark.parametrize('mode', [0, 1, 2, 3])
+def test_deploy_outputs_interleave_the_stages_after_each_stride(mode):
+    cfg = _cfg(CASCADE=1, CASCADE_MODE=mode)
+    sym = get_symbol_test('mnet', cfg)
+    names = [n[:-len('_output')] for n in sym.list_outputs()]
+    expected = []
+    for stride in STRIDES:
+        expected += ['face_rpn_cls_prob_reshape_stride%d' % stride,
+                     'face_rpn_bbox_pred_stride%d' % stride,
+                     'face_rpn_landmark_pred_stride%d' % stride,
+                     'face_rpn_cls_prob_reshape_stride%d_cas0' % stride,
+                     'face_rpn_bbox_pred_stride%d_cas0' % stride]
+    assert names == expected == ModelLayout.from_config(cfg).deploy_output_names()
+    _, out_shapes, _ = sym.infer_shape(data=(1, 3, SIDE, SIDE))
+    shapes = dict(zip(names, out_shapes))
+    for stride in STRIDES:
+        cells = (SIDE // stride, SIDE // stride)
+        assert shapes['face_rpn_cls_prob_reshape_stride%d_cas0' % stride] == (1, 2 * A) + cells
+        assert shapes['face_rpn_bbox_pred_stride%d_cas0' % stride] == (1, 4 * A) + cells
+    # every deploy parameter is a training parameter of the same shape
+    train_shapes = _arg_shapes(get_symbol_train('mnet', cfg))
+    deploy_shapes, _, _ = sym.infer_shape(data=(1, 3, SIDE, SIDE))
+    for name, shape in zip(sym.list_arguments(), deploy_shapes):
+        if name != 'data':
+            assert train_shapes[name] == shape, name
+
+
+def _run(sym, params, image):
+    args = dict(params['args'], data=mx.nd.array(image))
+    exe = sym.bind(mx.cpu(), args={n: args[n] for n in sym.list_arguments()},
+                   aux_states={n: params['aux'][n] for n in sym.list_auxiliary_states()})
+    return [o.asnumpy() for o in exe.forward(is_train=False)]
+
+
+def test_mode_0_stage_with_the_first_heads_weights_repeats_the_first_outputs():
+    """Mode 0 reads the first heads' feature: with the first heads' weights copied into the
+    stage's convs, the stage's outputs equal the first stage's; the first stage's outputs equal
+    the plain graph's with the same weights."""
+    cfg = _cfg(CASCADE=1, CASCADE_MODE=0)
+    sym, plain = get_symbol_test('mnet', cfg), get_symbol_test('mnet', _cfg())
+    arg_shapes, _, aux_shapes = sym.infer_shape(data=(1, 3, SIDE, SIDE))
+    rng = np.random.RandomState(3)
+    args = {n: mx.nd.array(rng.uniform(-0.3, 0.3, s)) for n, s in
+            zip(sym.list_arguments(), arg_shapes) if n != 'data'}
+    aux = {n: mx.nd.array(rng.uniform(0.5, 1.5, s)) for n, s in
+           zip(sym.list_auxiliary_states(), aux_shapes)}
+    for stride in STRIDES:
+        for kind in ('cls_score', 'bbox_pred'):
+            for part in ('weight', 'bias'):
+                args['face_rpn_%s_stride%d_cas0_%s' % (kind, stride, part)] = \
+                    args['face_rpn_%s_stride%d_%s' % (kind, stride, part)]
+    image = rng.uniform(0, 255, (1, 3, SIDE, SIDE))
+    outputs = _run(sym, {'args': args, 'aux': aux}, image)
+    reference = _run(plain, {'args': args, 'aux': aux}, image)
+    for index in range(len(STRIDES)):
+        first = outputs[5 * index:5 * index + 3]
+        cascade = outputs[5 * index + 3:5 * index + 5]
+        for have, want in zip(first, reference[3 * index:3 * index + 3]):
+            np.testing.assert_array_equal(have, want)
+        np.testing.assert_allclose(cascade[0], first[0], rtol=1e-6)
+        np.testing.assert_allclose(cascade[1], first[1], rtol=1e-6)
