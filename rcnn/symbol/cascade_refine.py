@@ -4,7 +4,9 @@ A cascade stage (:mod:`rcnn.symbol.cascade`) is trained on the first stage's pre
 on the fixed anchors (the original's ``PY_OP/cascade_refine.py``). Per image and stride:
 
 1. refined anchors: the first-stage box deltas of every anchor, times ``TRAIN.BBOX_STDS``,
-   decoded on that anchor (``nonlinear_pred``; the +1 pixel convention of the whole pipeline);
+   decoded on that anchor (``nonlinear_pred``; the +1 pixel convention of the whole pipeline;
+   float32, log-size deltas clipped at :data:`MAX_LOG_SCALE`, where the original lets a box
+   become infinite);
 2. labels: each refined anchor against the crop's faces (the ``gt_boxes`` input, rows with a
    class < 0 are padding) by IoU with ``TRAIN.CASCADE_OVERLAP = [negative, positive]``: max IoU
    < negative -> 0, >= positive -> 1, otherwise -1; with ``TRAIN.RPN_FORCE_POSITIVE`` each
@@ -12,7 +14,8 @@ on the fixed anchors (the original's ``PY_OP/cascade_refine.py``). Per image and
    :class:`rcnn.processing.matcher.IoUMatcher`); no face in the crop -> every label 0;
 3. box targets: the matched face relative to the *refined* anchor
    (``nonlinear_transform / BBOX_STDS``), so the stage learns a correction of the first
-   stage's box;
+   stage's box; computed for the positive anchors only (the others have weight 0, their
+   targets are 0);
 4. sampling: the stage's own class scores pick the hardest ``RPN_BATCH_SIZE`` anchors (OHEM,
    :class:`rcnn.processing.sampler.OHEMSampler`, as the original does whatever
    ``RPN_ENABLE_OHEM`` says); box weights are 1 on the kept positives.
@@ -45,31 +48,45 @@ import numpy as np
 
 from cython_ext.bbox import bbox_overlaps_cython
 from rcnn.model_layout import BOX_LEN, GT_BOX_COLUMNS
-from rcnn.processing.bbox_transform import nonlinear_pred, nonlinear_transform
+from rcnn.processing.bbox_transform import nonlinear_transform
 from rcnn.processing.generate_anchor import anchors_plane
 from rcnn.processing.matcher import IoUMatcher
 from rcnn.processing.sampler import OHEMSampler
 
-__all__ = ['CASCADE_REFINE_OP_TYPE', 'CascadeRefiner', 'refine_anchors', 'label_refined']
+__all__ = ['CASCADE_REFINE_OP_TYPE', 'MAX_LOG_SCALE', 'CascadeRefiner', 'refine_anchors',
+           'label_refined']
 
 CASCADE_REFINE_OP_TYPE = 'retinaface_cascade_refine'
 #: anchor-face pairs of one IoU block (bounds the memory of an image with many faces)
 _IOU_BLOCK_PAIRS = 1 << 22
+#: largest log-size delta decoded (a box side grows at most ~ 62x): keeps boxes finite
+MAX_LOG_SCALE = float(np.log(1000.0 / 16.0))
 
 
 def refine_anchors(anchors, deltas, bbox_stds):
-    """First-stage boxes: ``deltas * bbox_stds`` decoded on ``anchors``.
+    """First-stage boxes: ``deltas * bbox_stds`` decoded on ``anchors`` (``nonlinear_pred``,
+    in float32; log-size deltas are clipped at :data:`MAX_LOG_SCALE` so that no box is
+    infinite).
 
     Args:
-        anchors: (N, 4) float32 x1 y1 x2 y2.
-        deltas: (N, 4) float dx dy dw dh, as the network gives them.
+        anchors: (N, 4) float x1 y1 x2 y2, or (..., N, 4) with ``deltas`` of the same shape.
+        deltas: (..., N, 4) float dx dy dw dh, as the network gives them.
         bbox_stds: 4 floats (``TRAIN.BBOX_STDS``).
     Returns:
-        (N, 4) float64 boxes x1 y1 x2 y2.
+        (..., N, 4) float32 boxes x1 y1 x2 y2.
     """
-    deltas = np.asarray(deltas, dtype=np.float64) * np.asarray(bbox_stds, dtype=np.float64)
-    with np.errstate(over='ignore'):      # a huge dw gives an infinite box: IoU 0, ignored
-        return nonlinear_pred(np.asarray(anchors, dtype=np.float64), deltas)
+    anchors = np.asarray(anchors, dtype=np.float32)
+    deltas = np.asarray(deltas, dtype=np.float32) * np.asarray(bbox_stds, dtype=np.float32)
+    widths = anchors[..., 2] - anchors[..., 0] + 1.0
+    heights = anchors[..., 3] - anchors[..., 1] + 1.0
+    ctr_x = anchors[..., 0] + 0.5 * (widths - 1.0)
+    ctr_y = anchors[..., 1] + 0.5 * (heights - 1.0)
+    pred_ctr_x = deltas[..., 0] * widths + ctr_x
+    pred_ctr_y = deltas[..., 1] * heights + ctr_y
+    half_w = 0.5 * (np.exp(np.minimum(deltas[..., 2], MAX_LOG_SCALE)) * widths - 1.0)
+    half_h = 0.5 * (np.exp(np.minimum(deltas[..., 3], MAX_LOG_SCALE)) * heights - 1.0)
+    return np.stack([pred_ctr_x - half_w, pred_ctr_y - half_h,
+                     pred_ctr_x + half_w, pred_ctr_y + half_h], axis=-1)
 
 
 def _best_faces(boxes, faces):
@@ -101,7 +118,7 @@ def label_refined(refined, faces, negative_overlap, positive_overlap, force_posi
     """
     if len(faces) == 0:
         return np.zeros(len(refined), dtype=np.float32), None
-    refined = np.nan_to_num(np.asarray(refined, dtype=np.float32), nan=0.0)
+    refined = np.asarray(refined, dtype=np.float32)
     faces = np.ascontiguousarray(np.asarray(faces, dtype=np.float32)[:, :4])
     max_iou, matched = _best_faces(refined, faces)
     labels = np.full(len(refined), -1, dtype=np.float32)
@@ -172,18 +189,22 @@ class CascadeRefiner(object):
         # (B, A, L, H, W) -> (B, H*W*A, 4): position-major, anchor-minor, like the anchors
         deltas = bbox_pred_t0.reshape(batch, num_anchors, box_len, positions)[:, :, :BOX_LEN]
         deltas = deltas.transpose(0, 3, 1, 2).reshape(batch, positions * num_anchors, BOX_LEN)
+        refined = refine_anchors(anchors, deltas, self.bbox_stds)
         labels = np.empty((batch, positions * num_anchors), dtype=np.float32)
         targets = np.zeros((batch, positions * num_anchors, BOX_LEN), dtype=np.float32)
         for image in range(batch):
             faces = gt_boxes[image]
             faces = faces[faces[:, 4] >= 0, :4]
-            refined = refine_anchors(anchors, deltas[image], self.bbox_stds)
-            labels[image], matched = label_refined(refined, faces, self.negative_overlap,
+            labels[image], matched = label_refined(refined[image], faces, self.negative_overlap,
                                                    self.positive_overlap, self.force_positive)
-            if matched is not None:
+            # only positives carry a box weight: the other targets are never read
+            positive = np.flatnonzero(labels[image] == 1)
+            if matched is not None and len(positive):
                 with np.errstate(invalid='ignore', over='ignore', divide='ignore'):
-                    encoded = nonlinear_transform(refined, faces[matched]) / self.bbox_stds
-                targets[image] = np.nan_to_num(encoded, nan=0.0, posinf=0.0, neginf=0.0)
+                    encoded = nonlinear_transform(refined[image, positive],
+                                                  faces[matched[positive]]) / self.bbox_stds
+                targets[image, positive] = np.nan_to_num(encoded, nan=0.0, posinf=0.0,
+                                                         neginf=0.0)
         # position-major (H*W, A) -> the graph's anchor-major order a*H*W + p
         labels = labels.reshape(batch, positions, num_anchors).transpose(0, 2, 1)
         labels = labels.reshape(batch, num_anchors * positions)

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from rcnn.processing.sampler import OHEMSampler
-from rcnn.symbol.cascade_refine import (CASCADE_REFINE_OP_TYPE, CascadeRefiner, label_refined,
-                                        refine_anchors)
+from rcnn.symbol.cascade_refine import (CASCADE_REFINE_OP_TYPE, MAX_LOG_SCALE, CascadeRefiner,
+                                        label_refined, refine_anchors)
 
 BASE_ANCHORS = np.array([[0, 0, 15, 15], [-8, -8, 23, 23]], np.float32)
 FACE = [8, 0, 23, 15, 1]
@@ -60,6 +60,16 @@ def test_refined_boxes_are_the_deltas_decoded_on_the_anchors():
     # deltas are multiplied by the stds first (a std of 2 doubles the shift)
     doubled = refine_anchors(anchors[:1], [(-0.25, -0.34375, 0, 0)], (2, 2, 1, 1))
     np.testing.assert_allclose(doubled, [[8, 5, 23, 20]], atol=1e-5)
+
+
+def test_a_huge_size_delta_gives_a_finite_box_clipped_at_max_log_scale():
+    anchor = np.array([[0, 0, 15, 15]], np.float32)
+    refined = refine_anchors(anchor, [(0, 0, 50.0, 0)], (1, 1, 1, 1))
+    assert np.isfinite(refined).all()
+    width = 16 * np.exp(MAX_LOG_SCALE)
+    np.testing.assert_allclose(refined[0, [0, 2]], [7.5 - 0.5 * (width - 1),
+                                                    7.5 + 0.5 * (width - 1)], rtol=1e-5)
+    assert label_refined(refined, np.array([FACE], np.float32), 0.4, 0.5)[0].tolist() == [0]
 
 
 def test_labels_by_iou_with_the_cascade_overlaps():
