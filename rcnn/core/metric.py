@@ -22,7 +22,7 @@ from rcnn.model_layout import (BOX_LEN, FEATURE_STRIDES, LANDMARK_LEN, OUTPUTS_P
                                train_output_index)
 
 __all__ = ['OUTPUTS_PER_STRIDE', 'RPNAcc', 'RPNL1Loss', 'RPNLandMarkL1Loss',
-           'build_train_metrics', 'loss_output_indices']
+           'build_train_metrics', 'loss_output_indices', 'cascade_metrics']
 
 
 class RPNAcc(mx.metric.EvalMetric):
@@ -115,3 +115,23 @@ def loss_output_indices(num_strides=3):
         indices += [train_output_index(k, kind) for kind in
                     ('face_rpn_cls_prob', 'face_rpn_bbox_loss', 'face_rpn_landmark_loss')]
     return indices
+
+
+def cascade_metrics(layout):
+    """The cascade stages' metrics of a :class:`rcnn.model_layout.ModelLayout`, the original's
+    names: ``RPNAccCAS{k}_s{s}`` for a stride with cascade class heads, ``RPNL1LossCAS{k}_s{s}``
+    for one with cascade box heads (per anchor 4 weighted values: a stage's blur value has no
+    weight). Empty without cascade; add them to the training metrics' composite."""
+    metrics = []
+    for index, stride in enumerate(layout.strides):
+        for stage in range(layout.cascade):
+            def output(kind, stage=stage):
+                return layout.train_output_index(index, kind, stage)
+            if stride in layout.cascade_cls_strides:
+                metrics.append(RPNAcc(output('face_rpn_cls_prob'), output('face_rpn_label'),
+                                      name='RPNAccCAS%d_s%d' % (stage, stride)))
+            if stride in layout.cascade_bbox_strides:
+                metrics.append(RPNL1Loss(output('face_rpn_bbox_loss'),
+                                         output('face_rpn_bbox_weight'),
+                                         name='RPNL1LossCAS%d_s%d' % (stage, stride)))
+    return metrics

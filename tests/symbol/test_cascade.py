@@ -240,3 +240,28 @@ def test_mode_0_stage_with_the_first_heads_weights_repeats_the_first_outputs():
             np.testing.assert_array_equal(have, want)
         np.testing.assert_allclose(cascade[0], first[0], rtol=1e-6)
         np.testing.assert_allclose(cascade[1], first[1], rtol=1e-6)
+
+
+def test_cascade_metrics_read_their_stage_outputs():
+    from rcnn.core.metric import cascade_metrics
+    layout = ModelLayout.from_config(_cfg(CASCADE=1, CASCADE_CLS_STRIDES=[8],
+                                          CASCADE_BBOX_STRIDES=[32]))
+    metrics = cascade_metrics(layout)
+    assert [m.name for m in metrics] == ['RPNL1LossCAS0_s32', 'RPNAccCAS0_s8']
+    assert cascade_metrics(ModelLayout.from_config(_cfg())) == []
+    names = layout.train_output_names()
+    preds = [mx.nd.zeros((1, 2, 3)) for _ in names]
+    # stride 8, stage 0: 3 anchors, labels 1 0 -1; the first two predicted right
+    preds[names.index('face_rpn_cls_prob_stride8_cas0')] = mx.nd.array([[[0.2, 0.9, 0.5],
+                                                                          [0.8, 0.1, 0.5]]])
+    preds[names.index('face_rpn_label_stride8_cas0')] = mx.nd.array([[1, 0, -1]])
+    # stride 32, stage 0: one weighted anchor (4 values) with a summed loss of 2
+    weight = np.zeros((1, 8, 4), np.float32)
+    weight[0, 0:4, 1] = 1
+    loss = weight * 0.5
+    preds[names.index('face_rpn_bbox_loss_stride32_cas0')] = mx.nd.array(loss)
+    preds[names.index('face_rpn_bbox_weight_stride32_cas0')] = mx.nd.array(weight)
+    for metric in metrics:
+        metric.update(None, preds)
+    assert metrics[0].get() == ('RPNL1LossCAS0_s32', pytest.approx(2.0))
+    assert metrics[1].get() == ('RPNAccCAS0_s8', pytest.approx(1.0))
