@@ -265,3 +265,35 @@ def test_cascade_metrics_read_their_stage_outputs():
         metric.update(None, preds)
     assert metrics[0].get() == ('RPNL1LossCAS0_s32', pytest.approx(2.0))
     assert metrics[1].get() == ('RPNAccCAS0_s8', pytest.approx(1.0))
+
+
+@pytest.mark.parametrize('mode, body_channels', [(0, 512), (1, 512),
+                                                (3, 512 + 2 * A + 4 * A + 10 * A)])
+def test_resnet_stage_convs_read_the_512_channel_modules(mode, body_channels):
+    cfg, _ = generate_config('resnet', 'retinaface', {'CASCADE': 1, 'CASCADE_MODE': mode})
+    shapes = _arg_shapes(get_symbol_train('resnet', cfg))
+    for stride in STRIDES:
+        expected = _expected_stage_params(stride, 0, body_channels)
+        assert {n: shapes[n] for n in expected} == expected
+    assert len(get_symbol_test('resnet', cfg).list_outputs()) == 5 * len(STRIDES)
+
+
+def test_layout_indices_and_value_semantics_with_cascade():
+    import pickle
+    layout = ModelLayout.from_config(_cfg(CASCADE=2, CASCADE_BBOX_STRIDES=[16]))
+    names = layout.train_output_names()
+    assert layout.train_output_index(1, 'face_rpn_bbox_loss') == 8       # first stage unmoved
+    assert names[layout.train_output_index(1, 'face_rpn_bbox_loss', stage=1)] == \
+        'face_rpn_bbox_loss_stride16_cas1'
+    assert names[layout.train_output_index(2, 'face_rpn_label', stage=0)] == \
+        'face_rpn_label_stride8_cas0'
+    assert layout.stride_deploy_output_names(32)[3:] == [
+        'face_rpn_cls_prob_reshape_stride32_cas0', 'face_rpn_cls_prob_reshape_stride32_cas1']
+    assert layout.stride_deploy_output_names(16)[3:] == [
+        'face_rpn_cls_prob_reshape_stride16_cas0', 'face_rpn_bbox_pred_stride16_cas0',
+        'face_rpn_cls_prob_reshape_stride16_cas1', 'face_rpn_bbox_pred_stride16_cas1']
+    assert pickle.loads(pickle.dumps(layout)) == layout
+    assert layout != ModelLayout.from_config(_cfg(CASCADE=2))
+    assert 'cascade_bbox_strides=[16]' in repr(layout)
+    # without cascade the stride lists are empty whatever the config says
+    assert ModelLayout.from_config(_cfg()).cascade_cls_strides == ()
