@@ -38,6 +38,10 @@ stride index ``k``:
 
 (* with the default ``cfg.TRAIN.LOSS_SCALE = 'release'``; see :mod:`rcnn.symbol.loss_scale`.)
 
+With ``cfg.CASCADE > 0`` (:mod:`rcnn.symbol.cascade`) the training graph has one more label,
+``gt_boxes``, and the cascade outputs after these; the deploy graph has each stride's cascade
+outputs right after its three.
+
 The class-score convolution keeps the released name ``face_rpn_cls_score_stride{s}``: the data
 loader infers each stride's map size from ``face_rpn_cls_score_stride{s}_output``
 (:func:`feature_shapes`, :func:`label_shapes`). Every label input enters through ``BlockGrad``,
