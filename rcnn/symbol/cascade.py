@@ -88,12 +88,34 @@ def gt_boxes_input(cfg):
     return mx.sym.Variable(GT_BOXES_NAME)
 
 
-def _conv1x1(data, name, num_filter):
-    weight = mx.sym.Variable(name + '_weight', init=mx.init.Normal(_WEIGHT_SIGMA), lr_mult=1.0)
+def _conv1x1(body, name, num_filter):
+    """1x1 conv (weight ``Normal(0.01)`` lr x1, bias 0 lr x2 no wd, as the original's
+    ``conv_only``) over the channel concatenation of ``body``, a list of (symbol, channels).
+
+    Several parts (mode 3) are not concatenated: the conv is the sum of each part's conv with
+    its input-channel slice of the one weight, the same function and the same parameter
+    (2A or L*A, sum of channels, 1, 1) as the original's conv of the concatenation. MXNet
+    1.9.1's MKLDNN ``Concat`` backward dies with SIGFPE on some of these channel splits.
+    """
+    channels = sum(c for _, c in body) if len(body) > 1 else None
+    weight = mx.sym.Variable(name + '_weight', init=mx.init.Normal(_WEIGHT_SIGMA), lr_mult=1.0,
+                             shape=None if channels is None else (num_filter, channels, 1, 1))
     bias = mx.sym.Variable(name + '_bias', init=mx.init.Constant(0.0), lr_mult=2.0,
-                           wd_mult=0.0)
-    return mx.sym.Convolution(data=data, weight=weight, bias=bias, kernel=(1, 1), pad=(0, 0),
-                              stride=(1, 1), num_filter=num_filter, name=name)
+                           wd_mult=0.0, shape=(num_filter,))
+    if len(body) == 1:
+        return mx.sym.Convolution(data=body[0][0], weight=weight, bias=bias, kernel=(1, 1),
+                                  pad=(0, 0), stride=(1, 1), num_filter=num_filter, name=name)
+    terms, begin = [], 0
+    for index, (part, part_channels) in enumerate(body):
+        part_name = '%s_part%d' % (name, index)
+        part_weight = mx.sym.slice_axis(weight, axis=1, begin=begin, end=begin + part_channels,
+                                        name=part_name + '_weight_slice')
+        terms.append(mx.sym.Convolution(data=part, weight=part_weight, no_bias=True,
+                                        kernel=(1, 1), pad=(0, 0), stride=(1, 1),
+                                        num_filter=num_filter, name=part_name))
+        begin += part_channels
+    return mx.sym.broadcast_add(mx.sym.add_n(*terms, name=name + '_sum'),
+                                mx.sym.reshape(bias, shape=(1, -1, 1, 1)), name=name)
 
 
 def _channels(symbol):
@@ -103,13 +125,14 @@ def _channels(symbol):
 
 
 def cascade_body(first, stride, mode):
-    """The symbol the cascade heads of ``stride`` read (``CASCADE_MODE``, module docstring)."""
+    """What the cascade heads of ``stride`` read (``CASCADE_MODE``, module docstring): a list
+    of (symbol, channels) whose channel concatenation is the original's ``body``."""
     mode = int(mode)
     if mode == 0:
-        return first.head
+        return [(first.head, None)]
     name = CASCADE_MODULE_NAME % stride
     if mode == 1:
-        return first.head_module(first.neck, name)
+        return [(first.head_module(first.neck, name), None)]
     if mode == 2:
         neck_channels, head_channels = _channels(first.neck), _channels(first.head)
         if neck_channels != head_channels:
@@ -118,12 +141,12 @@ def cascade_body(first, stride, mode):
                              '(choose CASCADE_MODE 0, 1 or 3 for this network)'
                              % (neck_channels, head_channels, stride))
         merged = mx.sym.elemwise_add(first.neck, first.head, name=name + '_input')
-        return first.head_module(merged, name)
+        return [(first.head_module(merged, name), None)]
     if mode == 3:
         parts = [first.head_module(first.neck, name), first.cls_score, first.bbox_pred]
         if first.landmark_pred is not None:
             parts.append(first.landmark_pred)
-        return mx.sym.Concat(*parts, dim=1, name=name + '_concat_first')
+        return [(part, _channels(part)) for part in parts]
     raise ValueError('CASCADE_MODE must be 0, 1, 2 or 3, got %r' % mode)
 
 

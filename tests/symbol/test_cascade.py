@@ -297,3 +297,66 @@ def test_layout_indices_and_value_semantics_with_cascade():
     assert 'cascade_bbox_strides=[16]' in repr(layout)
     # without cascade the stride lists are empty whatever the config says
     assert ModelLayout.from_config(_cfg()).cascade_cls_strides == ()
+
+
+def test_mode_3_stage_conv_is_the_conv_of_the_concatenation():
+    """Mode 3's stage convs see [module output, cls scores, box deltas, landmark deltas]
+    concatenated on the channel axis (the original's ``mx.sym.concat``): checked against a
+    NumPy 1x1 conv of the concatenated internal outputs."""
+    cfg = _cfg(CASCADE=1, CASCADE_MODE=3)
+    stride = 16
+    internals = get_symbol_test('mnet', cfg).get_internals()
+    names = ['RF_head_stride%d_cas_concat_relu' % stride] + [
+        'face_rpn_%s_stride%d' % (kind, stride)
+        for kind in ('cls_score', 'bbox_pred', 'landmark_pred')]
+    stage = 'face_rpn_bbox_pred_stride%d_cas0' % stride
+    group = mx.sym.Group([internals[n + '_output'] for n in names + [stage]])
+    arg_shapes, _, aux_shapes = group.infer_shape(data=(1, 3, SIDE, SIDE))
+    rng = np.random.RandomState(5)
+    args = {n: mx.nd.array(rng.uniform(-0.3, 0.3, s))
+            for n, s in zip(group.list_arguments(), arg_shapes)}
+    aux = {n: mx.nd.array(rng.uniform(0.5, 1.5, s))
+           for n, s in zip(group.list_auxiliary_states(), aux_shapes)}
+    outputs = [o.asnumpy() for o in group.bind(mx.cpu(), args=args, aux_states=aux)
+               .forward(is_train=False)]
+    concat = np.concatenate(outputs[:4], axis=1)
+    weight = args[stage + '_weight'].asnumpy()[:, :, 0, 0]
+    assert weight.shape == (4 * A, concat.shape[1])
+    expected = np.einsum('fc,bchw->bfhw', weight, concat) + \
+        args[stage + '_bias'].asnumpy()[None, :, None, None]
+    np.testing.assert_allclose(outputs[4], expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('overrides', [dict(CASCADE_MODE=3, RPN_ANCHOR_CFG='RAC_SSH2'),
+                                       dict(CASCADE_MODE=2, DENSE_ANCHOR=True)])
+def test_a_training_step_runs_and_gives_finite_cascade_losses(overrides):
+    """One forward / backward of the training graph on a 64-pixel batch of random labels
+    (RAC_SSH2 with mode 3 crashed MXNet's MKLDNN Concat backward before the stage convs
+    stopped concatenating)."""
+    cfg = _cfg(CASCADE=1, **dict(overrides, **{'TRAIN.MAX_BBOX_PER_IMAGE': 4}))
+    sym = get_symbol_train('mnet', cfg)
+    layout = ModelLayout.from_config(cfg)
+    from rcnn.symbol.symbol_common import label_shapes
+    shapes = dict(label_shapes(sym, (2, 3, SIDE, SIDE), cfg), gt_boxes=(2, 4, 5))
+    rng = np.random.RandomState(7)
+    gt = np.full((2, 4, 5), -1, np.float32)
+    gt[:, 0] = [8, 8, 40, 48, 1]
+    labels = {}
+    for name in layout.label_names():
+        if name == 'gt_boxes':
+            labels[name] = gt
+        elif '_label_' in name:
+            labels[name] = rng.choice([-1, 0, 1], size=shapes[name]).astype(np.float32)
+        else:
+            labels[name] = rng.rand(*shapes[name]).astype(np.float32)
+    mod = mx.mod.Module(sym, data_names=['data'], label_names=layout.label_names(),
+                        context=mx.cpu())
+    mod.bind(data_shapes=[('data', (2, 3, SIDE, SIDE))],
+             label_shapes=[(n, shapes[n]) for n in layout.label_names()])
+    mod.init_params(mx.init.Xavier())
+    batch = mx.io.DataBatch([mx.nd.array(rng.uniform(0, 255, (2, 3, SIDE, SIDE)))],
+                            [mx.nd.array(labels[n]) for n in layout.label_names()])
+    mod.forward_backward(batch)
+    outputs = dict(zip(sym.list_outputs(), mod.get_outputs()))
+    for name in layout.train_output_names()[18:]:
+        assert np.isfinite(outputs[name + '_output'].asnumpy()).all(), name
