@@ -22,7 +22,8 @@ from rcnn.model_layout import (BOX_LEN, FEATURE_STRIDES, LANDMARK_LEN, OUTPUTS_P
                                train_output_index)
 
 __all__ = ['OUTPUTS_PER_STRIDE', 'RPNAcc', 'RPNL1Loss', 'RPNLandMarkL1Loss',
-           'build_train_metrics', 'loss_output_indices', 'cascade_metrics']
+           'build_train_metrics', 'loss_output_indices', 'cascade_metrics',
+           'cascade_loss_indices']
 
 
 class RPNAcc(mx.metric.EvalMetric):
@@ -135,3 +136,11 @@ def cascade_metrics(layout):
                                          output('face_rpn_bbox_weight'),
                                          name='RPNL1LossCAS%d_s%d' % (stage, stride)))
     return metrics
+
+
+def cascade_loss_indices(layout):
+    """Indices of the cascade outputs that must stay finite (the NaN guard's, beside
+    :func:`loss_output_indices`): every stage's class probabilities and box losses."""
+    names = layout.train_output_names()
+    return [index for index, name in enumerate(names)
+            if name.startswith(('face_rpn_cls_prob_', 'face_rpn_bbox_loss_')) and '_cas' in name]

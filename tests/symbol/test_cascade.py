@@ -243,7 +243,7 @@ def test_mode_0_stage_with_the_first_heads_weights_repeats_the_first_outputs():
 
 
 def test_cascade_metrics_read_their_stage_outputs():
-    from rcnn.core.metric import cascade_metrics
+    from rcnn.core.metric import cascade_loss_indices, cascade_metrics
     layout = ModelLayout.from_config(_cfg(CASCADE=1, CASCADE_CLS_STRIDES=[8],
                                           CASCADE_BBOX_STRIDES=[32]))
     metrics = cascade_metrics(layout)
@@ -265,6 +265,8 @@ def test_cascade_metrics_read_their_stage_outputs():
         metric.update(None, preds)
     assert metrics[0].get() == ('RPNL1LossCAS0_s32', pytest.approx(2.0))
     assert metrics[1].get() == ('RPNAccCAS0_s8', pytest.approx(1.0))
+    assert [names[i] for i in cascade_loss_indices(layout)] == [
+        'face_rpn_bbox_loss_stride32_cas0', 'face_rpn_cls_prob_stride8_cas0']
 
 
 @pytest.mark.parametrize('mode, body_channels', [(0, 512), (1, 512),
@@ -331,8 +333,8 @@ def test_mode_3_stage_conv_is_the_conv_of_the_concatenation():
                                        dict(CASCADE_MODE=2, DENSE_ANCHOR=True)])
 def test_a_training_step_runs_and_gives_finite_cascade_losses(overrides):
     """One forward / backward of the training graph on a 64-pixel batch of random labels
-    (RAC_SSH2 with mode 3 crashed MXNet's MKLDNN Concat backward before the stage convs
-    stopped concatenating)."""
+    (RAC_SSH2 with mode 3 is a channel split on which MXNet's MKLDNN Concat backward dies
+    with SIGFPE: the stage convs must not concatenate)."""
     cfg = _cfg(CASCADE=1, **dict(overrides, **{'TRAIN.MAX_BBOX_PER_IMAGE': 4}))
     sym = get_symbol_train('mnet', cfg)
     layout = ModelLayout.from_config(cfg)
