@@ -57,8 +57,8 @@ __all__ = ['CASCADE_REFINE_OP_TYPE', 'MAX_LOG_SCALE', 'CascadeRefiner', 'refine_
            'label_refined']
 
 CASCADE_REFINE_OP_TYPE = 'retinaface_cascade_refine'
-#: anchor-face pairs of one IoU block (bounds the memory of an image with many faces)
-_IOU_BLOCK_PAIRS = 1 << 22
+#: refined anchors compared with the faces near them at a time (their IoU block)
+PRUNE_BLOCK = 512
 #: largest log-size delta decoded (a box side grows at most ~ 62x): keeps boxes finite
 MAX_LOG_SCALE = float(np.log(1000.0 / 16.0))
 
@@ -90,18 +90,34 @@ def refine_anchors(anchors, deltas, bbox_stds):
 
 
 def _best_faces(boxes, faces):
-    """(N, 4) boxes x (K, 4) faces, K >= 1 -> (max IoU (N,) float32, matched face (N,) int64);
-    the lowest face index on ties. Blocks of rows keep the IoU matrix small."""
+    """(N, 4) boxes x (K, 4) faces, K >= 1 -> (max IoU (N,) float32, matched face (N,) int64).
+
+    Only an intersecting face has a non-zero IoU: the boxes are taken in blocks of
+    :data:`PRUNE_BLOCK` consecutive ones (neighbours on the feature map, so their refined
+    boxes cover a small region) and each block is compared with the faces touching the
+    bounding box of its boxes. The faces kept keep their order, so ties go to the lowest face
+    index as in a dense argmax; a box touching no face gets IoU 0 and face 0.
+    """
     boxes = np.ascontiguousarray(boxes, dtype=np.float32)
     faces = np.ascontiguousarray(faces, dtype=np.float32)
-    max_iou = np.empty(len(boxes), dtype=np.float32)
-    matched = np.empty(len(boxes), dtype=np.int64)
-    rows = max(1, _IOU_BLOCK_PAIRS // len(faces))
-    for start in range(0, len(boxes), rows):
-        overlaps = bbox_overlaps_cython(boxes[start:start + rows], faces)
+    max_iou = np.zeros(len(boxes), dtype=np.float32)
+    matched = np.zeros(len(boxes), dtype=np.int64)
+    starts = np.arange(0, len(boxes), PRUNE_BLOCK)
+    if len(starts) == 0:
+        return max_iou, matched
+    low = np.minimum.reduceat(boxes[:, :2], starts, axis=0)       # (blocks, 2) x1 y1
+    high = np.maximum.reduceat(boxes[:, 2:], starts, axis=0)      # (blocks, 2) x2 y2
+    touches = ((faces[None, :, 0] <= high[:, None, 0]) & (faces[None, :, 2] >= low[:, None, 0]) &
+               (faces[None, :, 1] <= high[:, None, 1]) & (faces[None, :, 3] >= low[:, None, 1]))
+    for block, start in enumerate(starts):
+        near = np.flatnonzero(touches[block])
+        if near.size == 0:
+            continue
+        rows = slice(start, start + PRUNE_BLOCK)
+        overlaps = bbox_overlaps_cython(boxes[rows], faces[near])
         best = overlaps.argmax(axis=1)
-        matched[start:start + rows] = best
-        max_iou[start:start + rows] = overlaps[np.arange(len(best)), best]
+        max_iou[rows] = overlaps[np.arange(len(best)), best]
+        matched[rows] = near[best]
     return max_iou, matched
 
 

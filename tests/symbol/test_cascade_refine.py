@@ -182,3 +182,38 @@ def test_the_op_refuses_inputs_that_do_not_fit_its_anchors(capfd):
         op.infer_shape(s=(1, 2, 12), d=(1, 8, 2, 2), g=(1, 4, 5))
     # MXNet prints the operator's own message
     assert 'do not fit 2 anchors per position' in ''.join(capfd.readouterr())
+
+
+def _numpy_iou(boxes, faces):
+    """Dense IoU, +1 pixel convention, written out independently."""
+    ix1 = np.maximum(boxes[:, None, 0], faces[None, :, 0])
+    iy1 = np.maximum(boxes[:, None, 1], faces[None, :, 1])
+    ix2 = np.minimum(boxes[:, None, 2], faces[None, :, 2])
+    iy2 = np.minimum(boxes[:, None, 3], faces[None, :, 3])
+    inter = np.clip(ix2 - ix1 + 1, 0, None) * np.clip(iy2 - iy1 + 1, 0, None)
+    area = lambda b: (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)      # noqa: E731
+    return inter / (area(boxes)[:, None] + area(faces)[None, :] - inter)
+
+
+def test_labels_of_many_refined_anchors_match_a_dense_numpy_iou():
+    """Refined anchors of a 40 x 40 map (stride 8, shifted and scaled at random) against 80
+    faces: the block-pruned matching gives the dense IoU's labels and, on positives, faces."""
+    rng = np.random.RandomState(11)
+    refiner = CascadeRefiner(BASE_ANCHORS * 0.5, 8, (0.4, 0.5), (1, 1, 1, 1),
+                             OHEMSampler(256, 0.25))
+    anchors = refiner.anchors(40, 40)
+    refined = refine_anchors(anchors, rng.normal(0, 0.4, anchors.shape), (1, 1, 1, 1))
+    corners = rng.uniform(0, 300, (80, 2))
+    faces = np.hstack([corners, corners + rng.uniform(6, 24, (80, 2))]).astype(np.float32)
+    labels, matched = label_refined(refined, faces, 0.4, 0.5)
+    iou = _numpy_iou(refined.astype(np.float64), faces.astype(np.float64))
+    best = iou.max(axis=1)
+    expected = np.full(len(refined), -1.0)
+    expected[best < 0.4] = 0
+    expected[best >= 0.5] = 1
+    settled = np.abs(best - 0.4) > 1e-4
+    settled &= np.abs(best - 0.5) > 1e-4                  # float32 kernel vs float64 here
+    np.testing.assert_array_equal(labels[settled], expected[settled])
+    positive = (labels == 1) & settled
+    assert positive.sum() > 20 and (labels == -1).sum() > 20
+    np.testing.assert_array_equal(matched[positive], iou[positive].argmax(axis=1))
