@@ -362,3 +362,24 @@ def test_a_training_step_runs_and_gives_finite_cascade_losses(overrides):
     outputs = dict(zip(sym.list_outputs(), mod.get_outputs()))
     for name in layout.train_output_names()[18:]:
         assert np.isfinite(outputs[name + '_output'].asnumpy()).all(), name
+
+
+def test_mode_3_deploy_graph_exports_to_onnx_with_the_same_outputs(tmp_path):
+    pytest.importorskip('onnxruntime')
+    from rcnn.deploy.onnx_export import export_onnx, mxnet_forward, onnxruntime_forward
+    cfg = _cfg(CASCADE=1, CASCADE_MODE=3)
+    sym = get_symbol_test('mnet', cfg)
+    shape = (1, 3, SIDE, SIDE)
+    arg_shapes, _, aux_shapes = sym.infer_shape(data=shape)
+    rng = np.random.RandomState(2)
+    args = {n: mx.nd.array(rng.uniform(-0.1, 0.1, s))
+            for n, s in zip(sym.list_arguments(), arg_shapes) if n != 'data'}
+    aux = {n: mx.nd.array(rng.uniform(0.5, 1.5, s))
+           for n, s in zip(sym.list_auxiliary_states(), aux_shapes)}
+    path = str(tmp_path / 'cascade.onnx')
+    export_onnx(sym, args, aux, path, input_shape=shape)
+    data = rng.uniform(0, 255, shape).astype(np.float32)
+    reference, exported = mxnet_forward(sym, args, aux, data), onnxruntime_forward(path, data)
+    assert list(exported) == ModelLayout.from_config(cfg).deploy_output_names()
+    for name in reference:
+        np.testing.assert_allclose(exported[name], reference[name], rtol=1e-4, atol=1e-5)
