@@ -93,8 +93,9 @@ class RPNLandMarkL1Loss(RPNL1Loss):
                                                 values_per_anchor=LANDMARK_LEN)
 
 
-def build_train_metrics(strides=FEATURE_STRIDES):
-    """CompositeEvalMetric with, per stride, RPNAcc_s{s}, RPNL1Loss_s{s}, RPNLandMarkL1Loss_s{s}."""
+def build_train_metrics(strides=FEATURE_STRIDES, layout=None):
+    """CompositeEvalMetric with, per stride, RPNAcc_s{s}, RPNL1Loss_s{s}, RPNLandMarkL1Loss_s{s};
+    then the cascade stages' (:func:`cascade_metrics`) of ``layout`` when given."""
     metrics = mx.metric.CompositeEvalMetric()
     for k, stride in enumerate(strides):
         def index(kind, k=k):
@@ -106,6 +107,8 @@ def build_train_metrics(strides=FEATURE_STRIDES):
         metrics.add(RPNLandMarkL1Loss(index('face_rpn_landmark_loss'),
                                       index('face_rpn_landmark_weight'),
                                       name='RPNLandMarkL1Loss_s%d' % stride))
+    for metric in cascade_metrics(layout) if layout is not None else ():
+        metrics.add(metric)
     return metrics
 
 

@@ -148,9 +148,12 @@ class Trainer(object):
         iters_per_epoch: batches per epoch (at least 1 is used).
         strides: feature strides, for the metric names.
         hooks: :class:`HookBase` objects, called in this order (see :meth:`register_hooks`).
+        layout: the :class:`rcnn.model_layout.ModelLayout`, for the cascade stages' metrics
+            (None: the first stage's only).
     """
 
-    def __init__(self, mod, feed, schedule, batch_size, iters_per_epoch, strides, hooks=()):
+    def __init__(self, mod, feed, schedule, batch_size, iters_per_epoch, strides, hooks=(),
+                 layout=None):
         self.mod = mod
         self.feed = feed
         self.schedule = schedule
@@ -158,8 +161,8 @@ class Trainer(object):
         self.iters_per_epoch = max(1, int(iters_per_epoch))
         self.strides = tuple(strides)
         from rcnn.core.metric import build_train_metrics   # MXNet: not for HookBase's importers
-        self.window_metrics = build_train_metrics(self.strides)
-        self.epoch_metrics = build_train_metrics(self.strides)
+        self.window_metrics = build_train_metrics(self.strides, layout)
+        self.epoch_metrics = build_train_metrics(self.strides, layout)
         self.hooks = []
         self.position = None
         self.start_iteration = None

@@ -542,7 +542,7 @@ def open_val_set(validation, data, rank):
 
 
 def make_hooks(options, strides, record, contexts, val_set, rank, num_workers, deploy_sym,
-               fields, end_epoch, batch_size, states_saved):
+               fields, end_epoch, batch_size, states_saved, layout=None):
     """The Trainer's hooks (rcnn/core/hooks.py :func:`standard_hooks`); rank 0 also writes
     ``<prefix>-metrics.csv`` and, with a validation split, validates
     (``fields``: what every training record of the run stores, :func:`run_record`)."""
@@ -552,7 +552,7 @@ def make_hooks(options, strides, record, contexts, val_set, rank, num_workers, d
     metrics_table = validator = None
     validation, schedule = options.validation, options.schedule
     if rank == 0:
-        names = [name for name, _ in build_train_metrics(strides).get_name_value()]
+        names = [name for name, _ in build_train_metrics(strides, layout).get_name_value()]
         metrics_table = MetricsLog(options.prefix, names,
                                    None if record is None else record['iteration'])
     if rank == 0 and val_set is not None:
@@ -679,6 +679,7 @@ def run_record(plan, num_devices, num_workers, fixed):
 def _build_locked(options, contexts, kv, rank, num_workers, run_lock):
     """:func:`build_training` once the prefix is locked."""
     from rcnn.core.loader import CropLoader, feature_symbols
+    from rcnn.model_layout import ModelLayout
     from rcnn.recipe import write_recipe
     from rcnn.symbol import get_symbol_test, get_symbol_train
 
@@ -750,12 +751,13 @@ def _build_locked(options, contexts, kv, rank, num_workers, run_lock):
             logger.warning('checkpoint %d has no optimizer state (dist_async) or this run cannot '
                            'hold it: the momentum restarts from zero', record['checkpoint'])
 
+        layout = ModelLayout.from_config(cfg)
         hooks = make_hooks(options, cfg.RPN_FEAT_STRIDE, record, contexts, val_set, rank,
                            num_workers, deploy_sym,
                            run_record(plan, len(contexts), num_workers, fixed), end_epoch,
-                           batch_size, states_saved)
+                           batch_size, states_saved, layout)
         trainer = Trainer(mod, LoaderFeed(loader), schedule, batch_size, iters_per_epoch,
-                          tuple(cfg.RPN_FEAT_STRIDE), hooks)
+                          tuple(cfg.RPN_FEAT_STRIDE), hooks, layout)
     except BaseException:
         loader.close()
         raise

@@ -1,8 +1,9 @@
 """A few CPU training iterations of the mnet preset with CASCADE=1 through train.py, on the
 real dlib photos in ../shared (160-pixel crops, 2 images per batch): the run ends, the cascade
 heads got gradients (their zero-initialised biases moved: weight decay alone keeps a zero
-bias at zero), the checkpoint's deploy graph has the cascade outputs after each stride's, and
-a run stopped and resumed ends with the parameters of the run that was not stopped.
+bias at zero), their metrics are logged, the checkpoint's deploy graph has the cascade outputs
+after each stride's, and a run stopped and resumed ends with the parameters of the run that was
+not stopped.
 """
 import os
 import re
@@ -44,7 +45,10 @@ def _digest(proc):
 @pytest.mark.slow
 def test_three_cascade_iterations_train_the_stage_heads(tmp_path, dlib_faces):
     prefix = tmp_path / 'cascade'
-    _train(prefix, dlib_faces, tmp_path, '--max_iters', '3')
+    proc = _train(prefix, dlib_faces, tmp_path, '--max_iters', '3')
+    # the stages' metrics are logged beside the first stage's (the original's names)
+    log = proc.stdout + proc.stderr
+    assert re.search(r'Iter\[3\].* RPNAccCAS0_s8=[0-9.]+ RPNL1LossCAS0_s8=', log), log[-2000:]
     sym, arg_params, _ = load_checkpoint(str(prefix), 1)
     cfg, _ = generate_config('mnet', 'retinaface', {'CASCADE': 1})
     assert [n[:-len('_output')] for n in sym.list_outputs()] == \
