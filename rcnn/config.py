@@ -375,6 +375,9 @@ def _base_config():
     # second stage (the first stage uses RPN_POSITIVE_OVERLAP 0.7 when CASCADE > 0, as the
     # original)
     cfg.TRAIN.CASCADE_OVERLAP = [0.4, 0.5]
+    # cascade: rows of the gt_boxes input (faces of one crop, padded with -1 rows); training
+    # refuses a data set with an image of more faces
+    cfg.TRAIN.MAX_BBOX_PER_IMAGE = 2048
     # box regression targets are divided by these (dx, dy, dw, dh)
     cfg.TRAIN.BBOX_STDS = (1.0, 1.0, 1.0, 1.0)
     # landmark regression targets are divided by this
@@ -543,7 +546,7 @@ def _original_key_path(cfg, key):
 DERIVED_KEYS = ('RPN_FEAT_STRIDE', 'NUM_ANCHORS')
 #: keys whose value must be a positive number
 _POSITIVE_KEYS = ('TRAIN.BATCH_IMAGES', 'TRAIN.RPN_BATCH_SIZE', 'CROP_TRIES', 'PIXEL_SCALE',
-                  'HEAD_FILTER_NUM', 'TRAIN.LANDMARK_STD')
+                  'HEAD_FILTER_NUM', 'TRAIN.LANDMARK_STD', 'TRAIN.MAX_BBOX_PER_IMAGE')
 #: keys whose value must lie in [0, 1]
 _FRACTION_KEYS = ('TRAIN.RPN_FG_FRACTION', 'TRAIN.MOMENTUM', 'TRAIN.RPN_POSITIVE_OVERLAP',
                   'TRAIN.RPN_NEGATIVE_OVERLAP', 'COLOR_JITTERING')

@@ -17,7 +17,10 @@ Facts (``net3``, the layout of both released models):
 * names: the image input :data:`DATA_NAME`; per stride the five training label inputs
   (:func:`label_names`), the three deploy outputs (:func:`deploy_output_names`), the six
   training outputs (:data:`TRAIN_OUTPUT_KINDS`) and the class-score convolution whose output
-  size the loader reads (:func:`cls_score_name`).
+  size the loader reads (:func:`cls_score_name`);
+* with ``CASCADE`` stages: per stage and stride the outputs of :func:`cascade_name`
+  (``{kind}_stride{s}_cas{k}``, after the stride's first-stage outputs) and the padded face
+  boxes input :data:`GT_BOXES_NAME`.
 """
 
 __all__ = ['ModelLayout', 'BLUR_BOX_LEN', 'OCCLUSION_LANDMARK_LEN', 'FEATURE_STRIDES', 'NETWORK_STRIDES', 'DATA_NAME', 'NUM_CLASSES', 'BOX_LEN',
@@ -26,7 +29,10 @@ __all__ = ['ModelLayout', 'BLUR_BOX_LEN', 'OCCLUSION_LANDMARK_LEN', 'FEATURE_STR
            'OUTPUTS_PER_STRIDE', 'DEPLOY_OUTPUTS_PER_STRIDE', 'MXNET_OUTPUT_SUFFIX',
            'anchors_per_position', 'strides_of', 'label_name', 'label_names',
            'deploy_output_names',
-           'train_output_names', 'cls_score_name', 'head_names', 'train_output_index']
+           'train_output_names', 'cls_score_name', 'head_names', 'train_output_index',
+           'GT_BOXES_NAME', 'GT_BOX_COLUMNS', 'CASCADE_CLS_TRAIN_KINDS',
+           'CASCADE_BBOX_TRAIN_KINDS', 'CASCADE_CLS_DEPLOY_KIND', 'CASCADE_BBOX_DEPLOY_KIND',
+           'cascade_name']
 
 #: strides of the feature maps every backbone provides, coarse to fine
 FEATURE_STRIDES = (32, 16, 8)
@@ -73,9 +79,34 @@ HEAD_LENGTHS = (NUM_CLASSES, BOX_LEN, LANDMARK_LEN)
 #: MXNet appends this to the name of a node's output
 MXNET_OUTPUT_SUFFIX = '_output'
 
+#: label input of a cascade training graph: the crop's faces, (B, M, 5) float32 rows
+#: x1 y1 x2 y2 class, padded with rows of -1 (M = ``TRAIN.MAX_BBOX_PER_IMAGE``)
+GT_BOXES_NAME = 'gt_boxes'
+GT_BOX_COLUMNS = 5
+#: training outputs of a cascade stage with a class head (``CASCADE_CLS_STRIDES``): class
+#: probabilities (B, 2, A*H*W) and the stage's sampled labels (B, A*H*W)
+CASCADE_CLS_TRAIN_KINDS = ('face_rpn_cls_prob', 'face_rpn_label')
+#: training outputs of a cascade stage with a box head (``CASCADE_BBOX_STRIDES``): box loss and
+#: box weights, both (B, box_len*A, H*W)
+CASCADE_BBOX_TRAIN_KINDS = ('face_rpn_bbox_loss', 'face_rpn_bbox_weight')
+#: deploy output of a cascade stage's class head: (B, 2A, H, W) probabilities
+CASCADE_CLS_DEPLOY_KIND = 'face_rpn_cls_prob_reshape'
+#: deploy output of a cascade stage's box head: (B, box_len*A, H, W) deltas
+CASCADE_BBOX_DEPLOY_KIND = 'face_rpn_bbox_pred'
+
 
 def _stride_name(kind, stride):
     return '%s_stride%d' % (kind, int(stride))
+
+
+def cascade_name(kind, stride, stage):
+    """Name of output ``kind`` of cascade stage ``stage`` (0-based) at ``stride``: the
+    original's ``{kind}_stride{s}_cas{k}``.
+
+    >>> cascade_name('face_rpn_bbox_pred', 16, 0)
+    'face_rpn_bbox_pred_stride16_cas0'
+    """
+    return '%s_cas%d' % (_stride_name(kind, stride), int(stage))
 
 
 def anchors_per_position(anchor_cfg):
@@ -153,11 +184,17 @@ class ModelLayout(object):
         landmark_len: landmark values per anchor: 0 (no landmark head), :data:`LANDMARK_LEN`
             or :data:`OCCLUSION_LANDMARK_LEN`.
         cascade: cascade stages after the first heads (0: none).
+        cascade_cls_strides: strides whose cascade stages have a class head
+            (``CASCADE_CLS_STRIDES`` of the layout's strides; every stride by default; empty
+            without cascade).
+        cascade_bbox_strides: likewise for the box head (``CASCADE_BBOX_STRIDES``).
     """
-    __slots__ = ('strides', 'num_anchors', 'box_len', 'landmark_len', 'cascade')
+    __slots__ = ('strides', 'num_anchors', 'box_len', 'landmark_len', 'cascade',
+                 'cascade_cls_strides', 'cascade_bbox_strides')
 
     def __init__(self, strides=FEATURE_STRIDES, num_anchors=2, box_len=BOX_LEN,
-                 landmark_len=LANDMARK_LEN, cascade=0):
+                 landmark_len=LANDMARK_LEN, cascade=0, cascade_cls_strides=None,
+                 cascade_bbox_strides=None):
         strides = tuple(int(s) for s in strides)
         if not strides or list(strides) != sorted(set(strides), reverse=True):
             raise ValueError('strides must be distinct and listed coarse to fine, got %s'
@@ -175,6 +212,11 @@ class ModelLayout(object):
         object.__setattr__(self, 'box_len', int(box_len))
         object.__setattr__(self, 'landmark_len', int(landmark_len))
         object.__setattr__(self, 'cascade', int(cascade))
+        for name, chosen in (('cascade_cls_strides', cascade_cls_strides),
+                             ('cascade_bbox_strides', cascade_bbox_strides)):
+            chosen = strides if chosen is None else tuple(int(s) for s in chosen)
+            object.__setattr__(self, name, tuple(s for s in strides if s in chosen)
+                               if self.cascade else ())
 
     def __setattr__(self, name, value):
         raise AttributeError('a ModelLayout cannot be changed')
@@ -183,7 +225,7 @@ class ModelLayout(object):
     def from_config(cls, cfg):
         """The layout of a (derived) config: ``RPN_ANCHOR_CFG`` (strides, scales x ratios),
         ``DENSE_ANCHOR`` (x2), ``USE_BLUR``, ``FACE_LANDMARK``, ``USE_OCCLUSION``,
-        ``CASCADE``."""
+        ``CASCADE``, ``CASCADE_CLS_STRIDES``, ``CASCADE_BBOX_STRIDES``."""
         per_position = anchors_per_position(cfg.RPN_ANCHOR_CFG)
         if cfg.get('DENSE_ANCHOR', False):
             per_position *= 2
@@ -193,7 +235,8 @@ class ModelLayout(object):
                 else LANDMARK_LEN
         return cls(strides_of(cfg.RPN_ANCHOR_CFG), per_position,
                    BLUR_BOX_LEN if cfg.get('USE_BLUR', False) else BOX_LEN, landmark_len,
-                   int(cfg.get('CASCADE', 0)))
+                   int(cfg.get('CASCADE', 0)), cfg.get('CASCADE_CLS_STRIDES'),
+                   cfg.get('CASCADE_BBOX_STRIDES'))
 
     # ---- facts of the layout ----
     @property
@@ -232,37 +275,74 @@ class ModelLayout(object):
         return tuple(k for k in LABEL_KINDS if self.landmarks or k not in LANDMARK_LABEL_KINDS)
 
     def label_names(self, prefix=_LABEL_PREFIX):
-        """Every training label input name: per stride (coarse to fine) :attr:`label_kinds`."""
-        return label_names(self.strides, self.landmarks, prefix)
+        """Every training label input name: per stride (coarse to fine) :attr:`label_kinds`,
+        then :data:`GT_BOXES_NAME` when the layout has cascade stages."""
+        names = label_names(self.strides, self.landmarks, prefix)
+        return names + [GT_BOXES_NAME] if self.cascade else names
+
+    def cascade_kinds(self, stride, cls_kinds, bbox_kinds):
+        """``[(kind, stage)]`` of the cascade outputs of one stride, in graph order: per stage,
+        ``cls_kinds`` when the stride has a cascade class head, then ``bbox_kinds`` when it has
+        a cascade box head (the original's ``get_out`` and ``save_model``)."""
+        stride = int(stride)
+        per_stage = ((cls_kinds if stride in self.cascade_cls_strides else ()) +
+                     (bbox_kinds if stride in self.cascade_bbox_strides else ()))
+        return [(kind, stage) for stage in range(self.cascade) for kind in per_stage]
 
     @property
     def deploy_output_kinds(self):
-        """Deploy outputs of one stride: class probabilities, box deltas[, landmark deltas]."""
+        """First-stage deploy outputs of one stride: class probabilities, box deltas
+        [, landmark deltas]."""
         return DEPLOY_OUTPUT_KINDS[:2 + int(self.landmarks)]
 
+    def stride_deploy_output_names(self, stride):
+        """Deploy output names of one stride: :attr:`deploy_output_kinds`, then per cascade
+        stage its class probabilities and / or box deltas (:meth:`cascade_kinds`)."""
+        return ([_stride_name(kind, stride) for kind in self.deploy_output_kinds] +
+                [cascade_name(kind, stride, stage) for kind, stage in self.cascade_kinds(
+                    stride, (CASCADE_CLS_DEPLOY_KIND,), (CASCADE_BBOX_DEPLOY_KIND,))])
+
     def deploy_output_names(self):
-        """Deploy output names in graph order (:attr:`deploy_output_kinds` per stride)."""
-        return [_stride_name(kind, stride) for stride in self.strides
-                for kind in self.deploy_output_kinds]
+        """Deploy output names in graph order (:meth:`stride_deploy_output_names` per
+        stride, coarse to fine)."""
+        return [name for stride in self.strides
+                for name in self.stride_deploy_output_names(stride)]
 
     @property
     def train_output_kinds(self):
-        """Training outputs of one stride, in graph order."""
+        """First-stage training outputs of one stride, in graph order."""
         return TRAIN_OUTPUT_KINDS[:4 + 2 * int(self.landmarks)]
 
-    def train_output_names(self):
-        """The training graph's output node names, in output order."""
-        return [_stride_name(kind, stride) for stride in self.strides
-                for kind in self.train_output_kinds]
+    def cascade_train_output_names(self, stride):
+        """Training outputs the cascade stages add to one stride: per stage
+        :data:`CASCADE_CLS_TRAIN_KINDS` and / or :data:`CASCADE_BBOX_TRAIN_KINDS`
+        (:meth:`cascade_kinds`)."""
+        return [cascade_name(kind, stride, stage) for kind, stage in self.cascade_kinds(
+            stride, CASCADE_CLS_TRAIN_KINDS, CASCADE_BBOX_TRAIN_KINDS)]
 
-    def train_output_index(self, stride_index, kind):
-        """Index of training output ``kind`` of the ``stride_index``-th stride."""
-        kinds = self.train_output_kinds
-        return len(kinds) * int(stride_index) + kinds.index(kind)
+    def train_output_names(self):
+        """The training graph's output node names, in output order: the first stage's
+        (:attr:`train_output_kinds` per stride), then the cascade's
+        (:meth:`cascade_train_output_names` per stride). The original interleaves each stride's
+        cascade outputs with its own; after all first-stage outputs, a first-stage output has
+        the same index with and without cascade (metrics, the NaN guard)."""
+        first = [_stride_name(kind, stride) for stride in self.strides
+                 for kind in self.train_output_kinds]
+        return first + [name for stride in self.strides
+                        for name in self.cascade_train_output_names(stride)]
+
+    def train_output_index(self, stride_index, kind, stage=None):
+        """Index of training output ``kind`` of the ``stride_index``-th stride (of cascade
+        stage ``stage`` when given) in the training graph's outputs."""
+        stride = self.strides[int(stride_index)]
+        name = (_stride_name(kind, stride) if stage is None
+                else cascade_name(kind, stride, stage))
+        return self.train_output_names().index(name)
 
     # ---- value semantics ----
     def _key(self):
-        return (self.strides, self.num_anchors, self.box_len, self.landmark_len, self.cascade)
+        return (self.strides, self.num_anchors, self.box_len, self.landmark_len, self.cascade,
+                self.cascade_cls_strides, self.cascade_bbox_strides)
 
     def __eq__(self, other):
         return isinstance(other, ModelLayout) and self._key() == other._key()
@@ -274,5 +354,9 @@ class ModelLayout(object):
         return ModelLayout, self._key()
 
     def __repr__(self):
-        return ('ModelLayout(strides=%s, num_anchors=%d, box_len=%d, landmark_len=%d, '
-                'cascade=%d)' % ((list(self.strides),) + self._key()[1:]))
+        text = ('ModelLayout(strides=%s, num_anchors=%d, box_len=%d, landmark_len=%d, '
+                'cascade=%d' % ((list(self.strides),) + self._key()[1:5]))
+        if self.cascade:
+            text += ', cascade_cls_strides=%s, cascade_bbox_strides=%s' % (
+                list(self.cascade_cls_strides), list(self.cascade_bbox_strides))
+        return text + ')'

@@ -75,6 +75,7 @@ from mxnet.executor_manager import _split_input_slice
 from rcnn.core import shared_roidb
 from rcnn.core import worker_protocol as protocol
 from rcnn.core.loader_worker import worker_main
+from rcnn.io.cascade_targets import check_face_capacity
 from rcnn.io.sample import ImageReadError, SampleMaker, batch_select_stride, epoch_order
 from rcnn.model_layout import DATA_NAME, ModelLayout, cls_score_name
 
@@ -491,6 +492,8 @@ class CropLoader(mx.io.DataIter):
                              % (len(self.feat_sym), len(self.feat_stride),
                                 ', '.join(map(str, self.feat_stride))))
         self.random_feat_stride = bool(cfg.RANDOM_FEAT_STRIDE)
+        if int(cfg.CASCADE) > 0:          # the gt_boxes input holds every face of a crop
+            check_face_capacity(roidb, cfg.TRAIN.MAX_BBOX_PER_IMAGE)
         self.crop_size = int(cfg.SCALES[0][0])
         self.data_name = [DATA_NAME]
         data_shape = (batch_size, 3, self.crop_size, self.crop_size)

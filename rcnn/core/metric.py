@@ -24,7 +24,8 @@ from rcnn.model_layout import (BOX_LEN, FEATURE_STRIDES, LANDMARK_LEN, OUTPUTS_P
                                ModelLayout)
 
 __all__ = ['OUTPUTS_PER_STRIDE', 'RPNAcc', 'RPNL1Loss', 'RPNLandMarkL1Loss',
-           'build_train_metrics', 'loss_output_indices', 'as_layout']
+           'build_train_metrics', 'loss_output_indices', 'as_layout', 'cascade_metrics',
+           'cascade_loss_indices']
 
 
 class RPNAcc(mx.metric.EvalMetric):
@@ -115,7 +116,8 @@ def as_layout(layout):
 def build_train_metrics(layout, lr_mode=0):
     """CompositeEvalMetric with, per stride of ``layout`` (a :class:`ModelLayout`, or the
     strides of a ``net3`` layout), ``RPNAcc_s{s}``, ``RPNL1Loss_s{s}`` and, with landmarks,
-    ``RPNLandMarkL1Loss_s{s}``; ``lr_mode`` 1 averages the losses per batch."""
+    ``RPNLandMarkL1Loss_s{s}``, then the cascade stages' (:func:`cascade_metrics`);
+    ``lr_mode`` 1 averages the losses per batch."""
     layout = as_layout(layout)
     per_batch = int(lr_mode) != 0
     metrics = mx.metric.CompositeEvalMetric()
@@ -133,6 +135,8 @@ def build_train_metrics(layout, lr_mode=0):
                                           name='RPNLandMarkL1Loss_s%d' % stride,
                                           values_per_anchor=layout.landmark_len,
                                           per_batch=per_batch))
+    for metric in cascade_metrics(layout):
+        metrics.add(metric)
     return metrics
 
 
@@ -143,4 +147,32 @@ def loss_output_indices(layout):
     kinds = [k for k in ('face_rpn_cls_prob', 'face_rpn_bbox_loss', 'face_rpn_landmark_loss')
              if k in layout.train_output_kinds]
     return [layout.train_output_index(k, kind) for k in range(len(layout.strides))
-            for kind in kinds]
+            for kind in kinds] + cascade_loss_indices(layout)
+
+
+def cascade_metrics(layout):
+    """The cascade stages' metrics of a :class:`rcnn.model_layout.ModelLayout`, the original's
+    names: ``RPNAccCAS{k}_s{s}`` for a stride with cascade class heads, ``RPNL1LossCAS{k}_s{s}``
+    for one with cascade box heads (per anchor 4 weighted values: a stage's blur value has no
+    weight). Empty without cascade; add them to the training metrics' composite."""
+    metrics = []
+    for index, stride in enumerate(layout.strides):
+        for stage in range(layout.cascade):
+            def output(kind, stage=stage):
+                return layout.train_output_index(index, kind, stage)
+            if stride in layout.cascade_cls_strides:
+                metrics.append(RPNAcc(output('face_rpn_cls_prob'), output('face_rpn_label'),
+                                      name='RPNAccCAS%d_s%d' % (stage, stride)))
+            if stride in layout.cascade_bbox_strides:
+                metrics.append(RPNL1Loss(output('face_rpn_bbox_loss'),
+                                         output('face_rpn_bbox_weight'),
+                                         name='RPNL1LossCAS%d_s%d' % (stage, stride)))
+    return metrics
+
+
+def cascade_loss_indices(layout):
+    """Indices of the cascade outputs that must stay finite (the NaN guard's, beside
+    :func:`loss_output_indices`): every stage's class probabilities and box losses."""
+    names = layout.train_output_names()
+    return [index for index, name in enumerate(names)
+            if name.startswith(('face_rpn_cls_prob_', 'face_rpn_bbox_loss_')) and '_cas' in name]

@@ -18,6 +18,7 @@ import numpy as np
 
 from rcnn.dataset.annotations import FaceAnnotations
 from rcnn.io.anchor_targets import AnchorTargetGenerator
+from rcnn.io.cascade_targets import with_cascade_targets
 from rcnn.io.image import ImageReadError, read_image
 from rcnn.io.transforms import TrainTransform
 
@@ -73,8 +74,8 @@ class SampleMaker(object):
 
     @classmethod
     def from_config(cls, cfg, feat_shapes):
-        return cls(TrainTransform.from_config(cfg), AnchorTargetGenerator.from_config(cfg),
-                   feat_shapes)
+        targets = with_cascade_targets(AnchorTargetGenerator.from_config(cfg), cfg)
+        return cls(TrainTransform.from_config(cfg), targets, feat_shapes)
 
     # The one place the loader takes its label inputs from (names, shapes, arrays): a model
     # with further label inputs extends these three together.

@@ -68,9 +68,11 @@ HeadParams = namedtuple('HeadParams', ['cls', 'bbox', 'landmark'])
 #: ``label_input``: the label input (B, A*H*W); ``label``: the sampled labels;
 #: ``bbox_target``; ``anchor_weight`` (B, A*H*W) and ``positive_count`` (B, 1) of the OHEM op,
 #: None without it
+#: ``raw_heads``: the three 1x1 convolution outputs (B, 2A / V_box*A / V_lmk*A, H, W; the last
+#: None without landmarks), what the cascade stages read
 StrideTrainOutputs = namedtuple('StrideTrainOutputs', [
     'outputs', 'feature', 'cls_score', 'bbox_pred', 'landmark_pred', 'label_input', 'label',
-    'bbox_target', 'anchor_weight', 'positive_count'])
+    'bbox_target', 'anchor_weight', 'positive_count', 'raw_heads'])
 
 
 def _stride_name(kind, stride):
@@ -146,20 +148,40 @@ def stride_heads(feature, stride, cfg, layout, params):
     return cls_score, bbox_pred, landmark_pred
 
 
-def deploy_outputs(features, cfg, layout=None):
-    """The deploy group (module docstring) from stride -> detection-module feature."""
+def _cascade_stages(cfg, layout, necks, head_module):
+    """``(necks, head_module)`` the cascade stages need (:mod:`rcnn.symbol.cascade`), or None
+    without ``CASCADE``."""
+    if not layout.cascade:
+        return None
+    if necks is None or head_module is None:
+        raise ValueError('cfg.CASCADE=%d needs the neck levels and the detection module of '
+                         'the network (necks=, head_module=)' % layout.cascade)
+    return necks, head_module
+
+
+def deploy_outputs(features, cfg, layout=None, necks=None, head_module=None):
+    """The deploy group (module docstring) from stride -> detection-module feature; with
+    ``cfg.CASCADE`` each stride's cascade outputs follow its own (``necks``: stride -> neck
+    level, ``head_module``: ``f(data, name)`` the detection module, see
+    :mod:`rcnn.symbol.cascade`)."""
+    from rcnn.symbol.cascade import FirstStage, cascade_deploy_outputs
     layout = layout or ModelLayout.from_config(cfg)
+    cascade = _cascade_stages(cfg, layout, necks, head_module)
     params = head_params(cfg)
     outputs = []
     for stride in layout.strides:
-        cls_score, bbox_pred, landmark_pred = stride_heads(features[stride], stride, cfg,
-                                                           layout, params)
+        raw_heads = stride_heads(features[stride], stride, cfg, layout, params)
+        cls_score, bbox_pred, landmark_pred = raw_heads
         pairs = mx.sym.Reshape(cls_score, shape=(0, 2, -1, 0),
                                name=_stride_name('rpn_cls_score_reshape', stride))
         prob = mx.sym.softmax(pairs, axis=1, name=_stride_name('rpn_cls_prob', stride))
         prob = mx.sym.Reshape(prob, shape=(0, 2 * layout.num_anchors, -1, 0),
                               name=_stride_name('rpn_cls_prob_reshape', stride))
         outputs.extend([prob, bbox_pred] + ([landmark_pred] if layout.landmarks else []))
+        if cascade is not None:
+            first = FirstStage(cascade[0][stride], features[stride], *raw_heads,
+                               head_module=cascade[1])
+            outputs += cascade_deploy_outputs(first, stride, cfg)
     return mx.sym.Group(outputs)
 
 
@@ -214,7 +236,8 @@ def stride_train_outputs(feature, stride, cfg, lr_mult=1.0, layout=None, params=
     params = params or head_params(cfg)
     num_anchors = layout.num_anchors
     labels = _label_inputs(stride, layout)
-    cls_score, bbox_pred, landmark_pred = stride_heads(feature, stride, cfg, layout, params)
+    raw_heads = stride_heads(feature, stride, cfg, layout, params)
+    cls_score, bbox_pred, landmark_pred = raw_heads
     cls_score = mx.sym.Reshape(cls_score, shape=(0, 2, -1),
                                name=_stride_name('rpn_cls_score_reshape', stride))
     bbox_pred = mx.sym.Reshape(bbox_pred, shape=(0, 0, -1),
@@ -263,15 +286,26 @@ def stride_train_outputs(feature, stride, cfg, lr_mult=1.0, layout=None, params=
                                    landmark_scale, names['face_rpn_landmark_loss'], normaliser),
                     mx.sym.BlockGrad(landmark_weight, name=names['face_rpn_landmark_weight'])]
     return StrideTrainOutputs(outputs, feature, cls_score, bbox_pred, landmark_pred,
-                              labels['label'], label, labels['bbox_target'], anchor_weight, count)
+                              labels['label'], label, labels['bbox_target'], anchor_weight, count,
+                              raw_heads)
 
 
-def train_outputs(features, cfg, lr_mult=1.0, layout=None):
-    """The training group (module docstring) from stride -> detection-module feature."""
+def train_outputs(features, cfg, lr_mult=1.0, layout=None, necks=None, head_module=None):
+    """The training group (module docstring) from stride -> detection-module feature; with
+    ``cfg.CASCADE`` the cascade outputs of every stride follow the first stage's, in
+    :meth:`rcnn.model_layout.ModelLayout.train_output_names` order (``necks``,
+    ``head_module``: see :func:`deploy_outputs`)."""
+    from rcnn.symbol.cascade import FirstStage, cascade_train_outputs, gt_boxes_input
     layout = layout or ModelLayout.from_config(cfg)
+    cascade = _cascade_stages(cfg, layout, necks, head_module)
+    gt_boxes = gt_boxes_input(cfg) if cascade is not None else None
     params = head_params(cfg)
-    outputs = []
+    outputs, cascade_outputs = [], []
     for stride in layout.strides:
-        outputs.extend(stride_train_outputs(features[stride], stride, cfg, lr_mult, layout,
-                                            params).outputs)
-    return mx.sym.Group(outputs)
+        stage = stride_train_outputs(features[stride], stride, cfg, lr_mult, layout, params)
+        outputs.extend(stage.outputs)
+        if cascade is not None:
+            first = FirstStage(cascade[0][stride], stage.feature, *stage.raw_heads,
+                               head_module=cascade[1])
+            cascade_outputs += cascade_train_outputs(first, stride, cfg, gt_boxes, lr_mult)
+    return mx.sym.Group(outputs + cascade_outputs)

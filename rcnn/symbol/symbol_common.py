@@ -31,10 +31,7 @@ from rcnn.symbol.neck import NeckNames, check_pyramid_strides, fpn_neck
 __all__ = ['NECK_BN_EPS', 'NeckNames', 'deploy_output_names', 'label_names',
            'check_graph_config', 'graph_config', 'conv_bn', 'fpn_neck', 'pyramid_features',
            'deploy_outputs', 'smooth_l1_loss', 'train_outputs', 'stride_train_outputs',
-           '_stride_train_outputs', 'feature_shapes', 'label_shapes']
-
-#: the per-stride training heads, for code that adds its own outputs next to them
-_stride_train_outputs = stride_train_outputs
+           'module_builder', 'feature_shapes', 'label_shapes']
 _CLS_SCORE_OUTPUT = re.compile(r'^face_rpn_cls_score_stride(\d+)%s$' % MXNET_OUTPUT_SUFFIX)
 
 
@@ -66,13 +63,6 @@ def check_graph_config(cfg):
     if cfg.HEAD_MODULE not in HEAD_MODULES:
         raise ValueError('cfg.HEAD_MODULE must be one of %s, got %r'
                          % (list(HEAD_MODULES), cfg.HEAD_MODULE))
-    _check_cascade(cfg)
-
-
-def _check_cascade(cfg):
-    if int(cfg.CASCADE) > 0:
-        raise ValueError('cfg.CASCADE=%r: the cascade heads are not part of these graphs'
-                         % cfg.CASCADE)
 
 
 def pyramid_features(backbone_features, cfg, names, relative_width, sampled_dcn=False):
@@ -96,6 +86,17 @@ def pyramid_features(backbone_features, cfg, names, relative_width, sampled_dcn=
     features = {stride: detection_module(neck[stride], names.ssh[stride], width, cfg, dcn)
                 for stride in layout.strides}
     return neck, features
+
+
+def module_builder(cfg, relative_width, sampled_dcn=False):
+    """``f(data, name)``: the graph's detection module (``cfg.HEAD_MODULE``, its width and
+    deformable layers), which the cascade stages of modes 1-3 build again on the neck."""
+    dcn = deformable_mode(cfg, sampled_dcn)
+    width = module_width(cfg, relative_width)
+
+    def build(data, name):
+        return detection_module(data, name, width, cfg, dcn)
+    return build
 
 
 def _graph_strides(internals):
