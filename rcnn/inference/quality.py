@@ -59,7 +59,9 @@ _LEFT_EYE, _RIGHT_EYE, _NOSE, _LEFT_MOUTH, _RIGHT_MOUTH = range(5)
 class FaceQuality:
     """One face's quality record (image pixels; angles in degrees).
 
-    ``blur`` and ``visibility`` are None for a model without those outputs.
+    ``blur`` and ``visibility`` are None for a model without those outputs; ``landmarks``,
+    ``pose``, ``yaw`` and ``roll`` are None for a model without landmarks (its quality value
+    then leaves the pose factors out).
     """
     score: float
     box: tuple                 # x1 y1 x2 y2
@@ -76,10 +78,11 @@ class FaceQuality:
         """The record as a JSON-ready dict (coordinates rounded to ``digits``)."""
         record = {'score': round(self.score, 5),
                   'box': [round(v, digits) for v in self.box],
-                  'landmarks': [[round(x, digits), round(y, digits)] for x, y in self.landmarks],
-                  'size': round(self.size, digits), 'pose': self.pose,
-                  'yaw': round(self.yaw, 1), 'roll': round(self.roll, 1),
-                  'quality': round(self.quality, 4)}
+                  'size': round(self.size, digits), 'quality': round(self.quality, 4)}
+        if self.landmarks is not None:
+            record.update({
+                'landmarks': [[round(x, digits), round(y, digits)] for x, y in self.landmarks],
+                'pose': self.pose, 'yaw': round(self.yaw, 1), 'roll': round(self.roll, 1)})
         if self.blur is not None:
             record['blur'] = round(self.blur, 4)
         if self.visibility is not None:
@@ -227,18 +230,20 @@ def face_qualities(faces, landmarks):
         faces: (N, 5) float32 x1 y1 x2 y2 score, or (N, 6) with column 5 the predicted blur
             (a model with ``USE_BLUR``).
         landmarks: (N, 5, 2) float32 x y, or (N, 5, 3) with [..., 2] the predicted visibility
-            (a model with ``USE_OCCLUSION``).
+            (a model with ``USE_OCCLUSION``), or None (a model without landmarks).
     Returns:
         list of N :class:`FaceQuality`, in the order of ``faces``.
     Raises:
         ValueError for shapes other than those.
     """
     faces = np.asarray(faces, dtype=np.float64)
-    points = np.asarray(landmarks, dtype=np.float64)
     if faces.ndim != 2 or faces.shape[1] not in (5, 6):
         raise ValueError('faces must be (N, 5) or (N, 6) (x1 y1 x2 y2 score [blur]), got %s'
                          % (faces.shape,))
-    if points.shape != (len(faces), 5, points.shape[-1]) or points.shape[-1] not in (2, 3):
+    if landmarks is None:
+        return _boxes_only_qualities(faces)
+    points = np.asarray(landmarks, dtype=np.float64)
+    if points.ndim != 3 or points.shape != (len(faces), 5, points.shape[-1]) or points.shape[-1] not in (2, 3):
         raise ValueError('landmarks must be (%d, 5, 2) or (%d, 5, 3), got %s'
                          % (len(faces), len(faces), points.shape))
     if not len(faces):
@@ -259,3 +264,15 @@ def face_qualities(faces, landmarks):
             visibility=None if visibility is None else tuple(float(v) for v in visibility[i]),
             quality=float(values[i])))
     return records
+
+
+def _boxes_only_qualities(faces):
+    """Records of a model without landmarks: score, size and blur; no pose factors."""
+    sizes = np.minimum(faces[:, 2] - faces[:, 0], faces[:, 3] - faces[:, 1])
+    blur = faces[:, 5] if faces.shape[1] == 6 else None
+    frontal = np.zeros(len(faces), dtype=np.int64)
+    values = quality_value(faces[:, 4], sizes, np.zeros(len(faces)), frontal, blur, None)
+    return [FaceQuality(score=float(faces[i, 4]), box=tuple(float(v) for v in faces[i, :4]),
+                        landmarks=None, size=float(sizes[i]), pose=None, yaw=None, roll=None,
+                        blur=None if blur is None else float(blur[i]), quality=float(values[i]))
+            for i in range(len(faces))]

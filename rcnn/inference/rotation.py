@@ -133,9 +133,8 @@ def unrotate_detections(detections, angle, height, width):
     object; the landmarks keep their order, a rotation does not mirror)."""
     if angle == 0:
         return detections
-    return Detections(unrotate_boxes(detections.boxes, angle, height, width),
-                      detections.scores,
-                      unrotate_points(detections.landmarks, angle, height, width))
+    return detections.mapped(unrotate_boxes(detections.boxes, angle, height, width),
+                             lambda points: unrotate_points(points, angle, height, width))
 
 
 def landmark_roll(landmarks):
@@ -144,11 +143,12 @@ def landmark_roll(landmarks):
     midpoint (0 for an upright face).
 
     Args:
-        landmarks: (N, 5, 2) x y: left eye, right eye, nose, left and right mouth corners.
+        landmarks: (N, 5, P) x y [visibility]: left eye, right eye, nose, left and right mouth
+            corners.
     Returns:
         (N,) float64.
     """
-    points = np.asarray(landmarks, dtype=np.float64)
+    points = np.asarray(landmarks, dtype=np.float64)[..., :2]
     down = points[:, 3:5].mean(axis=1) - points[:, 0:2].mean(axis=1)          # (N, 2)
     # a face turned clockwise by t has its eye-to-mouth vector at (-sin t, cos t)
     roll = np.degrees(np.arctan2(-down[:, 0], down[:, 1]))
@@ -160,6 +160,17 @@ def upright_angles(landmarks, pass_angle):
     landmarks in that pass's coordinates: the pass angle plus the roll rounded to 90 degrees."""
     quarter = np.round(landmark_roll(landmarks) / 90.0).astype(np.int64) * 90
     return (int(pass_angle) + quarter) % 360
+
+
+def _pass_angles(found, pass_angle):
+    """``(upright angles (N,) int64, upright in the pass (N,) bool)`` of one pass's candidates;
+    a model without landmarks has no roll to read: each face is taken as upright in the pass
+    that found it."""
+    if found.landmarks is None:
+        return (np.full(len(found), int(pass_angle) % 360, dtype=np.int64),
+                np.ones(len(found), dtype=bool))
+    return (upright_angles(found.landmarks, pass_angle),
+            np.abs(landmark_roll(found.landmarks)) < UPRIGHT_ROLL)
 
 
 def prefer_upright(detections, upright, iou_threshold):
@@ -204,8 +215,12 @@ def result_sources(candidates, faces, landmarks):
     # only candidates carrying a result's score can be its source: few, so a dict is cheap
     maybe = np.nonzero(np.isin(candidates.scores, faces[:, 4]))[0]
     maybe = maybe[np.argsort(-candidates.scores[maybe], kind='stable')]
-    keys = np.concatenate([candidates.scores[maybe, None],
-                           candidates.landmarks[maybe].reshape(len(maybe), -1)], axis=1)
+    if landmarks is None:                  # a model without landmarks: the score alone
+        landmarks = np.zeros((len(faces), 0), dtype=np.float32)
+        points = np.zeros((len(maybe), 0), dtype=np.float32)
+    else:
+        points = candidates.landmarks[maybe].reshape(len(maybe), -1)
+    keys = np.concatenate([candidates.scores[maybe, None], points], axis=1)
     source = {}
     for index, key in zip(maybe[::-1], keys[::-1].astype(np.float32)):
         source[key.tobytes()] = index          # written last: the best-scoring duplicate
@@ -228,22 +243,23 @@ def detect_rotations(model, image, rotations, candidates_of):
         candidates_of: function (rotated image) -> :class:`Detections` in its coordinates,
             e.g. every scale (and tile) of the one pipeline.
     Returns:
-        faces (N, 5) float32 x1 y1 x2 y2 score, landmarks (N, 5, 2) float32, angles (N,) int64
-        (each face's upright angle, see the module notes), by descending score, in the
-        coordinates of ``image``.
+        faces (N, 5 + E) float32 x1 y1 x2 y2 score [blur], landmarks (N, 5, P) float32 (None
+        for a model without landmarks), angles (N,) int64 (each face's upright angle, see the
+        module notes), by descending score, in the coordinates of ``image``.
     """
     height, width = image.shape[:2]
     parts, angles, upright = [], [], []
     for angle in rotations:
         found = candidates_of(rotate_image(image, angle))
-        angles.append(upright_angles(found.landmarks, angle))
-        upright.append(np.abs(landmark_roll(found.landmarks)) < UPRIGHT_ROLL)
+        pass_upright, in_pass = _pass_angles(found, angle)
+        angles.append(pass_upright)
+        upright.append(in_pass)
         parts.append(unrotate_detections(found, angle, height, width))
     pooled = Detections.concatenate(parts)
     angles, upright = np.concatenate(angles), np.concatenate(upright)
     if len(rotations) > 1:
         keep = prefer_upright(pooled, upright, model.nms_threshold)
-        pooled = Detections(pooled.boxes[keep], pooled.scores[keep], pooled.landmarks[keep])
+        pooled = pooled.select(keep)
         angles = angles[keep]
     faces, landmarks = merge_detections(pooled, model.nms_threshold, model.vote)
     return faces, landmarks, angles[result_sources(pooled, faces, landmarks)]

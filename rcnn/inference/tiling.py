@@ -194,8 +194,9 @@ def tile_candidates(model, image, threshold, do_flip, options, schedule=Schedule
     for tile, dets in zip(grid, found):
         keep = ~_inner_edge_mask(dets.boxes, tile, height, width, EDGE_MARGIN)
         offset = tile[:2].astype(np.float32)
-        kept.append(Detections(dets.boxes[keep] + np.tile(offset, 2), dets.scores[keep],
-                               dets.landmarks[keep] + offset))
+        inside = dets.select(keep)
+        kept.append(inside.mapped(inside.boxes + np.tile(offset, 2),
+                                  lambda points, offset=offset: points + offset))
     return Detections.concatenate(kept)
 
 

@@ -26,10 +26,12 @@ as in the original. Only the anchors whose face probability reaches the threshol
 and the strides are decoded together (one :class:`rcnn.processing.box_coder.BoxCoder` call,
 which multiplies the deltas by the recipe's stds, then ``nonlinear_pred`` / ``landmark_pred``).
 
-A cascade stage refines as the original detector: its class output, when it has one, replaces
-the face probabilities (the threshold is applied to the last stage's); its box output decodes
-the previous stage's boxes (the boxes take the place of the anchors), stage after stage.
-Landmarks are decoded on the anchors. A blur value comes from the last box output.
+A cascade stage refines as training made it (:mod:`rcnn.symbol.cascade`): its class output,
+when it has one, replaces the face probabilities (the threshold is applied to the last
+stage's); its box output decodes the first stage's boxes (the refined anchors every stage was
+trained on, so stages are parallel, not chained), and the last stage with a box output gives
+the boxes. With one stage this is the original detector's ``cas0`` decode. Landmarks are
+decoded on the anchors. A blur value comes from the last box output.
 """
 import collections
 import re
@@ -91,6 +93,22 @@ class Detections(object):
 
     def __len__(self):
         return len(self.scores)
+
+    def select(self, keep):
+        """The candidates ``keep`` (a boolean mask or indices) picks, every field kept."""
+        return Detections(self.boxes[keep], self.scores[keep],
+                          None if self.landmarks is None else self.landmarks[keep],
+                          self.extras[keep])
+
+    def mapped(self, boxes, map_xy):
+        """The same candidates with new ``boxes`` (N, 4) and each landmark's x, y mapped by
+        ``map_xy`` ((..., 2) -> (..., 2)); a point's further values (visibility) and the box
+        extras stay as they are."""
+        landmarks = self.landmarks
+        if landmarks is not None:
+            landmarks = landmarks.copy()
+            landmarks[..., :2] = map_xy(landmarks[..., :2])
+        return Detections(boxes, self.scores, landmarks, self.extras)
 
     @classmethod
     def concatenate(cls, parts):
@@ -349,7 +367,8 @@ def _decode_boxes(coder, anchors, deltas_per_level):
     """Boxes (n, 4) and raw extra values (n, E) of every level's passing anchors.
 
     ``deltas_per_level``: per level, the box deltas of each stage [(n_l, L), ...]. Stage 0 is
-    decoded on the anchors, every later stage on the boxes of the one before.
+    decoded on the anchors, every later stage on stage 0's boxes; the last stage's boxes are
+    returned.
     """
     stages = {len(level) for level in deltas_per_level}
     if len(stages) > 1:
@@ -358,14 +377,17 @@ def _decode_boxes(coder, anchors, deltas_per_level):
                  for anchors_part, level in zip(_split_rows(anchors, deltas_per_level),
                                                 deltas_per_level)]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    boxes = anchors
+    boxes = first_boxes = anchors
     extras = None
     for stage in range(stages.pop()):
         stage_deltas = [level[stage] for level in deltas_per_level]
         _check_same_width(stage_deltas, 'box')
         stage_deltas = np.concatenate(stage_deltas).astype(np.float32, copy=False)
-        boxes = coder.decode_boxes(boxes, stage_deltas[:, :BOX_LEN]
+        boxes = coder.decode_boxes(anchors if stage == 0 else first_boxes,
+                                   stage_deltas[:, :BOX_LEN]
                                    if stage_deltas.shape[1] > BOX_LEN else stage_deltas)
+        if stage == 0:
+            first_boxes = boxes
         extras = stage_deltas[:, BOX_LEN:]
     return boxes, np.ascontiguousarray(extras)
 
