@@ -38,7 +38,7 @@ from rcnn.checkpoint.commit import CheckpointWriteError, write_module_checkpoint
 from rcnn.core.callback import (NonFiniteLossError, Speedometer, check_finite_outputs,
                                 format_metric, non_finite_params)
 from rcnn.core.loader import LoaderError
-from rcnn.core.metric import loss_output_indices
+from rcnn.core.metric import cascade_loss_indices, loss_output_indices
 from rcnn.core.trainer import INTERRUPTED, HookBase, LogWindow, SavedCheckpoint, \
     checkpoint_number
 from rcnn.utils.fileio import atomic_write_text
@@ -183,11 +183,17 @@ class NonFiniteGuard(HookBase):
     (:class:`~rcnn.core.callback.NonFiniteLossError` naming the epoch, batch and output).
 
     Args:
-        num_strides: feature strides of the training graph (6 outputs each).
+        num_strides: feature strides of the training graph (6 outputs each); the cascade
+            stages' outputs are watched too when the trainer has a layout with cascade.
     """
 
     def __init__(self, num_strides):
         self.watched = loss_output_indices(num_strides)
+
+    def before_train(self, trainer):
+        layout = getattr(trainer, 'layout', None)
+        if layout is not None and layout.cascade:
+            self.watched = sorted(set(self.watched) | set(cascade_loss_indices(layout)))
 
     def after_backward(self, trainer):
         position = trainer.position

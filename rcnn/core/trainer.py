@@ -160,6 +160,7 @@ class Trainer(object):
         self.batch_size = int(batch_size)
         self.iters_per_epoch = max(1, int(iters_per_epoch))
         self.strides = tuple(strides)
+        self.layout = layout
         from rcnn.core.metric import build_train_metrics   # MXNet: not for HookBase's importers
         self.window_metrics = build_train_metrics(self.strides, layout)
         self.epoch_metrics = build_train_metrics(self.strides, layout)
