@@ -64,7 +64,15 @@ def loss_grad_scales(cfg, lr_mult=1.0):
     return box, landmark
 
 
+#: ``LR_MODE = 1`` box and landmark grad scales (the landmark's times ``LANDMARK_LR_MULT``) of
+#: each variant: the May 2019 code's and insightface master's
+COUNT_NORMALISED_SCALES = {'release': (0.25, 0.1), 'master': (0.5, 0.2)}
+
+
 def count_normalised_grad_scales(cfg, lr_mult=1.0):
-    """``(box_grad_scale, landmark_grad_scale)`` with ``LR_MODE = 1``: ``0.5 * lr_mult`` and
-    ``0.2 * LANDMARK_LR_MULT * lr_mult`` (the losses are divided by the positive count)."""
-    return 0.5 * lr_mult, 0.2 * float(cfg.LANDMARK_LR_MULT) * lr_mult
+    """``(box_grad_scale, landmark_grad_scale)`` with ``LR_MODE = 1`` (the losses are divided
+    by the positive count): ``b * lr_mult`` and ``l * LANDMARK_LR_MULT * lr_mult`` with
+    ``(b, l)`` = (0.25, 0.1) for ``TRAIN.LOSS_SCALE = 'release'`` (the code of the released
+    models) and (0.5, 0.2) for ``'master'``."""
+    box, landmark = COUNT_NORMALISED_SCALES[check_loss_scale(cfg.TRAIN.LOSS_SCALE)]
+    return box * lr_mult, landmark * float(cfg.LANDMARK_LR_MULT) * lr_mult

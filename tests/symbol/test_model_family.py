@@ -487,12 +487,22 @@ def _loss_attrs(sym):
             if node['op'] == 'MakeLoss'}
 
 
+def test_lr_mode1_grad_scales_follow_the_loss_scale_variant():
+    """LR_MODE 1: the May 2019 get_out (the released models' code) scales the count-divided
+    losses by 0.25 and 0.1 * LANDMARK_LR_MULT, master by 0.5 and 0.2 * LANDMARK_LR_MULT."""
+    for variant, box, landmark in (('release', 0.25, 0.1), ('master', 0.5, 0.2)):
+        cfg = _cfg('mnet', LR_MODE=1, LOSS_SCALE=variant)
+        scales = _loss_attrs(get_symbol_train('mnet', cfg))
+        assert scales['face_rpn_bbox_loss_stride8'] == box
+        assert scales['face_rpn_landmark_loss_stride8'] == pytest.approx(landmark * 2.5)
+
+
 @pytest.mark.parametrize('ohem', [2, 0])
 def test_lr_mode1_divides_the_losses_by_the_positive_count(ohem):
     """master get_out, LR_MODE 1: smooth_l1 / (sum(pos_count) + 0.001), grad scales 0.5 and
     0.2 * LANDMARK_LR_MULT (mnet 2.5 -> 0.5). The count: the positives OHEM kept, or without
     OHEM (where the original has none) the positive labels."""
-    cfg = _cfg('mnet', LR_MODE=1, RPN_ENABLE_OHEM=ohem)
+    cfg = _cfg('mnet', LR_MODE=1, RPN_ENABLE_OHEM=ohem, LOSS_SCALE='master')
     sym = get_symbol_train('mnet', cfg)
     scales = _loss_attrs(sym)
     assert scales['face_rpn_bbox_loss_stride8'] == 0.5
