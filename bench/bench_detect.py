@@ -144,7 +144,8 @@ def _postprocess(detector, outputs, image_shape):
     from rcnn.inference.postprocess import merge_detections
     from rcnn.processing.detections import decode_detections
     dets = decode_detections(outputs, detector.strides, detector.anchor_cache, 0.5, image_shape,
-                             score_decay=detector.score_decay, coder=detector.coder)
+                             score_decay=detector.score_decay, coder=detector.coder,
+                             plan=detector.outputs)
     return merge_detections(dets, detector.nms_threshold, detector.vote)
 
 

@@ -79,6 +79,7 @@ if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from rcnn.utils import cli  # noqa: E402
@@ -396,14 +397,17 @@ def draw_faces(image, faces, landmarks, labels=None):
     """A copy of ``image`` (H, W, 3) BGR with boxes, score labels and landmarks drawn.
 
     Args:
-        faces: (N, 5) x1 y1 x2 y2 score; landmarks: (N, 5, 2) x y.
+        faces: (N, 5+) x1 y1 x2 y2 score [blur]; landmarks: (N, 5, 2+) x y [visibility], or
+            None (a model without landmarks: boxes only).
         labels: N label texts instead of the scores.
     """
     canvas = image.copy()
     font_scale, text_thickness, thickness = label_style(image.shape)
-    for face, points in zip(faces, landmarks):
+    no_points = np.zeros((0, 2), dtype=np.float32)
+    for k, face in enumerate(faces):
         x1, y1, x2, y2 = [int(round(v)) for v in face[:4]]
         cv2.rectangle(canvas, (x1, y1), (x2, y2), BOX_COLOUR, thickness)
+        points = no_points if landmarks is None else landmarks[k]
         for (x, y), colour in zip(points[:, :2], LANDMARK_COLOURS):
             cv2.circle(canvas, (int(round(x)), int(round(y))), thickness + 1, colour, -1)
     # labels after every box, so no box line crosses a label
@@ -421,14 +425,19 @@ def draw_faces(image, faces, landmarks, labels=None):
 def faces_to_json(faces, landmarks, angles=None, qualities=None, tracked=None):
     """JSON faces; ``angles`` (each face's upright angle), ``qualities`` (quality records) and
     ``tracked`` (TrackedFace list) add their fields when given. A model without landmarks gives
-    faces without a ``landmarks`` field; the blur / visibility values of models with those heads
-    reach the JSON through the quality records."""
+    faces without a ``landmarks`` field; a model with a blur / visibility head adds the raw
+    ``blur`` value of each face / the ``visibility`` value of each point."""
     records = [{'box': [round(float(v), 2) for v in face[:4]], 'score': round(float(face[4]), 5)}
                for face in faces]
+    for record, face in zip(records, faces):
+        if len(face) > 5:
+            record['blur'] = round(float(face[5]), 4)
     if landmarks is not None:
         for record, points in zip(records, landmarks):
             record['landmarks'] = [[round(float(x), 2), round(float(y), 2)]
                                    for x, y in points[:, :2]]
+            if points.shape[1] > 2:
+                record['visibility'] = [round(float(v), 4) for v in points[:, 2]]
     if angles is not None:
         for record, angle in zip(records, angles):
             record['angle'] = int(angle)
@@ -598,12 +607,25 @@ def run(args):
     check_crops_spare_inputs(pairs, args.crops)
     detector = RetinaFace(args.prefix, args.epoch, ctx_id=args.gpu, network=args.network,
                           nms=args.nms)
+    check_flags_fit_model(args, detector)
     print_licence(args.prefix, args.epoch)
     records, interrupted = run_images(args, detector, pairs) if pairs else ([], False)
     if not interrupted:
         for source in video_inputs:
             records.append(run_video(args, detector, source, len(video_inputs)))
     return RunResult(records, interrupted)
+
+
+def check_flags_fit_model(args, detector):
+    """ValueError (one line naming the flag) for a flag the model cannot serve: aligned crops
+    and tracking follow the 5 landmarks, which a boxes-only model (``FACE_LANDMARK=False``)
+    does not predict."""
+    if detector.use_landmarks:
+        return
+    for flag, given in (('--crops', args.crops), ('--track', args.track)):
+        if given:
+            raise ValueError('%s needs the 5 landmarks, and %s-%04d is a model without '
+                             'landmarks (FACE_LANDMARK=False)' % (flag, args.prefix, args.epoch))
 
 
 def print_licence(prefix, epoch):
