@@ -395,7 +395,7 @@ class RetinaFace(object):
 
             * faces (N, 5) float32 x1 y1 x2 y2 score; (N, 6) with a blur head
               (``USE_BLUR``): column 5 is the head's raw blur value of the face (not scaled,
-              not clipped; the target is the label file's blur value, see docs/models.md);
+              not clipped; the target is the label file's blur value, see docs/training-targets.md);
             * landmarks (N, 5, 2) float32 (x, y) of the left eye, right eye, nose, left and
               right mouth corners; (N, 5, 3) with a visibility head (``USE_OCCLUSION``):
               ``[..., 2]`` is the head's raw visibility value of the point (trained towards
