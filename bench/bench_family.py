@@ -22,9 +22,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench.bench_network import training_executor  # noqa: E402
 from bench.common import measure, print_rows  # noqa: E402
 from rcnn.config import generate_config  # noqa: E402
-from rcnn.symbol import get_symbol_train, label_shapes  # noqa: E402
+from rcnn.symbol import get_symbol_train  # noqa: E402
 
 #: (row name, generate_config overrides)
 CONFIGURATIONS = (('released R50 layout (RAC_SSH)', {}),
@@ -34,25 +35,7 @@ CONFIGURATIONS = (('released R50 layout (RAC_SSH)', {}),
 def _executor(overrides, batch, size, ctx, rng, native_dcn):
     cfg, _ = generate_config('resnet', 'retinaface', overrides)
     sym = get_symbol_train('resnet', cfg, native_dcn=native_dcn)
-    data_shape = (batch, 3, size, size)
-    shapes = dict(label_shapes(sym, data_shape, cfg), data=data_shape)
-    executor = sym.simple_bind(ctx, grad_req='write', **shapes)
-    for name, array in executor.arg_dict.items():
-        if name == 'data':
-            array[:] = rng.uniform(0, 255, array.shape)
-        elif name.startswith('face_label'):
-            array[:] = rng.choice([-1, 0, 1], size=array.shape, p=[0.05, 0.9, 0.05])
-        elif name in shapes:
-            array[:] = rng.uniform(-1, 1, array.shape) if 'target' in name else 1.0
-        elif name.endswith('_gamma'):
-            array[:] = 1.0
-        elif name.endswith(('_beta', '_bias')) or '_offset_' in name:
-            array[:] = 0.0
-        else:
-            array[:] = rng.normal(0, np.sqrt(1.0 / np.prod(array.shape[1:])), array.shape)
-    for name, array in executor.aux_dict.items():
-        array[:] = 1.0 if name.endswith('_var') else 0.0
-    return executor
+    return training_executor(sym, cfg, batch, size, rng, ctx)
 
 
 def run(quick=False, size=None, batch=1, repeat=None, gpu=False, native_dcn=False):

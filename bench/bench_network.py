@@ -62,11 +62,12 @@ def _ohem_rows(cfg, rng, repeat):
     return rows
 
 
-def _training_executor(network, cfg, batch, size, rng):
-    sym = get_symbol_train(network, cfg)
+def training_executor(sym, cfg, batch, size, rng, ctx=None):
+    """A bound training executor of ``sym`` for ``batch`` crops of ``size``: random image and
+    labels, He-initialised weights, BatchNorm as identity, deformable offsets at zero."""
     data_shape = (batch, 3, size, size)
     shapes = dict(label_shapes(sym, data_shape, cfg), data=data_shape)
-    executor = sym.simple_bind(mx.cpu(), grad_req='write', **shapes)
+    executor = sym.simple_bind(ctx or mx.cpu(), grad_req='write', **shapes)
     for name, array in executor.arg_dict.items():
         if name == 'data':
             array[:] = rng.uniform(0, 255, array.shape)
@@ -76,7 +77,7 @@ def _training_executor(network, cfg, batch, size, rng):
             array[:] = rng.uniform(-1, 1, array.shape) if 'target' in name else 1.0
         elif name.endswith('_gamma'):
             array[:] = 1.0
-        elif name.endswith(('_beta', '_bias')):
+        elif name.endswith(('_beta', '_bias')) or '_offset_' in name:
             array[:] = 0.0
         else:
             array[:] = rng.normal(0, np.sqrt(1.0 / np.prod(array.shape[1:])), array.shape)
@@ -87,7 +88,7 @@ def _training_executor(network, cfg, batch, size, rng):
 
 def _forward_backward_row(network, batch, size, repeat, warmup, rng):
     cfg, _ = generate_config(network, 'retinaface')
-    executor = _training_executor(network, cfg, batch, size, rng)
+    executor = training_executor(get_symbol_train(network, cfg), cfg, batch, size, rng)
 
     def step():
         executor.forward(is_train=True)

@@ -23,7 +23,7 @@ import logging
 
 from rcnn.model_layout import (DATA_NAME, MXNET_OUTPUT_SUFFIX, NUM_CLASSES, ModelLayout,
                                anchors_per_position, strides_of)
-from rcnn.recipe import layout_from_dict, layout_to_dict
+from rcnn.recipe import layout_from_dict
 
 logger = logging.getLogger(__name__)
 

@@ -518,10 +518,9 @@ def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dy
         CheckMemoryError, before anything is written, when the check would not fit in the
         available memory; CheckCrashedError when the isolated check died.
     """
-    from rcnn.recipe import load_recipe
+    from rcnn.recipe import ONNX_RECIPE_KEY, layout_to_dict, load_recipe
     from rcnn.checkpoint.params import load_checkpoint
-    from rcnn.deploy.checkpoint_layout import (ONNX_LAYOUT_KEY, checkpoint_layout,
-                                               layout_to_dict)
+    from rcnn.deploy.checkpoint_layout import ONNX_LAYOUT_KEY, checkpoint_layout
     input_shape = validate_input_shape(input_shape)
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
     layout = checkpoint_layout(prefix, sym)
@@ -530,7 +529,7 @@ def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dy
     metadata = {'retinaface.source': checkpoint_name(os.path.basename(prefix), epoch),
                 'retinaface.dynamic': str(bool(dynamic)),
                 # the pixel transform and box coder the graph's inputs and outputs follow
-                'retinaface.recipe': json.dumps(load_recipe(prefix).to_dict(), sort_keys=True),
+                ONNX_RECIPE_KEY: json.dumps(load_recipe(prefix).to_dict(), sort_keys=True),
                 # strides, anchors and head lengths: what a decoder of the outputs needs
                 ONNX_LAYOUT_KEY: json.dumps(layout_to_dict(layout), sort_keys=True)}
     export_onnx(sym, arg_params, aux_params, onnx_path, input_shape=input_shape,

@@ -33,7 +33,6 @@ visibility output on 1 = visible. ``NON_FRONTAL_FACTOR`` (0.5) halves faces the 
 calls profile/up/down, whatever the yaw estimate says.
 """
 import dataclasses
-import math
 
 import numpy as np
 

@@ -167,13 +167,7 @@ def test_forward_of_the_real_training_graph_on_a_loader_batch(roidb):
         if hasattr(symbol, 'label_shapes'):   # the graph module's own statement of the shapes
             assert [(d.name, d.shape) for d in loader.provide_label] == \
                 [(n, tuple(s)) for n, s in symbol.label_shapes(train_sym, (1, 3, 640, 640), cfg)]
-        module = mx.mod.Module(train_sym, data_names=['data'], label_names=loader.label_name,
-                               context=[mx.cpu()])
-        module.bind(data_shapes=loader.provide_data, label_shapes=loader.provide_label)
-        module.init_params(mx.init.Normal(0.01))
-        module.forward(next(loader), is_train=True)
-        outputs = module.get_outputs()
-        assert outputs and all(np.isfinite(o.asnumpy()).all() for o in outputs)
+        assert_forward_finite(train_sym, loader)
 
 
 def test_a_crop_without_faces_gives_a_valid_batch(roidb):
@@ -388,3 +382,15 @@ def test_real_dlib_photos_give_positive_anchors(dlib_faces):
     positives = sum(int((label.asnumpy() == 1).sum()) for b in batches for label in b.label[0::5])
     assert positives > 0
     assert all(np.isfinite(b.data[0].asnumpy()).all() for b in batches)
+
+
+def assert_forward_finite(train_sym, loader):
+    """Bind ``train_sym`` to the loader's shapes, run one training forward on its next batch
+    and check every output is finite."""
+    module = mx.mod.Module(train_sym, data_names=['data'], label_names=loader.label_name,
+                           context=[mx.cpu()])
+    module.bind(data_shapes=loader.provide_data, label_shapes=loader.provide_label)
+    module.init_params(mx.init.Normal(0.01))
+    module.forward(next(loader), is_train=True)
+    outputs = module.get_outputs()
+    assert outputs and all(np.isfinite(o.asnumpy()).all() for o in outputs)

@@ -7,7 +7,7 @@ import pytest
 from rcnn.config import generate_config
 from rcnn.core.loader import CropLoader
 from rcnn.io.sample import batch_select_stride
-from test_loader import _feat_syms, roidb  # noqa: F401 -- the shared fixture
+from test_loader import _feat_syms, assert_forward_finite, roidb  # noqa: F401 -- roidb: the fixture
 
 BATCH = 2
 
@@ -53,20 +53,13 @@ def test_batches_have_the_shapes_of_the_layout(
 def test_the_mnet_training_graph_binds_and_runs_on_loader_batches(roidb, overrides):  # noqa: F811
     """Where the graph already follows the layout (4 anchors per position), its label inputs
     take the loader's batches as they are."""
-    import mxnet as mx
     from rcnn.core.loader import feature_symbols
     from rcnn.symbol import get_symbol_train
     cfg = _cfg(**overrides)
     train_sym = get_symbol_train('mnet', cfg)
     with CropLoader(feature_symbols(train_sym, cfg), roidb, 1, cfg=cfg, num_workers=0,
                     seed=2) as loader:
-        module = mx.mod.Module(train_sym, data_names=['data'], label_names=loader.label_name,
-                               context=[mx.cpu()])
-        module.bind(data_shapes=loader.provide_data, label_shapes=loader.provide_label)
-        module.init_params(mx.init.Normal(0.01))
-        module.forward(next(loader), is_train=True)
-        outputs = module.get_outputs()
-        assert outputs and all(np.isfinite(o.asnumpy()).all() for o in outputs)
+        assert_forward_finite(train_sym, loader)
         assert dict(loader.provide_label)['face_label_stride8'] == (1, 4 * 80 * 80)
 
 

@@ -13,7 +13,8 @@ mx = pytest.importorskip('mxnet')
 
 from rcnn.deploy import onnx_export, runtime_support  # noqa: E402
 from rcnn.deploy.checkpoint_layout import (LayoutMismatchError, checkpoint_layout,  # noqa: E402
-                                           layout_to_dict, onnx_model_layout)
+                                           onnx_model_layout)
+from rcnn.recipe import layout_to_dict  # noqa: E402
 from rcnn.model_layout import ModelLayout  # noqa: E402
 from layout_graphs import LAYOUT_OVERRIDES, save_layout_checkpoint  # noqa: E402
 from test_onnx_export import _assert_close, _mxnet_outputs, _ort_outputs  # noqa: E402

@@ -152,6 +152,19 @@ def test_targets_are_divided_by_the_stds():
 
 # ---------------------------------------------------------------- reference implementation
 
+def reference_iou(anchors, boxes):
+    """(A, B) IoU of (A, 4) and (B, 4) x1 y1 x2 y2 boxes, +1 pixel convention, by
+    broadcasting in float64 (the reference the labellers are compared with)."""
+    area_a = (anchors[:, 2] - anchors[:, 0] + 1) * (anchors[:, 3] - anchors[:, 1] + 1)
+    area_b = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+    iw = np.minimum(anchors[:, None, 2], boxes[None, :, 2]) - \
+        np.maximum(anchors[:, None, 0], boxes[None, :, 0]) + 1
+    ih = np.minimum(anchors[:, None, 3], boxes[None, :, 3]) - \
+        np.maximum(anchors[:, None, 1], boxes[None, :, 1]) + 1
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
 def _reference_labels(feat_shapes, boxes, landmarks):
     """Straightforward per-stride statement of the rule: anchors built with meshgrid, IoU by
     broadcasting in float64, layouts by explicit index arithmetic."""
@@ -168,14 +181,7 @@ def _reference_labels(feat_shapes, boxes, landmarks):
             all_anchors.append(anchors.astype(np.float64))
             where += [(stride, a, p) for p in range(height * width)]
     anchors = np.concatenate(all_anchors)
-    area_a = (anchors[:, 2] - anchors[:, 0] + 1) * (anchors[:, 3] - anchors[:, 1] + 1)
-    area_b = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
-    iw = np.minimum(anchors[:, None, 2], boxes[None, :, 2]) - \
-        np.maximum(anchors[:, None, 0], boxes[None, :, 0]) + 1
-    ih = np.minimum(anchors[:, None, 3], boxes[None, :, 3]) - \
-        np.maximum(anchors[:, None, 1], boxes[None, :, 1]) + 1
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    iou = inter / (area_a[:, None] + area_b[None, :] - inter)
+    iou = reference_iou(anchors, boxes)
     best = iou.argmax(axis=1)
     best_iou = iou.max(axis=1)
     labels = np.where(best_iou >= 0.5, 1.0, np.where(best_iou < 0.3, 0.0, -1.0))

@@ -9,6 +9,7 @@ from rcnn.config import generate_config
 from rcnn.dataset.annotations import FaceAnnotations
 from rcnn.io.anchor_targets import AnchorTargetGenerator
 from rcnn.io.rpn import assign_anchor_fpn
+from test_anchor_labels import reference_iou
 
 IM_INFO = [640, 640, 1.0]
 
@@ -236,14 +237,7 @@ def _reference(cfg, feat_shapes, boxes, points, blur):
             all_anchors.append(shifted.reshape(-1, 4))
             where += [(stride, a, p) for p in range(height * width)]
     anchors = np.concatenate(all_anchors)
-    area_a = (anchors[:, 2] - anchors[:, 0] + 1) * (anchors[:, 3] - anchors[:, 1] + 1)
-    area_b = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
-    iw = np.minimum(anchors[:, None, 2], boxes[None, :, 2]) - \
-        np.maximum(anchors[:, None, 0], boxes[None, :, 0]) + 1
-    ih = np.minimum(anchors[:, None, 3], boxes[None, :, 3]) - \
-        np.maximum(anchors[:, None, 1], boxes[None, :, 1]) + 1
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    iou = inter / (area_a[:, None] + area_b[None, :] - inter)
+    iou = reference_iou(anchors, boxes)
     best, best_iou = iou.argmax(axis=1), iou.max(axis=1)
     labels = np.where(best_iou >= 0.5, 1.0, np.where(best_iou < 0.3, 0.0, -1.0))
     aw, ah = anchors[:, 2] - anchors[:, 0] + 1, anchors[:, 3] - anchors[:, 1] + 1
