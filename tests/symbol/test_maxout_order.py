@@ -144,7 +144,8 @@ def _forward(sym, args, aux, shapes):
                 ids=lambda p: 'A%d-%s' % (p[0], 'original' if p[1] else 'fixed'))
 def graphs(request):
     """USE_MAXOUT 2 (both head forms) mnet graphs of one order: ``(cfg, layout, deploy
-    outputs with every per-anchor max-out score, train outputs)`` for the same parameters."""
+    outputs with every per-anchor max-out score, train outputs, original order)`` for the
+    same parameters."""
     num_anchors, original_order = request.param
     cfg = _cfg(USE_MAXOUT=2, MAXOUT_ORIGINAL_ORDER=original_order,
                RPN_ANCHOR_CFG=ANCHOR_TABLES[num_anchors])
