@@ -301,6 +301,11 @@ def _base_config():
     # max-out class heads (3 background scores per anchor, their max taken): 0 off; 1 at the
     # finest stride; 2 also the original's second form at the other strides
     cfg.USE_MAXOUT = 0
+    # with USE_MAXOUT: concatenate the max-out class scores as the original does, per anchor
+    # (bg_0, fg_0, bg_1, fg_1, ...), which its (0, 2, -1) softmax reshape pairs across anchors
+    # (docs/model-family.md); False: all background scores, then all face scores, each anchor's
+    # pair where the softmax and the decoder read it
+    cfg.MAXOUT_ORIGINAL_ORDER = False
     # one box head shared by every stride (the original's option)
     cfg.SHARE_WEIGHT_BBOX = False
     # one landmark head shared by every stride (the original's option)

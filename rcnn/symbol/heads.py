@@ -25,8 +25,10 @@ background score is the max of 3 scores (``..._anchor{a}_bg``, 3 ch) and its fac
 (``..._anchor{a}_fg``); at the other strides with ``USE_MAXOUT = 2`` one background and the max
 of 3 face scores. The per-anchor scores are concatenated background first
 (``bg_0..bg_{A-1}, fg_0..fg_{A-1}``), the channel order the (0, 2, -1) reshape and the decoder
-read; the original concatenates them interleaved (``bg_0, fg_0, bg_1, ...``), which pairs
-the wrong channels for every anchor.
+read. ``MAXOUT_ORIGINAL_ORDER`` concatenates them as the original does, per anchor
+(``bg_0, fg_0, bg_1, fg_1, ...``): under that reshape the softmax of anchor ``j`` then compares
+concatenated channels ``j`` and ``A + j``, i.e. scores of anchors ``j // 2`` and ``(A + j) // 2``
+(for A = 2: ``bg_0`` against ``bg_1`` and ``fg_0`` against ``fg_1``).
 
 Shared heads: ``SHARE_WEIGHT_BBOX`` gives every stride's class and box convolutions the
 parameters ``face_rpn_cls_score_share_*`` / ``face_rpn_bbox_pred_share_*``,
@@ -110,10 +112,13 @@ def _head_conv(feature, name, num_filter, shared):
     return conv(feature, name, num_filter, (1, 1), weight=weight, bias=bias)
 
 
-def cls_score_head(feature, stride, num_anchors, form=MAXOUT_OFF, shared=None):
+def cls_score_head(feature, stride, num_anchors, form=MAXOUT_OFF, shared=None,
+                   original_order=False):
     """Class scores of one stride (B, 2A, H, W): channel a background, A + a face of anchor a.
 
     ``form`` is :func:`maxout_form`'s; ``shared`` a (weight, bias) pair for the plain form.
+    ``original_order`` (max-out forms only): channel 2a background, 2a + 1 face of anchor a,
+    the original's concatenation (module docstring).
     """
     name = _stride_name('rpn_cls_score', stride)
     if form == MAXOUT_OFF:
@@ -130,7 +135,11 @@ def cls_score_head(feature, stride, num_anchors, form=MAXOUT_OFF, shared=None):
             fg = mx.sym.max(fg, axis=1, keepdims=True, name='%s_anchor%d_fg_max' % (name, anchor))
         background.append(bg)
         face.append(fg)
-    return mx.sym.Concat(*(background + face), dim=1, name=name)
+    if original_order:
+        scores = [score for pair in zip(background, face) for score in pair]
+    else:
+        scores = background + face
+    return mx.sym.Concat(*scores, dim=1, name=name)
 
 
 def stride_heads(feature, stride, cfg, layout, params):
@@ -138,7 +147,7 @@ def stride_heads(feature, stride, cfg, layout, params):
     (B, V_lmk*A, H, W) or None)`` of one stride."""
     num_anchors = layout.num_anchors
     cls_score = cls_score_head(feature, stride, num_anchors, maxout_form(cfg, stride, layout),
-                               params.cls)
+                               params.cls, bool(cfg.MAXOUT_ORIGINAL_ORDER))
     bbox_pred = _head_conv(feature, _stride_name('rpn_bbox_pred', stride),
                            layout.box_len * num_anchors, params.bbox)
     landmark_pred = None
