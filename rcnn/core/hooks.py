@@ -183,11 +183,12 @@ class NonFiniteGuard(HookBase):
     (:class:`~rcnn.core.callback.NonFiniteLossError` naming the epoch, batch and output).
 
     Args:
-        num_strides: feature strides of the training graph (6 outputs each).
+        layout: the training graph's :class:`~rcnn.model_layout.ModelLayout` (or the strides
+            of a net3 layout, or their count).
     """
 
-    def __init__(self, num_strides):
-        self.watched = loss_output_indices(num_strides)
+    def __init__(self, layout):
+        self.watched = loss_output_indices(layout)
 
     def after_backward(self, trainer):
         position = trainer.position
@@ -437,7 +438,8 @@ def standard_hooks(prefix, deploy_sym, record, end_epoch, batch_size, strides, f
             as :class:`Checkpointer`.
         end_epoch, max_iters: as :class:`StopRule`.
         batch_size, frequent: as :class:`SpeedLogger`.
-        strides: the feature strides (the NaN guard watches their outputs).
+        strides: the training graph's ``ModelLayout`` or its feature strides (the NaN guard
+            watches their outputs).
         max_seconds: the time budget (None: none).
         metrics_table: the ``MetricsLog`` hook (rank 0), or None.
         validator: the ``Validator`` hook (rank 0 with ``--val_set``), or None.
@@ -449,7 +451,7 @@ def standard_hooks(prefix, deploy_sym, record, end_epoch, batch_size, strides, f
         list of hooks.
     """
     hooks = [InterruptStop()] if interruptible else []
-    hooks += [StopRule(end_epoch, max_iters), NonFiniteGuard(len(strides)),
+    hooks += [StopRule(end_epoch, max_iters), NonFiniteGuard(strides),
               SpeedLogger(batch_size, frequent)]
     if metrics_table is not None:
         hooks.append(metrics_table)

@@ -33,7 +33,7 @@ Workers
     shared memory; it also runs on garbage collection and at exit, and the workers end by
     themselves when the parent dies. Each worker builds its
     :class:`rcnn.io.sample.SampleMaker` (transform and anchor-target generator) once; the
-    label shapes come from the generator (:meth:`AnchorTargetGenerator.label_shapes`).
+    label names and shapes come from it too (:meth:`SampleMaker.label_shapes`).
 
 Bad input
     Images that cannot be read when the training set is read are left out by the reader, named
@@ -75,8 +75,8 @@ from mxnet.executor_manager import _split_input_slice
 from rcnn.core import shared_roidb
 from rcnn.core import worker_protocol as protocol
 from rcnn.core.loader_worker import worker_main
-from rcnn.io.sample import ImageReadError, SampleMaker, epoch_order
-from rcnn.model_layout import DATA_NAME, cls_score_name
+from rcnn.io.sample import ImageReadError, SampleMaker, batch_select_stride, epoch_order
+from rcnn.model_layout import DATA_NAME, ModelLayout, cls_score_name
 
 logger = logging.getLogger(__name__)
 
@@ -122,12 +122,13 @@ def feature_symbols(train_symbol, cfg, prefix='face'):
 
     Returns:
         list of the :func:`rcnn.model_layout.cls_score_name` outputs
-        (``{prefix}_rpn_cls_score_stride{s}_output``) for s in cfg.RPN_FEAT_STRIDE.
+        (``{prefix}_rpn_cls_score_stride{s}_output``) for every stride of the recipe's layout
+        (:meth:`ModelLayout.from_config`), coarse to fine.
     """
     internals = train_symbol.get_internals()
     names = set(internals.list_outputs())
     symbols = []
-    for stride in cfg.RPN_FEAT_STRIDE:
+    for stride in ModelLayout.from_config(cfg).strides:
         name = (cls_score_name(stride) if prefix == 'face'
                 else '%s_rpn_cls_score_stride%d_output' % (prefix, stride))
         if name not in names:
@@ -181,8 +182,9 @@ class _WorkerPool(object):
 
     def __init__(self, roidb, cfg, feat_shapes, seed, order_of_epoch, batch_size, num_batches,
                  layout, buffer_bytes, make_batch, num_workers, prefetch, start_method,
-                 first_epoch=0):
+                 first_epoch=0, stride_of_batch=None):
         self.roidb = roidb
+        self._stride_of_batch = stride_of_batch
         self.batch_size = batch_size
         self.num_batches = num_batches
         self.prefetch = prefetch
@@ -345,10 +347,13 @@ class _WorkerPool(object):
             self._filled[buffer_id] = 0
             self._outstanding[buffer_id] = self.batch_size
             order = self._order(epoch)
+            select_stride = (0 if self._stride_of_batch is None
+                             else self._stride_of_batch(epoch, batch_no))
             for slot in range(self.batch_size):
                 position = batch_no * self.batch_size + slot
                 self._task_queue.put(protocol.SampleTask(
-                    epoch, batch_no, slot, position, int(order[position]), buffer_id))
+                    epoch, batch_no, slot, position, int(order[position]), buffer_id,
+                    select_stride))
             self._submitted = (epoch, batch_no + 1)
 
     def _record(self, message):
@@ -427,9 +432,9 @@ class CropLoader(mx.io.DataIter):
     """Random 640 x 640 training crops with their anchor labels (see the module docstring).
 
     Args:
-        feat_sym: list of per-stride symbols (class-score outputs, in ``cfg.RPN_FEAT_STRIDE``
-            order) whose shape inference, from ``data``, gives (B, 2A, H, W); see
-            :func:`feature_symbols`.
+        feat_sym: list of per-stride symbols (class-score outputs, in the order of the recipe's
+            strides, coarse to fine) whose shape inference, from ``data``, gives
+            (B, 2A, H, W); see :func:`feature_symbols`.
         roidb: list of records (see ``rcnn.dataset.retinaface_dataset``).
         batch_size: images per batch (all devices together).
         shuffle: visit the records in a new random order every epoch.
@@ -445,10 +450,16 @@ class CropLoader(mx.io.DataIter):
         first_epoch: number of the first epoch served (a resumed run passes its epoch, so its
             batches are those the uninterrupted run would have drawn).
 
+    The label inputs (names, shapes, arrays) are those of the recipe's
+    :class:`rcnn.model_layout.ModelLayout`, given by :class:`rcnn.io.sample.SampleMaker`. With
+    ``cfg.RANDOM_FEAT_STRIDE`` each batch keeps the labels of one stride only (the others are
+    -1), drawn per batch from the seed (:func:`rcnn.io.sample.batch_select_stride`).
+
     Attributes: ``provide_data``, ``provide_label`` (lists of ``mx.io.DataDesc``),
     ``data_name``, ``label_name``, ``slices`` (per-device batch slices), ``epoch``,
-    ``num_batches`` (per epoch), ``seed``, ``feat_shapes`` (per-stride class-score shapes for
-    one image), ``workers`` (the worker processes).
+    ``num_batches`` (per epoch), ``seed``, ``layout`` (the recipe's ``ModelLayout``),
+    ``feat_shapes`` (per-stride class-score shapes for one image), ``workers`` (the worker
+    processes).
     """
 
     def __init__(self, feat_sym, roidb, batch_size=1, shuffle=True, ctx=None, work_load_list=None,
@@ -472,18 +483,21 @@ class CropLoader(mx.io.DataIter):
             raise ValueError('work_load_list has %d entries but there are %d devices'
                              % (len(self.work_load_list), len(self.ctx)))
         self.slices = _split_input_slice(batch_size, self.work_load_list)
-        self.feat_stride = [int(s) for s in cfg.RPN_FEAT_STRIDE]
+        self.layout = ModelLayout.from_config(cfg)
+        self.feat_stride = list(self.layout.strides)
         self.feat_sym = list(feat_sym)
         if len(self.feat_sym) != len(self.feat_stride):
-            raise ValueError('feat_sym has %d symbols but cfg.RPN_FEAT_STRIDE lists %d strides'
-                             % (len(self.feat_sym), len(self.feat_stride)))
+            raise ValueError('feat_sym has %d symbols but the recipe has %d strides (%s)'
+                             % (len(self.feat_sym), len(self.feat_stride),
+                                ', '.join(map(str, self.feat_stride))))
+        self.random_feat_stride = bool(cfg.RANDOM_FEAT_STRIDE)
         self.crop_size = int(cfg.SCALES[0][0])
         self.data_name = [DATA_NAME]
         data_shape = (batch_size, 3, self.crop_size, self.crop_size)
         self.feat_shapes = self._feature_shapes((1, 3, self.crop_size, self.crop_size))
         self._maker = SampleMaker.from_config(cfg, self.feat_shapes)
-        self.label_name = self._maker.targets.label_names
-        self.with_landmarks = self._maker.targets.with_landmarks
+        self.label_name = self._maker.label_names
+        self.with_landmarks = self.layout.landmarks
         _, label_shapes = self.infer_shape([(DATA_NAME, data_shape)])
         self._provide_data = [mx.io.DataDesc(DATA_NAME, data_shape)]
         self._provide_label = [mx.io.DataDesc(name, shape) for name, shape in label_shapes]
@@ -506,7 +520,8 @@ class CropLoader(mx.io.DataIter):
             self._pool = _WorkerPool(
                 roidb, cfg, self.feat_shapes, self.seed, self._epoch_order_function(),
                 batch_size, self.num_batches, self._layout, buffer_bytes, self._make_batch,
-                self.num_workers, self.prefetch, start_method, first_epoch=self.epoch)
+                self.num_workers, self.prefetch, start_method, first_epoch=self.epoch,
+                stride_of_batch=self._stride_of_batch_function())
             self._finalizer = weakref.finalize(self, self._pool.shutdown)
         else:
             self._inline_views = protocol.batch_buffer_views(
@@ -540,7 +555,7 @@ class CropLoader(mx.io.DataIter):
             raise ValueError('infer_shape: max_data_shape needs a "data" entry')
         batch, channels, height, width = shapes[DATA_NAME]
         feat_shapes = self._feature_shapes((1, channels, height, width))
-        return max_data_shape, self._maker.targets.label_shapes(feat_shapes, batch)
+        return max_data_shape, self._maker.label_shapes(feat_shapes, batch)
 
     def reset(self):
         """Start the next epoch (no-op while no batch of the current one has been taken)."""
@@ -592,9 +607,11 @@ class CropLoader(mx.io.DataIter):
                 raise ValueError('cannot infer the stride-%d feature shape from data %s'
                                  % (stride, data_shape))
             shape = tuple(int(v) for v in out_shapes[0])
-            if shape[1] != 2 * self.cfg.NUM_ANCHORS:
-                raise ValueError('stride-%d class scores have %d channels; expected 2 * '
-                                 'NUM_ANCHORS = %d' % (stride, shape[1], 2 * self.cfg.NUM_ANCHORS))
+            if shape[1] != 2 * self.layout.num_anchors:
+                raise ValueError('stride-%d class scores have %d channels; expected 2 x %d '
+                                 'anchors per position = %d' % (
+                                     stride, shape[1], self.layout.num_anchors,
+                                     2 * self.layout.num_anchors))
             shapes.append(shape)
         return shapes
 
@@ -605,14 +622,27 @@ class CropLoader(mx.io.DataIter):
             return epoch_order(seed, epoch, num_records, shuffle)
         return order_of_epoch
 
+    def _stride_of_batch_function(self):
+        """``(epoch, batch_no) -> select_stride`` with RANDOM_FEAT_STRIDE, None without."""
+        if not self.random_feat_stride:
+            return None
+        seed, strides = self.seed, tuple(self.feat_stride)
+
+        def stride_of_batch(epoch, batch_no):
+            return batch_select_stride(seed, epoch, batch_no, strides)
+        return stride_of_batch
+
     def _compute_inline(self, epoch, batch_no):
         order = epoch_order(self.seed, epoch, len(self.roidb), self.shuffle)
         indices = np.full(self.batch_size, -1, dtype=np.int64)
+        stride_of_batch = self._stride_of_batch_function()
+        select_stride = 0 if stride_of_batch is None else stride_of_batch(epoch, batch_no)
         for slot in range(self.batch_size):
             position = batch_no * self.batch_size + slot
             try:
                 im_tensor, labels, used_index, failures = self._maker.load(
-                    self.roidb, int(order[position]), self.seed, epoch, position)
+                    self.roidb, int(order[position]), self.seed, epoch, position,
+                    select_stride)
             except ImageReadError as err:     # gave up: too many unreadable images
                 raise LoaderError(str(err)) from err
             _log_replacements(self.roidb, used_index, failures)

@@ -95,7 +95,7 @@ def sample_worker_loop(task_queue, result_queue, roidb, feat_shapes, cfg, seed, 
                 continue
             try:
                 im_tensor, labels, used_index, failures = maker.load(
-                    roidb, task.index, seed, task.epoch, task.position)
+                    roidb, task.index, seed, task.epoch, task.position, task.select_stride)
                 write_sample(views[task.buffer_id], task.slot, im_tensor, labels)
                 message = SampleDone(*where, used_index=used_index, failures=failures)
             except ImageReadError as err:      # gave up after too many unreadable images

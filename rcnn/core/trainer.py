@@ -148,18 +148,26 @@ class Trainer(object):
         iters_per_epoch: batches per epoch (at least 1 is used).
         strides: feature strides, for the metric names.
         hooks: :class:`HookBase` objects, called in this order (see :meth:`register_hooks`).
+        metrics: callable returning a fresh ``CompositeEvalMetric`` of the training outputs
+            (default: ``rcnn.core.metric.build_train_metrics(strides)``, the net3 outputs).
     """
 
-    def __init__(self, mod, feed, schedule, batch_size, iters_per_epoch, strides, hooks=()):
+    def __init__(self, mod, feed, schedule, batch_size, iters_per_epoch, strides, hooks=(),
+                 metrics=None):
         self.mod = mod
         self.feed = feed
         self.schedule = schedule
         self.batch_size = int(batch_size)
         self.iters_per_epoch = max(1, int(iters_per_epoch))
         self.strides = tuple(strides)
-        from rcnn.core.metric import build_train_metrics   # MXNet: not for HookBase's importers
-        self.window_metrics = build_train_metrics(self.strides)
-        self.epoch_metrics = build_train_metrics(self.strides)
+        if metrics is None:
+            # imported here: rcnn.core.metric imports MXNet, HookBase's importers need not
+            from rcnn.core.metric import build_train_metrics
+
+            def metrics():
+                return build_train_metrics(self.strides)
+        self.window_metrics = metrics()
+        self.epoch_metrics = metrics()
         self.hooks = []
         self.position = None
         self.start_iteration = None

@@ -206,10 +206,10 @@ def train_param_shapes(train_sym, cfg, batch_size):
     """``(args, aux)``: name -> shape of the training graph's parameters and aux states for
     batches of ``batch_size`` crops (the shapes follow from the image input alone, so they
     are known before the loader exists)."""
-    from rcnn.model_layout import label_names
+    from rcnn.model_layout import DATA_NAME, ModelLayout
     crop = int(cfg.SCALES[0][0])
     arg_shapes, _, aux_shapes = train_sym.infer_shape_partial(data=(batch_size, 3, crop, crop))
-    inputs = {'data'} | set(label_names(cfg.RPN_FEAT_STRIDE, landmarks=cfg.FACE_LANDMARK))
+    inputs = {DATA_NAME} | set(ModelLayout.from_config(cfg).label_names())
     args = {n: tuple(s) for n, s in zip(train_sym.list_arguments(), arg_shapes)
             if n not in inputs}
     aux = {n: tuple(s) for n, s in zip(train_sym.list_auxiliary_states(), aux_shapes)}
@@ -541,18 +541,18 @@ def open_val_set(validation, data, rank):
                                validation.images)
 
 
-def make_hooks(options, strides, record, contexts, val_set, rank, num_workers, deploy_sym,
+def make_hooks(options, metrics, record, contexts, val_set, rank, num_workers, deploy_sym,
                fields, end_epoch, batch_size, states_saved):
     """The Trainer's hooks (rcnn/core/hooks.py :func:`standard_hooks`); rank 0 also writes
     ``<prefix>-metrics.csv`` and, with a validation split, validates
-    (``fields``: what every training record of the run stores, :func:`run_record`)."""
-    from rcnn.core.metric import build_train_metrics
+    (``metrics``: the run's :class:`TrainMetrics`; ``fields``: what every training record of
+    the run stores, :func:`run_record`)."""
     from rcnn.core.metrics_log import MetricsLog
     from rcnn.core.validation import Validator
     metrics_table = validator = None
     validation, schedule = options.validation, options.schedule
     if rank == 0:
-        names = [name for name, _ in build_train_metrics(strides).get_name_value()]
+        names = [name for name, _ in metrics().get_name_value()]
         metrics_table = MetricsLog(options.prefix, names,
                                    None if record is None else record['iteration'])
     if rank == 0 and val_set is not None:
@@ -561,13 +561,32 @@ def make_hooks(options, strides, record, contexts, val_set, rank, num_workers, d
                               validation.metric, ctx_id, resume=record)
     max_minutes = schedule.max_minutes
     return standard_hooks(
-        options.prefix, deploy_sym, fields, end_epoch, batch_size, tuple(strides),
+        options.prefix, deploy_sym, fields, end_epoch, batch_size, metrics.layout,
         frequent=schedule.frequent, max_iters=schedule.max_iters,
         checkpoint_iters=options.checkpoint.checkpoint_iters,
         max_seconds=None if max_minutes is None else 60.0 * max_minutes,
         saver=rank == 0, optimizer_states=states_saved,
         resumed_from=None if record is None else (record['checkpoint'], record['iteration']),
         metrics_table=metrics_table, validator=validator, interruptible=num_workers == 1)
+
+
+class TrainMetrics(object):
+    """The training metrics of a recipe: calling it builds a fresh ``CompositeEvalMetric``
+    (:func:`rcnn.core.metric.build_train_metrics` of the recipe's layout and ``LR_MODE``);
+    ``layout`` is the training graph's :class:`~rcnn.model_layout.ModelLayout`."""
+
+    def __init__(self, layout, lr_mode=0):
+        self.layout = layout
+        self.lr_mode = int(lr_mode)
+
+    @classmethod
+    def from_config(cls, cfg):
+        from rcnn.model_layout import ModelLayout
+        return cls(ModelLayout.from_config(cfg), cfg.LR_MODE)
+
+    def __call__(self):
+        from rcnn.core.metric import build_train_metrics
+        return build_train_metrics(self.layout, self.lr_mode)
 
 
 # ---------------------------------------------------------------------------- the run
@@ -750,12 +769,13 @@ def _build_locked(options, contexts, kv, rank, num_workers, run_lock):
             logger.warning('checkpoint %d has no optimizer state (dist_async) or this run cannot '
                            'hold it: the momentum restarts from zero', record['checkpoint'])
 
-        hooks = make_hooks(options, cfg.RPN_FEAT_STRIDE, record, contexts, val_set, rank,
+        metrics = TrainMetrics.from_config(cfg)
+        hooks = make_hooks(options, metrics, record, contexts, val_set, rank,
                            num_workers, deploy_sym,
                            run_record(plan, len(contexts), num_workers, fixed), end_epoch,
                            batch_size, states_saved)
         trainer = Trainer(mod, LoaderFeed(loader), schedule, batch_size, iters_per_epoch,
-                          tuple(cfg.RPN_FEAT_STRIDE), hooks)
+                          metrics.layout.strides, hooks, metrics=metrics)
     except BaseException:
         loader.close()
         raise

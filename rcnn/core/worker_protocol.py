@@ -29,13 +29,15 @@ STOP = None          # task queue: the worker returns
 
 class SampleTask(NamedTuple):
     """Compute sample ``position`` of ``epoch`` from record ``index`` into ``slot`` of buffer
-    ``buffer_id``; it belongs to batch ``batch_no`` of the epoch."""
+    ``buffer_id``; it belongs to batch ``batch_no`` of the epoch, whose labels keep only stride
+    ``select_stride`` when it is > 0 (``RANDOM_FEAT_STRIDE``)."""
     epoch: int
     batch_no: int
     slot: int
     position: int
     index: int
     buffer_id: int
+    select_stride: int = 0
 
 
 class SampleDone(NamedTuple):

@@ -30,7 +30,8 @@ class FaceAnnotations(object):
         landmarks: (K, 5, 2) float32, x y per point.
         visibility: (K, 5) float32, 1.0 visible, 0.0 present but not visible, -1 missing
             (the label file's per-point flag, turned the pipeline's way by the reader).
-        blur: (K,) float32, the label file's blur attribute (the reader's defaults applied).
+        blur: (K,) float32, the label file's blur attribute (the reader's defaults applied);
+            the fifth box target with ``USE_BLUR``.
         classes: (K,) int, 1 for a face; a face of class 0 is left out of the anchor labels,
             -1 is ignored by them.
     """

@@ -16,9 +16,14 @@ __all__ = ['assign_anchor_fpn', 'faces_from_gt_label']
 
 def faces_from_gt_label(gt_label, with_landmarks):
     """:class:`FaceAnnotations` of an original ``gt_label``: ``gt_boxes`` (K, 5) x1 y1 x2 y2
-    class, ``gt_landmarks`` (K, 5, 3) x y visibility (read only when ``with_landmarks``)."""
+    class, ``gt_landmarks`` (K, 5, 3) x y visibility (read only when ``with_landmarks``),
+    ``gt_blur`` (K,) (optional, the original loader's key with ``USE_BLUR``; 0 without)."""
     gt_boxes = np.asarray(gt_label['gt_boxes'], dtype=np.float32).reshape(-1, 5)
-    landmarks = visibility = None
+    landmarks = visibility = blur = None
+    if gt_label.get('gt_blur') is not None:
+        blur = np.asarray(gt_label['gt_blur'], dtype=np.float32).reshape(-1)
+        if len(blur) != len(gt_boxes):
+            raise ValueError('gt_blur has %d faces but gt_boxes %d' % (len(blur), len(gt_boxes)))
     if with_landmarks:
         points = np.asarray(gt_label['gt_landmarks'], dtype=np.float32).reshape(
             -1, NUM_LANDMARKS, 3)
@@ -26,7 +31,7 @@ def faces_from_gt_label(gt_label, with_landmarks):
             raise ValueError('gt_landmarks has %d faces but gt_boxes %d'
                              % (len(points), len(gt_boxes)))
         landmarks, visibility = points[:, :, :2], points[:, :, 2]
-    return FaceAnnotations(gt_boxes[:, :4], landmarks, visibility, classes=gt_boxes[:, 4])
+    return FaceAnnotations(gt_boxes[:, :4], landmarks, visibility, blur, classes=gt_boxes[:, 4])
 
 
 def assign_anchor_fpn(feat_shape, gt_label, im_info, landmark=False, prefix='face',
@@ -34,11 +39,13 @@ def assign_anchor_fpn(feat_shape, gt_label, im_info, landmark=False, prefix='fac
     """Anchor labels, box and landmark targets and weights of one image.
 
     Args:
-        feat_shape: per stride of ``cfg.RPN_FEAT_STRIDE``, the class-score shape (..., H, W).
-        gt_label: ``{'gt_boxes': (K, 5) float x1 y1 x2 y2 class, 'gt_landmarks': (K, 5, 3)}``;
-            ``gt_landmarks`` is needed only when ``landmark``.
+        feat_shape: per stride of the recipe's layout (coarse to fine), the class-score shape
+            (..., H, W).
+        gt_label: ``{'gt_boxes': (K, 5) float x1 y1 x2 y2 class, 'gt_landmarks': (K, 5, 3),
+            'gt_blur': (K,)}``; ``gt_landmarks`` is needed only when ``landmark``, ``gt_blur``
+            only with ``cfg.USE_BLUR`` (0 without).
         im_info: [height, width, scale] of the network input.
-        landmark: also return landmark targets and weights.
+        landmark: also return landmark targets and weights (the recipe must have landmarks).
         prefix: label name prefix.
         select_stride: when > 0, labels of every other stride become -1.
         cfg: config (keyword only); rng: numpy Generator of the random sampler.

@@ -13,7 +13,14 @@ Encoding (training targets, as the original ``assign_anchor_fpn``)::
     landmark target = landmark_transform(anchor, face points) / LANDMARK_STD
 
 computed in float64, rounded to float32, then divided in float32 (the order the training
-labels always had, so the batches stay bit-identical). Decoding multiplies the network's deltas
+labels always had, so the batches stay bit-identical). The extra values of the larger heads are
+scaled as the original's column slicing scales them (its ``bbox_targets[:, 0::4] /=
+BBOX_STDS[0]`` on 5-wide rows also divides the fifth column; ``landmark_targets /=
+LANDMARK_STD`` divides all 15 values), in both directions::
+
+    blur target       = blur / BBOX_STDS[0]            (USE_BLUR)
+    visibility target = visibility / LANDMARK_STD      (USE_OCCLUSION)
+ Decoding multiplies the network's deltas
 by the stds first (as the original detector's ``bbox_stds`` / ``landmark_std``) and applies
 ``nonlinear_pred`` / ``landmark_pred``. With the defaults (all 1, the released models) the
 multiplications are skipped: the result is bit for bit the plain kernels'.
@@ -87,6 +94,16 @@ class BoxCoder(object):
             targets /= self._landmark_std32
         return targets
 
+    def encode_blur(self, blur):
+        """(N,) raw blur values -> (N,) float32 targets (module docstring)."""
+        targets = np.asarray(blur, dtype=np.float32)
+        return targets if self.bbox_stds[0] == 1.0 else targets / self._box_stds32[0]
+
+    def encode_visibility(self, visibility):
+        """(...) raw visibility values -> float32 targets of the same shape."""
+        targets = np.asarray(visibility, dtype=np.float32)
+        return targets if self._unit_landmarks else targets / self._landmark_std32
+
     # ------------------------------------------------------------------ inference
 
     def decode_boxes(self, anchors, deltas):
@@ -101,6 +118,18 @@ class BoxCoder(object):
         if not self._unit_landmarks:
             deltas = deltas * deltas.dtype.type(self._landmark_std32)
         return landmark_pred(anchors, deltas)
+
+    def decode_blur(self, deltas):
+        """(N,) network blur outputs -> (N,) blur values (inverse of :meth:`encode_blur`)."""
+        return deltas if self.bbox_stds[0] == 1.0 else \
+            deltas * self._box_stds32[0].astype(deltas.dtype, copy=False)
+
+    def decode_visibility(self, deltas):
+        """Network visibility outputs -> visibility values (inverse of
+        :meth:`encode_visibility`)."""
+        if self._unit_landmarks:
+            return deltas
+        return deltas * deltas.dtype.type(self._landmark_std32)
 
     def to_dict(self):
         """The recipe values, JSON-ready."""

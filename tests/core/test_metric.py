@@ -100,17 +100,18 @@ def _outputs_with(value_at=None, devices=2):
 
 def test_nan_guard_names_the_batch_and_the_output():
     names = ['out%d' % i for i in range(18)]
-    check_finite_outputs(_outputs_with(), loss_output_indices(), names, 0, 1, 0)
+    check_finite_outputs(_outputs_with(), loss_output_indices(3), names, 0, 1, 0)
     with pytest.raises(NonFiniteLossError) as info:
-        check_finite_outputs(_outputs_with((8, 1, np.nan)), loss_output_indices(), names,
+        check_finite_outputs(_outputs_with((8, 1, np.nan)), loss_output_indices(3), names,
                              epoch=3, batch_in_epoch=17, iteration=123)
     message = str(info.value)
     assert 'epoch 3, batch 17 (iteration 123)' in message and 'out8' in message
     assert (info.value.epoch, info.value.iteration) == (3, 123)
     with pytest.raises(NonFiniteLossError, match='out16'):
-        check_finite_outputs(_outputs_with((16, 0, np.inf)), loss_output_indices(), names, 0, 1, 0)
+        check_finite_outputs(_outputs_with((16, 0, np.inf)), loss_output_indices(3), names,
+                             0, 1, 0)
     # labels / weights (odd indices) are not watched
-    check_finite_outputs(_outputs_with((5, 0, np.nan)), loss_output_indices(), names, 0, 1, 0)
+    check_finite_outputs(_outputs_with((5, 0, np.nan)), loss_output_indices(3), names, 0, 1, 0)
 
 
 def test_speedometer_logs_every_frequent_iterations_and_resets_the_window(caplog):
