@@ -103,7 +103,8 @@ def _generator_layout(layout, anchor_cache, with_landmarks):
         layout = ModelLayout(layout.strides, layout.num_anchors, layout.box_len, 0,
                              layout.cascade)
     elif with_landmarks and not layout.landmarks:
-        raise ValueError('with_landmarks: the layout %r has no landmark head' % (layout,))
+        raise ValueError('landmark labels asked for, but the layout has no landmark head '
+                         '(FACE_LANDMARK is False): %r' % (layout,))
     for stride in layout.strides:
         if anchor_cache.num_anchors(stride) != layout.num_anchors:
             raise ValueError('stride %d has %d base anchors but the layout %d per position'

@@ -24,8 +24,8 @@ def _cfg(**overrides):
     ({'DENSE_ANCHOR': True}, (32, 16, 8), 4, 4, 10),
     ({'USE_BLUR': True, 'USE_OCCLUSION': True}, (32, 16, 8), 2, 5, 15),
     ({'FACE_LANDMARK': False}, (32, 16, 8), 2, 4, 0)])
-def test_batches_have_the_shapes_of_the_layout(roidb, overrides, strides, anchors, box,  # noqa: F811
-                                               landmark):
+def test_batches_have_the_shapes_of_the_layout(
+        roidb, overrides, strides, anchors, box, landmark):  # noqa: F811
     cfg = _cfg(**overrides)
     with CropLoader(_feat_syms(cfg), roidb, BATCH, cfg=cfg, num_workers=0, seed=0) as loader:
         expected = []
