@@ -9,10 +9,10 @@ so the original import keeps working. Example::
     detector = RetinaFace('../shared/models/mnet.25/mnet.25', 0, ctx_id=-1)   # -1: CPU
     faces, landmarks = detector.detect(cv2.imread('photo.jpg'), threshold=0.5)
 """
-from rcnn.inference.detector import (MAX_SCALED_SIDE, MIN_IMAGE_SIDE, ORIGINAL_ONLY_NETWORKS,
-                                     PAD_MULTIPLE, SUPPORTED_NETWORKS, InvalidInputError,
-                                     RetinaFace, as_bgr_image, check_scales, check_threshold)
+from rcnn.inference.detector import (MAX_SCALED_SIDE, MIN_IMAGE_SIDE, PAD_MULTIPLE,
+                                     SUPPORTED_NETWORKS, InvalidInputError, RetinaFace,
+                                     as_bgr_image, check_scales, check_threshold)
 
 __all__ = ['RetinaFace', 'InvalidInputError', 'as_bgr_image', 'check_scales', 'check_threshold',
-           'SUPPORTED_NETWORKS', 'ORIGINAL_ONLY_NETWORKS', 'MIN_IMAGE_SIDE',
+           'SUPPORTED_NETWORKS', 'MIN_IMAGE_SIDE',
            'MAX_SCALED_SIDE', 'PAD_MULTIPLE']

@@ -88,7 +88,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 def parse_args(argv=None):
     parser = cli.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument('--network', default='net3',
-                        help='anchor layout of the checkpoint (only net3: strides 32/16/8)')
+                        help='the original detector\'s layout name (net3 ... x5) for a '
+                             'checkpoint without a recipe file')
     parser.add_argument('--dataset', default='retinaface', choices=sorted(DATASETS),
                         help='dataset reader (the RetinaFace label.txt format)')
     parser.add_argument('--image-set', default='val',

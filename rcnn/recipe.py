@@ -1,4 +1,4 @@
-"""The recipe a checkpoint needs at inference: pixel transform, box coder, anchors, network.
+"""The recipe a checkpoint needs at inference: pixel transform, box coder, anchors, layout.
 
 Training writes it once per prefix, beside its checkpoints, as ``<prefix>-recipe.json``
 (:func:`write_recipe`, from the training config); the detector reads it with
@@ -12,20 +12,33 @@ File (JSON, ``format`` 1)::
      "pixel_means": [0, 0, 0], "pixel_stds": [1, 1, 1], "pixel_scale": 1.0,   # BGR order
      "bbox_stds": [1, 1, 1, 1], "landmark_std": 1.0,
      "dense_anchor": false,
-     "anchors": {"32": {"SCALES": [32, 16], "BASE_SIZE": 16, "RATIOS": [1.0]}, ...}}
+     "anchors": {"32": {"SCALES": [32, 16], "BASE_SIZE": 16, "RATIOS": [1.0]}, ...},
+     "layout": {"strides": [32, 16, 8], "num_anchors": 2, "box_len": 4, "landmark_len": 10,
+                "cascade": 0, "landmarks": true, "blur": false, "occlusion": false,
+                "cascade_cls_strides": [], "cascade_bbox_strides": []}}
+
+``layout`` is the :class:`rcnn.model_layout.ModelLayout` of the training config (the heads the
+deploy graph has: anchors per position, dense anchors included; 5 box values with
+``USE_BLUR``; 0 / 10 / 15 landmark values for ``FACE_LANDMARK=False`` / the default /
+``USE_OCCLUSION``; ``CASCADE`` stages and, when the layout has them, the strides whose stages
+have a class / box head). ``landmarks``, ``blur`` and ``occlusion`` repeat what the lengths
+say, for a reader of the file. A file without ``layout`` takes it from its
+``training_config`` when present, else from its anchors with the released heads (4 box and 10
+landmark values, no cascade).
 """
 import json
 import logging
 import os
 
-from rcnn.model_layout import strides_of
+from rcnn.model_layout import ModelLayout, anchors_per_position, strides_of
 from rcnn.processing.box_coder import BoxCoder
 from rcnn.processing.pixels import PixelTransform
 from rcnn.checkpoint.files import recipe_path
 from rcnn.utils.fileio import atomic_write_text
 
-__all__ = ['RECIPE_FORMAT', 'Recipe', 'RecipeError', 'default_recipe', 'write_recipe',
-           'read_recipe', 'load_recipe']
+__all__ = ['RECIPE_FORMAT', 'ONNX_RECIPE_KEY', 'Recipe', 'RecipeError', 'default_recipe',
+           'write_recipe', 'read_recipe', 'read_onnx_recipe', 'load_recipe',
+           'released_heads_layout', 'layout_to_dict', 'layout_from_dict']
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +60,16 @@ class Recipe(object):
         anchor_cfg: ``{'32': {'SCALES': ..., 'BASE_SIZE': ..., 'RATIOS': ...}, ...}``
             (an ``RPN_ANCHOR_CFG``).
         dense_anchor: whether each anchor is repeated shifted by half a stride.
+        layout: the :class:`rcnn.model_layout.ModelLayout` of the deploy graph's heads (None:
+            the anchors' strides and count with the released heads, see
+            :func:`released_heads_layout`).
         source: the file it was read from, or None.
+    Raises:
+        ValueError: the layout's strides or anchor count disagree with the anchors.
     """
 
-    def __init__(self, network, pixels, coder, anchor_cfg, dense_anchor=False, source=None):
+    def __init__(self, network, pixels, coder, anchor_cfg, dense_anchor=False, source=None,
+                 layout=None):
         self.network = network
         self.pixels = pixels
         self.coder = coder
@@ -58,13 +77,18 @@ class Recipe(object):
                            for stride, values in anchor_cfg.items()}
         self.dense_anchor = bool(dense_anchor)
         self.source = source
+        if layout is None:
+            layout = released_heads_layout(self.anchor_cfg, self.dense_anchor)
+        _check_layout_matches_anchors(layout, self.anchor_cfg, self.dense_anchor)
+        self.layout = layout
 
     @classmethod
     def from_config(cls, cfg, network=None):
         """The recipe of a training config (``PIXEL_*``, ``TRAIN.BBOX_STDS``,
-        ``TRAIN.LANDMARK_STD``, ``RPN_ANCHOR_CFG``, ``DENSE_ANCHOR``)."""
+        ``TRAIN.LANDMARK_STD``, ``RPN_ANCHOR_CFG``, ``DENSE_ANCHOR``; the layout from
+        :meth:`rcnn.model_layout.ModelLayout.from_config`)."""
         return cls(network, PixelTransform.from_config(cfg), BoxCoder.from_config(cfg),
-                   cfg.RPN_ANCHOR_CFG, bool(cfg.DENSE_ANCHOR))
+                   cfg.RPN_ANCHOR_CFG, bool(cfg.DENSE_ANCHOR), layout=ModelLayout.from_config(cfg))
 
     @property
     def strides(self):
@@ -84,6 +108,7 @@ class Recipe(object):
         record.update(self.coder.to_dict())
         record['dense_anchor'] = self.dense_anchor
         record['anchors'] = self.anchor_cfg
+        record['layout'] = layout_to_dict(self.layout)
         return record
 
     def write(self, prefix):
@@ -95,9 +120,68 @@ class Recipe(object):
         return isinstance(other, Recipe) and self.to_dict() == other.to_dict()
 
     def __repr__(self):
-        return 'Recipe(network=%r, %r, %r, strides=%s%s)' % (
-            self.network, self.pixels, self.coder, list(self.strides),
+        return 'Recipe(network=%r, %r, %r, %r%s)' % (
+            self.network, self.pixels, self.coder, self.layout,
             ', from %s' % self.source if self.source else '')
+
+
+def released_heads_layout(anchor_cfg, dense_anchor=False):
+    """The layout of an anchor table with the released models' heads: its strides and anchors
+    per position (doubled by dense anchors), 4 box and 10 landmark values, no cascade."""
+    per_position = anchors_per_position(anchor_cfg) * (2 if dense_anchor else 1)
+    return ModelLayout(strides_of(anchor_cfg), per_position)
+
+
+#: the layout's per-stride cascade choices (``CASCADE_CLS_STRIDES`` / ``CASCADE_BBOX_STRIDES``
+#: of the strides), recorded when the layout has them
+_CASCADE_STRIDE_KEYS = ('cascade_cls_strides', 'cascade_bbox_strides')
+
+
+def layout_to_dict(layout):
+    """A :class:`ModelLayout` as the recipe file's ``layout`` object."""
+    record = {'strides': list(layout.strides), 'num_anchors': layout.num_anchors,
+              'box_len': layout.box_len, 'landmark_len': layout.landmark_len,
+              'cascade': layout.cascade, 'landmarks': layout.landmarks, 'blur': layout.blur,
+              'occlusion': layout.occlusion}
+    for key in _CASCADE_STRIDE_KEYS:
+        if hasattr(layout, key):
+            record[key] = list(getattr(layout, key))
+    return record
+
+
+def layout_from_dict(record):
+    """The recipe file's ``layout`` object as a :class:`ModelLayout`.
+
+    Raises:
+        ValueError: a key is missing or a value is impossible, or a flag disagrees with the
+            lengths.
+    """
+    if not isinstance(record, dict):
+        raise ValueError('layout must be a JSON object, got %r' % (record,))
+    per_stride = {key: record[key] for key in _CASCADE_STRIDE_KEYS
+                  if key in record and hasattr(ModelLayout, key) and record.get('cascade')}
+    try:
+        layout = ModelLayout(record['strides'], record['num_anchors'], record['box_len'],
+                             record['landmark_len'], record.get('cascade', 0), **per_stride)
+    except KeyError as exc:
+        raise ValueError('layout lacks the key %s' % exc) from None
+    for flag in ('landmarks', 'blur', 'occlusion'):
+        if flag in record and bool(record[flag]) != getattr(layout, flag):
+            raise ValueError('layout says %s=%s but its lengths (box %d, landmark %d) say %s'
+                             % (flag, record[flag], layout.box_len, layout.landmark_len,
+                                getattr(layout, flag)))
+    return layout
+
+
+def _check_layout_matches_anchors(layout, anchor_cfg, dense_anchor):
+    strides = strides_of(anchor_cfg)
+    if tuple(layout.strides) != strides:
+        raise ValueError('layout strides %s do not match the anchor strides %s'
+                         % (list(layout.strides), list(strides)))
+    per_position = anchors_per_position(anchor_cfg) * (2 if dense_anchor else 1)
+    if layout.num_anchors != per_position:
+        raise ValueError('layout has %d anchors per position, the anchors (dense_anchor=%s) '
+                         'give %d' % (layout.num_anchors, dense_anchor, per_position))
 
 
 def _plain(value):
@@ -145,7 +229,8 @@ def _from_dict(record, path):
                         PixelTransform(record['pixel_means'], record['pixel_stds'],
                                        record['pixel_scale']),
                         BoxCoder(record['bbox_stds'], record['landmark_std']),
-                        record['anchors'], record.get('dense_anchor', False), source=path)
+                        record['anchors'], record.get('dense_anchor', False), source=path,
+                        layout=_recorded_layout(record))
     except KeyError as exc:
         raise RecipeError('recipe file %s lacks the key %s' % (path, exc)) from None
     except (TypeError, ValueError, AttributeError) as exc:
@@ -154,6 +239,18 @@ def _from_dict(record, path):
         raise RecipeError('recipe file %s: strides %s do not match its anchors %s'
                           % (path, record['strides'], list(recipe.strides)))
     return recipe
+
+
+def _recorded_layout(record):
+    """The layout a recipe file records: its ``layout``, else that of its training config,
+    else None (the released heads on its anchors)."""
+    if 'layout' in record:
+        return layout_from_dict(record['layout'])
+    config = record.get('training_config')
+    if isinstance(config, dict) and 'RPN_ANCHOR_CFG' in config:
+        from rcnn.config import Config
+        return ModelLayout.from_config(Config(config))
+    return None
 
 
 def read_recipe(prefix):
@@ -171,6 +268,30 @@ def read_recipe(prefix):
     except (OSError, ValueError) as exc:
         raise RecipeError('recipe file %s is unreadable or not JSON: %s' % (path, exc)) from None
     return _from_dict(record, path)
+
+
+#: metadata key under which an ONNX export keeps its recipe (:mod:`rcnn.deploy.onnx_export`)
+ONNX_RECIPE_KEY = 'retinaface.recipe'
+
+
+def read_onnx_recipe(path):
+    """The recipe an ``.onnx`` export keeps in its metadata (:data:`ONNX_RECIPE_KEY`), or None
+    when it has none.
+
+    Raises:
+        RecipeError: the metadata is not a valid recipe.
+    """
+    import onnx
+    model = onnx.load(str(path), load_external_data=False)
+    text = {entry.key: entry.value for entry in model.metadata_props}.get(ONNX_RECIPE_KEY)
+    if text is None:
+        return None
+    where = '%s (metadata %s)' % (path, ONNX_RECIPE_KEY)
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        raise RecipeError('recipe of %s is not JSON: %s' % (where, exc)) from None
+    return _from_dict(record, where)
 
 
 def load_recipe(prefix):

@@ -106,7 +106,54 @@ def test_a_broken_recipe_file_is_refused_naming_it(tmp_path, mutate, message):
     assert '\n' not in str(info.value)
 
 
-def test_detector_refuses_a_recipe_whose_strides_the_network_lacks(tmp_path):
+def _layout_cfg(**overrides):
+    cfg, _ = generate_config('mnet', 'retinaface', overrides=overrides)
+    return cfg
+
+
+def test_recipe_file_keeps_the_layout(tmp_path):
+    from rcnn.model_layout import ModelLayout
+    cfg = _layout_cfg(RPN_ANCHOR_CFG='RAC_SSH2', USE_OCCLUSION=True, CASCADE=1)
+    prefix = str(tmp_path / 'model')
+    write_recipe(prefix, cfg, 'mnet')
+    recipe = load_recipe(prefix)
+    assert recipe.layout == ModelLayout((32, 16, 8), 4, 4, 15, 1)
+
+
+def test_a_recipe_file_without_layout_takes_it_from_its_training_config(tmp_path):
+    from rcnn.model_layout import ModelLayout
+    prefix = str(tmp_path / 'model')
+    write_recipe(prefix, _layout_cfg(FACE_LANDMARK=False, USE_BLUR=True), 'mnet')
+    path = Path(recipe_path(prefix))
+    record = json.loads(path.read_text())
+    del record['layout']
+    path.write_text(json.dumps(record))
+    assert load_recipe(prefix).layout == ModelLayout((32, 16, 8), 2, 5, 0, 0)
+    # neither: the anchors with the released heads
+    del record['training_config']
+    path.write_text(json.dumps(record))
+    assert load_recipe(prefix).layout == ModelLayout((32, 16, 8), 2, 4, 10, 0)
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'num_anchors': 4}, '4 anchors per position, the anchors (dense_anchor=False) give 2'),
+    ({'strides': [32, 16]}, 'layout strides [32, 16] do not match'),
+    ({'blur': True}, 'blur=True but its lengths'),
+    ({'box_len': 6}, 'box_len must be'),
+])
+def test_a_layout_that_contradicts_the_recipe_is_refused(tmp_path, change, message):
+    prefix = str(tmp_path / 'model')
+    write_recipe(prefix, _custom_cfg(), 'mnet')
+    path = Path(recipe_path(prefix))
+    record = json.loads(path.read_text())
+    record['layout'].update(change)
+    path.write_text(json.dumps(record))
+    with pytest.raises(RecipeError) as info:
+        load_recipe(prefix)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_detector_refuses_a_recipe_whose_strides_the_graph_lacks(tmp_path):
     _need_mnet()
     from retinaface import RetinaFace
     cfg, _ = generate_config('mnet', 'retinaface')

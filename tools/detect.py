@@ -152,7 +152,9 @@ def build_parser():
                         help='GPU id, or -1 for the CPU (default %(default)s, as the '
                              'original\'s tools; an MXNet build without GPU support needs -1)')
     parser.add_argument('--network', default='net3',
-                        help='anchor layout (default %(default)s, the only one implemented)')
+                        help='the original detector\'s layout name (net3, net3a, net4, net4a, '
+                             'net5, net5a, net6, ssh, vgg, x3, x3a, x5) for a checkpoint '
+                             'without a recipe file (default %(default)s)')
     parser.add_argument('--debug', action='store_true',
                         help='on an error, show the full traceback instead of a one-line '
                              'message')

@@ -347,7 +347,9 @@ class RecallCounter(object):
 # ---------------------------------------------------------------------------- detection
 
 def detect_image(detector, image_path, protocol_name, thresh, schedule):
-    """Faces (N, 5) x1 y1 x2 y2 score and landmarks (N, 5, 2) of one image under a protocol.
+    """Faces (N, 5) x1 y1 x2 y2 score and landmarks (N, 5, 2) (None for a model without
+    landmarks) of one image under a protocol; a blur column and visibility values, which the
+    prediction files do not hold, are left out.
 
     Raises:
         ImageReadError: the image is missing, empty, truncated or not decodable.
@@ -356,7 +358,8 @@ def detect_image(detector, image_path, protocol_name, thresh, schedule):
     image = imread_checked(image_path)
     protocol = PROTOCOLS[protocol_name]
     scales = protocol.scales(image.shape[0], image.shape[1])
-    return detector.detect_images([image], thresh, scales, protocol.flip, schedule)[0]
+    faces, points = detector.detect_images([image], thresh, scales, protocol.flip, schedule)[0]
+    return faces[:, :5], None if points is None else points[:, :, :2]
 
 
 def detect_outcome(detector, job):

@@ -1,7 +1,8 @@
 """MXNet backend: the deploy graph's forward pass, one bound executor per input shape.
 
-``MXNetBackend(symbol, arg_params, aux_params, ctx)`` keeps only the nine deploy outputs of the
-symbol, selected **by name** (``face_rpn_cls_prob_reshape_stride{s}``, ``face_rpn_bbox_pred_stride{s}``,
+``MXNetBackend(symbol, arg_params, aux_params, ctx)`` keeps only the deploy outputs of the
+symbol, selected **by name** (``output_names``; by default the released layout's nine,
+``face_rpn_cls_prob_reshape_stride{s}``, ``face_rpn_bbox_pred_stride{s}``,
 ``face_rpn_landmark_pred_stride{s}``; a graph listing them in another order, or a training graph
 where they are internal nodes, works the same), and binds the graph once per distinct input
 shape ``(B, 3, H, W)``. Executors are kept in a small LRU cache (``max_shapes``) and share the
@@ -30,8 +31,9 @@ Bounded memory over endless new sizes (a service, a WIDER FACE run):
 
 None changes a result: every executor computes the same graph on the same parameters.
 
-``forward(data)`` takes ``(B, 3, H, W)`` float32 numpy and returns the nine outputs as numpy
-arrays ``(B, C, H_s, W_s)``, strides coarse to fine -- the interface every backend implements.
+``forward(data)`` takes ``(B, 3, H, W)`` float32 numpy and returns the selected outputs as numpy
+arrays ``(B, C, H_s, W_s)``, in ``output_names`` order -- the interface every backend
+implements.
 The object is not thread-safe (one forward at a time).
 
 Threads: MXNet reads ``OMP_NUM_THREADS`` (and ``MXNET_ENGINE_TYPE``) when it is imported.
@@ -46,7 +48,7 @@ from collections import OrderedDict
 import numpy as np
 
 from rcnn.model_layout import DATA_NAME, FEATURE_STRIDES, MXNET_OUTPUT_SUFFIX
-from rcnn.model_layout import deploy_output_names as output_names
+from rcnn.model_layout import deploy_output_names as released_output_names
 from rcnn.utils.param_names import fit_to_graph
 from rcnn.utils.memory import release_free_memory
 
@@ -172,13 +174,16 @@ class MXNetBackend(object):
         arg_params, aux_params: name -> NDArray, as from ``load_checkpoint`` (BatchNorm
             statistics in either spelling, see :mod:`rcnn.utils.param_names`).
         ctx: MXNet context (default CPU).
-        strides: feature strides whose outputs are returned, coarse to fine.
+        strides: feature strides whose released-layout outputs are returned, coarse to fine
+            (when ``output_names`` is None).
+        output_names: the outputs to return, in this order (any layout: boxes only, blur,
+            cascade); None: :func:`rcnn.model_layout.deploy_output_names` of ``strides``.
         max_shapes: bound executors kept (least recently used dropped first).
         rebase_after: executors derived from one base executor before a fresh base is bound
             (None: never, the unbounded behaviour of earlier versions; see the module notes).
 
     Attributes:
-        output_names: the 9 output names, in the order :meth:`forward` returns them.
+        output_names: the output names, in the order :meth:`forward` returns them.
         num_binds: executors bound so far (one per new input shape).
         concurrent_forward: False, one :meth:`forward` at a time (the executors share memory).
         num_rebases: base executors bound so far.
@@ -187,11 +192,13 @@ class MXNetBackend(object):
     concurrent_forward = False
 
     def __init__(self, symbol, arg_params, aux_params, ctx=None, strides=DEFAULT_STRIDES,
-                 max_shapes=DEFAULT_MAX_SHAPES, rebase_after=DEFAULT_REBASE_AFTER):
+                 max_shapes=DEFAULT_MAX_SHAPES, rebase_after=DEFAULT_REBASE_AFTER,
+                 output_names=None):
         mx = import_mxnet()
         self.ctx = ctx if ctx is not None else mx.cpu()
         self.strides = tuple(int(s) for s in strides)
-        self.output_names = output_names(self.strides)
+        self.output_names = (released_output_names(self.strides) if output_names is None
+                             else [str(n) for n in output_names])
         self.symbol = select_outputs(symbol, self.output_names)
         if DATA_NAME not in self.symbol.list_arguments():
             raise ValueError('the graph has no %r input (its inputs: %s)'
@@ -279,7 +286,7 @@ class MXNetBackend(object):
         return exe
 
     def forward(self, data):
-        """data: (B, 3, H, W) float32 numpy -> list of the 9 outputs as numpy (B, C, H_s, W_s),
+        """data: (B, 3, H, W) float32 numpy -> list of the outputs as numpy (B, C, H_s, W_s),
         in :attr:`output_names` order."""
         if not isinstance(data, np.ndarray) or data.ndim != 4 or data.shape[1] != 3:
             raise ValueError('data: expected a (B, 3, H, W) numpy array, got %s'

@@ -12,9 +12,10 @@
 * memory-pattern planning is off: it caches an allocation plan per input shape for the
   session's lifetime, which grows without bound when every image has a new size.
 
-``forward(data)`` takes ``(B, 3, H, W)`` float32 and returns the 9 outputs as numpy arrays, in
-the order of every backend (:mod:`rcnn.inference`): ``face_rpn_cls_prob_reshape_stride{s}``,
-``face_rpn_bbox_pred_stride{s}``, ``face_rpn_landmark_pred_stride{s}`` for ``s`` = 32, 16, 8.
+``forward(data)`` takes ``(B, 3, H, W)`` float32 and returns the outputs named ``output_names``
+as numpy arrays, in that order (by default the released layout's nine:
+``face_rpn_cls_prob_reshape_stride{s}``, ``face_rpn_bbox_pred_stride{s}``,
+``face_rpn_landmark_pred_stride{s}`` for ``s`` = 32, 16, 8; any layout's names otherwise).
 Outputs are fetched by name, whatever their order in the file.
 """
 import logging
@@ -25,7 +26,7 @@ import numpy as np
 from rcnn.deploy import onnx_export
 from rcnn.model_layout import FEATURE_STRIDES
 from rcnn.checkpoint.files import checkpoint_name
-from rcnn.model_layout import deploy_output_names as output_names
+from rcnn.model_layout import deploy_output_names as released_output_names
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,10 @@ class OnnxRuntimeBackend(object):
     epoch : int or None, checkpoint epoch (export + cache) or None for an ``.onnx`` file.
     threads : int or None, intra-op threads (None: onnxruntime's default).
     cache_dir : where exported checkpoints are cached (see :func:`default_cache_dir`).
-    strides : feature strides whose outputs :meth:`forward` returns, coarse to fine.
+    strides : feature strides whose released-layout outputs :meth:`forward` returns, coarse
+        to fine (when ``output_names`` is None).
+    output_names : the outputs :meth:`forward` returns, in this order (None: the released
+        layout's of ``strides``).
 
     Attributes: ``output_names`` (the order of :meth:`forward`), ``onnx_path``, ``session``,
     ``concurrent_forward`` (True: :meth:`forward` may run in several threads at once; an
@@ -76,7 +80,8 @@ class OnnxRuntimeBackend(object):
 
     concurrent_forward = True
 
-    def __init__(self, model, epoch=None, threads=None, cache_dir=None, strides=DEFAULT_STRIDES):
+    def __init__(self, model, epoch=None, threads=None, cache_dir=None, strides=DEFAULT_STRIDES,
+                 output_names=None):
         if epoch is None:
             if not os.path.isfile(model):
                 raise FileNotFoundError('ONNX model %s not found (pass epoch=E to export a '
@@ -92,7 +97,8 @@ class OnnxRuntimeBackend(object):
                              % (self.onnx_path, [inp.name for inp in inputs]))
         self.input_name = inputs[0].name
         self.strides = tuple(int(s) for s in strides)
-        self.output_names = output_names(self.strides)
+        self.output_names = (released_output_names(self.strides) if output_names is None
+                             else [str(n) for n in output_names])
         available = [out.name for out in self.session.get_outputs()]
         missing = [name for name in self.output_names if name not in available]
         if missing:
@@ -101,20 +107,20 @@ class OnnxRuntimeBackend(object):
 
     @classmethod
     def from_checkpoint(cls, prefix, epoch, ctx_id=-1, threads=None, strides=DEFAULT_STRIDES,
-                        cache_dir=None):
+                        cache_dir=None, output_names=None):
         """The :func:`rcnn.inference.create_backend` factory: CPU only (``ctx_id`` must be < 0).
 
         ``prefix`` may also name an ``.onnx`` file directly (``epoch`` is then ignored)."""
         if int(ctx_id) >= 0:
             raise ValueError('the onnxruntime backend runs on the CPU only (this build has the '
                              'CPUExecutionProvider); pass ctx_id=-1')
-        if str(prefix).endswith('.onnx'):
-            return cls(prefix, epoch=None, threads=threads, cache_dir=cache_dir, strides=strides)
-        return cls(prefix, epoch=epoch, threads=threads, cache_dir=cache_dir, strides=strides)
+        epoch = None if str(prefix).endswith('.onnx') else epoch
+        return cls(prefix, epoch=epoch, threads=threads, cache_dir=cache_dir, strides=strides,
+                   output_names=output_names)
 
     def forward(self, data):
-        """data: (B, 3, H, W) float32 (RGB, raw pixels) -> list of the 9 outputs, each
-        (B, C, H_s, W_s) float32 numpy, in :attr:`output_names` order."""
+        """data: (B, 3, H, W) float32 (the recipe's pixel transform applied) -> list of the
+        outputs, each (B, C, H_s, W_s) float32 numpy, in :attr:`output_names` order."""
         if not isinstance(data, np.ndarray) or data.ndim != 4 or data.shape[1] != 3:
             raise ValueError('data: expected a (B, 3, H, W) numpy array, got %s'
                              % (getattr(data, 'shape', type(data).__name__),))

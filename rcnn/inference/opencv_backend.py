@@ -21,7 +21,7 @@ import numpy as np
 from rcnn.deploy import onnx_export
 from rcnn.inference.onnx_backend import default_cache_dir
 from rcnn.model_layout import FEATURE_STRIDES
-from rcnn.model_layout import deploy_output_names as output_names
+from rcnn.model_layout import deploy_output_names as released_output_names
 from rcnn.checkpoint.files import checkpoint_name
 
 logger = logging.getLogger(__name__)
@@ -66,12 +66,15 @@ class OpenCVBackend(object):
     threads : int or None, ``cv2.setNumThreads`` (None: OpenCV's default).
     cache_dir : where per-size exports are cached (see
         :func:`rcnn.inference.onnx_backend.default_cache_dir`).
-    strides : feature strides whose outputs :meth:`forward` returns, coarse to fine.
+    strides : feature strides whose released-layout outputs :meth:`forward` returns, coarse
+        to fine (when ``output_names`` is None).
+    output_names : the outputs :meth:`forward` returns, in this order (None: the released
+        layout's of ``strides``).
     max_shapes : networks kept loaded (least recently used dropped first).
     """
 
     def __init__(self, model, epoch=None, threads=None, cache_dir=None, strides=DEFAULT_STRIDES,
-                 max_shapes=4):
+                 max_shapes=4, output_names=None):
         self.cv2 = _import_cv2()
         if threads is not None:
             if int(threads) < 1:
@@ -79,7 +82,8 @@ class OpenCVBackend(object):
                                  % (threads,))
             self.cv2.setNumThreads(int(threads))
         self.strides = tuple(int(s) for s in strides)
-        self.output_names = output_names(self.strides)
+        self.output_names = (released_output_names(self.strides) if output_names is None
+                             else [str(n) for n in output_names])
         self.cache_dir = cache_dir
         self.max_shapes = int(max_shapes)
         self._nets = OrderedDict()
@@ -97,14 +101,14 @@ class OpenCVBackend(object):
 
     @classmethod
     def from_checkpoint(cls, prefix, epoch, ctx_id=-1, threads=None, strides=DEFAULT_STRIDES,
-                        cache_dir=None):
+                        cache_dir=None, output_names=None):
         """The :func:`rcnn.inference.create_backend` factory: CPU only (``ctx_id`` < 0);
         ``prefix`` may name an ``.onnx`` file (``epoch`` is then ignored)."""
         if int(ctx_id) >= 0:
             raise ValueError('the opencv backend runs on the CPU only; pass ctx_id=-1')
-        if str(prefix).endswith('.onnx'):
-            return cls(prefix, epoch=None, threads=threads, cache_dir=cache_dir, strides=strides)
-        return cls(prefix, epoch=epoch, threads=threads, cache_dir=cache_dir, strides=strides)
+        epoch = None if str(prefix).endswith('.onnx') else epoch
+        return cls(prefix, epoch=epoch, threads=threads, cache_dir=cache_dir, strides=strides,
+                   output_names=output_names)
 
     @staticmethod
     def _model_input_size(path):
@@ -144,7 +148,8 @@ class OpenCVBackend(object):
         return net
 
     def forward(self, data):
-        """data: (B, 3, H, W) float32 (RGB, raw pixels) -> list of the 9 outputs, each
+        """data: (B, 3, H, W) float32 (the recipe's pixel transform applied) -> list of the
+        outputs, each
         (B, C, H_s, W_s) float32 numpy, in :attr:`output_names` order."""
         if not isinstance(data, np.ndarray) or data.ndim != 4 or data.shape[1] != 3:
             raise ValueError('data: expected a (B, 3, H, W) numpy array, got %s'

@@ -32,8 +32,9 @@ decoded or the pooling order:
   fills the anchor cache, which is not meant for concurrent use.
 
 The model is any object with the detector's parts as attributes: ``backend``, ``strides``,
-``anchor_cache``, ``coder``, ``pixels``, ``score_decay``, ``nocrop``, ``nms_threshold`` and
-``vote`` (:class:`RetinaFace` is one).
+``outputs`` (the :class:`rcnn.processing.detections.DeployOutputs` of the backend's outputs;
+None: the released layout's three per stride), ``anchor_cache``, ``coder``, ``pixels``,
+``score_decay``, ``nocrop``, ``nms_threshold`` and ``vote`` (:class:`RetinaFace` is one).
 """
 import collections
 import contextlib
@@ -45,8 +46,7 @@ import numpy as np
 
 from rcnn.inference.input_check import InvalidInputError
 from rcnn.inference.postprocess import flip_back, merge_detections
-from rcnn.processing.detections import Detections, decode_detections
-from rcnn.model_layout import DEPLOY_OUTPUTS_PER_STRIDE, FEATURE_STRIDES
+from rcnn.processing.detections import DeployOutputs, Detections, decode_detections
 
 __all__ = ['Schedule', 'run_pipeline', 'plan_scale', 'plan_batches', 'feature_size',
            'scale_image', 'MIN_IMAGE_SIDE', 'MAX_SCALED_SIDE', 'PAD_MULTIPLE']
@@ -56,8 +56,8 @@ MIN_IMAGE_SIDE = 2
 #: a scale may not make a side longer than this (a mistyped scale such as 1766 would otherwise
 #: try to allocate tens of GB); WIDER FACE's largest pyramid level is about 2,600 px
 MAX_SCALED_SIDE = 8192
-#: ``nocrop`` pads each input up to a multiple of this (the coarsest stride)
-PAD_MULTIPLE = max(FEATURE_STRIDES)
+#: ``nocrop`` pads each input up to a multiple of this (the original's 32, for every layout)
+PAD_MULTIPLE = 32
 #: pixel types cv2.resize handles with bilinear interpolation; others are resized as float32
 _RESIZABLE_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32,
                                                  np.float64))
@@ -174,25 +174,32 @@ def _stack(inputs):
     return batch
 
 
-def _check_feature_sizes(outputs, strides, batch_shape):
-    per_stride = DEPLOY_OUTPUTS_PER_STRIDE
-    for level, stride in enumerate(strides):
+def _output_plan(model):
+    plan = getattr(model, 'outputs', None)
+    return DeployOutputs.first_stage(model.strides) if plan is None else plan
+
+
+def _check_feature_sizes(outputs, plan, batch_shape):
+    for entry in plan.per_stride:
+        stride = entry.stride
         expected = (feature_size(batch_shape[0], stride), feature_size(batch_shape[1], stride))
-        got = tuple(outputs[per_stride * level].shape[2:])
-        if got != expected:
-            raise RuntimeError('stride %d output is %s for a %s input, expected ceil(size / %d) = '
-                               '%s: this graph does not follow the feature-size rule batching '
-                               'relies on' % (stride, got, tuple(batch_shape), stride, expected))
+        for index in entry.indices:
+            got = tuple(outputs[index].shape[2:])
+            if got != expected:
+                raise RuntimeError('output %s is %s for a %s input, expected ceil(size / %d) = '
+                                   '%s: this graph does not follow the feature-size rule '
+                                   'batching relies on' % (plan.names[index], got,
+                                                           tuple(batch_shape), stride, expected))
 
 
-def _own_outputs(outputs, strides, input_shape):
+def _own_outputs(outputs, plan, input_shape):
     """Outputs cut to the feature maps of an input of ``input_shape`` (height, width)."""
-    per_stride = DEPLOY_OUTPUTS_PER_STRIDE
-    cut = []
-    for level, stride in enumerate(strides):
-        rows, cols = feature_size(input_shape[0], stride), feature_size(input_shape[1], stride)
-        for out in outputs[per_stride * level:per_stride * (level + 1)]:
-            cut.append(out[:, :, :rows, :cols])
+    cut = list(outputs)
+    for entry in plan.per_stride:
+        rows = feature_size(input_shape[0], entry.stride)
+        cols = feature_size(input_shape[1], entry.stride)
+        for index in entry.indices:
+            cut[index] = outputs[index][:, :, :rows, :cols]
     return cut
 
 
@@ -207,12 +214,14 @@ def _decode(model, outputs, image_shape, scale, flip, threshold, slot):
     height, width = image_shape[:2]
     dets = decode_detections(outputs, model.strides, model.anchor_cache, threshold,
                              (height, width), batch_index=slot,
-                             score_decay=model.score_decay, coder=model.coder)
+                             score_decay=model.score_decay, coder=model.coder,
+                             plan=_output_plan(model))
     if flip:
         flip_back(dets, width)
     if scale != 1.0:
         dets.boxes /= np.float32(scale)
-        dets.landmarks /= np.float32(scale)
+        if dets.landmarks is not None:      # x and y only: a visibility value is no length
+            dets.landmarks[:, :, :2] /= np.float32(scale)
     return dets
 
 
@@ -220,6 +229,7 @@ def _run_scale(model, images, scale, flips, threshold, schedule, decode_lock):
     """``{(image index, flip): Detections}`` of every input at one scale."""
     scaled = [scale_image(image, scale) for image in images]
     pad_multiple = PAD_MULTIPLE if model.nocrop else None
+    plan = _output_plan(model)
     inputs = {}
     found = {}
     for batch in plan_scale([_input_shape(image, pad_multiple) for image in scaled], flips,
@@ -231,9 +241,9 @@ def _run_scale(model, images, scale, flips, threshold, schedule, decode_lock):
         data = _stack([inputs[slot] for slot in batch])
         outputs = model.backend.forward(data)
         with decode_lock:
-            _check_feature_sizes(outputs, model.strides, data.shape[2:])
+            _check_feature_sizes(outputs, plan, data.shape[2:])
             for position, (index, flip) in enumerate(batch):
-                own = _own_outputs(outputs, model.strides, inputs[(index, flip)].shape[2:])
+                own = _own_outputs(outputs, plan, inputs[(index, flip)].shape[2:])
                 found[(index, flip)] = _decode(model, own, scaled[index].shape, scale, flip,
                                                threshold, position)
         for slot in batch:
@@ -262,8 +272,9 @@ def run_pipeline(model, images, threshold, scales, do_flip, schedule=Schedule())
         do_flip: also run every scale mirrored.
         schedule: :class:`Schedule`.
     Returns:
-        list, per image, of ``(faces (N, 5) float32 x1 y1 x2 y2 score, landmarks (N, 5, 2)
-        float32)`` in descending score order, in the coordinates of that image.
+        list, per image, of ``(faces (N, 5 + E) float32 x1 y1 x2 y2 score [blur], landmarks
+        (N, 5, P) float32 or None)`` in descending score order, in the coordinates of that
+        image (see :meth:`rcnn.inference.detector.RetinaFace.detect`).
     """
     flips = (False, True) if do_flip else (False,)
     concurrent = (schedule.scale_workers > 1 and len(scales) > 1

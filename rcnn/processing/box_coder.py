@@ -113,11 +113,23 @@ class BoxCoder(object):
         return nonlinear_pred(anchors, deltas)
 
     def decode_landmarks(self, anchors, deltas):
-        """(N, 4) anchors, (N, 5, 2) network landmark deltas -> (N, 5, 2) points."""
-        deltas = np.asarray(deltas).reshape(-1, NUM_LANDMARKS, 2)
+        """(N, 4) anchors, (N, 5, P) network landmark deltas -> (N, 5, P) points.
+
+        P = 2: x, y deltas. P = 3 (``USE_OCCLUSION``): the third value of each point is the
+        head's raw visibility output, returned as it is (not a coordinate: no std, no anchor).
+        """
+        deltas = np.asarray(deltas)
+        point_len = deltas.shape[-1] if deltas.ndim == 3 else 2
+        deltas = deltas.reshape(-1, NUM_LANDMARKS, point_len)
+        raw = deltas[:, :, 2:]
+        if point_len > 2:
+            deltas = deltas[:, :, :2]
         if not self._unit_landmarks:
             deltas = deltas * deltas.dtype.type(self._landmark_std32)
-        return landmark_pred(anchors, deltas)
+        points = landmark_pred(anchors, deltas)
+        if point_len > 2:
+            points = np.concatenate([points, raw.astype(points.dtype, copy=False)], axis=2)
+        return points
 
     def decode_blur(self, deltas):
         """(N,) network blur outputs -> (N,) blur values (inverse of :meth:`encode_blur`)."""
