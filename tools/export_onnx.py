@@ -3,7 +3,10 @@
     python tools/export_onnx.py --prefix ../shared/models/mnet.25/mnet.25 --epoch 0 \\
         --out mnet25.onnx --dynamic
 
-Works on our deploy checkpoints and on the released insightface graphs (their
+Works on our deploy checkpoints of every layout (strides, anchors, box and landmark lengths read
+from <prefix>-recipe.json; a graph the recipe does not describe is refused naming both files;
+deformable convolutions become ONNX DeformConv at opset 19, see docs/deployment.md, "Every
+layout") and on the released insightface graphs (their
 ``SoftmaxActivation(mode=channel)`` is rewritten to ``softmax(axis=1)``; BatchNorm statistics
 saved as ``_running_`` or ``_moving_`` are fitted to the graph's spelling by the checkpoint
 loader). Weights are stored as initializers.
@@ -25,8 +28,9 @@ floating-point exception on some large inputs, e.g. 4096x2048; or the OOM killer
 ends with one line naming the flag, the signal and the file left unchecked.
 An --out that is a folder, or lies under a file, is refused naming --out.
 --layout insightface writes a model that the insightface package's model_zoo.get_model loads as
-its face detector (input (pixel - 127.5) / 128 of RGB, 9 outputs score/bbox/kps of strides 8, 16,
-32; see rcnn/deploy/insightface_layout.py); its check decodes the outputs with the package's
+its face detector (input (pixel - 127.5) / 128 of RGB, outputs score/bbox[/kps] of strides 8, 16,
+32 with 2 anchors, or 8 to 128 with 1 anchor, the layouts the package reads; any other layout is
+refused in one line; see rcnn/deploy/insightface_layout.py); its check decodes the outputs with the package's
 formulas and compares with our detector's decoding of MXNet's outputs (pixels).
 Needs the optional extras: pip install -r requirements-deploy.txt -c requirements.txt
 """
@@ -144,8 +148,9 @@ def export_insightface(args):
         args.out, 'x'.join(map(str, args.static)) if args.static else 'HxW (multiples of 32)'))
     if diffs:
         print('decoded like the insightface package vs our detector: max |diff| score %.3g, '
-              'box %.3g px, keypoints %.3g px' % (diffs['score'], diffs['box'], diffs['kps']))
-        if diffs['score'] > args.tol or max(diffs['box'], diffs['kps']) > 0.05:
+              'box %.3g px%s' % (diffs['score'], diffs['box'],
+                                 ', keypoints %.3g px' % diffs['kps'] if 'kps' in diffs else ''))
+        if diffs['score'] > args.tol or max(diffs['box'], diffs.get('kps', 0.0)) > 0.05:
             print('FAILED: the layout model does not reproduce the detector', file=sys.stderr)
             return 1
     return 0
@@ -182,10 +187,11 @@ def export(args):
     line = licence_line(params_path(args.prefix, args.epoch))
     if line:
         print(line)
+    import onnx
     print('wrote %s (%s input %s, opset %d)' % (
         path, 'dynamic' if args.dynamic else 'fixed',
         'batch x 3 x height x width' if args.dynamic else 'x'.join(map(str, args.input_shape)),
-        args.opset))
+        onnx_export.model_opset(onnx.load(path, load_external_data=False))))
     if rows:
         print('%-40s %-18s %-16s %12s %12s' % ('output', 'input', 'shape', 'max|diff|', 'max err'))
         for row in rows:

@@ -5,6 +5,8 @@
         --eval ../shared/data/dlib_faces/val
 
 writes <out>-symbol.json and <out>-0000.params, loadable as RetinaFace(<out>, 0, ctx_id=-1).
+Every layout quantizes (the graph is checked against its recipe first); deformable convolutions
+and the convolutions computing their offsets and masks stay FP32.
 With --eval, the FP32 and INT8 detectors are scored on each RetinaFace val layout given
 (label.txt + images/): recall of the faces at score >= 0.5 (IoU >= 0.5) and the WIDER-protocol
 AP with every face counted; with --bench, the bare forward latency at --input-size.
@@ -161,8 +163,8 @@ def run(args):
               % (args.input_size + (fp32, int8, fp32 / int8)))
     if args.eval:
         from retinaface import RetinaFace
-        detectors = {'FP32': RetinaFace(args.prefix, args.epoch, ctx_id=-1, network='net3'),
-                     'INT8': RetinaFace(args.out, 0, ctx_id=-1, network='net3')}
+        detectors = {'FP32': RetinaFace(args.prefix, args.epoch, ctx_id=-1),
+                     'INT8': RetinaFace(args.out, 0, ctx_id=-1)}
         for set_root in args.eval:
             for label, detector in detectors.items():
                 result = quantize.evaluate_on_label_set(detector, set_root)

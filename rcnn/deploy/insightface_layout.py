@@ -1,24 +1,29 @@
 """ONNX export in the layout of the ``insightface`` Python package's face detector.
 
 ``insightface.model_zoo.get_model(path)`` treats any ONNX graph with 5 or more outputs as a
-detector (its ``SCRFD`` class; the RetinaFace class of older releases is the same code). With 9
-outputs it assumes strides 8, 16, 32, two anchors per position and keypoints, and decodes
-(package version 2.1, ``insightface/model_zoo/scrfd.py``):
+detector (its ``SCRFD`` class; the RetinaFace class of older releases is the same code). The
+number of outputs tells it the layout (package version 2.1, ``insightface/model_zoo/scrfd.py``):
+6 or 9 outputs are strides 8, 16, 32 with two anchors per position, 10 or 15 are strides 8, 16,
+32, 64, 128 with one anchor; 9 and 15 have keypoints (:data:`PACKAGE_LAYOUTS`). A model of
+another layout (RAC_RETINA's strides 4..64, four anchors per position, ...) cannot be read by
+the package and is refused in one line. It decodes:
 
 * input: one ``(1, 3, H, W)`` float tensor ``cv2.dnn.blobFromImage(img, 1/128, (W, H),
   (127.5,)*3, swapRB=True)``, i.e. RGB ``(pixel - 127.5) / 128``; the image is letterboxed into
   the ``det_size`` (resized keeping the aspect ratio, zero-padded bottom/right);
-* outputs, in graph order: the scores of strides 8, 16, 32, then their box distances, then their
-  keypoint offsets; each ``(K * 2, 1)``, ``(K * 2, 4)``, ``(K * 2, 10)`` with
-  ``K = (H // s) * (W // s)`` (a leading batch axis of 1 is also accepted: rank 3 outputs);
-* row ``(y * (W // s) + x) * 2 + a`` belongs to anchor ``a`` of cell (x, y), whose centre is
+* outputs, in graph order: the scores of the strides (fine to coarse), then their box
+  distances, then (with keypoints) their keypoint offsets; each ``(K * A, 1)``, ``(K * A, 4)``,
+  ``(K * A, 10)`` with ``K = (H // s) * (W // s)`` (a leading batch axis of 1 is also accepted:
+  rank 3 outputs);
+* row ``(y * (W // s) + x) * A + a`` belongs to anchor ``a`` of cell (x, y), whose centre is
   ``(x * s, y * s)``; box = ``centre -+ distance * s`` (left, top, right, bottom), keypoint
   ``k`` = ``centre + offset[2k:2k+2] * s``; rows with score ``>= det_thresh`` are kept, divided
   by the letterbox scale and reduced by NMS (IoU > ``nms_thresh``, areas with the +1 pixel
   convention, as ours).
 
 :func:`add_insightface_head` appends to one of our exported deploy graphs the nodes that turn
-its 9 RetinaFace outputs into exactly that:
+its RetinaFace outputs into exactly that (a blur value of ``USE_BLUR`` and the visibilities of
+``USE_OCCLUSION`` have no place in the package's layout and are left out):
 
 * the new input ``input.1`` is mapped back to raw RGB pixels (``x * 128 + 127.5``) in the graph,
   then through the model's pixel transform (:mod:`rcnn.processing.pixels`; nothing more for raw
@@ -33,14 +38,16 @@ its 9 RetinaFace outputs into exactly that:
   units. Decoding with the package's formulas then gives our boxes and landmarks.
 
 The batch axis is fixed to 1 and outputs are rank 2, as in the package's own detector files.
-With a dynamic height/width the input size must be a multiple of 32 (the package counts
-``H // s`` anchor rows, the network ``ceil(H / s)``); ``det_size`` values always are in practice.
+With a dynamic height/width the input size must be a multiple of the coarsest stride (32, or
+128 for the five-stride layout: the package counts ``H // s`` anchor rows, the network
+``ceil(H / s)``); ``det_size`` values always are multiples of 32 in practice.
 """
 import logging
 
 import numpy as np
 
-from rcnn.model_layout import DATA_NAME, deploy_output_names
+from rcnn.deploy.onnx_nodes import NodeBuilder
+from rcnn.model_layout import DATA_NAME, LANDMARK_LEN, NUM_LANDMARKS, ModelLayout
 
 logger = logging.getLogger(__name__)
 
@@ -49,17 +56,42 @@ INPUT_NAME = 'input.1'
 #: the package's input normalisation: blob = (pixel - MEAN) / STD, channels RGB
 INPUT_MEAN = 127.5
 INPUT_STD = 128.0
-#: strides in the package's output order
+#: strides in the package's output order (of the released models' layout)
 PACKAGE_STRIDES = (8, 16, 32)
-#: anchors per position the package assumes for a 9-output detector
+#: anchors per position the package assumes for a 6- or 9-output detector
 PACKAGE_NUM_ANCHORS = 2
+#: the layouts the package reads: number of strides -> (strides in its order, anchors)
+PACKAGE_LAYOUTS = {3: (PACKAGE_STRIDES, PACKAGE_NUM_ANCHORS), 5: ((8, 16, 32, 64, 128), 1)}
 #: output groups in the package's order, with the width of one row
-OUTPUT_GROUPS = (('score', 1), ('bbox', 4), ('kps', 10))
+OUTPUT_GROUPS = (('score', 1), ('bbox', 4), ('kps', LANDMARK_LEN))
 
 
-def package_output_names(strides=PACKAGE_STRIDES):
+def package_output_groups(landmarks=True):
+    """The output groups of a model with (or without) landmarks."""
+    return OUTPUT_GROUPS if landmarks else OUTPUT_GROUPS[:2]
+
+
+def package_output_names(strides=PACKAGE_STRIDES, landmarks=True):
     """Output names in graph order: ``score_8, score_16, score_32, bbox_8, ..., kps_32``."""
-    return ['%s_%d' % (group, stride) for group, _ in OUTPUT_GROUPS for stride in strides]
+    return ['%s_%d' % (group, stride) for group, _ in package_output_groups(landmarks)
+            for stride in strides]
+
+
+def package_layout(layout):
+    """``(strides in the package's order, anchors per position)`` of ``layout`` (a
+    :class:`rcnn.model_layout.ModelLayout`), or ValueError, in one line, naming what the
+    package reads."""
+    strides = tuple(sorted(layout.strides))
+    expected = PACKAGE_LAYOUTS.get(len(strides))
+    if expected is None or expected != (strides, layout.num_anchors):
+        raise ValueError(
+            'the insightface package reads detectors with %s; this model has strides %s and %d '
+            'anchors per position' % (' or '.join(
+                'strides %s and %d anchor%s per position' % (', '.join(map(str, s)), a,
+                                                             's' if a > 1 else '')
+                for s, a in PACKAGE_LAYOUTS.values()),
+                ', '.join(map(str, strides)), layout.num_anchors))
+    return expected
 
 
 def anchor_geometry(base_anchors):
@@ -75,34 +107,6 @@ def anchor_geometry(base_anchors):
     sizes = anchors[:, 2:4] - anchors[:, 0:2] + 1.0
     centres = anchors[:, 0:2] + 0.5 * (sizes - 1.0)
     return sizes.astype(np.float32), centres.astype(np.float32)
-
-
-class _GraphBuilder(object):
-    """Appends nodes and constants to an ONNX graph under unique names."""
-
-    def __init__(self, graph, prefix='insightface'):
-        from onnx import helper, numpy_helper
-        self.helper, self.numpy_helper = helper, numpy_helper
-        self.graph = graph
-        self.prefix = prefix
-        self.count = 0
-        self.nodes = []
-
-    def name(self, hint):
-        self.count += 1
-        return '%s/%s_%d' % (self.prefix, hint, self.count)
-
-    def const(self, value, hint='const', dtype=np.float32):
-        name = self.name(hint)
-        self.graph.initializer.append(
-            self.numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-        return name
-
-    def op(self, op_type, inputs, hint=None, output=None, **attrs):
-        output = output or self.name(hint or op_type.lower())
-        self.nodes.append(self.helper.make_node(op_type, list(inputs), [output],
-                                                name=self.name(op_type), **attrs))
-        return output
 
 
 def _positions(b, feature, stride):
@@ -135,12 +139,12 @@ def _channels_last(b, tensor, row_shape):
     return b.op('Reshape', [transposed, b.const(row_shape, 'shape', np.int64)])
 
 
-def _stride_head(b, outputs, stride, base_anchors, image_limits, names, coder):
-    """Nodes of one stride; returns the names of its score, bbox and kps outputs."""
+def _stride_head(b, outputs, stride, base_anchors, image_limits, names, coder, layout):
+    """Nodes of one stride; returns the names of its score, bbox (and kps) outputs."""
     num_anchors = len(base_anchors)
     sizes, centres = anchor_geometry(base_anchors)
     stride_f = b.const(float(stride), 'stride')
-    cls, box, landmark = outputs
+    cls, box = outputs[:2]
 
     # scores: face channels [A, 2A) -> (K*A, 1)
     face = b.op('Slice', [cls, b.const([num_anchors], 'start', np.int64),
@@ -152,7 +156,10 @@ def _stride_head(b, outputs, stride, base_anchors, image_limits, names, coder):
     # boxes: nonlinear_pred around the anchor centre, relative to the cell position p
     size = b.const(sizes, 'anchor_size')                       # (A, 2)
     centre = b.const(centres, 'anchor_centre')                 # (A, 2)
-    deltas = _channels_last(b, box, [-1, num_anchors, 4])      # (K, A, 4)
+    deltas = _channels_last(b, box, [-1, num_anchors, layout.box_len])   # (K, A, 4 | 5)
+    if layout.box_len != 4:                                    # the blur value stays out
+        deltas = b.op('Slice', [deltas, b.const([0], 'start', np.int64),
+                                b.const([4], 'end', np.int64), b.const([2], 'axis', np.int64)])
     if tuple(coder.bbox_stds) != (1.0, 1.0, 1.0, 1.0):
         deltas = b.op('Mul', [deltas, b.const(coder.bbox_stds, 'bbox_stds')])
     shift, log_scale = (b.op('Slice', [deltas, b.const([lo], 'start', np.int64),
@@ -172,14 +179,21 @@ def _stride_head(b, outputs, stride, base_anchors, image_limits, names, coder):
     distances = b.op('Div', [b.op('Concat', [left_top, right_bottom], axis=-1), stride_f])
     bbox = b.op('Reshape', [distances, b.const([-1, 4], 'shape', np.int64)], output=names[1])
 
+    if not layout.landmarks:
+        return score, bbox
     # landmarks: landmark_pred around the anchor centre, relative to p, in stride units
-    points = _channels_last(b, landmark, [-1, num_anchors, 5, 2])  # (K, A, 5, 2)
+    point_len = layout.landmark_point_len
+    points = _channels_last(b, outputs[2], [-1, num_anchors, NUM_LANDMARKS, point_len])
+    if point_len != 2:                                         # the visibilities stay out
+        points = b.op('Slice', [points, b.const([0], 'start', np.int64),
+                                b.const([2], 'end', np.int64), b.const([3], 'axis', np.int64)])
     if coder.landmark_std != 1.0:
         points = b.op('Mul', [points, b.const(coder.landmark_std, 'landmark_std')])
     size_pts = b.const(sizes[:, None, :], 'anchor_size')            # (A, 1, 2)
     centre_pts = b.const(centres[:, None, :], 'anchor_centre')
     offsets = b.op('Div', [b.op('Add', [b.op('Mul', [points, size_pts]), centre_pts]), stride_f])
-    kps = b.op('Reshape', [offsets, b.const([-1, 10], 'shape', np.int64)], output=names[2])
+    kps = b.op('Reshape', [offsets, b.const([-1, LANDMARK_LEN], 'shape', np.int64)],
+               output=names[2])
     return score, bbox, kps
 
 
@@ -192,35 +206,45 @@ def _pixel_transform_nodes(b, raw, pixels):
     return b.op('Div', [centred, b.const(rgb_stds, 'pixel_stds')], output=DATA_NAME)
 
 
-def add_insightface_head(model, base_anchors_per_stride, output_names_of, recipe=None):
-    """Turn an exported RetinaFace deploy graph (input ``data``, our 9 outputs) into the
+def layout_output_names(layout, stride):
+    """Our deploy output names of one stride of ``layout``: [cls, bbox(, landmark)]."""
+    return ['%s_stride%d' % (kind, stride) for kind in layout.deploy_output_kinds]
+
+
+def add_insightface_head(model, base_anchors_per_stride, output_names_of, recipe=None,
+                         layout=None):
+    """Turn an exported RetinaFace deploy graph (input ``data``, our outputs) into the
     package's detector layout, in place; returns ``model``.
 
     Args:
         model: ``onnx.ModelProto`` from :func:`rcnn.deploy.onnx_export.build_onnx_model`.
-        base_anchors_per_stride: {stride: (2, 4) base anchors}; strides must be 8, 16, 32.
-        output_names_of: function stride -> [cls, bbox, landmark] output names of our graph.
+        base_anchors_per_stride: {stride: (A, 4) base anchors} of the recipe.
+        output_names_of: function stride -> [cls, bbox(, landmark)] output names of our graph.
         recipe: the model's :class:`rcnn.recipe.Recipe` (pixel transform and box coder; None:
             the original recipe).
+        layout: the model's :class:`rcnn.model_layout.ModelLayout` (None: ``net3``); one the
+            package cannot read is refused (:func:`package_layout`).
     """
     from rcnn.recipe import default_recipe
     recipe = default_recipe() if recipe is None else recipe
+    layout = ModelLayout() if layout is None else layout
     from onnx import TensorProto, helper
     graph = model.graph
-    if sorted(base_anchors_per_stride) != sorted(PACKAGE_STRIDES):
-        raise ValueError('the insightface layout needs strides %s, the network has %s'
-                         % (list(PACKAGE_STRIDES), sorted(base_anchors_per_stride)))
+    strides, num_anchors = package_layout(layout)
+    if sorted(base_anchors_per_stride) != sorted(strides):
+        raise ValueError('the recipe has anchors for strides %s, the layout strides %s'
+                         % (sorted(base_anchors_per_stride), sorted(strides)))
     for stride, anchors in base_anchors_per_stride.items():
-        if len(anchors) != PACKAGE_NUM_ANCHORS:
-            raise ValueError('the insightface layout needs %d anchors per position, stride %d '
-                             'has %d' % (PACKAGE_NUM_ANCHORS, stride, len(anchors)))
+        if len(anchors) != num_anchors:
+            raise ValueError('the recipe has %d anchors per position at stride %d, the layout %d'
+                             % (len(anchors), stride, num_anchors))
     data_input, = [inp for inp in graph.input if inp.name == DATA_NAME]
     dims = data_input.type.tensor_type.shape.dim
     height = dims[2].dim_value or dims[2].dim_param or 'height'
     width = dims[3].dim_value or dims[3].dim_param or 'width'
     old_outputs = {out.name for out in graph.output}
 
-    b = _GraphBuilder(graph)
+    b = NodeBuilder(graph.initializer, 'insightface')
     # input.1 = (RGB - 127.5) / 128  ->  raw RGB = input.1 * 128 + 127.5 -> the model's input
     scaled = b.op('Mul', [INPUT_NAME, b.const(INPUT_STD, 'input_std')])
     raw = b.op('Add', [scaled, b.const(INPUT_MEAN, 'input_mean')],
@@ -234,14 +258,15 @@ def add_insightface_head(model, base_anchors_per_stride, output_names_of, recipe
                                                         b.const([3, 2], 'wh_index', np.int64)])],
                                to=1), b.const(1.0, 'one_f')], 'image_limits')   # (W-1, H-1)
     heads = {}
-    for stride in PACKAGE_STRIDES:
-        names = ['%s_%d' % (group, stride) for group, _ in OUTPUT_GROUPS]
+    groups = package_output_groups(layout.landmarks)
+    for stride in strides:
+        names = ['%s_%d' % (group, stride) for group, _ in groups]
         sources = output_names_of(stride)
         missing = [name for name in sources if name not in old_outputs]
         if missing:
             raise ValueError('the graph lacks outputs %s' % missing)
         heads[stride] = _stride_head(b, sources, stride, base_anchors_per_stride[stride],
-                                     limits, names, recipe.coder)
+                                     limits, names, recipe.coder, layout)
 
     new_nodes = normalise_nodes + list(graph.node) + b.nodes
     del graph.node[:]
@@ -250,10 +275,10 @@ def add_insightface_head(model, base_anchors_per_stride, output_names_of, recipe
     graph.input.append(helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT,
                                                      [1, 3, height, width]))
     del graph.output[:]
-    for column, (group, row_width) in enumerate(OUTPUT_GROUPS):
-        for stride in PACKAGE_STRIDES:
+    for column, (group, row_width) in enumerate(groups):
+        for stride in strides:
             rows = ('anchors_s%d' % stride if not (isinstance(height, int) and isinstance(width, int))
-                    else (height // stride) * (width // stride) * PACKAGE_NUM_ANCHORS)
+                    else (height // stride) * (width // stride) * num_anchors)
             graph.output.append(helper.make_tensor_value_info(
                 heads[stride][column], TensorProto.FLOAT, [rows, row_width]))
     logger.info('insightface layout: %d nodes added, input %s (1, 3, %s, %s)',
@@ -261,19 +286,23 @@ def add_insightface_head(model, base_anchors_per_stride, output_names_of, recipe
     return model
 
 
-def build_insightface_model(sym, arg_params, aux_params, input_size=None, recipe=None):
+def build_insightface_model(sym, arg_params, aux_params, input_size=None, recipe=None,
+                            layout=None):
     """ONNX model in the package's detector layout from a deploy checkpoint.
 
     Args:
         input_size: (height, width) for a fixed input, or None for a symbolic height and width
-            (each a multiple of 32 at run time).
+            (each a multiple of the coarsest stride at run time).
         recipe: the model's :class:`rcnn.recipe.Recipe` (anchors, pixel transform, box coder;
             None: the original recipe, the released models').
+        layout: the model's :class:`rcnn.model_layout.ModelLayout` (None: ``net3``).
     """
     import onnx
     from rcnn.deploy.onnx_export import build_onnx_model
     from rcnn.recipe import default_recipe
     recipe = default_recipe() if recipe is None else recipe
+    layout = ModelLayout() if layout is None else layout
+    package_layout(layout)                  # refused before the export's work
     base_anchors = recipe.base_anchors()
     if input_size is None:
         shape, dynamic = (1, 3, 640, 640), True
@@ -283,84 +312,117 @@ def build_insightface_model(sym, arg_params, aux_params, input_size=None, recipe
                              metadata={'retinaface.layout': 'insightface'})
     if dynamic:
         model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
-    add_insightface_head(model, base_anchors, lambda stride: deploy_output_names([stride]),
-                         recipe)
+    add_insightface_head(model, base_anchors, lambda stride: layout_output_names(layout, stride),
+                         recipe, layout)
     onnx.checker.check_model(model)
     return model
 
 
-def package_decode(outputs, input_height, input_width):
-    """Every anchor of the 9 layout outputs decoded with the package's formulas.
+def package_decode(outputs, input_height, input_width, layout=None):
+    """Every anchor of the layout outputs decoded with the package's formulas.
 
     Args:
-        outputs: the 9 arrays in graph order (scores, boxes, keypoints of strides 8, 16, 32).
+        outputs: the arrays in graph order (scores, boxes[, keypoints] of each stride, fine to
+            coarse).
+        layout: the model's :class:`rcnn.model_layout.ModelLayout` (None: ``net3``).
     Returns:
-        scores (N,), boxes (N, 4) x1 y1 x2 y2 and keypoints (N, 5, 2), float32, strides 8, 16,
-        32 in turn, each position-major, anchor-minor.
+        scores (N,), boxes (N, 4) x1 y1 x2 y2 and keypoints (N, 5, 2) (None without
+        landmarks), float32, stride by stride (fine first), each position-major, anchor-minor.
     """
+    layout = ModelLayout() if layout is None else layout
+    strides, num_anchors = package_layout(layout)
+    count = len(strides)
     scores, boxes, points = [], [], []
-    for level, stride in enumerate(PACKAGE_STRIDES):
+    for level, stride in enumerate(strides):
         rows, cols = input_height // stride, input_width // stride
         centres = np.stack(np.mgrid[:rows, :cols][::-1], axis=-1).reshape(-1, 2) * float(stride)
-        centres = np.repeat(centres, PACKAGE_NUM_ANCHORS, axis=0)
-        distances = outputs[level + 3] * stride
-        offsets = outputs[level + 6] * stride
+        centres = np.repeat(centres, num_anchors, axis=0)
+        distances = outputs[level + count] * stride
         scores.append(outputs[level][:, 0])
         boxes.append(np.concatenate([centres - distances[:, :2], centres + distances[:, 2:]], 1))
-        points.append(np.tile(centres, 5).reshape(-1, 5, 2) + offsets.reshape(-1, 5, 2))
-    return tuple(np.concatenate(parts).astype(np.float32) for parts in (scores, boxes, points))
+        if layout.landmarks:
+            offsets = outputs[level + 2 * count] * stride
+            points.append(np.tile(centres, NUM_LANDMARKS).reshape(-1, NUM_LANDMARKS, 2)
+                          + offsets.reshape(-1, NUM_LANDMARKS, 2))
+    decoded = [np.concatenate(scores), np.concatenate(boxes),
+               np.concatenate(points) if points else None]
+    return tuple(None if part is None else part.astype(np.float32) for part in decoded)
 
 
-def reference_decode(mxnet_outputs, input_height, input_width, recipe=None):
-    """Every anchor of our 9 deploy outputs decoded by the detector's own post-processing
-    (threshold -1; the recipe's anchors and coder, None: the original recipe), reordered to the
-    package's stride order; same returns as :func:`package_decode`."""
-    from rcnn.processing.detections import decode_detections
-    from rcnn.processing.generate_anchor import AnchorCache
+def _rows(output, width):
+    """(1, A * width, H, W) -> (H * W * A, width), position-major, anchor-minor."""
+    return output[0].transpose(1, 2, 0).reshape(-1, width)
+
+
+def reference_decode(mxnet_outputs, input_height, input_width, recipe=None, layout=None):
+    """Every anchor of our deploy outputs decoded by the detector's steps (anchors of the
+    recipe, its box coder, boxes clipped to the input), in the package's stride order; same
+    returns as :func:`package_decode`.
+
+    Args:
+        mxnet_outputs: ``{deploy output name: (1, C, H_s, W_s) array}``.
+    """
+    from rcnn.processing.bbox_transform import clip_boxes
+    from rcnn.processing.generate_anchor import anchors_plane
     from rcnn.recipe import default_recipe
     recipe = default_recipe() if recipe is None else recipe
-    strides = list(recipe.strides)
-    cache = AnchorCache(recipe.base_anchors())
-    dets = decode_detections(mxnet_outputs, strides, cache, -1.0, (input_height, input_width),
-                             coder=recipe.coder)
-    counts = [np.prod(mxnet_outputs[3 * i + 1].shape[2:]) * cache.num_anchors(s)
-              for i, s in enumerate(strides)]
-    bounds = np.cumsum([0] + counts)
-    order = np.concatenate([np.arange(bounds[strides.index(s)], bounds[strides.index(s) + 1])
-                            for s in PACKAGE_STRIDES])
-    return dets.scores[order], dets.boxes[order], dets.landmarks[order]
+    layout = ModelLayout() if layout is None else layout
+    strides, num_anchors = package_layout(layout)
+    base_anchors = recipe.base_anchors()
+    scores, boxes, points = [], [], []
+    for stride in strides:
+        names = layout_output_names(layout, stride)
+        cls, box = mxnet_outputs[names[0]], mxnet_outputs[names[1]]
+        anchors = anchors_plane(cls.shape[2], cls.shape[3], stride,
+                                base_anchors[stride]).reshape(-1, 4)
+        scores.append(_rows(cls[:, num_anchors:], 1)[:, 0])
+        deltas = _rows(box, layout.box_len)[:, :4]
+        boxes.append(clip_boxes(recipe.coder.decode_boxes(anchors, deltas),
+                                (input_height, input_width)))
+        if layout.landmarks:
+            point_deltas = _rows(mxnet_outputs[names[2]], layout.landmark_len)
+            point_deltas = point_deltas.reshape(-1, NUM_LANDMARKS, layout.landmark_point_len)
+            points.append(recipe.coder.decode_landmarks(anchors,
+                                                        np.ascontiguousarray(point_deltas[:, :, :2])))
+    decoded = [np.concatenate(scores), np.concatenate(boxes),
+               np.concatenate(points) if points else None]
+    return tuple(None if part is None else part.astype(np.float32) for part in decoded)
 
 
 def verify_insightface_model(onnx_path, sym, arg_params, aux_params, input_size=(640, 640),
-                             seed=0, recipe=None):
+                             seed=0, recipe=None, layout=None):
     """Decode the layout model's outputs on a random image with the package's formulas and our
-    MXNet graph's outputs with our post-processing; returns the largest differences
-    ``{'score': .., 'box': .., 'kps': ..}`` (pixels for boxes and keypoints)."""
+    MXNet graph's outputs with the detector's steps; returns the largest differences
+    ``{'score': .., 'box': .., 'kps': ..}`` (pixels for boxes and keypoints; no ``kps``
+    without landmarks)."""
     from rcnn.deploy.onnx_export import create_session, mxnet_forward
     from rcnn.recipe import default_recipe
     recipe = default_recipe() if recipe is None else recipe
+    layout = ModelLayout() if layout is None else layout
+    strides, _ = package_layout(layout)
     height, width = int(input_size[0]), int(input_size[1])
     pixels = np.random.RandomState(seed).uniform(0, 255, (1, 3, height, width)).astype(np.float32)
     session = create_session(onnx_path)
-    got = session.run(package_output_names(),
+    got = session.run(package_output_names(strides, layout.landmarks),
                       {INPUT_NAME: (pixels - INPUT_MEAN) / INPUT_STD})
     reference = mxnet_forward(sym, arg_params, aux_params,
                               recipe.pixels.normalise_(pixels.copy()))
-    expected = reference_decode([reference[name] for name in deploy_output_names(recipe.strides)],
-                                height, width, recipe)
-    decoded = package_decode(got, height, width)
+    expected = reference_decode(reference, height, width, recipe, layout)
+    decoded = package_decode(got, height, width, layout)
     return {key: float(np.abs(a - b).max())
-            for key, a, b in zip(('score', 'box', 'kps'), decoded, expected)}
+            for key, a, b in zip(('score', 'box', 'kps'), decoded, expected) if a is not None}
 
 
 def verify_insightface_checkpoint(prefix, epoch, onnx_path, input_size=(640, 640)):
-    """:func:`verify_insightface_model` of ``onnx_path`` against the checkpoint (and recipe) it
-    was exported from."""
+    """:func:`verify_insightface_model` of ``onnx_path`` against the checkpoint (recipe and
+    layout) it was exported from."""
     from rcnn.recipe import load_recipe
     from rcnn.checkpoint.params import load_checkpoint
+    from rcnn.deploy.checkpoint_layout import checkpoint_layout
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
     return verify_insightface_model(onnx_path, sym, arg_params, aux_params,
-                                    input_size=input_size, recipe=load_recipe(prefix))
+                                    input_size=input_size, recipe=load_recipe(prefix),
+                                    layout=checkpoint_layout(prefix, sym))
 
 
 def export_insightface_checkpoint(prefix, epoch, onnx_path, input_size=None, verify=True,
@@ -379,12 +441,15 @@ def export_insightface_checkpoint(prefix, epoch, onnx_path, input_size=None, ver
     from rcnn.checkpoint.params import load_checkpoint
     from rcnn.utils.fileio import atomic_write_bytes
     from rcnn.deploy.onnx_export import check_verification_memory
+    from rcnn.deploy.checkpoint_layout import checkpoint_layout
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
+    layout = checkpoint_layout(prefix, sym)
+    package_layout(layout)
     if verify:
         check_verification_memory(sym, [(1, 3) + tuple(input_size or (640, 640))])
     recipe = load_recipe(prefix)
     model = build_insightface_model(sym, arg_params, aux_params, input_size=input_size,
-                                    recipe=recipe)
+                                    recipe=recipe, layout=layout)
     atomic_write_bytes(onnx_path, model.SerializeToString())
     if not verify:
         return {}
@@ -394,4 +459,4 @@ def export_insightface_checkpoint(prefix, epoch, onnx_path, input_size=None, ver
         return call_in_child(verify_insightface_checkpoint, (prefix, epoch, onnx_path, check_size),
                              (1, 3) + check_size, onnx_path)
     return verify_insightface_model(onnx_path, sym, arg_params, aux_params,
-                                    input_size=check_size, recipe=recipe)
+                                    input_size=check_size, recipe=recipe, layout=layout)

@@ -21,6 +21,10 @@ exported graph is finished for onnxruntime:
   ``..._bbox_pred_...``, ``..._landmark_pred_...`` for strides 32, 16, 8), named as in MXNet
   without the ``_output`` suffix.
 
+Deformable convolutions (``USE_DCN``) become ONNX ``DeformConv`` (:mod:`rcnn.deploy.onnx_deformable`);
+a graph that has one is converted to opset 19 after the export, the first opset with that
+operator (IR version 9), and every other graph stays at the opset asked for.
+
 With ``dynamic=True`` the batch, height and width of ``data`` are symbolic: every shape-bearing
 op of our graphs converts to shape-agnostic ONNX (``Reshape (0, 2, -1, 0)`` keeps its 0/-1
 codes, ``Crop`` against a reference becomes ``Slice`` to ``Shape(reference)``, nearest
@@ -47,6 +51,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_OPSET = 13
 #: ONNX IR version matching opset 13 (ONNX 1.8), readable by every onnxruntime that runs opset 13
 IR_VERSION = 7
+#: IR version of the opset-19 graphs (ONNX 1.14) that deformable convolutions need
+DEFORM_IR_VERSION = 9
 DYNAMIC_DATA_SHAPE = ('batch', 3, 'height', 'width')
 #: SoftmaxActivation mode -> equivalent softmax axis
 _SOFTMAX_ACTIVATION_AXIS = {'channel': 1}
@@ -268,6 +274,8 @@ def build_onnx_model(sym, arg_params, aux_params, input_shape=(1, 3, 640, 640), 
     onnx = _import_onnx()
     import mxnet.onnx  # noqa: F401  (registers the op translations)
     from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
+    from rcnn.deploy import onnx_deformable
+    onnx_deformable.register()
 
     input_shape = validate_input_shape(input_shape)
     if opset not in (12, 13):
@@ -280,6 +288,10 @@ def build_onnx_model(sym, arg_params, aux_params, input_shape=(1, 3, 640, 640), 
     params = dict(export_args)
     params.update(export_aux)
     output_order = [onnx_output_name(name) for name in sym.list_outputs()]
+    deformable = onnx_deformable.has_deformable(export_sym)
+    if deformable:
+        # converted to opset 19 below; the exporter's newest translations convert best
+        opset = DEFAULT_OPSET
 
     with warnings.catch_warnings():
         # the exporter uses onnx.mapping, deprecated (still present) in onnx 1.18
@@ -292,11 +304,19 @@ def build_onnx_model(sym, arg_params, aux_params, input_shape=(1, 3, 640, 640), 
     model = onnx.helper.make_model(graph, producer_name='retinaface-mxnet',
                                    opset_imports=[onnx.helper.make_opsetid('', opset)])
     model.ir_version = IR_VERSION
+    if deformable:
+        onnx_deformable.upgrade_to_deform_opset(model)
+        model.ir_version = DEFORM_IR_VERSION
     for key, value in (metadata or {}).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = str(key), str(value)
     onnx.checker.check_model(model)
     return model
+
+
+def model_opset(model):
+    """The default-domain opset an ``onnx.ModelProto`` declares."""
+    return max(entry.version for entry in model.opset_import if entry.domain in ('', 'ai.onnx'))
 
 
 def export_onnx(sym, arg_params, aux_params, onnx_path, input_shape=(1, 3, 640, 640),
@@ -309,13 +329,14 @@ def export_onnx(sym, arg_params, aux_params, onnx_path, input_shape=(1, 3, 640, 
     input_shape : (B, 3, H, W) used by the exporter's shape inference; it is the model's fixed
         input shape unless ``dynamic``.
     dynamic : symbolic ``batch``, ``height`` and ``width`` for ``data``.
-    opset : ONNX opset to declare (12 or 13).
+    opset : ONNX opset to declare (12 or 13; a graph with deformable convolutions is converted
+        to opset 19).
     metadata : optional ``{key: str}`` stored in the model's metadata_props.
     """
     model = build_onnx_model(sym, arg_params, aux_params, input_shape=input_shape,
                              dynamic=dynamic, opset=opset, metadata=metadata)
     atomic_write_bytes(onnx_path, model.SerializeToString())
-    logger.info('exported %s (opset %d, %s input %s)', onnx_path, opset,
+    logger.info('exported %s (opset %d, %s input %s)', onnx_path, model_opset(model),
                 'dynamic' if dynamic else 'fixed', DYNAMIC_DATA_SHAPE if dynamic else input_shape)
     return onnx_path
 
@@ -499,14 +520,19 @@ def export_checkpoint(prefix, epoch, onnx_path, input_shape=(1, 3, 640, 640), dy
     """
     from rcnn.recipe import load_recipe
     from rcnn.checkpoint.params import load_checkpoint
+    from rcnn.deploy.checkpoint_layout import (ONNX_LAYOUT_KEY, checkpoint_layout,
+                                               layout_to_dict)
     input_shape = validate_input_shape(input_shape)
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
+    layout = checkpoint_layout(prefix, sym)
     if verify:
         check_verification_memory(sym, verification_shapes(input_shape, dynamic))
     metadata = {'retinaface.source': checkpoint_name(os.path.basename(prefix), epoch),
                 'retinaface.dynamic': str(bool(dynamic)),
                 # the pixel transform and box coder the graph's inputs and outputs follow
-                'retinaface.recipe': json.dumps(load_recipe(prefix).to_dict(), sort_keys=True)}
+                'retinaface.recipe': json.dumps(load_recipe(prefix).to_dict(), sort_keys=True),
+                # strides, anchors and head lengths: what a decoder of the outputs needs
+                ONNX_LAYOUT_KEY: json.dumps(layout_to_dict(layout), sort_keys=True)}
     export_onnx(sym, arg_params, aux_params, onnx_path, input_shape=input_shape,
                 dynamic=dynamic, opset=opset, metadata=metadata)
     rows = []

@@ -13,6 +13,11 @@ requantization ranges are calibrated on real images:
   does not pay; in our graphs the neck's ``UpSampling`` / ``Crop`` and the score ``Reshape`` /
   ``SoftmaxActivation`` stay FP32, with dequantize nodes in front of them.
 
+Deformable convolutions (``USE_DCN``) have no INT8 kernel: they stay FP32, fed through
+dequantize nodes, and so do the convolutions that compute their offsets and masks
+(:func:`deformable_offset_producers`): those outputs are sampling positions in pixels, where
+INT8's rounding would move every sample of the deformable convolution.
+
 Calibration images are read whole or not at all (:func:`rcnn.io.decode.imread_checked`: a
 missing, truncated or undecodable file is skipped with a warning naming it, and the next image
 is taken in its place; no readable image at all is an error), resized to one fixed input size
@@ -164,7 +169,9 @@ def quantize_checkpoint(sym, arg_params, aux_params, calib_data=None, calib_mode
         raise ValueError('quantized_dtype %r: expected one of %s' % (quantized_dtype, QUANTIZED_DTYPES))
     if granularity not in GRANULARITIES:
         raise ValueError('granularity %r: expected one of %s' % (granularity, GRANULARITIES))
-    excluded_fused = fused_node_names(sym, excluded_sym_names)
+    kept_fp32 = list(excluded_sym_names) + [name for name in deformable_offset_producers(sym)
+                                            if name not in excluded_sym_names]
+    excluded_fused = fused_node_names(sym, kept_fp32)
     arg_params, aux_params = fit_to_graph(sym, arg_params, aux_params)
 
     calib_iter, num_examples = None, None
@@ -187,6 +194,35 @@ def quantize_checkpoint(sym, arg_params, aux_params, calib_data=None, calib_mode
 
 def _graph_nodes(sym):
     return json.loads(sym.tojson())
+
+
+#: MXNet's deformable convolutions -> how many inputs after ``data`` are offsets / masks
+_DEFORMABLE_POSITION_INPUTS = {'_contrib_DeformableConvolution': 1,
+                               '_contrib_ModulatedDeformableConvolution': 2}
+
+
+def deformable_offset_producers(sym):
+    """Names of the convolutions whose outputs reach a deformable convolution's offset or mask
+    input (through slices, activations and scalar arithmetic), sorted."""
+    nodes = _graph_nodes(sym)['nodes']
+    found = set()
+    for node in nodes:
+        count = _DEFORMABLE_POSITION_INPUTS.get(node['op'])
+        if not count:
+            continue
+        pending = [entry[0] for entry in node['inputs'][1:1 + count]]
+        seen = set()
+        while pending:
+            index = pending.pop()
+            if index in seen:
+                continue
+            seen.add(index)
+            source = nodes[index]
+            if source['op'] == 'Convolution':
+                found.add(source['name'])
+            elif source['op'] != 'null':
+                pending.extend(entry[0] for entry in source['inputs'])
+    return sorted(found)
 
 
 def fused_node_names(sym, names):
@@ -268,7 +304,9 @@ def quantize_prefix(prefix, epoch, out_prefix, calib_sources, input_size=DEFAULT
         paths = list_images(calib_sources)
         calib_data = load_calibration_batch(paths, input_size, load_recipe(prefix).pixels,
                                             max_images=max_images)
+    from rcnn.deploy.checkpoint_layout import checkpoint_layout
     sym, arg_params, aux_params = load_checkpoint(prefix, epoch)
+    checkpoint_layout(prefix, sym)           # a graph its recipe does not describe: refused
     qsym, qarg_params, qaux_params = quantize_checkpoint(sym, arg_params, aux_params,
                                                          calib_data=calib_data, **options)
     symbol_path, params_path = save_checkpoint(out_prefix, qsym, qarg_params, qaux_params)

@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from rcnn.deploy import onnx_export
+from rcnn.deploy import onnx_export, runtime_support
 from rcnn.inference.onnx_backend import default_cache_dir
 from rcnn.model_layout import FEATURE_STRIDES
 from rcnn.model_layout import deploy_output_names as released_output_names
@@ -121,6 +121,7 @@ class OpenCVBackend(object):
         return int(dims[2].dim_value), int(dims[3].dim_value)
 
     def _load(self, path):
+        runtime_support.check_runtime(path, 'opencv')
         try:
             net = self.cv2.dnn.readNetFromONNX(str(path))
         except self.cv2.error as exc:
