@@ -5,7 +5,9 @@ gets the released mnet.25's weights for every parameter whose name and shape mat
 backbone, and the neck and heads the layout leaves unchanged) and fresh seeded weights for the
 rest; saved as a checkpoint with its recipe, it is exported with
 :func:`rcnn.deploy.onnx_export.export_checkpoint` (one layout with tools/export_onnx.py), and
-RetinaFace on a real photo must return the same faces through MXNet and through onnxruntime.
+RetinaFace on a real photo must return the same faces through MXNet and through onnxruntime,
+and through OpenCV's dnn module unless the layout has an operator it lacks (then it is refused
+in one line naming the operator).
 """
 import json
 
@@ -37,6 +39,8 @@ LAYOUTS = {
 #: layouts that keep the released features and (at the stride that finds it) class head:
 #: they must find the photo's face
 RELEASED_HEADS = ('boxes_only', 'blur_occlusion', 'maxout1')
+#: OpenCV's dnn module has no deformable convolution (ONNX DeformConv)
+OPENCV_REFUSED = ('dcn1', 'dcn2')
 EXPORT_SHAPE = (1, 3, 192, 256)
 THRESHOLD = 0.55
 #: detections this close to the threshold may pass on one runtime only
@@ -145,13 +149,8 @@ def test_layout_detects_the_same_faces_through_mxnet_and_onnxruntime(tmp_path, r
     assert 'mobilenet0_conv0_weight' in taken and 'mobilenet0_conv26_weight' in taken
 
     path = str(tmp_path / (name + '.onnx'))
-    try:
-        onnx_export.export_checkpoint(prefix, 0, path, input_shape=EXPORT_SHAPE, dynamic=True,
-                                      verify=False)
-    except runtime_support.UnsupportedOperatorError as refused:
-        message = str(refused)
-        assert '\n' not in message and 'ONNX' in message, message
-        return
+    onnx_export.export_checkpoint(prefix, 0, path, input_shape=EXPORT_SHAPE, dynamic=True,
+                                  verify=False)
     names = [out.name for out in onnx.load(path).graph.output]
     assert names == [onnx_export.onnx_output_name(n) for n in sym.list_outputs()]
     data = np.random.RandomState(3).uniform(0, 255, EXPORT_SHAPE).astype(np.float32)
@@ -162,11 +161,38 @@ def test_layout_detects_the_same_faces_through_mxnet_and_onnxruntime(tmp_path, r
     assert by_onnx.layout == by_mxnet.layout
     assert list(by_onnx._feat_stride_fpn) == list(strides)
     assert by_mxnet.layout.num_anchors == anchors
-    faces, landmarks = confident(*by_mxnet.detect(photo, threshold=THRESHOLD))
-    got_faces, got_landmarks = confident(*by_onnx.detect(photo, threshold=THRESHOLD))
-    assert faces.shape[1] == face_columns and len(faces) > 0
+    faces = assert_same_faces(by_mxnet, by_onnx, photo, face_columns, point_values)
     if name in RELEASED_HEADS:
         assert faces[0, 4] > 0.9            # the released heads find the face
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', sorted(LAYOUTS))
+def test_layout_detects_the_same_faces_through_opencv_or_is_refused(tmp_path, monkeypatch,
+                                                                    released, photo, name):
+    from retinaface import RetinaFace
+    if not hasattr(cv2, 'dnn'):
+        pytest.skip('this OpenCV build has no DNN module')
+    monkeypatch.setenv('RETINAFACE_CACHE_DIR', str(tmp_path / 'cache'))
+    _, _, _, face_columns, point_values = LAYOUTS[name]
+    prefix = str(tmp_path / name)
+    build_checkpoint(prefix, LAYOUTS[name][0], released)
+    by_opencv = RetinaFace(prefix, 0, ctx_id=-1, backend='opencv')
+    if name in OPENCV_REFUSED:
+        with pytest.raises(runtime_support.UnsupportedOperatorError) as refused:
+            by_opencv.detect(photo, threshold=THRESHOLD)
+        message = str(refused.value)
+        assert '\n' not in message and 'DeformConv' in message, message
+        return
+    assert_same_faces(RetinaFace(prefix, 0, ctx_id=-1), by_opencv, photo, face_columns,
+                      point_values)
+
+
+def assert_same_faces(reference, other, photo, face_columns, point_values):
+    """Both detectors find the same confident faces on ``photo``; returns the reference's."""
+    faces, landmarks = confident(*reference.detect(photo, threshold=THRESHOLD))
+    got_faces, got_landmarks = confident(*other.detect(photo, threshold=THRESHOLD))
+    assert faces.shape[1] == face_columns and len(faces) > 0
     assert got_faces.shape == faces.shape
     matches = pair_up(faces, got_faces)
     assert len(set(matches.tolist())) == len(faces)
@@ -183,6 +209,7 @@ def test_layout_detects_the_same_faces_through_mxnet_and_onnxruntime(tmp_path, r
         np.testing.assert_allclose(got_landmarks[..., :2], landmarks[..., :2], atol=1e-2)
         if point_values == 3:                 # the raw visibility value
             np.testing.assert_allclose(got_landmarks[..., 2], landmarks[..., 2], atol=1e-3)
+    return faces
 
 
 @pytest.mark.slow
