@@ -132,7 +132,8 @@ def pair_up(reference, candidate, score_tol=1e-4):
     matches = np.empty(len(reference), np.int64)
     for index, face in enumerate(reference):
         low, high = np.searchsorted(scores, [face[4] - score_tol, face[4] + score_tol])
-        near = order[low:max(high, low + 1)]
+        # none of about the same score: the nearest score, for the comparison to report
+        near = order[low:high] if high > low else order[[min(low, len(order) - 1)]]
         matches[index] = near[np.abs(candidate[near, :4] - face[:4]).max(axis=1).argmin()]
     return matches
 
