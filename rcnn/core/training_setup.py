@@ -77,8 +77,16 @@ __all__ = ['TrainingRun', 'build_training', 'run_training', 'setup_logging',
 RECIPE_KEYS = ('TRAIN.GRAPH_LR_WD_MULT', 'TRAIN.LOSS_SCALE')
 
 
+#: marks the root-logger handlers :func:`setup_logging` installs
+_RUN_HANDLER_ATTR = '_retinaface_training_run'
+
+
 def setup_logging(prefix, rank=0):
-    """stdout + ``<prefix>-train.log`` (``<prefix>-train-rank<r>.log`` for other workers)."""
+    """stdout + ``<prefix>-train.log`` (``<prefix>-train-rank<r>.log`` for other workers).
+
+    The handlers of an earlier run in the same process are closed and removed first, so that
+    runs started one after another from Python each log once, into their own file only.
+    """
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)
     log_file = '%s-train.log' % prefix if rank == 0 else '%s-train-rank%d.log' % (prefix, rank)
@@ -89,7 +97,11 @@ def setup_logging(prefix, rank=0):
     console.setFormatter(NoTracebackFormatter(fmt))
     console.addFilter(lambda record: not getattr(record, 'log_file_only', False))
     log.setFormatter(logging.Formatter(fmt))
+    for handler in [h for h in root.handlers if getattr(h, _RUN_HANDLER_ATTR, False)]:
+        root.removeHandler(handler)
+        handler.close()
     for handler in (console, log):
+        setattr(handler, _RUN_HANDLER_ATTR, True)
         root.addHandler(handler)
     return log_file
 
