@@ -52,6 +52,8 @@ SWITCH_SETS = {
                         NET3, 5, (5, 2)),
     'random_feat_stride': ('mnet', {'RANDOM_FEAT_STRIDE': True}, NET3, 5, (5, 2)),
     'resnet101': ('resnet', {'RESNET_DEPTH': 101}, NET3, 5, (5, 2)),
+    'cascade': ('mnet', {'CASCADE': 1}, NET3, 5, (5, 2)),
+    'cascade_mode3': ('mnet', {'CASCADE': 2, 'CASCADE_MODE': 3}, NET3, 5, (5, 2)),
 }
 #: the deploy graph's operator each deformable switch must put in (MXNet's contrib names)
 DEFORMABLE_OPS = {'dcn1': '_contrib_DeformableConvolution',
@@ -81,13 +83,17 @@ def metric_rows(prefix):
         return list(csv.DictReader(handle))
 
 
-def metric_columns(strides, landmarks):
-    """The training metrics of a layout, written out from the original's metric names."""
+def metric_columns(strides, landmarks, cascade=0):
+    """The training metrics of a layout, written out from the original's metric names (the
+    cascade stages' ``RPNAccCAS{k}`` / ``RPNL1LossCAS{k}`` after the first stage's)."""
     columns = []
     for stride in strides:
         columns += ['RPNAcc_s%d' % stride, 'RPNL1Loss_s%d' % stride]
         if landmarks:
             columns.append('RPNLandMarkL1Loss_s%d' % stride)
+    for stride in strides:
+        for stage in range(cascade):
+            columns += ['RPNAccCAS%d_s%d' % (stage, stride), 'RPNL1LossCAS%d_s%d' % (stage, stride)]
     return columns
 
 
@@ -125,7 +131,7 @@ def test_switch_trains_records_itself_and_detects(tmp_path, dlib_faces, name):
     # finite losses, the metrics of exactly the layout's heads
     rows = metric_rows(prefix)
     assert len(rows) == ITERATIONS
-    columns = metric_columns(strides, landmark_shape is not None)
+    columns = metric_columns(strides, landmark_shape is not None, switches.get('CASCADE', 0))
     assert [c for c in rows[0] if c.startswith('RPN')] == columns
     values = [float(row[c]) for row in rows for c in columns if row[c] != '']
     assert values and all(math.isfinite(v) for v in values)
@@ -148,6 +154,7 @@ def test_switch_trains_records_itself_and_detects(tmp_path, dlib_faces, name):
     assert recipe['layout']['box_len'] == face_columns - 1
     assert recipe['layout']['landmark_len'] == (0 if landmark_shape is None
                                                 else 5 * landmark_shape[1])
+    assert recipe['layout']['cascade'] == switches.get('CASCADE', 0)
     if name in DEFORMABLE_OPS:
         graph = json.loads(Path('%s-symbol.json' % prefix).read_text())
         assert any(node['op'] == DEFORMABLE_OPS[name] for node in graph['nodes'])
