@@ -31,7 +31,8 @@ from rcnn.symbol.neck import NeckNames, check_pyramid_strides, fpn_neck
 __all__ = ['NECK_BN_EPS', 'NeckNames', 'deploy_output_names', 'label_names',
            'check_graph_config', 'graph_config', 'conv_bn', 'fpn_neck', 'pyramid_features',
            'deploy_outputs', 'smooth_l1_loss', 'train_outputs', 'stride_train_outputs',
-           'module_builder', 'feature_shapes', 'label_shapes']
+           'module_builder', 'build_train_graph', 'build_deploy_graph', 'feature_shapes',
+           'label_shapes']
 _CLS_SCORE_OUTPUT = re.compile(r'^face_rpn_cls_score_stride(\d+)%s$' % MXNET_OUTPUT_SUFFIX)
 
 
@@ -97,6 +98,25 @@ def module_builder(cfg, relative_width, sampled_dcn=False):
     def build(data, name):
         return detection_module(data, name, width, cfg, dcn)
     return build
+
+
+def build_train_graph(pyramid, relative_width, cfg, native_dcn=False):
+    """The training graph of a network: its ``pyramid(cfg, sampled_dcn)`` -> ``(neck,
+    features)``, the heads and losses of every stride, the cascade stages on the neck with
+    the network's detection module (``relative_width``: see :func:`pyramid_features`).
+    ``native_dcn``: DCN v2 as MXNet's operator (GPU only); else as sampling operators, which
+    train on every device."""
+    sampled = not native_dcn
+    neck, features = pyramid(cfg, sampled_dcn=sampled)
+    return train_outputs(features, cfg, necks=neck,
+                         head_module=module_builder(cfg, relative_width, sampled))
+
+
+def build_deploy_graph(pyramid, relative_width, cfg):
+    """The deploy graph of a network (see :func:`build_train_graph`; DCN v2 as the operator)."""
+    neck, features = pyramid(cfg)
+    return deploy_outputs(features, cfg, necks=neck,
+                          head_module=module_builder(cfg, relative_width))
 
 
 def _graph_strides(internals):

@@ -17,8 +17,8 @@ import mxnet as mx
 
 from rcnn.model_layout import DATA_NAME
 from rcnn.symbol.neck import BACKBONE_STRIDES
-from rcnn.symbol.symbol_common import (NeckNames, graph_config, deploy_outputs,
-                                       module_builder, pyramid_features, train_outputs)
+from rcnn.symbol.symbol_common import (NeckNames, build_deploy_graph, build_train_graph,
+                                       graph_config, pyramid_features)
 
 __all__ = ['MNET_NECK_NAMES', 'WIDTH_MULTIPLIER', 'mobilenet_backbone', 'mnet_pyramid',
            'mnet_features', 'get_mnet_train', 'get_mnet_test']
@@ -88,16 +88,11 @@ def get_mnet_train(cfg=None, native_dcn=False):
     """Training graph (outputs: :mod:`rcnn.symbol.heads`); ``cfg`` defaults to the mnet
     preset. ``native_dcn``: DCN v2 as MXNet's operator (GPU only; the default
     computes it with sampling operators that train on every device)."""
-    cfg = graph_config('mnet', cfg)
-    neck, features = mnet_pyramid(cfg, sampled_dcn=not native_dcn)
-    return train_outputs(features, cfg, necks=neck,
-                         head_module=module_builder(cfg, _MODULE_RELATIVE_WIDTH, not native_dcn))
+    return build_train_graph(mnet_pyramid, _MODULE_RELATIVE_WIDTH, graph_config('mnet', cfg),
+                             native_dcn)
 
 
 def get_mnet_test(cfg=None):
     """Deploy graph (outputs: :mod:`rcnn.symbol.heads`); ``cfg`` defaults to the mnet
     preset."""
-    cfg = graph_config('mnet', cfg)
-    neck, features = mnet_pyramid(cfg)
-    return deploy_outputs(features, cfg, necks=neck,
-                          head_module=module_builder(cfg, _MODULE_RELATIVE_WIDTH))
+    return build_deploy_graph(mnet_pyramid, _MODULE_RELATIVE_WIDTH, graph_config('mnet', cfg))

@@ -21,8 +21,8 @@ branches, so 512 channels reach the heads (x ``CONTEXT_FILTER_RATIO``).
 import mxnet as mx
 
 from rcnn.model_layout import DATA_NAME
-from rcnn.symbol.symbol_common import (NeckNames, graph_config, deploy_outputs,
-                                       module_builder, pyramid_features, train_outputs)
+from rcnn.symbol.symbol_common import (NeckNames, build_deploy_graph, build_train_graph,
+                                       graph_config, pyramid_features)
 
 __all__ = ['RESNET_NECK_NAMES', 'RESNET50_UNITS', 'RESNET_UNITS', 'resnet_units',
            'resnet_backbone', 'resnet_pyramid', 'resnet_features', 'get_resnet_train',
@@ -124,16 +124,11 @@ def get_resnet_train(cfg=None, native_dcn=False):
     """Training graph (outputs: :mod:`rcnn.symbol.heads`); ``cfg`` defaults to the resnet
     preset. ``native_dcn``: DCN v2 as MXNet's operator (GPU only; the default
     computes it with sampling operators that train on every device)."""
-    cfg = graph_config('resnet', cfg)
-    neck, features = resnet_pyramid(cfg, sampled_dcn=not native_dcn)
-    return train_outputs(features, cfg, necks=neck,
-                         head_module=module_builder(cfg, _MODULE_RELATIVE_WIDTH, not native_dcn))
+    return build_train_graph(resnet_pyramid, _MODULE_RELATIVE_WIDTH, graph_config('resnet', cfg),
+                             native_dcn)
 
 
 def get_resnet_test(cfg=None):
     """Deploy graph (outputs: :mod:`rcnn.symbol.heads`); ``cfg`` defaults to the resnet
     preset."""
-    cfg = graph_config('resnet', cfg)
-    neck, features = resnet_pyramid(cfg)
-    return deploy_outputs(features, cfg, necks=neck,
-                          head_module=module_builder(cfg, _MODULE_RELATIVE_WIDTH))
+    return build_deploy_graph(resnet_pyramid, _MODULE_RELATIVE_WIDTH, graph_config('resnet', cfg))

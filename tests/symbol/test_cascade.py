@@ -388,16 +388,13 @@ def test_mode_3_deploy_graph_exports_to_onnx_with_the_same_outputs(tmp_path):
         np.testing.assert_allclose(exported[name], reference[name], rtol=1e-4, atol=1e-5)
 
 
-def test_the_nan_guard_watches_the_cascade_losses_of_a_cascade_trainer():
-    from types import SimpleNamespace
+def test_the_nan_guard_watches_the_cascade_losses_of_a_cascade_layout():
     from rcnn.core.hooks import NonFiniteGuard
     layout = ModelLayout.from_config(_cfg(CASCADE=1))
-    guard = NonFiniteGuard(3)
-    first_stage = list(guard.watched)
-    guard.before_train(SimpleNamespace(layout=ModelLayout.from_config(_cfg())))
-    assert guard.watched == first_stage
-    guard.before_train(SimpleNamespace(layout=layout))
+    first_stage = list(NonFiniteGuard(ModelLayout.from_config(_cfg())).watched)
+    guard = NonFiniteGuard(layout)
     names = layout.train_output_names()
+    assert guard.watched[:len(first_stage)] == first_stage
     added = [names[i] for i in guard.watched if i not in first_stage]
     assert added == ['face_rpn_%s_stride%d_cas0' % (kind, s) for s in STRIDES
                      for kind in ('cls_prob', 'bbox_loss')]
