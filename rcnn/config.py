@@ -33,7 +33,7 @@ import numpy as np
 from rcnn.model_layout import anchors_per_position, strides_of
 
 __all__ = ['config', 'network', 'dataset', 'generate_config', 'derive_config', 'build_config',
-           'anchor_table', 'ANCHOR_TABLE_NAMES', 'CASCADE_POSITIVE_OVERLAP',
+           'anchor_table', 'ANCHOR_TABLE_NAMES', 'CASCADE_POSITIVE_OVERLAP', 'config_from_record',
            'Config', 'FrozenList', 'ConfigError', 'FrozenConfigError', 'parse_override',
            'parse_overrides', 'merge_overrides', 'config_to_plain', 'DERIVED_KEYS',
            'DEFAULT_NETWORK', 'DEFAULT_DATASET', 'DEFAULT_END_EPOCH',
@@ -268,7 +268,14 @@ ANCHOR_TABLE_NAMES = ('RAC_SSH', 'RAC_SSH2', 'RAC_SSH3', 'RAC_RETINA')
 def _base_config():
     """The recipe keys shared by both networks (every key commented; the presets override some)."""
     cfg = Config()
+    _pixel_keys(cfg)
+    _model_keys(cfg)
+    _crop_keys(cfg)
+    _train_keys(cfg)
+    return cfg
 
+
+def _pixel_keys(cfg):
     # ---- input pixels: tensor = (pixel / PIXEL_SCALE - PIXEL_MEANS) / PIXEL_STDS ----
     # per-channel means, BGR order as the original lists them (0: raw RGB values reach the net)
     cfg.PIXEL_MEANS = np.array([0.0, 0.0, 0.0])
@@ -277,6 +284,8 @@ def _base_config():
     # divisor applied before the means (1.0: pixels stay in 0..255)
     cfg.PIXEL_SCALE = 1.0
 
+
+def _model_keys(cfg):
     # ---- network / heads ----
     # classes of the score head: background and face (only 2 is supported)
     cfg.NUM_CLASSES = 2
@@ -343,6 +352,8 @@ def _base_config():
     # Overrides may name one of the original's tables: --set RPN_ANCHOR_CFG=RAC_RETINA.
     cfg.RPN_ANCHOR_CFG = anchor_table('RAC_SSH')
 
+
+def _crop_keys(cfg):
     # ---- training crops and photometric augmentation ----
     # [(crop side, max side)] in pixels: training crops are SCALES[0][0] square
     cfg.SCALES = [(640, 640)]
@@ -356,6 +367,9 @@ def _base_config():
     # jitter strength j: every factor is drawn from [1 - j, 1 + j]
     cfg.COLOR_JITTERING = 0.125
 
+
+def _train_keys(cfg):
+    """The ``TRAIN`` keys."""
     cfg.TRAIN = Config()
     # faces whose longer box side (pixels, in the crop) is below this are dropped; 0: keep all
     cfg.TRAIN.MIN_BOX_SIZE = 0
@@ -398,7 +412,6 @@ def _base_config():
     # 'master' (insightface master since Oct 2019), see rcnn/symbol/loss_scale.py;
     # train.py --loss_scale
     cfg.TRAIN.LOSS_SCALE = 'release'
-    return cfg
 
 
 def _base_default():
@@ -537,6 +550,25 @@ def generate_config(network_name, dataset_name, overrides=None):
                 config_pairs.append((_original_key_path(cfg, key), value))
         merge_overrides(cfg, config_pairs, source='generate_config')
     return cfg, dflt
+
+
+def config_from_record(recorded):
+    """A changeable, derived config from a training config stored as plain JSON (a recipe's
+    ``training_config``): the base recipe's keys with the recorded values over them, so a
+    record written before a key existed reads that key's base value (the original's default:
+    the switch off). ``RPN_ANCHOR_CFG`` is taken whole."""
+    cfg = _base_config()
+    _update_from_record(cfg, recorded)
+    return derive_config(cfg)
+
+
+def _update_from_record(target, recorded):
+    for key, value in dict(recorded).items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict) and \
+                key != 'RPN_ANCHOR_CFG':
+            _update_from_record(target[key], value)
+        else:
+            target[key] = value
 
 
 def _original_key_path(cfg, key):

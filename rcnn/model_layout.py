@@ -227,16 +227,14 @@ class ModelLayout(object):
         ``DENSE_ANCHOR`` (x2), ``USE_BLUR``, ``FACE_LANDMARK``, ``USE_OCCLUSION``,
         ``CASCADE``, ``CASCADE_CLS_STRIDES``, ``CASCADE_BBOX_STRIDES``."""
         per_position = anchors_per_position(cfg.RPN_ANCHOR_CFG)
-        if cfg.get('DENSE_ANCHOR', False):
+        if cfg.DENSE_ANCHOR:
             per_position *= 2
         landmark_len = 0
-        if cfg.get('FACE_LANDMARK', True):
-            landmark_len = OCCLUSION_LANDMARK_LEN if cfg.get('USE_OCCLUSION', False) \
-                else LANDMARK_LEN
+        if cfg.FACE_LANDMARK:
+            landmark_len = OCCLUSION_LANDMARK_LEN if cfg.USE_OCCLUSION else LANDMARK_LEN
         return cls(strides_of(cfg.RPN_ANCHOR_CFG), per_position,
-                   BLUR_BOX_LEN if cfg.get('USE_BLUR', False) else BOX_LEN, landmark_len,
-                   int(cfg.get('CASCADE', 0)), cfg.get('CASCADE_CLS_STRIDES'),
-                   cfg.get('CASCADE_BBOX_STRIDES'))
+                   BLUR_BOX_LEN if cfg.USE_BLUR else BOX_LEN, landmark_len,
+                   int(cfg.CASCADE), cfg.CASCADE_CLS_STRIDES, cfg.CASCADE_BBOX_STRIDES)
 
     # ---- facts of the layout ----
     @property

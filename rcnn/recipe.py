@@ -248,8 +248,8 @@ def _recorded_layout(record):
         return layout_from_dict(record['layout'])
     config = record.get('training_config')
     if isinstance(config, dict) and 'RPN_ANCHOR_CFG' in config:
-        from rcnn.config import Config
-        return ModelLayout.from_config(Config(config))
+        from rcnn.config import config_from_record
+        return ModelLayout.from_config(config_from_record(config))
     return None
 
 

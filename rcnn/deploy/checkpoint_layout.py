@@ -36,8 +36,8 @@ class LayoutMismatchError(ValueError):
 
 
 def _config_of(training_config):
-    from rcnn.config import Config
-    return Config(training_config)
+    from rcnn.config import config_from_record
+    return config_from_record(training_config)
 
 
 def recipe_layout(prefix):

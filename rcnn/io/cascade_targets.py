@@ -102,6 +102,6 @@ class CascadeTargets(object):
 
 def with_cascade_targets(targets, cfg):
     """``targets`` wrapped in :class:`CascadeTargets` when ``cfg.CASCADE > 0``, else itself."""
-    if int(cfg.get('CASCADE', 0)) > 0:
+    if int(cfg.CASCADE) > 0:
         return CascadeTargets(targets, cfg.TRAIN.MAX_BBOX_PER_IMAGE)
     return targets
