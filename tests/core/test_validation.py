@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, shared_path
+from conftest import ROOT, shared_path, train_in_process
 from rcnn.core.validation import (ValidationSet, Validator, best_record_path, is_better,
                                   open_validation_set, read_val_rows, select_best,
                                   val_csv_path)
@@ -71,11 +71,13 @@ def test_bad_validation_flags_are_refused_at_start_up(extra, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_val_every_0_stops_train_py_at_once(tmp_path):
-    proc = _run([TRAIN, '--network', 'mnet', '--prefix', tmp_path / 'm', '--val_set', 'val',
-                 '--val_every', '0'], timeout=120)
-    assert proc.returncode == 2
-    assert 'train.py: error: --val_every must be positive, got 0' in proc.stderr
+def test_val_every_0_stops_train_py_at_once(tmp_path, capsys):
+    import train
+    with pytest.raises(SystemExit) as exc:       # train.py's main, in this process
+        train.main(['--network', 'mnet', '--prefix', str(tmp_path / 'm'), '--val_set', 'val',
+                    '--val_every', '0'])
+    assert exc.value.code == 2
+    assert 'train.py: error: --val_every must be positive, got 0' in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
 
 
@@ -348,17 +350,18 @@ def test_a_subset_of_val_images_scores_against_those_images_only(sample_set, tmp
     assert row['hard'] > 0.05
 
 
-@pytest.mark.slow
-def test_a_val_split_without_labels_stops_train_py_before_training(sample_set, tmp_path):
+def test_a_val_split_without_labels_stops_train_py_before_training(sample_set, tmp_path,
+                                                                   capsys):
     data = tmp_path / 'data'
     shutil.copytree(sample_set, data)
     headers = [header for header, _ in _val_blocks(data / 'val' / 'label.txt')]
     (data / 'val' / 'label.txt').write_text('\n'.join(headers) + '\n')
     shutil.rmtree(data / 'val' / 'gt')
     prefix = tmp_path / 'run' / 'm'
-    proc = _run([TRAIN, '--network', 'mnet', '--dataset_path', data, '--root_path', tmp_path,
-                 '--prefix', prefix, '--batch_images', '2', '--workers', '1', '--val_set',
-                 'val'], timeout=300)
+    # refused during start-up: train.py's main in this process
+    proc = train_in_process([str(a) for a in (
+        '--network', 'mnet', '--dataset_path', data, '--root_path', tmp_path, '--prefix', prefix,
+        '--batch_images', '2', '--workers', '1', '--val_set', 'val')], capsys)
     assert proc.returncode == 2
     assert re.search(r'train.py: error: --val_set val: .*label.txt lists no face box',
                      proc.stderr)
