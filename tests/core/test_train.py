@@ -5,7 +5,6 @@ The end-to-end runs (marked slow) train mnet on the real dlib photos in ../share
 a NaN stop, two CPU contexts, and 2 dist_sync workers through tools/launch.py.
 """
 import json
-import os
 import re
 import shutil
 import signal
@@ -181,9 +180,10 @@ def train_cmd(prefix, *extra):
     return [sys.executable, str(TRAIN), *train_argv(prefix, *extra)]
 
 
-# for the runs whose assertions do not concern the loader workers: crops made in the training
-# process (the same batches, tests/core/test_loader.py) save a worker's start-up (it imports
-# MXNet again) per run
+# Runs whose assertions concern neither the process nor the loader workers run train.py's main
+# in the test process (train_in_process) with the crops made inline (the same batches,
+# tests/core/test_loader.py): a process or a loader worker of their own spends ~3 s of CPU
+# importing MXNet, longer than these runs train.
 INLINE_LOADER = ('--workers', '0')
 
 
@@ -306,11 +306,12 @@ def test_corrupted_checkpoint_is_refused_on_resume(tmp_path, dlib_faces, smoke_r
 
 
 @pytest.mark.slow
-def test_nan_loss_stops_naming_the_batch_and_keeps_the_last_checkpoint(tmp_path, dlib_faces):
+def test_nan_loss_stops_naming_the_batch_and_keeps_the_last_checkpoint(tmp_path, dlib_faces,
+                                                                       capsys):
     prefix = tmp_path / 'm'
-    proc = run_train(train_cmd(prefix, '--lr', '1e8', '--max_iters', '30', '--no_flip',
-                               '--checkpoint_iters', '1', *INLINE_LOADER,
-                               *dlib_args(dlib_faces, tmp_path)))
+    proc = train_in_process(train_argv(prefix, '--lr', '1e8', '--max_iters', '30', '--no_flip',
+                                       '--checkpoint_iters', '1', *INLINE_LOADER,
+                                       *dlib_args(dlib_faces, tmp_path)), capsys)
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     # either the loss of a batch, or the parameters its update produced, overflowed first
     match = re.search(r'non-finite (?:loss at|parameters after the update of) epoch (\d+), '
@@ -327,10 +328,11 @@ def test_nan_loss_stops_naming_the_batch_and_keeps_the_last_checkpoint(tmp_path,
 
 
 @pytest.mark.slow
-def test_two_cpu_contexts_train_with_the_device_kvstore(tmp_path, dlib_faces):
+def test_two_cpu_contexts_train_with_the_device_kvstore(tmp_path, dlib_faces, capsys):
     prefix = tmp_path / 'm'
-    proc = run_train(train_cmd(prefix, '--cpus', '2', '--kvstore', 'device', '--max_iters', '3',
-                               '--no_flip', *INLINE_LOADER, *dlib_args(dlib_faces, tmp_path)))
+    proc = train_in_process(train_argv(prefix, '--cpus', '2', '--kvstore', 'device',
+                                       '--max_iters', '3', '--no_flip', *INLINE_LOADER,
+                                       *dlib_args(dlib_faces, tmp_path)), capsys)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'devices [cpu(0), cpu(1)], batch 2 (1 per device)' in proc.stdout
     # 4 photos, batch 2: epoch 0 ends at iteration 2 (checkpoint 1), the run inside epoch 1
@@ -384,14 +386,15 @@ def val_faces_found(prefix, epoch, val_roidb):
 
 @pytest.mark.slow
 def test_fine_tuning_from_the_release_loads_everything_and_still_finds_the_val_faces(
-        tmp_path, dlib_faces, mnet25_prefix):
+        tmp_path, dlib_faces, mnet25_prefix, capsys):
     from rcnn.config import generate_config
     from rcnn.dataset import RetinaFaceDataset
     from rcnn.checkpoint.params import load_params
     prefix = tmp_path / 'ft'
-    proc = run_train(train_cmd(prefix, '--pretrained', mnet25_prefix, '--pretrained_epoch', '0',
-                               '--batch_images', '2', '--max_iters', '4', *INLINE_LOADER,
-                               *dlib_args(dlib_faces, tmp_path)))
+    proc = train_in_process(train_argv(prefix, '--pretrained', mnet25_prefix,
+                                       '--pretrained_epoch', '0', '--batch_images', '2',
+                                       '--max_iters', '4', *INLINE_LOADER,
+                                       *dlib_args(dlib_faces, tmp_path)), capsys)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(r'pretrained symbolic checkpoint \S*mnet\.25-0000\.params: 273 arrays '
                      r'loaded, 0 initialised fresh \(\), 0 ignored', proc.stdout)

@@ -234,14 +234,15 @@ def test_resume_on_other_data_is_refused_unless_allowed(tmp_path, flag, value, c
 
 
 @pytest.mark.slow
-def test_resume_with_an_explicit_lr_replaces_the_base_lr(tmp_path, dlib_faces):
+def test_resume_with_an_explicit_lr_replaces_the_base_lr(tmp_path, dlib_faces, capsys):
+    """Both runs in this process (their logs are all the test reads)."""
     prefix = tmp_path / 'm'
     common = ['--workers', '0', '--no_flip', '--lr_step', '1,2', *data_args(dlib_faces, tmp_path)]
-    first = run_train(train_cmd(prefix, '--max_iters', '2', *common))
+    first = train_in_process(train_argv(prefix, '--max_iters', '2', *common), capsys)
     assert first.returncode == 0, first.stderr[-3000:]
     assert re.search(r'Iter\[2\] .*? lr=0\.01 ', first.stdout)
-    resumed = run_train(train_cmd(prefix, '--max_iters', '5', '--resume', '--lr', '0.004',
-                                  *common))
+    resumed = train_in_process(train_argv(prefix, '--max_iters', '5', '--resume', '--lr',
+                                          '0.004', *common), capsys)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "--lr 0.004 replaces the resumed schedule's base lr 0.01" in resumed.stdout
     logged = re.findall(r'Iter\[(\d+)\] .*? lr=([0-9.e-]+) ', resumed.stdout)
@@ -355,7 +356,7 @@ def test_a_sigkilled_loader_worker_stops_training_in_one_line_after_a_checkpoint
     assert 'Traceback' in log.read_text()                            # the details: log only
 
 
-def test_unreadable_images_stop_training_with_one_line_naming_them(tmp_path):
+def test_unreadable_images_stop_training_with_one_line_naming_them(tmp_path, capsys):
     images = tmp_path / 'data' / 'train' / 'images'
     images.mkdir(parents=True)
     names = ['a.jpg', 'b.jpg']
@@ -364,8 +365,10 @@ def test_unreadable_images_stop_training_with_one_line_naming_them(tmp_path):
     (tmp_path / 'data' / 'train' / 'label.txt').write_text(
         ''.join('# %s 64 48\n10 10 20 20\n' % name for name in names))
     for workers in ('0', '1'):
-        proc = run_train(train_cmd(tmp_path / ('m' + workers), '--workers', workers, '--no_flip',
-                                   *data_args(tmp_path / 'data', tmp_path)), timeout=200)
+        # train.py's main in this process (a loader worker, with 1, is a process of its own)
+        proc = train_in_process(train_argv(tmp_path / ('m' + workers), '--workers', workers,
+                                           '--no_flip', *data_args(tmp_path / 'data', tmp_path)),
+                                capsys)
         assert proc.returncode == 4, proc.stderr[-3000:]
         line = one_line_error(proc)
         assert re.search(r'11 images in a row could not be read \(.*%s.*\), giving up'
