@@ -1,5 +1,6 @@
 """Shared fixtures: the project root and the test folders on sys.path, the real data in
-../shared, and the uninterrupted training run that resumed runs are compared with."""
+../shared, train.py's main run in the test process, and the uninterrupted training run that
+resumed runs are compared with."""
 import os
 import subprocess
 import sys
@@ -60,9 +61,10 @@ def train_env():
 
 def train_in_process(argv, capsys):
     """``train.main(argv)`` in the test process, as a CompletedProcess (its exit status, stdout,
-    stderr): for runs that stop during start-up, where a process of their own would spend more
-    time importing MXNet than the run takes. The logging handlers the run adds are removed
-    again."""
+    stderr): for runs whose assertions need no process boundary (no kill, no Ctrl-C, no
+    __main__ set-up): a process of their own spends ~3 s of CPU importing MXNet, longer than a
+    refusal at start-up or a few iterations take. The logging handlers the run adds are
+    removed again; MXNet's native log lines (file descriptor 2) are not captured."""
     import logging
     import train
     root = logging.getLogger()
