@@ -26,7 +26,7 @@ def _cli():
     return load_cli()
 
 
-def _detect_in_process(argv):
+def detect_in_process(argv):
     """tools/detect.py's main in this process, as a CompletedProcess (exit status, stdout,
     stderr): for the checks of its exit status, its printed lines and its files (a process of
     its own spends most of its time importing MXNet). Its log lines need its own process."""
@@ -42,11 +42,11 @@ def _detect_in_process(argv):
 
 
 def _run_default_gpu(prefix, *args):
-    return _detect_in_process(['--prefix', prefix, '--epoch', '0', *args])
+    return detect_in_process(['--prefix', prefix, '--epoch', '0', *args])
 
 
 def _run(prefix, *args):
-    return _detect_in_process(['--prefix', prefix, '--epoch', '0', '--gpu', '-1', *args])
+    return detect_in_process(['--prefix', prefix, '--epoch', '0', '--gpu', '-1', *args])
 
 
 def _run_process(prefix, *args):
