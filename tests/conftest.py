@@ -63,12 +63,12 @@ def train_in_process(argv, capsys):
     """``train.main(argv)`` in the test process, as a CompletedProcess (its exit status, stdout,
     stderr): for runs whose assertions need no process boundary (no kill, no Ctrl-C, no
     __main__ set-up): a process of their own spends ~3 s of CPU importing MXNet, longer than a
-    refusal at start-up or a few iterations take. The logging handlers the run adds are
-    removed again; MXNet's native log lines (file descriptor 2) are not captured."""
+    refusal at start-up or a few iterations take. The logging handlers and level the run sets
+    are undone; MXNet's native log lines (file descriptor 2) are not captured."""
     import logging
     import train
     root = logging.getLogger()
-    handlers = list(root.handlers)
+    handlers, level = list(root.handlers), root.level
     capsys.readouterr()
     try:
         status = train.main(list(argv))
@@ -76,6 +76,7 @@ def train_in_process(argv, capsys):
         for handler in root.handlers[len(handlers):]:
             root.removeHandler(handler)
             handler.close()
+        root.setLevel(level)
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(['train.py', *argv], status, out, err)
 
