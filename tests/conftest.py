@@ -1,6 +1,8 @@
 """Shared fixtures: the project root and the test folders on sys.path, the real data in
-../shared."""
+../shared, train.py's main run in the test process, and the uninterrupted training run that
+resumed runs are compared with."""
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,6 +38,63 @@ def mnet25_prefix():
 def dlib_faces():
     """Root of the real dlib photos in the RetinaFace layout (train/ and val/)."""
     return shared_path('data', 'dlib_faces')
+
+
+# train.py flags (besides --prefix, --dataset_path, --root_path) of the uninterrupted run that a
+# killed or interrupted run, resumed with the same flags, must end equal to: mnet from scratch,
+# batch 1 with one loader worker, seed 3, lr x0.1 at epochs 1 and 2 (iteration 8 on the 8
+# records of the dlib photos and their mirrors), 10 iterations, a checkpoint every 2 (saving a
+# checkpoint leaves the parameters as they are, so a run without --checkpoint_iters ends equal)
+RESUME_REFERENCE_FLAGS = ('--network', 'mnet', '--batch_images', '1', '--workers', '1',
+                          '--frequent', '1', '--seed', '3', '--lr_step', '1,2',
+                          '--max_iters', '10', '--checkpoint_iters', '2')
+
+
+def train_env():
+    """The environment of train.py runs: CPU only, and a fixed thread count (results of runs
+    compared bit for bit must use the same one)."""
+    env = dict(os.environ)
+    env.pop('CUDA_VISIBLE_DEVICES', None)
+    env.setdefault('OMP_NUM_THREADS', '2')
+    return env
+
+
+def train_in_process(argv, capsys):
+    """``train.main(argv)`` in the test process, as a CompletedProcess (its exit status, stdout,
+    stderr): for runs whose assertions need no process boundary (no kill, no Ctrl-C, no
+    __main__ set-up): a process of their own spends ~3 s of CPU importing MXNet, longer than a
+    refusal at start-up or a few iterations take. The logging handlers and level the run sets
+    are undone; MXNet's native log lines (file descriptor 2) are not captured."""
+    import logging
+    import train
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    capsys.readouterr()
+    try:
+        status = train.main(list(argv))
+    finally:
+        for handler in root.handlers[len(handlers):]:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(level)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(['train.py', *argv], status, out, err)
+
+
+@pytest.fixture(scope='session')
+def resume_reference(tmp_path_factory):
+    """The stdout of train.py with RESUME_REFERENCE_FLAGS on the dlib photos, run once for the
+    tests that kill or interrupt a run and resume it (it ends with the final parameter
+    digest)."""
+    dlib_root = shared_path('data', 'dlib_faces')
+    folder = tmp_path_factory.mktemp('resume-reference')
+    proc = subprocess.run([sys.executable, str(ROOT / 'train.py'), '--prefix', str(folder / 'ref'),
+                           *RESUME_REFERENCE_FLAGS, '--dataset_path', str(dlib_root),
+                           '--root_path', str(folder)],
+                          cwd=str(ROOT), env=train_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
 
 
 @pytest.fixture

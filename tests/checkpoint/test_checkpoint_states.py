@@ -109,12 +109,9 @@ def test_a_record_without_the_states_digest_is_refused(tmp_path):
     assert not marker.exists()
 
 
-def test_train_py_refuses_to_resume_from_a_planted_states_file(tmp_path):
-    import os
-    import subprocess
-    import sys
+def test_train_py_refuses_to_resume_from_a_planted_states_file(tmp_path, monkeypatch, capsys):
+    from conftest import train_in_process
     from rcnn.checkpoint.commit import save_checkpoint_files
-    root = Path(__file__).resolve().parents[2]
     prefix = str(tmp_path / 'm')
     writers = {'params': lambda path: Path(path).write_bytes(b'p' * 64),
                'states': lambda path: Path(path).write_bytes(b'momentum'),
@@ -123,12 +120,11 @@ def test_train_py_refuses_to_resume_from_a_planted_states_file(tmp_path):
     marker = tmp_path / 'pwned'
     Path(checkpoint_files(prefix, 1)['states']).write_bytes(
         pickle.dumps(CreatesAFile(str(marker))))
-    env = dict(os.environ)
-    env.pop('CUDA_VISIBLE_DEVICES', None)
-    proc = subprocess.run([sys.executable, str(root / 'train.py'), '--network', 'mnet',
-                           '--prefix', prefix, '--resume', '--dataset_path', str(tmp_path),
-                           '--root_path', str(tmp_path)], cwd=str(root), env=env,
-                          capture_output=True, text=True, timeout=120)
+    monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
+    # refused during start-up: train.py's main in this process
+    proc = train_in_process(['--network', 'mnet', '--prefix', prefix, '--resume',
+                             '--dataset_path', str(tmp_path), '--root_path', str(tmp_path)],
+                            capsys)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.strip().splitlines() if line.startswith('train.py')]
     assert len(lines) == 1 and 'Traceback' not in proc.stderr

@@ -13,18 +13,23 @@ from pathlib import Path
 
 import pytest
 
+from conftest import train_in_process
 from rcnn.checkpoint import record as train_record
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / 'train.py'
 
 
+def train_argv(prefix, *extra):
+    return ['--prefix', str(prefix), '--workers', '0', '--frequent', '1', *[str(a) for a in extra]]
+
+
 def run(prefix, *extra, timeout=400):
     env = dict(os.environ, OMP_NUM_THREADS='1')
     env.pop('CUDA_VISIBLE_DEVICES', None)
-    return subprocess.run([sys.executable, str(TRAIN), '--prefix', str(prefix), '--workers', '0',
-                           '--frequent', '1', *extra], cwd=str(ROOT), env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, str(TRAIN), *train_argv(prefix, *extra)],
+                          cwd=str(ROOT), env=env, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def label_blocks(path):
@@ -42,11 +47,14 @@ def data_copy(dlib_faces, tmp_path):
 
 @pytest.mark.slow
 def test_resume_remembers_data_validation_and_overrides_and_refuses_changed_data(
-        data_copy, tmp_path):
+        data_copy, tmp_path, mnet25_prefix, capsys):
     prefix = tmp_path / 'run' / 'm'
+    # fine-tuning the release: a detector that finds a few faces validates in a second, one
+    # from scratch scores every anchor and spends most of the run in NMS and matching
     first = run(prefix, '--network', 'mnet', '--dataset_path', data_copy, '--root_path',
                 tmp_path, '--batch_images', '2', '--no_flip', '--max_iters', '2', '--seed', '3',
-                '--val_set', 'val', '--val_images', '1', '--set', 'COLOR_MODE=0')
+                '--val_set', 'val', '--val_images', '1', '--set', 'COLOR_MODE=0',
+                '--pretrained', mnet25_prefix, '--pretrained_epoch', '0')
     assert first.returncode == 0, first.stderr[-3000:]
     assert 'Subgraph backend' not in first.stdout + first.stderr       # MXNet's bind notice
     record = train_record.read_train_record(str(prefix), 1)
@@ -57,8 +65,9 @@ def test_resume_remembers_data_validation_and_overrides_and_refuses_changed_data
     assert recipe['training_config']['COLOR_MODE'] == 0
     assert ['COLOR_MODE', 0] in recipe['config_overrides']
 
-    # no data, validation or --set flag: all taken from checkpoint 1's record
-    second = run(prefix, '--resume', '--max_iters', '4')
+    # no data, validation or --set flag: all taken from checkpoint 1's record (the resumed runs
+    # in this process: their logs and records are all the test reads)
+    second = train_in_process(train_argv(prefix, '--resume', '--max_iters', '4'), capsys)
     assert second.returncode == 0, second.stderr[-3000:]
     assert 'resuming checkpoint 1: data %s (image set train), validation val' % data_copy \
         in second.stdout
@@ -69,7 +78,7 @@ def test_resume_remembers_data_validation_and_overrides_and_refuses_changed_data
     assert resumed['data_digest'] == record['data_digest'] and resumed['flip'] is False
 
     # nothing left to train: one line naming the flag
-    done = run(prefix, '--resume', '--end_epoch', '2')
+    done = train_in_process(train_argv(prefix, '--resume', '--end_epoch', '2'), capsys)
     assert done.returncode == 2
     assert 'train.py: error: --end_epoch 2: checkpoint 2 is already at epoch 2' in done.stderr
 
@@ -77,13 +86,14 @@ def test_resume_remembers_data_validation_and_overrides_and_refuses_changed_data
     label = data_copy / 'train' / 'label.txt'
     blocks = label_blocks(label)
     label.write_text(''.join(blocks[:len(blocks) // 2]))
-    refused = run(prefix, '--resume', '--max_iters', '6')
+    refused = train_in_process(train_argv(prefix, '--resume', '--max_iters', '6'), capsys)
     assert refused.returncode == 2
     assert 'cannot resume checkpoint 2: the training data changed since it was written' \
         in refused.stderr and '--resume_other_data' in refused.stderr
     # ... and --resume_other_data keeps the lr steps at their epochs (55, 68, 80): 2 -> 1
     # iterations per epoch from iteration 4 on
-    allowed = run(prefix, '--resume', '--resume_other_data', '--max_iters', '6')
+    allowed = train_in_process(train_argv(prefix, '--resume', '--resume_other_data',
+                                          '--max_iters', '6'), capsys)
     assert allowed.returncode == 0, allowed.stderr[-3000:]
     assert 'lr steps recomputed for the other data: iterations [110, 136, 160] -> [57, 70, 82]' \
         in allowed.stdout

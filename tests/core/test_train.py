@@ -5,8 +5,8 @@ The end-to-end runs (marked slow) train mnet on the real dlib photos in ../share
 a NaN stop, two CPU contexts, and 2 dist_sync workers through tools/launch.py.
 """
 import json
-import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +17,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from conftest import RESUME_REFERENCE_FLAGS, shared_path, train_env, train_in_process
 from rcnn.checkpoint.files import checkpoint_files
 from rcnn.checkpoint.params import compare_params
 from rcnn.checkpoint.record import (CorruptCheckpointError, latest_checkpoint, list_train_records,
@@ -46,10 +47,9 @@ def test_cpu_contexts():
 
 
 @pytest.mark.skipif(HAS_CUDA, reason='this MXNet build has CUDA')
-def test_train_py_reports_gpu_request_and_exits():
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES='0')
-    proc = subprocess.run([sys.executable, str(TRAIN), '--prefix', '/tmp/never-written'],
-                          env=env, capture_output=True, text=True, timeout=120)
+def test_train_py_reports_gpu_request_and_exits(monkeypatch, capsys):
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '0')
+    proc = train_in_process(['--prefix', '/tmp/never-written'], capsys)
     assert proc.returncode == 2
     assert 'CUDA_VISIBLE_DEVICES=0' in proc.stderr and 'no CUDA support' in proc.stderr
 
@@ -171,18 +171,20 @@ def test_stop_rule_and_a_resumed_runs_last_good_checkpoint():
 
 
 # ------------------------------------------------------------------------------ end to end
+def train_argv(prefix, *extra):
+    return ['--network', 'mnet', '--prefix', str(prefix), '--batch_images', '1', '--workers', '1',
+            '--frequent', '1', '--seed', '3', *extra]
+
+
 def train_cmd(prefix, *extra):
-    return [sys.executable, str(TRAIN), '--network', 'mnet', '--prefix', str(prefix),
-            '--batch_images', '1', '--workers', '1', '--frequent', '1', '--seed', '3', *extra]
+    return [sys.executable, str(TRAIN), *train_argv(prefix, *extra)]
 
 
-def train_env():
-    """CPU only, and a fixed thread count (results of runs compared bit for bit must use the
-    same one)."""
-    env = dict(os.environ)
-    env.pop('CUDA_VISIBLE_DEVICES', None)
-    env.setdefault('OMP_NUM_THREADS', '2')
-    return env
+# Runs whose assertions concern neither the process nor the loader workers run train.py's main
+# in the test process (train_in_process) with the crops made inline (the same batches,
+# tests/core/test_loader.py): a process or a loader worker of their own spends ~3 s of CPU
+# importing MXNet, longer than these runs train.
+INLINE_LOADER = ('--workers', '0')
 
 
 def run_train(cmd, timeout=300):
@@ -204,17 +206,27 @@ def dlib_args(dlib_root, root_path):
     return ['--dataset_path', str(dlib_root), '--root_path', str(root_path)]
 
 
+@pytest.fixture(scope='module')
+def smoke_run(tmp_path_factory):
+    """The prefix of a 6-iteration train.py run on the dlib photos (run once: the smoke test
+    reads it, the corrupted-resume test damages a copy of its checkpoint)."""
+    dlib_root = shared_path('data', 'dlib_faces')
+    folder = tmp_path_factory.mktemp('smoke')
+    prefix = folder / 'm'
+    proc = run_train(train_cmd(prefix, '--max_iters', '6', *dlib_args(dlib_root, folder)))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return prefix
+
+
 @pytest.mark.slow
-def test_smoke_run_logs_metrics_and_writes_a_checkpoint_retinaface_loads(tmp_path, dlib_faces):
+def test_smoke_run_logs_metrics_and_writes_a_checkpoint_retinaface_loads(smoke_run, dlib_faces):
     import cv2
     from rcnn.config import generate_config
     from rcnn.symbol import get_symbol_test
     from rcnn.checkpoint.params import check_params, load_checkpoint
     from retinaface import RetinaFace
 
-    prefix = tmp_path / 'm'
-    proc = run_train(train_cmd(prefix, '--max_iters', '6', *dlib_args(dlib_faces, tmp_path)))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    prefix = smoke_run
     log = Path(str(prefix) + '-train.log').read_text()
     assert len(re.findall(r'Iter\[\d\] Speed: [0-9.]+ samples/sec', log)) == 6
     assert len(logged_losses(log, 'RPNAcc_s8')) == 6
@@ -239,18 +251,14 @@ def test_smoke_run_logs_metrics_and_writes_a_checkpoint_retinaface_loads(tmp_pat
 
 
 @pytest.mark.slow
-def test_resume_after_kill_continues_exactly(tmp_path, dlib_faces):
+def test_resume_after_kill_continues_exactly(tmp_path, dlib_faces, resume_reference):
     """Kill a run after a mid-epoch checkpoint; the resumed run ends with the parameters of an
-    uninterrupted run, across an lr step (at iteration 8) it had not reached when killed."""
-    common = ['--lr_step', '1,2', '--checkpoint_iters', '2', *dlib_args(dlib_faces, tmp_path)]
-    reference = run_train(train_cmd(tmp_path / 'ref', '--max_iters', '10', *common))
-    assert reference.returncode == 0, reference.stdout[-3000:] + reference.stderr[-3000:]
-    assert 'lr changes to 0.001 at iteration 8' in reference.stdout
-
+    uninterrupted run (the same flags), across an lr step (at iteration 8) it had not reached
+    when killed."""
+    assert 'lr changes to 0.001 at iteration 8' in resume_reference
     prefix = tmp_path / 'run'
-    victim = subprocess.Popen(train_cmd(prefix, '--max_iters', '10', '--lr_step', '1,2',
-                                        '--checkpoint_iters', '2',
-                                        *dlib_args(dlib_faces, tmp_path)),
+    victim = subprocess.Popen([sys.executable, str(TRAIN), '--prefix', str(prefix),
+                               *RESUME_REFERENCE_FLAGS, *dlib_args(dlib_faces, tmp_path)],
                               cwd=str(ROOT), env=train_env(), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     record_path = Path(checkpoint_files(str(prefix), 1)['record'])
@@ -272,33 +280,38 @@ def test_resume_after_kill_continues_exactly(tmp_path, dlib_faces):
     assert 'lr changes to 0.001 at iteration 8' in resumed.stdout
     first_iter = re.search(r'Iter\[(\d+)\]', resumed.stdout).group(1)
     assert int(first_iter) == killed_at + 1
-    assert final_digest(resumed.stdout) == final_digest(reference.stdout)
+    assert final_digest(resumed.stdout) == final_digest(resume_reference)
     final = read_train_record(str(prefix), 2)
     assert (final['epoch'], final['batch_in_epoch'], final['iteration']) == (1, 2, 10)
     assert final['lr'] == pytest.approx(0.001)
 
 
 @pytest.mark.slow
-def test_corrupted_checkpoint_is_refused_on_resume(tmp_path, dlib_faces):
+def test_corrupted_checkpoint_is_refused_on_resume(tmp_path, dlib_faces, smoke_run, capsys):
     prefix = tmp_path / 'm'
-    first = run_train(train_cmd(prefix, '--max_iters', '2', '--no_flip',
-                                *dlib_args(dlib_faces, tmp_path)))
-    assert first.returncode == 0, first.stderr[-3000:]
+    # a copy of the smoke run's checkpoint 1 (the record names its files relative to the prefix)
+    for path in smoke_run.parent.glob(smoke_run.name + '-*'):
+        if path.is_file() and not path.name.endswith('.lock'):
+            shutil.copy2(path, tmp_path / path.name)
+    assert read_train_record(str(prefix), 1)['iteration'] == 6     # the copy is intact
     params = Path(checkpoint_files(str(prefix), 1)['params'])
     data = bytearray(params.read_bytes())
     data[len(data) // 2] ^= 0xFF                       # one flipped byte
     params.write_bytes(bytes(data))
-    again = run_train(train_cmd(prefix, '--max_iters', '4', '--resume',
-                                *dlib_args(dlib_faces, tmp_path)))
+    # refused during start-up: train.py's main in this process
+    again = train_in_process(train_argv(prefix, '--max_iters', '8', '--resume',
+                                        *dlib_args(dlib_faces, tmp_path)), capsys)
     assert again.returncode == 2
     assert 'cannot resume: %s is corrupted' % params in again.stderr
 
 
 @pytest.mark.slow
-def test_nan_loss_stops_naming_the_batch_and_keeps_the_last_checkpoint(tmp_path, dlib_faces):
+def test_nan_loss_stops_naming_the_batch_and_keeps_the_last_checkpoint(tmp_path, dlib_faces,
+                                                                       capsys):
     prefix = tmp_path / 'm'
-    proc = run_train(train_cmd(prefix, '--lr', '1e8', '--max_iters', '30', '--no_flip',
-                               '--checkpoint_iters', '1', *dlib_args(dlib_faces, tmp_path)))
+    proc = train_in_process(train_argv(prefix, '--lr', '1e8', '--max_iters', '30', '--no_flip',
+                                       '--checkpoint_iters', '1', *INLINE_LOADER,
+                                       *dlib_args(dlib_faces, tmp_path)), capsys)
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     # either the loss of a batch, or the parameters its update produced, overflowed first
     match = re.search(r'non-finite (?:loss at|parameters after the update of) epoch (\d+), '
@@ -315,10 +328,11 @@ def test_nan_loss_stops_naming_the_batch_and_keeps_the_last_checkpoint(tmp_path,
 
 
 @pytest.mark.slow
-def test_two_cpu_contexts_train_with_the_device_kvstore(tmp_path, dlib_faces):
+def test_two_cpu_contexts_train_with_the_device_kvstore(tmp_path, dlib_faces, capsys):
     prefix = tmp_path / 'm'
-    proc = run_train(train_cmd(prefix, '--cpus', '2', '--kvstore', 'device', '--max_iters', '3',
-                               '--no_flip', *dlib_args(dlib_faces, tmp_path)))
+    proc = train_in_process(train_argv(prefix, '--cpus', '2', '--kvstore', 'device',
+                                       '--max_iters', '3', '--no_flip', *INLINE_LOADER,
+                                       *dlib_args(dlib_faces, tmp_path)), capsys)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'devices [cpu(0), cpu(1)], batch 2 (1 per device)' in proc.stdout
     # 4 photos, batch 2: epoch 0 ends at iteration 2 (checkpoint 1), the run inside epoch 1
@@ -333,7 +347,8 @@ def test_two_dist_sync_workers_end_with_identical_parameters(tmp_path, dlib_face
     prefix = tmp_path / 'm'
     cmd = [sys.executable, str(LAUNCH), '-n', '2', '-s', '1', '--log-dir', str(logs),
            '--grace', '10', *train_cmd(prefix, '--kvstore', 'dist_sync', '--max_iters', '3',
-                                       '--no_flip', *dlib_args(dlib_faces, tmp_path))]
+                                       '--no_flip', *INLINE_LOADER,
+                                       *dlib_args(dlib_faces, tmp_path))]
     proc = run_train(cmd, timeout=300)
     outputs = [(logs / ('worker%d.log' % i)).read_text() for i in range(2)]
     assert proc.returncode == 0, proc.stderr[-2000:] + outputs[0][-2000:] + outputs[1][-2000:]
@@ -371,14 +386,15 @@ def val_faces_found(prefix, epoch, val_roidb):
 
 @pytest.mark.slow
 def test_fine_tuning_from_the_release_loads_everything_and_still_finds_the_val_faces(
-        tmp_path, dlib_faces, mnet25_prefix):
+        tmp_path, dlib_faces, mnet25_prefix, capsys):
     from rcnn.config import generate_config
     from rcnn.dataset import RetinaFaceDataset
     from rcnn.checkpoint.params import load_params
     prefix = tmp_path / 'ft'
-    proc = run_train(train_cmd(prefix, '--pretrained', mnet25_prefix, '--pretrained_epoch', '0',
-                               '--batch_images', '2', '--max_iters', '4',
-                               *dlib_args(dlib_faces, tmp_path)))
+    proc = train_in_process(train_argv(prefix, '--pretrained', mnet25_prefix,
+                                       '--pretrained_epoch', '0', '--batch_images', '2',
+                                       '--max_iters', '4', *INLINE_LOADER,
+                                       *dlib_args(dlib_faces, tmp_path)), capsys)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(r'pretrained symbolic checkpoint \S*mnet\.25-0000\.params: 273 arrays '
                      r'loaded, 0 initialised fresh \(\), 0 ignored', proc.stdout)

@@ -20,7 +20,8 @@ from rcnn.symbol.symbol_mnet import mobilenet_backbone
 from rcnn.symbol.symbol_resnet import resnet_backbone
 from rcnn.checkpoint.params import load_params
 
-from test_train import dlib_args, run_train, train_cmd
+from conftest import train_in_process
+from test_train import dlib_args, run_train, train_argv, train_cmd
 
 LABEL_INPUT = re.compile(r'^face_(label|bbox_|landmark_)')
 
@@ -107,11 +108,13 @@ def test_sgd_instance_ignores_graph_multipliers_unless_asked(graph_multipliers, 
     assert got == expected
 
 
-def _one_step(tmp_path, dlib_faces, mnet25_prefix, name, wd, *extra):
+def _one_step(tmp_path, dlib_faces, mnet25_prefix, capsys, name, wd, *extra):
+    """One SGD step of train.py, run in this process (a process of its own would spend longer
+    importing MXNet than the step takes)."""
     prefix = tmp_path / name
-    proc = run_train(train_cmd(prefix, '--pretrained', mnet25_prefix, '--max_iters', '1',
-                               '--workers', '0', '--lr', '0.01', '--wd', str(wd), *extra,
-                               *dlib_args(dlib_faces, tmp_path)))
+    proc = train_in_process(train_argv(prefix, '--pretrained', mnet25_prefix, '--max_iters', '1',
+                                       '--workers', '0', '--lr', '0.01', '--wd', str(wd), *extra,
+                                       *dlib_args(dlib_faces, tmp_path)), capsys)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {k: v.asnumpy() for k, v in load_params(str(prefix), 1)[0].items()}, proc.stdout
 
@@ -133,14 +136,15 @@ def _graph_multipliers(sym):
 @pytest.mark.slow
 @pytest.mark.parametrize('graph_flag', [False, True])
 def test_first_sgd_step_decays_every_unfrozen_parameter_by_lr_wd_p0(tmp_path, dlib_faces,
-                                                                      mnet25_prefix, graph_flag):
+                                                                      mnet25_prefix, graph_flag,
+                                                                      capsys):
     """Two 1-iteration fine-tunes from mnet.25, same seed, --wd 0 and --wd W: at the first SGD
     step (zero momentum) p_W - p_0 = -lr * lr_mult * wd_mult * W * p0. The original's SGD instance:
     lr_mult = wd_mult = 1 for every unfrozen parameter; --graph_lr_wd_mult: the graph's."""
     lr, decay = 0.01, 1.0
     extra = ['--graph_lr_wd_mult'] if graph_flag else []
-    p_0, _ = _one_step(tmp_path, dlib_faces, mnet25_prefix, 'wd0', 0.0, *extra)
-    p_w, log = _one_step(tmp_path, dlib_faces, mnet25_prefix, 'wdW', decay, *extra)
+    p_0, _ = _one_step(tmp_path, dlib_faces, mnet25_prefix, capsys, 'wd0', 0.0, *extra)
+    p_w, log = _one_step(tmp_path, dlib_faces, mnet25_prefix, capsys, 'wdW', decay, *extra)
     released, _ = load_params(mnet25_prefix, 0)
     released = {k: v.asnumpy() for k, v in released.items()}
     cfg, _ = generate_config('mnet', 'retinaface')
@@ -354,12 +358,13 @@ def test_train_py_starts_from_a_random_imagenet_mobilenet(tmp_path, dlib_faces, 
     assert 0 < np.abs(moved).max() < 0.05 * np.abs(expected['mobilenet0_conv2_weight']).max()
 
 
-@pytest.mark.slow
-def test_train_py_refuses_a_pretrained_file_sharing_no_name(tmp_path, dlib_faces):
+def test_train_py_refuses_a_pretrained_file_sharing_no_name(tmp_path, dlib_faces, capsys):
     prefix = str(tmp_path / 'foreign')
     mx.nd.save(prefix + '-0000.params', {'arg:fc_weight': mx.nd.zeros((2, 2))})
-    proc = run_train(train_cmd(tmp_path / 'm', '--pretrained', prefix, '--max_iters', '1',
-                               '--workers', '0', *dlib_args(dlib_faces, tmp_path)))
+    # refused during start-up: train.py's main in this process
+    proc = train_in_process(train_argv(tmp_path / 'm', '--pretrained', prefix, '--max_iters',
+                                       '1', '--workers', '0', *dlib_args(dlib_faces, tmp_path)),
+                            capsys)
     assert proc.returncode == 2
     assert 'foreign-0000.params shares no parameter name' in proc.stderr
     assert 'mobilenet0_conv0_weight' in proc.stderr and 'Traceback' not in proc.stderr

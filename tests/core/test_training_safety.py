@@ -1,9 +1,7 @@
 """train.py safety: one run per prefix, disk-full saves, cleanup of killed saves,
 --resume checks, dead loader workers and unreadable data as one-line errors."""
 import errno
-import fcntl
 import json
-import logging
 import os
 import re
 import shutil
@@ -17,6 +15,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from conftest import train_env, train_in_process
 from rcnn.checkpoint.commit import CheckpointWriteError, save_checkpoint_files
 from rcnn.checkpoint.files import checkpoint_files
 from rcnn.checkpoint.record import latest_checkpoint, read_train_record
@@ -25,16 +24,13 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / 'train.py'
 
 
-def train_env():
-    env = dict(os.environ)
-    env.pop('CUDA_VISIBLE_DEVICES', None)
-    env.setdefault('OMP_NUM_THREADS', '2')
-    return env
+def train_argv(prefix, *extra):
+    return ['--network', 'mnet', '--prefix', str(prefix), '--batch_images', '1', '--frequent',
+            '1', '--seed', '3', *extra]
 
 
 def train_cmd(prefix, *extra):
-    return [sys.executable, str(TRAIN), '--network', 'mnet', '--prefix', str(prefix),
-            '--batch_images', '1', '--frequent', '1', '--seed', '3', *extra]
+    return [sys.executable, str(TRAIN), *train_argv(prefix, *extra)]
 
 
 def run_train(cmd, timeout=300):
@@ -90,15 +86,15 @@ def test_the_prefix_lock_names_the_holder_and_is_freed_when_it_dies(tmp_path):
         assert lock.held and 'pid %d' % os.getpid() in Path(lock.path).read_text()
 
 
-def test_a_second_train_py_on_a_locked_prefix_stops_naming_prefix_and_pid(tmp_path):
+def test_a_second_train_py_on_a_locked_prefix_stops_naming_prefix_and_pid(tmp_path, capsys):
     prefix = tmp_path / 'm'
     # an independent holder (plain fcntl, as a running train.py holds it)
     holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK, str(prefix) + '-train.lock'],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == 'locked'
-        proc = run_train(train_cmd(prefix, *data_args(tmp_path / 'absent', tmp_path)),
-                         timeout=120)
+        proc = train_in_process(train_argv(prefix, *data_args(tmp_path / 'absent', tmp_path)),
+                                capsys)
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
@@ -164,7 +160,6 @@ def test_mxnet_write_errors_on_a_full_folder_say_no_space_left(tmp_path, monkeyp
 def test_disk_full_in_train_py_is_one_line_and_keeps_the_last_checkpoint(
         tmp_path, dlib_faces, monkeypatch, capsys):
     """In-process run (the monkeypatched mx.nd.save fails on checkpoint 2 like a full disk)."""
-    import train
     prefix = tmp_path / 'm'
     real_save = mx.nd.save
 
@@ -177,25 +172,18 @@ def test_disk_full_in_train_py_is_one_line_and_keeps_the_last_checkpoint(
             raise mx.base.MXNetError('Check failed: fwrite(ptr, 1, size, fp_) == size')
         return real_save(fname, data)
     monkeypatch.setattr(mx.nd, 'save', full_disk_save)
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-    try:
-        status = train.main(['--network', 'mnet', '--prefix', str(prefix), '--batch_images', '1',
-                             '--workers', '0', '--no_flip', '--max_iters', '6', '--seed', '3',
-                             *data_args(dlib_faces, tmp_path)])
-    finally:
-        for handler in root.handlers[len(handlers):]:
-            root.removeHandler(handler)
-            handler.close()
-    err = capsys.readouterr().err
-    assert status == 2, err
+    proc = train_in_process(['--network', 'mnet', '--prefix', str(prefix), '--batch_images',
+                             '1', '--workers', '0', '--no_flip', '--max_iters', '6', '--seed',
+                             '3', *data_args(dlib_faces, tmp_path)], capsys)
+    err = proc.stderr
+    assert proc.returncode == 2, err
     assert 'cannot write checkpoint file %s-0002.params: no space left on device' % prefix in err
     assert 'the last good checkpoint is %s-0001 (iteration 4), untouched' % prefix in err
     assert read_train_record(str(prefix), 1)['iteration'] == 4
     assert not Path(str(prefix) + '-0002.params').exists() and _leftovers(tmp_path) == []
 
 
-def test_what_a_killed_save_left_is_removed_on_the_next_start(tmp_path):
+def test_what_a_killed_save_left_is_removed_on_the_next_start(tmp_path, capsys):
     prefix = tmp_path / 'm'
     save_checkpoint_files(str(prefix), 1, _writers(b'good' * 10), RECORD)
     stale = ['.m-0002.params.k3j_x9a1.tmp', '.m-symbol.json.0abcdefg.tmp',
@@ -209,7 +197,7 @@ def test_what_a_killed_save_left_is_removed_on_the_next_start(tmp_path):
     (tmp_path / 'm-0002.commit').write_text('{}')
     # ... and one killed after renaming the .params of an existing checkpoint 1
     (tmp_path / 'm-0001.commit').write_text('{}')
-    proc = run_train(train_cmd(prefix, *data_args(tmp_path / 'absent', tmp_path)), timeout=120)
+    proc = train_in_process(train_argv(prefix, *data_args(tmp_path / 'absent', tmp_path)), capsys)
     assert proc.returncode == 2 and 'label file not found' in proc.stderr
     left = sorted(p.name for p in tmp_path.iterdir())
     for name in stale + ['m-0002.params', 'm-0002.states', 'm-0002.commit', 'm-0001.commit']:
@@ -228,32 +216,33 @@ def fake_checkpoint(prefix, dataset_path, image_set='train'):
 
 
 @pytest.mark.parametrize('flag, value', [('--dataset_path', 'other'), ('--image_set', 'val')])
-def test_resume_on_other_data_is_refused_unless_allowed(tmp_path, flag, value):
+def test_resume_on_other_data_is_refused_unless_allowed(tmp_path, flag, value, capsys):
     data = tmp_path / 'data'
     fake_checkpoint(tmp_path / 'm', data)
     args = {'--dataset_path': str(data), '--image_set': 'train', '--root_path': str(tmp_path)}
     args[flag] = str(tmp_path / value) if flag == '--dataset_path' else value
     argv = [token for pair in args.items() for token in pair]
-    refused = run_train(train_cmd(tmp_path / 'm', '--resume', *argv), timeout=120)
+    refused = train_in_process(train_argv(tmp_path / 'm', '--resume', *argv), capsys)
     assert refused.returncode == 2
     line = one_line_error(refused)
     assert 'cannot resume checkpoint 1 on other data: %s %s (checkpoint: ' % (
         flag, args[flag]) in line and '--resume_other_data' in line
-    allowed = run_train(train_cmd(tmp_path / 'm', '--resume', '--resume_other_data', *argv),
-                        timeout=120)
+    allowed = train_in_process(train_argv(tmp_path / 'm', '--resume', '--resume_other_data',
+                                          *argv), capsys)
     assert 'on other data (--resume_other_data)' in allowed.stdout
     assert 'label file not found' in allowed.stderr       # got past the check to the data
 
 
 @pytest.mark.slow
-def test_resume_with_an_explicit_lr_replaces_the_base_lr(tmp_path, dlib_faces):
+def test_resume_with_an_explicit_lr_replaces_the_base_lr(tmp_path, dlib_faces, capsys):
+    """Both runs in this process (their logs are all the test reads)."""
     prefix = tmp_path / 'm'
     common = ['--workers', '0', '--no_flip', '--lr_step', '1,2', *data_args(dlib_faces, tmp_path)]
-    first = run_train(train_cmd(prefix, '--max_iters', '2', *common))
+    first = train_in_process(train_argv(prefix, '--max_iters', '2', *common), capsys)
     assert first.returncode == 0, first.stderr[-3000:]
     assert re.search(r'Iter\[2\] .*? lr=0\.01 ', first.stdout)
-    resumed = run_train(train_cmd(prefix, '--max_iters', '5', '--resume', '--lr', '0.004',
-                                  *common))
+    resumed = train_in_process(train_argv(prefix, '--max_iters', '5', '--resume', '--lr',
+                                          '0.004', *common), capsys)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "--lr 0.004 replaces the resumed schedule's base lr 0.01" in resumed.stdout
     logged = re.findall(r'Iter\[(\d+)\] .*? lr=([0-9.e-]+) ', resumed.stdout)
@@ -284,15 +273,13 @@ def _group_gone(pgid, seconds=20):
 
 @pytest.mark.slow
 def test_ctrl_c_saves_the_batches_done_exits_130_and_resume_continues_exactly(
-        tmp_path, dlib_faces):
+        tmp_path, dlib_faces, resume_reference):
     """SIGINT to the process group (a terminal's Ctrl-C) in epoch 0: one line, exit 130, a
     checkpoint of the batches done, no leftover file or worker; --resume then ends with the
-    parameters of an uninterrupted run (the resume falls in the run's first epoch)."""
+    parameters of an uninterrupted run (the resume falls in the run's first epoch; the
+    reference's flags are these plus --checkpoint_iters 2)."""
     common = ['--workers', '1', '--lr_step', '1,2', '--max_iters', '10',
               *data_args(dlib_faces, tmp_path)]
-    reference = run_train(train_cmd(tmp_path / 'ref', *common))
-    assert reference.returncode == 0, reference.stderr[-3000:]
-
     prefix = tmp_path / 'run'
     log = Path(str(prefix) + '-train.log')
     with open(tmp_path / 'out.txt', 'w') as out, open(tmp_path / 'err.txt', 'w') as err:
@@ -330,7 +317,7 @@ def test_ctrl_c_saves_the_batches_done_exits_130_and_resume_continues_exactly(
     resumed = run_train(train_cmd(prefix, '--resume', *common))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'optimizer state restored (%d updates so far)' % stopped in resumed.stdout
-    assert _final_digest(resumed.stdout) == _final_digest(reference.stdout)
+    assert _final_digest(resumed.stdout) == _final_digest(resume_reference)
 
 
 # ------------------------------------------------------------------------------ loader
@@ -369,7 +356,7 @@ def test_a_sigkilled_loader_worker_stops_training_in_one_line_after_a_checkpoint
     assert 'Traceback' in log.read_text()                            # the details: log only
 
 
-def test_unreadable_images_stop_training_with_one_line_naming_them(tmp_path):
+def test_unreadable_images_stop_training_with_one_line_naming_them(tmp_path, capsys):
     images = tmp_path / 'data' / 'train' / 'images'
     images.mkdir(parents=True)
     names = ['a.jpg', 'b.jpg']
@@ -378,8 +365,10 @@ def test_unreadable_images_stop_training_with_one_line_naming_them(tmp_path):
     (tmp_path / 'data' / 'train' / 'label.txt').write_text(
         ''.join('# %s 64 48\n10 10 20 20\n' % name for name in names))
     for workers in ('0', '1'):
-        proc = run_train(train_cmd(tmp_path / ('m' + workers), '--workers', workers, '--no_flip',
-                                   *data_args(tmp_path / 'data', tmp_path)), timeout=200)
+        # train.py's main in this process (a loader worker, with 1, is a process of its own)
+        proc = train_in_process(train_argv(tmp_path / ('m' + workers), '--workers', workers,
+                                           '--no_flip', *data_args(tmp_path / 'data', tmp_path)),
+                                capsys)
         assert proc.returncode == 4, proc.stderr[-3000:]
         line = one_line_error(proc)
         assert re.search(r'11 images in a row could not be read \(.*%s.*\), giving up'

@@ -7,20 +7,16 @@ import logging
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, shared_path
+from conftest import shared_path, train_in_process
 from rcnn.core.validation import (ValidationSet, Validator, best_record_path, is_better,
                                   open_validation_set, read_val_rows, select_best,
                                   val_csv_path)
 from tools.sample_data import make_sample_dataset
-
-TRAIN = ROOT / 'train.py'
 
 
 @pytest.fixture(scope='module')
@@ -42,18 +38,6 @@ def _val_blocks(label_path):
     return blocks
 
 
-def _env():
-    env = dict(os.environ)
-    env.pop('CUDA_VISIBLE_DEVICES', None)
-    env.setdefault('OMP_NUM_THREADS', '2')
-    return env
-
-
-def _run(argv, timeout=600):
-    return subprocess.run([sys.executable] + [str(a) for a in argv], cwd=str(ROOT), env=_env(),
-                          capture_output=True, text=True, timeout=timeout)
-
-
 # ------------------------------------------------------------------------------ flags
 @pytest.mark.parametrize('extra, message', [
     (['--val_set', 'val', '--val_every', '0'], '--val_every must be positive, got 0'),
@@ -71,11 +55,13 @@ def test_bad_validation_flags_are_refused_at_start_up(extra, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_val_every_0_stops_train_py_at_once(tmp_path):
-    proc = _run([TRAIN, '--network', 'mnet', '--prefix', tmp_path / 'm', '--val_set', 'val',
-                 '--val_every', '0'], timeout=120)
-    assert proc.returncode == 2
-    assert 'train.py: error: --val_every must be positive, got 0' in proc.stderr
+def test_val_every_0_stops_train_py_at_once(tmp_path, capsys):
+    import train
+    with pytest.raises(SystemExit) as exc:       # train.py's main, in this process
+        train.main(['--network', 'mnet', '--prefix', str(tmp_path / 'm'), '--val_set', 'val',
+                    '--val_every', '0'])
+    assert exc.value.code == 2
+    assert 'train.py: error: --val_every must be positive, got 0' in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
 
 
@@ -236,23 +222,30 @@ def _ap_lines(text):
             re.findall(r'^(Easy|Medium|Hard)\s+Val AP: ([0-9.]+)', text, re.MULTILINE)}
 
 
-def _separate_test_and_evaluate(prefix, epoch, dataset, gt, out, *extra):
-    """test_widerface.py + evaluate_widerface.py as a user runs them; returns the APs."""
-    test = _run([ROOT / 'test_widerface.py', '--prefix', prefix, '--epoch', epoch, '--gpu', '-1',
-                 '--dataset-path', dataset, '--image-set', 'val', '--mode', '0', '--output',
-                 out, '--root-path', out.parent, '--quiet', *extra])
-    assert test.returncode == 0, test.stderr[-3000:]
-    evaluate = _run([ROOT / 'evaluate_widerface.py', '--pred', out, '--gt', gt, '--quiet'])
-    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
-    return _ap_lines(evaluate.stdout)
+def _separate_test_and_evaluate(prefix, epoch, dataset, gt, out, capsys, *extra):
+    """test_widerface.py + evaluate_widerface.py as a user runs them (their main functions, in
+    this process); returns the APs."""
+    import evaluate_widerface
+    import test_widerface
+    capsys.readouterr()
+    status = test_widerface.main([str(a) for a in (
+        '--prefix', prefix, '--epoch', epoch, '--gpu', '-1', '--dataset-path', dataset,
+        '--image-set', 'val', '--mode', '0', '--output', out, '--root-path', out.parent,
+        '--quiet', *extra)])
+    assert status == 0, capsys.readouterr().err[-3000:]
+    capsys.readouterr()
+    status = evaluate_widerface.main([str(a) for a in ('--pred', out, '--gt', gt, '--quiet')])
+    printed = capsys.readouterr()
+    assert status == 0, printed.err[-3000:]
+    return _ap_lines(printed.out)
 
 
-def _train_cmd(sample_set, prefix, *extra):
-    return [TRAIN, '--network', 'mnet', '--dataset_path', sample_set, '--root_path',
-            prefix.parent, '--prefix', prefix, '--batch_images', '2', '--workers', '1',
-            '--seed', '7', '--frequent', '2', '--end_epoch', '2', '--lr', '0.001',
-            '--pretrained', shared_path('models', 'mnet.25') / 'mnet.25', '--pretrained_epoch',
-            '0', *extra]
+def _train_argv(sample_set, prefix, *extra):
+    return [str(a) for a in (
+        '--network', 'mnet', '--dataset_path', sample_set, '--root_path', prefix.parent,
+        '--prefix', prefix, '--batch_images', '2', '--workers', '1', '--seed', '7', '--frequent',
+        '2', '--end_epoch', '2', '--lr', '0.001', '--pretrained',
+        shared_path('models', 'mnet.25') / 'mnet.25', '--pretrained_epoch', '0', *extra)]
 
 
 def _final_digest(text):
@@ -260,11 +253,13 @@ def _final_digest(text):
 
 
 @pytest.mark.slow
-def test_validation_during_training_matches_a_separate_evaluation(sample_set, tmp_path):
+def test_validation_during_training_matches_a_separate_evaluation(sample_set, tmp_path, capsys):
     """2 epochs of 4 batches fine-tuning the release (so the APs are far from 0), validated
-    after each; the same run without --val_set trains exactly the same parameters."""
+    after each; the same run without --val_set trains exactly the same parameters (both runs,
+    and the separate evaluations, in this process)."""
     prefix = tmp_path / 'val' / 'm'
-    proc = _run(_train_cmd(sample_set, prefix, '--val_set', 'val', '--val_every', '1'))
+    proc = train_in_process(_train_argv(sample_set, prefix, '--val_set', 'val', '--val_every',
+                                        '1'), capsys)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = read_val_rows(val_csv_path(str(prefix)))
     assert [(r['epoch'], r['iteration'], r['images']) for r in rows] == [(1, 4, 3), (2, 8, 3)]
@@ -276,7 +271,7 @@ def test_validation_during_training_matches_a_separate_evaluation(sample_set, tm
     for row in rows:
         separate = _separate_test_and_evaluate(
             prefix, row['epoch'], sample_set, sample_set / 'val' / 'gt',
-            tmp_path / ('sep%d' % row['epoch']))
+            tmp_path / ('sep%d' % row['epoch']), capsys)
         assert set(separate) == {'easy', 'medium', 'hard'}
         for setting, ap in separate.items():
             assert abs(row[setting] - ap) <= 5e-5 + 1e-9, (row, separate)
@@ -315,7 +310,7 @@ def test_validation_during_training_matches_a_separate_evaluation(sample_set, tm
 
     # the same run without validation: the same batches, the same parameters
     plain = tmp_path / 'plain' / 'm'
-    reference = _run(_train_cmd(sample_set, plain))
+    reference = train_in_process(_train_argv(sample_set, plain), capsys)
     assert reference.returncode == 0, reference.stderr[-3000:]
     assert _final_digest(reference.stdout) == _final_digest(proc.stdout)
     assert re.findall(r'per batch  (.*)$', reference.stdout, re.MULTILINE) == \
@@ -324,7 +319,7 @@ def test_validation_during_training_matches_a_separate_evaluation(sample_set, tm
 
 
 @pytest.mark.slow
-def test_a_subset_of_val_images_scores_against_those_images_only(sample_set, tmp_path):
+def test_a_subset_of_val_images_scores_against_those_images_only(sample_set, tmp_path, capsys):
     """--val_images 2 on a split without .mat files: the validator's APs equal
     test_widerface.py --max-images 2 + evaluate_widerface.py against a label file listing only
     those 2 images (written here)."""
@@ -342,23 +337,24 @@ def test_a_subset_of_val_images_scores_against_those_images_only(sample_set, tmp
     subset_label.write_text(''.join(h + '\n' + ''.join(b + '\n' for b in boxes)
                                     for h, boxes in blocks))
     separate = _separate_test_and_evaluate(prefix, 0, data, subset_label, tmp_path / 'sep',
-                                           '--max-images', '2')
+                                           capsys, '--max-images', '2')
     for setting, ap in separate.items():
         assert abs(row[setting] - ap) <= 5e-5 + 1e-9, (row, separate)
     assert row['hard'] > 0.05
 
 
-@pytest.mark.slow
-def test_a_val_split_without_labels_stops_train_py_before_training(sample_set, tmp_path):
+def test_a_val_split_without_labels_stops_train_py_before_training(sample_set, tmp_path,
+                                                                   capsys):
     data = tmp_path / 'data'
     shutil.copytree(sample_set, data)
     headers = [header for header, _ in _val_blocks(data / 'val' / 'label.txt')]
     (data / 'val' / 'label.txt').write_text('\n'.join(headers) + '\n')
     shutil.rmtree(data / 'val' / 'gt')
     prefix = tmp_path / 'run' / 'm'
-    proc = _run([TRAIN, '--network', 'mnet', '--dataset_path', data, '--root_path', tmp_path,
-                 '--prefix', prefix, '--batch_images', '2', '--workers', '1', '--val_set',
-                 'val'], timeout=300)
+    # refused during start-up: train.py's main in this process
+    proc = train_in_process([str(a) for a in (
+        '--network', 'mnet', '--dataset_path', data, '--root_path', tmp_path, '--prefix', prefix,
+        '--batch_images', '2', '--workers', '1', '--val_set', 'val')], capsys)
     assert proc.returncode == 2
     assert re.search(r'train.py: error: --val_set val: .*label.txt lists no face box',
                      proc.stderr)

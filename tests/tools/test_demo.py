@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, train_in_process
 from tools.sample_data import make_sample_dataset
 
 sys.path.insert(0, str(ROOT / 'tools'))
@@ -374,9 +374,10 @@ def test_tiny_end_to_end_run(tiny_set, tmp_path):
     for name in ('training_curves.png', 'pr_curves.png'):
         assert (tmp_path / 'out' / name).stat().st_size > 10000
 
-    # --skip-train reuses that checkpoint
-    again = subprocess.run(argv + ['--skip-train', '--pictures', '0'], capture_output=True,
-                           text=True, cwd=str(tmp_path), timeout=300)
+    # --skip-train reuses that checkpoint (tested on one image: a barely trained detector
+    # scores nearly every anchor, and the test step is the cost of this run)
+    again = subprocess.run(argv + ['--skip-train', '--pictures', '0', '--test-images', '1'],
+                           capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert 'reusing checkpoint' in again.stdout
 
@@ -440,18 +441,21 @@ def _logged_windows(log_text):
     return windows
 
 
-def _train_tiny(tiny_set, prefix, *extra):
-    argv = [sys.executable, str(ROOT / 'train.py'), '--network', 'mnet', '--dataset_path',
-            str(tiny_set), '--root_path', str(prefix.parent), '--prefix', str(prefix),
-            '--batch_images', '2', '--workers', '1', '--seed', '5'] + list(extra)
-    return subprocess.run(argv, capture_output=True, text=True, timeout=300)
+def _train_tiny(tiny_set, prefix, capsys, *extra):
+    """train.py's main on the tiny set, in this process and with the crops made inline (the
+    summary depends on neither; a process and a loader worker of their own would each spend
+    longer importing MXNet than these runs train)."""
+    return train_in_process(['--network', 'mnet', '--dataset_path', str(tiny_set),
+                             '--root_path', str(prefix.parent), '--prefix', str(prefix),
+                             '--batch_images', '2', '--workers', '0', '--seed', '5',
+                             *extra], capsys)
 
 
 @pytest.mark.slow
-def test_time_budget_stops_with_a_checkpoint_and_a_summary(tiny_set, tmp_path):
+def test_time_budget_stops_with_a_checkpoint_and_a_summary(tiny_set, tmp_path, capsys):
     prefix = tmp_path / 'm'
     # 0.003 min = 0.18 s: over after the first batch or two, long before --max_iters 40
-    proc = _train_tiny(tiny_set, prefix, '--max_minutes', '0.003', '--max_iters', '40',
+    proc = _train_tiny(tiny_set, prefix, capsys, '--max_minutes', '0.003', '--max_iters', '40',
                        '--frequent', '1')
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / 'm-train-summary.json').read_text())
@@ -473,10 +477,10 @@ def test_time_budget_stops_with_a_checkpoint_and_a_summary(tiny_set, tmp_path):
 
 
 @pytest.mark.slow
-def test_summary_of_a_run_shorter_than_one_log_window(tiny_set, tmp_path):
+def test_summary_of_a_run_shorter_than_one_log_window(tiny_set, tmp_path, capsys):
     """3 iterations, --frequent 20: nothing logged, the 3 batches are both windows."""
     prefix = tmp_path / 'm'
-    proc = _train_tiny(tiny_set, prefix, '--max_iters', '3')
+    proc = _train_tiny(tiny_set, prefix, capsys, '--max_iters', '3')
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / 'm-train-summary.json').read_text())
     assert summary['stopped_by'] == 'max_iters' and summary['iterations'] == 3

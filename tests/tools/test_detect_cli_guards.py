@@ -1,6 +1,9 @@
 """tools/detect.py on hostile input: it never writes over its input photos, skips an unusable
 image by name and processes the rest, refuses meaningless flags and outputs with one line, and
 keeps the list of the images done on Ctrl-C."""
+import contextlib
+import functools
+import io
 import json
 import os
 import shutil
@@ -18,13 +21,36 @@ from test_detect_cli import load_cli
 SCRIPT = ROOT / 'tools' / 'detect.py'
 
 
+@functools.lru_cache(maxsize=None)
+def _cli():
+    return load_cli()
+
+
+def detect_in_process(argv):
+    """tools/detect.py's main in this process, as a CompletedProcess (exit status, stdout,
+    stderr): for the checks of its exit status, its printed lines and its files (a process of
+    its own spends most of its time importing MXNet). Its log lines need its own process."""
+    argv = [str(a) for a in argv]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = _cli().main(argv)
+        except SystemExit as exc:              # argparse's refusals
+            status = exc.code
+    return subprocess.CompletedProcess(['detect.py', *argv], status, out.getvalue(),
+                                       err.getvalue())
+
+
 def _run_default_gpu(prefix, *args):
-    return subprocess.run([sys.executable, str(SCRIPT), '--prefix', prefix, '--epoch', '0']
-                          + [str(a) for a in args], capture_output=True, text=True,
-                          cwd=str(ROOT), timeout=300)
+    return detect_in_process(['--prefix', prefix, '--epoch', '0', *args])
 
 
 def _run(prefix, *args):
+    return detect_in_process(['--prefix', prefix, '--epoch', '0', '--gpu', '-1', *args])
+
+
+def _run_process(prefix, *args):
+    """tools/detect.py in a process of its own (its warnings come from its logging set-up)."""
     return subprocess.run([sys.executable, str(SCRIPT), '--prefix', prefix, '--epoch', '0',
                            '--gpu', '-1']
                           + [str(a) for a in args], capture_output=True, text=True,
@@ -63,7 +89,7 @@ def test_truncated_image_is_reported_by_name(mnet25_prefix, tmp_path):
     photos.mkdir()
     data = shared_path('images', 'Tom_Cruise_avp_2014_4.jpg').read_bytes()
     (photos / 'cut.jpg').write_bytes(data[:len(data) // 2])
-    result = _run(mnet25_prefix, photos, '--out', tmp_path / 'out', '--json')
+    result = _run_process(mnet25_prefix, photos, '--out', tmp_path / 'out', '--json')
     assert result.returncode == 1
     assert 'cut.jpg' in result.stderr and 'truncated' in result.stderr
     assert not (tmp_path / 'out' / 'cut.jpg').exists()
@@ -88,7 +114,7 @@ def test_an_unusable_image_is_skipped_by_name_and_the_rest_processed(mnet25_pref
     assert cv2.imwrite(str(photos / 'b_dot.png'), np.full((1, 1, 3), 200, np.uint8))
     shutil.copy(str(shared_path('images', 'Tom_Cruise_avp_2014_4.jpg')), str(photos / 'c_tom.jpg'))
     out = tmp_path / 'out'
-    result = _run(mnet25_prefix, photos, '--out', out, '--json')
+    result = _run_process(mnet25_prefix, photos, '--out', out, '--json')
     assert result.returncode == 1, result.stderr
     assert 'Traceback' not in result.stderr
     warning, = [line for line in result.stderr.splitlines() if 'b_dot.png' in line]

@@ -1,17 +1,15 @@
 """tools/detect.py on a short video that the test writes from the dlib photos; --crops."""
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, shared_path
+from conftest import shared_path
 from test_detect_cli import load_cli
+from test_detect_cli_guards import detect_in_process
 from test_retinaface import read_val_labels
 
-SCRIPT = ROOT / 'tools' / 'detect.py'
 FRAME_SIZE = (480, 360)          # width, height
 FPS = 10.0
 
@@ -58,11 +56,8 @@ def test_video_json_lines_drawing_and_crops(mnet25_prefix, clip, tmp_path):
     path, frames = clip
     out = tmp_path / 'out'
     crops = tmp_path / 'crops'
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), '--prefix', mnet25_prefix, '--gpu', '-1', str(path),
-         '--out', str(out),
-         '--json', '--every', '2', '--crops', str(crops)],
-        capture_output=True, text=True, cwd=str(ROOT), timeout=600)
+    result = detect_in_process(['--prefix', mnet25_prefix, '--gpu', '-1', path, '--out', out,
+                                '--json', '--every', '2', '--crops', crops])
     assert result.returncode == 0, result.stderr
     assert 'frames/s' in result.stdout and '4 frame(s) processed' in result.stdout
 
@@ -158,10 +153,8 @@ def test_split_inputs_and_camera_indices(cli, tmp_path):
 def test_image_crops(mnet25_prefix, tmp_path):
     photo = shared_path('images', 'Tom_Cruise_avp_2014_4.jpg')
     crops = tmp_path / 'crops'
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), '--prefix', mnet25_prefix, '--gpu', '-1', str(photo),
-         '--out', str(tmp_path / 'out'), '--crops', str(crops), '--no-draw'],
-        capture_output=True, text=True, cwd=str(ROOT), timeout=300)
+    result = detect_in_process(['--prefix', mnet25_prefix, '--gpu', '-1', photo, '--out',
+                                tmp_path / 'out', '--crops', crops, '--no-draw'])
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in crops.iterdir()) == ['Tom_Cruise_avp_2014_4_0.png']
     crop = cv2.imread(str(crops / 'Tom_Cruise_avp_2014_4_0.png'))
