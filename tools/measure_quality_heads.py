@@ -2,11 +2,15 @@
 on its val split.
 
     python tools/measure_quality_heads.py --data data/sample --prefix model/quality/mnet \\
-        --iters 2000
+        --pretrained ../shared/models/mnet.25/mnet.25 --iters 5000 --max-minutes 17 \\
+        --thresh 0.3 --set 'SCALES=[(320, 320)]'
 
 Steps: the sample set (:func:`tools.sample_data.make_sample_dataset`; reused when ``--data``
 already holds one); ``train.py --network mnet --set USE_BLUR=True USE_OCCLUSION=True`` for
-``--iters`` iterations (``--skip-train`` measures the checkpoint already at ``--prefix``); then
+``--iters`` iterations or ``--max-minutes``, from scratch or from ``--pretrained`` (a checkpoint
+without the heads, e.g. the released mnet.25: every array but the box and landmark output
+convolutions, which the heads widen; ``--set`` adds config overrides; ``--skip-train`` measures
+the checkpoint already at ``--prefix``, the final one or ``--epoch N``); then
 on every val image the detector's faces (``--thresh``) are matched to the generator's exact
 labels of that image (greedy by score, IoU >= 0.5; the val label file has boxes only, so the
 labels are drawn again from the same seed), and over the matched faces that have landmarks:
@@ -16,7 +20,8 @@ labels are drawn again from the same seed), and over the matched faces that have
 * visibility: ROC AUC of the predicted visibility (landmarks [..., 2]) against the label flags
   (positive = visible), over all 5 points of every matched face.
 
-Prints both with the number of faces and points, writes them to ``<prefix>-quality-heads.json``
+Prints both with the number of faces and points, writes them to
+``<prefix>-<epoch>-quality-heads.json``
 and, with ``--min-spearman`` / ``--min-auc``, exits 1 when a figure is below its bound.
 """
 import argparse
