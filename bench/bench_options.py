@@ -2,7 +2,10 @@
 
 Released mnet.25, CPU, threshold 0.5, scale 1.0. Scenes:
 
-* ``photo``: ``bald_guys.jpg`` (a real group photo) at 1024 px wide: plain and
+* ``photo``: ``bald_guys.jpg`` (a real group photo) at 1024 px wide: plain, ``quality=True``
+  (the quality records), ``quality=True`` followed by ``FaceTracker.update`` (one tracker fed
+  the photo frame after frame, as a still video: detection, records, matching, smoothing and
+  best-shot crops of one video frame; its row also gives ``update_ms``, the tracker's share) and
   ``rotations=(0, 90, 180, 270)``;
 * ``frame``: a generated 1920x1080 frame filled by one face: plain, ``tiles='low-res'`` and
   ``tiles='auto'`` (which picks the low-res pass there);
@@ -16,6 +19,7 @@ Each row gives the median time and ``x_plain``, its ratio to plain ``detect()`` 
 Usage: ``python -m bench.bench_options [--quick] [--scenes photo,frame,4k]``.
 """
 import argparse
+import collections
 import time
 
 import numpy as np
@@ -24,13 +28,24 @@ from bench.common import SHARED, print_rows
 
 SCENES = ('photo', 'frame', '4k')
 ROTATIONS = (0, 90, 180, 270)
-#: scene -> [(option label, detect() keyword arguments)]; the first is plain detect()
+#: one timed row: ``detect(image, threshold=0.5, **kwargs)``, then with ``track`` the faces
+#: fed to a FaceTracker
+Option = collections.namedtuple('Option', 'label kwargs track')
+
+
+def _option(label, track=False, **kwargs):
+    return Option(label, kwargs, track)
+
+
+#: scene -> options; the first is plain detect()
 OPTIONS = {
-    'photo': [('plain', {}), ('rotations=(0, 90, 180, 270)', {'rotations': ROTATIONS})],
-    'frame': [('plain', {}), ("tiles='low-res'", {'tiles': 'low-res'}),
-              ("tiles='auto'", {'tiles': 'auto'})],
-    '4k': [('plain', {}), ("tiles='tiles'", {'tiles': 'tiles'}),
-           ("tiles='auto'", {'tiles': 'auto'})],
+    'photo': [_option('plain'), _option('quality=True', quality=True),
+              _option('quality=True + FaceTracker.update', track=True, quality=True),
+              _option('rotations=(0, 90, 180, 270)', rotations=ROTATIONS)],
+    'frame': [_option('plain'), _option("tiles='low-res'", tiles='low-res'),
+              _option("tiles='auto'", tiles='auto')],
+    '4k': [_option('plain'), _option("tiles='tiles'", tiles='tiles'),
+           _option("tiles='auto'", tiles='auto')],
 }
 
 
@@ -63,9 +78,48 @@ def _row(name, times_ms, **extra):
     return row
 
 
+class _TimedOption(object):
+    """One option on one image: each :meth:`call` runs it once and records its time (and,
+    with tracking, the tracker's share and the faces it returned)."""
+
+    def __init__(self, detector, image, option):
+        from rcnn.inference.tracking import FaceTracker
+        self.detector, self.image, self.option = detector, image, option
+        self.tracker = FaceTracker() if option.track else None
+        self.times_ms, self.update_ms = [], []
+        self.faces = self.tracked = 0
+
+    def call(self, timed=True):
+        start = time.perf_counter()
+        result = self.detector.detect(self.image, threshold=0.5, **self.option.kwargs)
+        if self.tracker is not None:
+            faces, landmarks, records = result
+            update_start = time.perf_counter()
+            self.tracked = len(self.tracker.update(faces, landmarks, records, image=self.image))
+            update_ms = (time.perf_counter() - update_start) * 1000.0
+        spent_ms = (time.perf_counter() - start) * 1000.0
+        self.faces = len(result[0])
+        if timed:
+            self.times_ms.append(spent_ms)
+            if self.tracker is not None:
+                self.update_ms.append(update_ms)
+
+    def row(self, scene, plain_ms):
+        extra = {'scene': scene, 'option': self.option.label, 'faces': self.faces}
+        if self.tracker is not None:
+            extra.update(tracked=self.tracked,
+                         update_ms=round(float(np.median(self.update_ms)), 3))
+        row = _row('detect %s %dx%d: %s' % (scene, self.image.shape[1], self.image.shape[0],
+                                            self.option.label), self.times_ms, **extra)
+        row['x_plain'] = round(row['median_ms'] / plain_ms, 2)
+        return row
+
+
 def run(quick=False, scenes=SCENES):
     """Rows (see :func:`bench.common.measure`) with ``scene``, ``option``, ``faces`` and
-    ``x_plain`` (median / plain median on that scene).
+    ``x_plain`` (median / plain median on that scene); a tracking row also has ``tracked`` (the
+    faces the tracker returned on the last frame) and ``update_ms`` (median of the tracker's
+    ``update`` alone).
 
     The options of a scene are timed in rounds, each round calling every option once in turn,
     so a change of the machine's load falls on all of them alike.
@@ -75,23 +129,17 @@ def run(quick=False, scenes=SCENES):
     rows = []
     for scene in scenes:
         image = scene_image(scene)
-        options = OPTIONS[scene]
+        options = [_TimedOption(detector, image, option) for option in OPTIONS[scene]]
         rounds = 1 if quick or scene == '4k' else 5
-        # the first call of each option binds the network for its shapes: not timed
-        faces = [len(detector.detect(image, threshold=0.5, **kwargs)[0])
-                 for _, kwargs in options]
-        times = [[] for _ in options]
+        # the first call of each option binds the network for its shapes (and gives a tracker
+        # its first frame): not timed
+        for option in options:
+            option.call(timed=False)
         for _ in range(rounds):
-            for spent, (_, kwargs) in zip(times, options):
-                start = time.perf_counter()
-                detector.detect(image, threshold=0.5, **kwargs)
-                spent.append((time.perf_counter() - start) * 1000.0)
-        plain_ms = float(np.median(times[0]))
-        for (label, _), spent, count in zip(options, times, faces):
-            row = _row('detect %s %dx%d: %s' % (scene, image.shape[1], image.shape[0], label),
-                       spent, scene=scene, option=label, faces=count)
-            row['x_plain'] = round(row['median_ms'] / plain_ms, 2)
-            rows.append(row)
+            for option in options:
+                option.call()
+        plain_ms = float(np.median(options[0].times_ms))
+        rows.extend(option.row(scene, plain_ms) for option in options)
     return rows
 
 

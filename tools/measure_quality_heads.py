@@ -2,11 +2,15 @@
 on its val split.
 
     python tools/measure_quality_heads.py --data data/sample --prefix model/quality/mnet \\
-        --iters 2000
+        --pretrained ../shared/models/mnet.25/mnet.25 --iters 5000 --max-minutes 17 \\
+        --thresh 0.3 --set 'SCALES=[(320, 320)]'
 
 Steps: the sample set (:func:`tools.sample_data.make_sample_dataset`; reused when ``--data``
 already holds one); ``train.py --network mnet --set USE_BLUR=True USE_OCCLUSION=True`` for
-``--iters`` iterations (``--skip-train`` measures the checkpoint already at ``--prefix``); then
+``--iters`` iterations or ``--max-minutes``, from scratch or from ``--pretrained`` (a checkpoint
+without the heads, e.g. the released mnet.25: every array but the box and landmark output
+convolutions, which the heads widen; ``--set`` adds config overrides; ``--skip-train`` measures
+the checkpoint already at ``--prefix``, the final one or ``--epoch N``); then
 on every val image the detector's faces (``--thresh``) are matched to the generator's exact
 labels of that image (greedy by score, IoU >= 0.5; the val label file has boxes only, so the
 labels are drawn again from the same seed), and over the matched faces that have landmarks:
@@ -16,7 +20,8 @@ labels are drawn again from the same seed), and over the matched faces that have
 * visibility: ROC AUC of the predicted visibility (landmarks [..., 2]) against the label flags
   (positive = visible), over all 5 points of every matched face.
 
-Prints both with the number of faces and points, writes them to ``<prefix>-quality-heads.json``
+Prints both with the number of faces and points, writes them to
+``<prefix>-<epoch>-quality-heads.json``
 and, with ``--min-spearman`` / ``--min-auc``, exits 1 when a figure is below its bound.
 """
 import argparse
@@ -190,6 +195,21 @@ def build_parser():
                         help='checkpoint prefix to train into (default %(default)s)')
     parser.add_argument('--iters', type=cli.positive_int, default=2000,
                         help='training iterations (default %(default)s)')
+    parser.add_argument('--max-minutes', type=cli.positive_float, default=None,
+                        help='also stop training after this many minutes (train.py '
+                             '--max_minutes)')
+    parser.add_argument('--pretrained', default=None, metavar='PREFIX',
+                        help='start from this checkpoint (epoch --pretrained-epoch), e.g. the '
+                             'released ../shared/models/mnet.25/mnet.25: every array but the box '
+                             'and landmark output convolutions, whose width the heads change')
+    parser.add_argument('--pretrained-epoch', type=cli.non_negative_int, default=0,
+                        help='epoch of --pretrained (default %(default)s)')
+    parser.add_argument('--set', nargs='+', action='extend', default=[], metavar='KEY=VALUE',
+                        dest='overrides',
+                        help="more config overrides for train.py, e.g. 'SCALES=[(320, 320)]'")
+    parser.add_argument('--epoch', type=cli.non_negative_int, default=None,
+                        help='measure this checkpoint number instead of the final one (train.py '
+                             'saves one per epoch)')
     parser.add_argument('--skip-train', action='store_true',
                         help='measure the last checkpoint at --prefix without training')
     parser.add_argument('--gpu', type=int, default=-1,
@@ -220,10 +240,41 @@ def ensure_sample_set(args):
                         seed=args.data_seed)
 
 
+#: output convolutions whose width the blur / visibility switches change (box_len and
+#: landmark_len per anchor): a checkpoint without the heads cannot start them
+WIDENED_OUTPUTS = ('_bbox_pred_', '_landmark_pred_')
+
+
+def head_free_init(source, epoch, prefix):
+    """Write ``<prefix>-init-0000.params``: the arrays of checkpoint ``source`` (epoch
+    ``epoch``) without the box and landmark output convolutions, so that train.py loads the rest
+    and initialises those fresh at the widths of the heads. Returns the new prefix."""
+    import mxnet as mx
+    from rcnn.checkpoint.files import params_path
+    path = params_path(source, epoch)
+    if not os.path.isfile(path):
+        raise FileNotFoundError('--pretrained %s: %s not found' % (source, path))
+    saved = mx.nd.load(path)
+    kept = {name: array for name, array in saved.items()
+            if not any(part in name for part in WIDENED_OUTPUTS)}
+    init_prefix = prefix + '-init'
+    os.makedirs(os.path.dirname(os.path.abspath(init_prefix)), exist_ok=True)
+    mx.nd.save(params_path(init_prefix, 0), kept)
+    logger.info('pretrained %s: %d arrays kept, %d output convolution arrays left to train',
+                path, len(kept), len(saved) - len(kept))
+    return init_prefix
+
+
 def train(args):
     command = [sys.executable, str(ROOT / 'train.py'), '--network', 'mnet', '--dataset_path',
                args.data, '--image_set', 'train', '--prefix', args.prefix,
-               '--max_iters', str(args.iters), '--set'] + list(HEAD_SWITCHES)
+               '--max_iters', str(args.iters)]
+    if args.max_minutes is not None:
+        command += ['--max_minutes', str(args.max_minutes)]
+    if args.pretrained:
+        command += ['--pretrained', head_free_init(args.pretrained, args.pretrained_epoch,
+                                                   args.prefix), '--pretrained_epoch', '0']
+    command += ['--set'] + list(HEAD_SWITCHES) + list(args.overrides)
     logger.info('training: %s', ' '.join(command))
     subprocess.run(command, check=True)
 
@@ -294,12 +345,13 @@ def main(argv=None):
         ensure_sample_set(args)
         if not args.skip_train:
             train(args)
-        figures = measure(args, final_epoch(args.prefix))
+        epoch = final_epoch(args.prefix) if args.epoch is None else args.epoch
+        figures = measure(args, epoch)
     except (FileNotFoundError, ValueError, subprocess.CalledProcessError) as err:
         print('measure_quality_heads.py: %s' % err, file=sys.stderr)
         return 2
-    figures.update({'iterations': args.iters, 'prefix': args.prefix, 'data': args.data})
-    with open(args.prefix + '-quality-heads.json', 'w') as f:
+    figures.update({'epoch': epoch, 'prefix': args.prefix, 'data': args.data})
+    with open('%s-%04d-quality-heads.json' % (args.prefix, epoch), 'w') as f:
         json.dump(figures, f, indent=1)
         f.write('\n')
     print('blur: Spearman %.3f over %d faces; visibility: ROC AUC %.3f over %d points '

@@ -112,3 +112,21 @@ def test_val_image_must_be_the_scene_drawn_again():
         check_same_image('b.jpg', other, drawn)
     with pytest.raises(ValueError, match='c.jpg'):
         check_same_image('c.jpg', drawn[:-1], drawn)
+
+
+def test_head_free_init_drops_the_widened_output_convolutions(tmp_path):
+    import mxnet as mx
+    from tools.measure_quality_heads import head_free_init
+    saved = {'arg:face_rpn_bbox_pred_stride8_weight': mx.nd.ones((8, 4, 1, 1)),
+             'arg:face_rpn_landmark_pred_stride8_bias': mx.nd.ones((20,)),
+             'arg:face_rpn_cls_score_stride8_weight': mx.nd.ones((4, 4, 1, 1)),
+             'aux:mobilenet0_batchnorm0_moving_mean': mx.nd.zeros((4,))}
+    mx.nd.save(str(tmp_path / 'released-0003.params'), saved)
+    init = head_free_init(str(tmp_path / 'released'), 3, str(tmp_path / 'out' / 'mnet'))
+    assert init == str(tmp_path / 'out' / 'mnet-init')
+    kept = mx.nd.load(init + '-0000.params')
+    # the class scores keep their width (2 per anchor) and start from the checkpoint
+    assert sorted(kept) == ['arg:face_rpn_cls_score_stride8_weight',
+                            'aux:mobilenet0_batchnorm0_moving_mean']
+    with pytest.raises(FileNotFoundError, match='released-0001.params'):
+        head_free_init(str(tmp_path / 'released'), 1, str(tmp_path / 'out' / 'mnet'))
