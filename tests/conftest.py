@@ -1,6 +1,7 @@
 """Shared fixtures: the project root and the test folders on sys.path, the real data in
 ../shared, train.py's main run in the test process, and the uninterrupted training run that
 resumed runs are compared with."""
+import logging
 import os
 import subprocess
 import sys
@@ -115,5 +116,33 @@ def _restore_environment():
     saved = dict(os.environ)
     yield
     if os.environ != saved:
-        os.environ.clear()
-        os.environ.update(saved)
+        _restore_environ(saved)
+
+
+def _restore_environ(saved):
+    """Put back ``saved`` changing only the variables that differ, after MXNet's engine threads
+    went idle: glibc's setenv / unsetenv are not safe while another thread calls getenv, and
+    MXNet's operators read variables (oneDNN's among them) from their engine threads, so a
+    wholesale ``os.environ.clear()`` under running operators crashes the process."""
+    mxnet = sys.modules.get('mxnet')
+    if mxnet is not None:
+        mxnet.nd.waitall()
+    for key in [key for key in os.environ if key not in saved]:
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """Each test starts with the root logger the session had: a training or tool run inside the
+    test process installs handlers (its console, its -train.log) that would otherwise write
+    into later tests' captured output and files."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
