@@ -47,17 +47,9 @@ BASES = {'mnet': 'mnet net3 base (released mnet.25 layout)',
 
 def step_seconds(prefix, network, switches, crop, iters, dataset_path):
     """``step_s`` of every iteration after the first (seconds, batch 1)."""
-    from rcnn.core.train_options import (CheckpointOptions, DataOptions, ScheduleOptions,
-                                         TrainOptions)
+    from rcnn.core.train_options import short_run_options
     from rcnn.core.training_setup import run_training
-    overrides = tuple(switches.items()) + (('SCALES', [(crop, crop)]),
-                                           ('TRAIN.BATCH_IMAGES', 1))
-    options = TrainOptions(
-        network=network,
-        data=DataOptions(dataset_path=str(dataset_path), root_path=None, workers=0),
-        checkpoint=CheckpointOptions(prefix=prefix),
-        schedule=ScheduleOptions(max_iters=iters, seed=0, frequent=1),
-        config_overrides=overrides).with_defaults()
+    options = short_run_options(network, switches, dataset_path, prefix, crop, iters)
     # the run logs every step to stdout (train.py's console handler): keep the table alone there
     with contextlib.redirect_stdout(io.StringIO()):
         run_training(options)

@@ -22,7 +22,7 @@ from typing import Optional, Tuple, Union
 from rcnn.config import DEFAULT_DATASET, DEFAULT_END_EPOCH, DEFAULT_NETWORK, generate_config
 
 __all__ = ['DataOptions', 'CheckpointOptions', 'ScheduleOptions', 'DeviceOptions',
-           'ValidationOptions', 'TrainOptions', 'VAL_DEFAULTS']
+           'ValidationOptions', 'TrainOptions', 'VAL_DEFAULTS', 'short_run_options']
 
 #: validation settings of a run that gives --val_set without the others
 VAL_DEFAULTS = {'every': 1, 'images': None, 'mode': 0, 'metric': 'hard'}
@@ -164,6 +164,20 @@ class TrainOptions:
             end_epoch=_given(schedule.end_epoch, DEFAULT_END_EPOCH))
         return dataclasses.replace(self, data=data, schedule=schedule,
                                    validation=self.validation.with_defaults())
+
+
+def short_run_options(network, switches, dataset_path, prefix, crop, iterations, seed=0):
+    """The options of a short in-process run (a smoke test of a config, a timing): ``network``
+    with the config ``switches`` (``{'USE_DCN': 2, ...}``), ``crop x crop`` crops, one image per
+    batch, no loader workers, no roidb cache, ``iterations`` steps, each logged."""
+    overrides = tuple(dict(switches).items()) + (('SCALES', [(int(crop), int(crop))]),
+                                                 ('TRAIN.BATCH_IMAGES', 1))
+    return TrainOptions(
+        network=network,
+        data=DataOptions(dataset_path=str(dataset_path), root_path=None, workers=0),
+        checkpoint=CheckpointOptions(prefix=str(prefix)),
+        schedule=ScheduleOptions(max_iters=int(iterations), seed=seed, frequent=1),
+        config_overrides=overrides).with_defaults()
 
 
 def _given(value, default):

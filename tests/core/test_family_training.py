@@ -63,18 +63,10 @@ ITERATIONS = 2
 
 
 def train_in_process(prefix, network, switches, dataset_path, crop, iterations=ITERATIONS):
-    from rcnn.core.train_options import (CheckpointOptions, DataOptions, ScheduleOptions,
-                                         TrainOptions)
+    from rcnn.core.train_options import short_run_options
     from rcnn.core.training_setup import run_training
-    overrides = tuple(switches.items()) + (('SCALES', [(crop, crop)]),
-                                           ('TRAIN.BATCH_IMAGES', 1))
-    options = TrainOptions(
-        network=network,
-        data=DataOptions(dataset_path=str(dataset_path), root_path=None, workers=0),
-        checkpoint=CheckpointOptions(prefix=str(prefix)),
-        schedule=ScheduleOptions(max_iters=iterations, seed=0, frequent=1),
-        config_overrides=overrides).with_defaults()
-    return run_training(options)
+    return run_training(short_run_options(network, switches, dataset_path, prefix, crop,
+                                          iterations))
 
 
 def metric_rows(prefix):
