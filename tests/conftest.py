@@ -119,6 +119,14 @@ def _restore_environment():
         _restore_environ(saved)
 
 
+def terminal_sigint():
+    """``preexec_fn`` for a child the test interrupts as a terminal's Ctrl-C does: SIGINT back
+    to its default, which Python turns into KeyboardInterrupt. A test session started from a
+    background job inherits SIGINT ignored, and so would every child without this."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _restore_environ(saved):
     """Put back ``saved`` changing only the variables that differ, after MXNet's engine threads
     went idle: glibc's setenv / unsetenv are not safe while another thread calls getenv, and

@@ -65,15 +65,18 @@ ROOT = __import__('pathlib').Path(__file__).resolve().parents[1]
 CONFIG_SOURCE = ROOT / 'rcnn' / 'config.py'
 
 
+#: the functions of rcnn/config.py that assign the base layers' keys
+BASE_LAYER_BUILDERS = ('_pixel_keys', '_model_keys', '_crop_keys', '_train_keys', '_base_default')
+
+
 def _assigned_keys():
     """(key path, line number) of every ``cfg.X = `` / ``cfg.TRAIN.X = `` / ``d.x = `` in the
-    two base-layer builders of rcnn/config.py."""
+    base-layer builders of rcnn/config.py."""
     import ast
     tree = ast.parse(CONFIG_SOURCE.read_text())
     found = []
     for func in tree.body:
-        if not isinstance(func, ast.FunctionDef) or func.name not in ('_base_config',
-                                                                       '_base_default'):
+        if not isinstance(func, ast.FunctionDef) or func.name not in BASE_LAYER_BUILDERS:
             continue
         for node in ast.walk(func):
             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Attribute):

@@ -431,7 +431,10 @@ def test_cascade_stage_scores_and_refines_the_first_stage_boxes(tmp_path):
     _assert_faces(faces, landmarks, _cascade_expected(64, 64))
 
 
-def test_two_cascade_stages_refine_in_turn(tmp_path):
+def test_two_cascade_stages_both_refine_the_first_stage_boxes(tmp_path):
+    """Training gives every stage the first stage's refined anchors (the original's
+    cascade_refine reads bbox_pred_t0 at each stage), so the last stage's deltas apply to the
+    first stage's box, not to the stage before."""
     config, layout = layout_cfg(CASCADE=2)
     heads = HeadValues(layout)
     heads.make_face(16, 1, stage=1)    # only the last stage's probabilities decide
@@ -440,7 +443,7 @@ def test_two_cascade_stages_refine_in_turn(tmp_path):
     assert found.cascade == 2
     faces, landmarks = found.detect(white_at(64, 64, (32, 16)))
     anchor = hand_anchor(64, 64, (2, 1), 16)
-    refined = hand_box(hand_box(hand_box(anchor, BOX_DELTAS), CASCADE_DELTAS), CASCADE_DELTAS)
+    refined = hand_box(hand_box(anchor, BOX_DELTAS), CASCADE_DELTAS)
     _assert_faces(faces, landmarks, [(FACE_P, clip(refined, 64, 64),
                                       hand_points(anchor, LANDMARK_DELTAS))])
 

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 import test_widerface as twf
+from conftest import terminal_sigint
 from rcnn.evaluation import wider_test
 from rcnn.utils import machine
 from rcnn.inference.image_workers import (AUTO_BYTES_PER_WORKER, ImageWorkerError,
@@ -185,7 +186,7 @@ def test_ctrl_c_stops_the_workers_and_keeps_the_files(mnet25_prefix, dlib_faces,
         mnet25_prefix, dlib_faces, tmp_path / 'root', out, '--mode', '1', '--threads', '1',
         '--image-workers', '2')
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=terminal_sigint)
     deadline = time.time() + 120
     while not list(out.rglob('*.txt')) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, shared_path
+from conftest import ROOT, shared_path, terminal_sigint
 from test_detect_cli import load_cli
 
 SCRIPT = ROOT / 'tools' / 'detect.py'
@@ -229,7 +229,7 @@ def test_ctrl_c_keeps_the_list_of_the_images_done(mnet25_prefix, tmp_path):
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), '--prefix', mnet25_prefix, '--gpu', '-1', str(photos),
          '--out', str(out), '--json'], stderr=subprocess.PIPE, text=True, cwd=str(ROOT),
-        start_new_session=True)
+        start_new_session=True, preexec_fn=terminal_sigint)
     stderr, done = [], 0
     try:
         for line in process.stderr:
