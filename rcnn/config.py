@@ -401,6 +401,12 @@ def _train_keys(cfg):
     cfg.TRAIN.BBOX_STDS = (1.0, 1.0, 1.0, 1.0)
     # landmark regression targets are divided by this
     cfg.TRAIN.LANDMARK_STD = 1.0
+    # USE_BLUR: weight of the blur value in a positive anchor's box loss (the original
+    # labeller's 0.1; the four box values weigh 1)
+    cfg.TRAIN.BLUR_WEIGHT = 0.1
+    # USE_OCCLUSION: weight of each point's visibility value in the landmark loss (the
+    # original labeller's 0.1; the point's x and y weigh 1)
+    cfg.TRAIN.VISIBILITY_WEIGHT = 0.1
     # ---- optimiser ----
     # SGD momentum (the original's hard-coded 0.9)
     cfg.TRAIN.MOMENTUM = 0.9
@@ -583,7 +589,8 @@ def _original_key_path(cfg, key):
 DERIVED_KEYS = ('RPN_FEAT_STRIDE', 'NUM_ANCHORS')
 #: keys whose value must be a positive number
 _POSITIVE_KEYS = ('TRAIN.BATCH_IMAGES', 'TRAIN.RPN_BATCH_SIZE', 'CROP_TRIES', 'PIXEL_SCALE',
-                  'HEAD_FILTER_NUM', 'TRAIN.LANDMARK_STD', 'TRAIN.MAX_BBOX_PER_IMAGE')
+                  'HEAD_FILTER_NUM', 'TRAIN.LANDMARK_STD', 'TRAIN.MAX_BBOX_PER_IMAGE',
+                  'TRAIN.BLUR_WEIGHT', 'TRAIN.VISIBILITY_WEIGHT')
 #: keys whose value must lie in [0, 1]
 _FRACTION_KEYS = ('TRAIN.RPN_FG_FRACTION', 'TRAIN.MOMENTUM', 'TRAIN.RPN_POSITIVE_OVERLAP',
                   'TRAIN.RPN_NEGATIVE_OVERLAP', 'COLOR_JITTERING')

@@ -41,6 +41,13 @@ import numpy as np  # noqa: E402
 logger = logging.getLogger('measure_quality_heads')
 
 MATCH_IOU = 0.5
+#: share of faces blurred on their own in the generated set: half, so that blur labels spread
+#: over 0.2..0.9 instead of tying at 0.2 (the standard set blurs a fifth of the scenes as a
+#: whole, mostly within 0.2..0.3 of the label rule)
+FACE_BLUR = 0.5
+#: share of faces with an occluder: half (the standard set's 0.15 leaves about 3% of the
+#: points occluded, too few to train and measure the visibility head on a small set)
+OCCLUSION = 0.5
 #: config switches of the model measured here
 HEAD_SWITCHES = ('USE_BLUR=True', 'USE_OCCLUSION=True')
 
@@ -183,7 +190,7 @@ def build_parser():
     from rcnn.utils import cli
     parser = cli.ArgumentParser(prog='measure_quality_heads.py', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data', default='data/sample',
+    parser.add_argument('--data', default='data/sample-blur',
                         help='sample set folder (generated when absent; default %(default)s)')
     parser.add_argument('--train-images', type=cli.positive_int, default=400,
                         help='train images when generating (default %(default)s)')
@@ -191,6 +198,13 @@ def build_parser():
                         help='val images when generating (default %(default)s)')
     parser.add_argument('--data-seed', type=cli.non_negative_int, default=0,
                         help='generator seed (default %(default)s)')
+    parser.add_argument('--face-blur', type=float, default=FACE_BLUR, metavar='SHARE',
+                        help='share of faces the generator blurs on their own at a known '
+                             'level when generating (make_sample_data.py --face-blur; default '
+                             '%(default)s)')
+    parser.add_argument('--occlusion', type=float, default=OCCLUSION, metavar='SHARE',
+                        help='share of faces with an occluder over them when generating '
+                             '(make_sample_data.py --occlusion; default %(default)s)')
     parser.add_argument('--prefix', default='model/quality/mnet',
                         help='checkpoint prefix to train into (default %(default)s)')
     parser.add_argument('--iters', type=cli.positive_int, default=2000,
@@ -198,6 +212,8 @@ def build_parser():
     parser.add_argument('--max-minutes', type=cli.positive_float, default=None,
                         help='also stop training after this many minutes (train.py '
                              '--max_minutes)')
+    parser.add_argument('--lr', type=cli.positive_float, default=None,
+                        help="train.py's --lr (default: train.py's)")
     parser.add_argument('--pretrained', default=None, metavar='PREFIX',
                         help='start from this checkpoint (epoch --pretrained-epoch), e.g. the '
                              'released ../shared/models/mnet.25/mnet.25: every array but the box '
@@ -224,44 +240,107 @@ def build_parser():
     return parser
 
 
+def _drawing(args):
+    """The generator settings a sample set must have been drawn with for these arguments."""
+    return {'seed': args.data_seed, 'val': args.val_images, 'face_blur': args.face_blur,
+            'occlusion': args.occlusion}
+
+
 def ensure_sample_set(args):
     from tools.sample_data import MARKER_NAME, make_sample_dataset
+    from tools.sample_data.scene import OCCLUSION
     marker = os.path.join(args.data, MARKER_NAME)
     if os.path.isfile(marker):
         with open(marker) as f:
             made = json.load(f)
-        if (made.get('seed'), made.get('val')) != (args.data_seed, args.val_images):
-            raise ValueError('%s holds a sample set of seed %s with %s val images; pass '
-                             '--data-seed %s --val-images %s or another --data'
-                             % (args.data, made.get('seed'), made.get('val'), made.get('seed'),
-                                made.get('val')))
+        # sets drawn before the blur / occlusion options have the standard shares
+        made = dict({'face_blur': 0.0, 'occlusion': OCCLUSION}, **made)
+        wanted = _drawing(args)
+        differ = [key for key in wanted if made.get(key) != wanted[key]]
+        if differ:
+            raise ValueError('%s holds a sample set drawn with %s; pass %s or another --data'
+                             % (args.data, ', '.join('%s %s' % (k, made.get(k)) for k in differ),
+                                ' '.join('--%s %s' % (_FLAGS[k], made.get(k)) for k in differ)))
         return
     make_sample_dataset(args.data, n_train=args.train_images, n_val=args.val_images,
-                        seed=args.data_seed)
+                        seed=args.data_seed, face_blur=args.face_blur, occlusion=args.occlusion)
 
 
-#: output convolutions whose width the blur / visibility switches change (box_len and
-#: landmark_len per anchor): a checkpoint without the heads cannot start them
-WIDENED_OUTPUTS = ('_bbox_pred_', '_landmark_pred_')
+#: the flag of each generator setting
+_FLAGS = {'seed': 'data-seed', 'val': 'val-images', 'face_blur': 'face-blur',
+          'occlusion': 'occlusion'}
 
 
-def head_free_init(source, epoch, prefix):
-    """Write ``<prefix>-init-0000.params``: the arrays of checkpoint ``source`` (epoch
-    ``epoch``) without the box and landmark output convolutions, so that train.py loads the rest
-    and initialises those fresh at the widths of the heads. Returns the new prefix."""
+#: values per anchor of the box and landmark output convolutions without and with the heads
+BOX_VALUES, BLUR_BOX_VALUES = 4, 5
+LANDMARK_VALUES, VISIBILITY_LANDMARK_VALUES = 10, 15
+#: standard deviation of the new channels' weights (the head convolutions' Normal(0.01))
+NEW_CHANNEL_STD = 0.01
+
+
+def widen_output(array, old_per_anchor, new_per_anchor, kept, rng):
+    """One output convolution's weight (A * old, C, 1, 1) or bias (A * old,) widened to
+    ``new_per_anchor`` values per anchor: value ``kept[k]`` of the new layout is value ``k`` of
+    the old one (channels are anchor-major: anchor ``a``'s value ``k`` is row
+    ``a * per_anchor + k``), the other rows are new: weights drawn from
+    Normal(0, :data:`NEW_CHANNEL_STD`), biases 0.
+
+    Args:
+        array: numpy array; kept: (old_per_anchor,) indices into the new values.
+    """
+    rows = array.shape[0]
+    if rows % old_per_anchor:
+        raise ValueError('%d output rows are not a multiple of %d values per anchor'
+                         % (rows, old_per_anchor))
+    anchors = rows // old_per_anchor
+    old = array.reshape((anchors, old_per_anchor) + array.shape[1:])
+    if array.ndim == 1:
+        new = np.zeros((anchors, new_per_anchor), array.dtype)
+    else:
+        new = rng.normal(0.0, NEW_CHANNEL_STD,
+                         (anchors, new_per_anchor) + array.shape[1:]).astype(array.dtype)
+    new[:, list(kept)] = old
+    return new.reshape((anchors * new_per_anchor,) + array.shape[1:])
+
+
+#: (name part, values per anchor without / with the head, new index of each old value): the
+#: blur is the box's 5th value; each point's visibility follows its x and y
+WIDENED_OUTPUTS = (('_bbox_pred_', BOX_VALUES, BLUR_BOX_VALUES, range(BOX_VALUES)),
+                   ('_landmark_pred_', LANDMARK_VALUES, VISIBILITY_LANDMARK_VALUES,
+                    [3 * (k // 2) + k % 2 for k in range(LANDMARK_VALUES)]))
+
+
+def widened_init(source, epoch, prefix, seed=0):
+    """Write ``<prefix>-init-0000.params``: checkpoint ``source`` (epoch ``epoch``, a model
+    without the blur and visibility heads, e.g. the released mnet.25) with its box and landmark
+    output convolutions widened to the heads' layout (:func:`widen_output`): the released box
+    and landmark values start where they were, only the blur and visibility channels start
+    fresh. Returns the new prefix."""
     import mxnet as mx
     from rcnn.checkpoint.files import params_path
     path = params_path(source, epoch)
     if not os.path.isfile(path):
         raise FileNotFoundError('--pretrained %s: %s not found' % (source, path))
     saved = mx.nd.load(path)
-    kept = {name: array for name, array in saved.items()
-            if not any(part in name for part in WIDENED_OUTPUTS)}
+    rng = np.random.default_rng(seed)
+    widened = {}
+    for name in sorted(saved):
+        array = saved[name]
+        for part, old, new, kept in WIDENED_OUTPUTS:
+            if part in name:
+                try:
+                    array = mx.nd.array(widen_output(array.asnumpy(), old, new, kept, rng),
+                                        dtype=array.dtype)
+                except ValueError as err:
+                    raise ValueError('--pretrained %s: %s: %s' % (path, name, err))
+                widened[name] = True
+        saved[name] = array
     init_prefix = prefix + '-init'
     os.makedirs(os.path.dirname(os.path.abspath(init_prefix)), exist_ok=True)
-    mx.nd.save(params_path(init_prefix, 0), kept)
-    logger.info('pretrained %s: %d arrays kept, %d output convolution arrays left to train',
-                path, len(kept), len(saved) - len(kept))
+    mx.nd.save(params_path(init_prefix, 0), saved)
+    logger.info('pretrained %s: %d output convolution arrays widened for the blur and '
+                'visibility heads, %d arrays as saved', path, len(widened),
+                len(saved) - len(widened))
     return init_prefix
 
 
@@ -271,9 +350,11 @@ def train(args):
                '--max_iters', str(args.iters)]
     if args.max_minutes is not None:
         command += ['--max_minutes', str(args.max_minutes)]
+    if args.lr is not None:
+        command += ['--lr', repr(args.lr)]
     if args.pretrained:
-        command += ['--pretrained', head_free_init(args.pretrained, args.pretrained_epoch,
-                                                   args.prefix), '--pretrained_epoch', '0']
+        command += ['--pretrained', widened_init(args.pretrained, args.pretrained_epoch,
+                                                 args.prefix), '--pretrained_epoch', '0']
     command += ['--set'] + list(HEAD_SWITCHES) + list(args.overrides)
     logger.info('training: %s', ' '.join(command))
     subprocess.run(command, check=True)
@@ -327,7 +408,8 @@ def measure(args, epoch):
         image = cv2.imread(path)
         if image is None:
             raise FileNotFoundError('val image %s not readable' % path)
-        scene = render_scene(image_rng(args.data_seed, 'val', index))
+        scene = render_scene(image_rng(args.data_seed, 'val', index),
+                             face_blur=args.face_blur, occlusion=args.occlusion)
         check_same_image(path, image, scene.image)
         boxes = np.array([[f.box[0], f.box[1], f.box[0] + f.box[2], f.box[1] + f.box[3]]
                           for f in scene.faces], np.float64).reshape(-1, 4)
@@ -339,7 +421,11 @@ def measure(args, epoch):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag, share in (('--face-blur', args.face_blur), ('--occlusion', args.occlusion)):
+        if not 0.0 <= share <= 1.0:
+            parser.error('%s must be a share in [0, 1], got %s' % (flag, share))
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     try:
         ensure_sample_set(args)

@@ -21,14 +21,15 @@ Values per anchor (docs/training-targets.md gives the reasons):
 
 * box, 4 values: dx dy dw dh, weight 1 on positives; with ``USE_BLUR`` a 5th value, the matched
   face's blur (:attr:`FaceAnnotations.blur`, through :meth:`BoxCoder.encode_blur`), weight
-  :data:`BLUR_WEIGHT` on positives;
+  ``TRAIN.BLUR_WEIGHT`` (:data:`BLUR_WEIGHT`, the original's 0.1) on positives;
 * landmarks, 10 values (x then y of each point), weight 1 on positives whose matched face has
   landmarks (visibility of its first point >= 0);
 * landmarks with ``USE_OCCLUSION``, 15 values (x, y, visibility of each point): the visibility
   target is the point's visibility (1.0 visible, 0.0 occluded, through
   :meth:`BoxCoder.encode_visibility`); the weights of a point are
-  (1, 1, :data:`VISIBILITY_WEIGHT`) on positives when the point is present and 0 when it is
-  missing (visibility -1; its three targets are 0 too), so a face without landmarks trains none.
+  (1, 1, ``TRAIN.VISIBILITY_WEIGHT``; :data:`VISIBILITY_WEIGHT`, the original's 0.1) on
+  positives when the point is present and 0 when it is missing (visibility -1; its three
+  targets are 0 too), so a face without landmarks trains none.
 
 Faces of class 0 or -1 are left out. ``select_stride > 0`` then sets every label of the other
 strides to -1 (their weights are left as they are, as in the original).
@@ -58,10 +59,11 @@ from rcnn.processing.sampler import loader_sampler
 
 __all__ = ['AnchorTargetGenerator', 'shared_anchor_cache', 'BLUR_WEIGHT', 'VISIBILITY_WEIGHT']
 
-#: weight of the blur value in a positive anchor's box weights (the original labeller's)
+#: default weight of the blur value in a positive anchor's box weights (the original labeller's;
+#: ``TRAIN.BLUR_WEIGHT``)
 BLUR_WEIGHT = 0.1
-#: weight of a present point's visibility value in a positive anchor's landmark weights (the
-#: original labeller's ``[1.0, 1.0, 0.1] * 5``)
+#: default weight of a present point's visibility value in a positive anchor's landmark weights
+#: (the original labeller's ``[1.0, 1.0, 0.1] * 5``; ``TRAIN.VISIBILITY_WEIGHT``)
 VISIBILITY_WEIGHT = 0.1
 
 _MAX_PLANES = 48                 # anchor planes kept per cache (strides x feature-map sizes)
@@ -128,7 +130,7 @@ class AnchorTargetGenerator(object):
     """
 
     def __init__(self, layout, anchor_cache, matcher, coder, sampler=None, with_landmarks=None,
-                 prefix='face'):
+                 prefix='face', blur_weight=BLUR_WEIGHT, visibility_weight=VISIBILITY_WEIGHT):
         self.layout = _generator_layout(layout, anchor_cache, with_landmarks)
         self.strides = self.layout.strides
         self.anchor_cache = anchor_cache
@@ -136,17 +138,20 @@ class AnchorTargetGenerator(object):
         self.coder = coder
         self.sampler = sampler
         self.prefix = prefix
+        self.blur_weight = float(blur_weight)
+        self.visibility_weight = float(visibility_weight)
 
     @classmethod
     def from_config(cls, cfg, with_landmarks=None, prefix='face'):
         """The generator of a recipe: its :meth:`ModelLayout.from_config` (``RPN_ANCHOR_CFG``,
         ``DENSE_ANCHOR``, ``USE_BLUR``, ``FACE_LANDMARK``, ``USE_OCCLUSION``; landmarks left
-        out when ``with_landmarks`` is False), the matcher's, coder's and sampler's keys."""
+        out when ``with_landmarks`` is False), the matcher's, coder's and sampler's keys and
+        ``TRAIN.BLUR_WEIGHT`` / ``TRAIN.VISIBILITY_WEIGHT``."""
         layout = ModelLayout.from_config(cfg)
         base = generate_anchors_fpn(dense_anchor=bool(cfg.DENSE_ANCHOR), cfg=cfg)
         return cls(layout, shared_anchor_cache(dict(zip(layout.strides, base))),
                    IoUMatcher.from_config(cfg), BoxCoder.from_config(cfg), loader_sampler(cfg),
-                   with_landmarks, prefix)
+                   with_landmarks, prefix, cfg.TRAIN.BLUR_WEIGHT, cfg.TRAIN.VISIBILITY_WEIGHT)
 
     # ------------------------------------------------------------------ layout
     @property
@@ -259,7 +264,7 @@ class AnchorTargetGenerator(object):
         """Box (N, box_len) and landmark (N, landmark_len) float32 weights of the anchors."""
         num = len(positive)
         box_values = np.ones(self.layout.box_len, dtype=np.float32)
-        box_values[BOX_LEN:] = BLUR_WEIGHT
+        box_values[BOX_LEN:] = self.blur_weight
         if self.layout.blur:
             bbox_weights = positive.astype(np.float32)[:, None] * box_values
         else:
@@ -269,7 +274,7 @@ class AnchorTargetGenerator(object):
                 (positive & landmark_present).astype(np.float32)[:, None],
                 (num, self.layout.landmark_len))
             return bbox_weights, landmark_weights
-        point_values = np.array([1.0, 1.0, VISIBILITY_WEIGHT], dtype=np.float32)
+        point_values = np.array([1.0, 1.0, self.visibility_weight], dtype=np.float32)
         weighted = (positive[:, None] & landmark_present).astype(np.float32)     # (N, 5)
         landmark_weights = (weighted[:, :, None] * point_values).reshape(num, -1)
         return bbox_weights, landmark_weights

@@ -114,19 +114,55 @@ def test_val_image_must_be_the_scene_drawn_again():
         check_same_image('c.jpg', drawn[:-1], drawn)
 
 
-def test_head_free_init_drops_the_widened_output_convolutions(tmp_path):
+def test_widened_init_keeps_the_released_values_in_their_new_places(tmp_path):
     import mxnet as mx
-    from tools.measure_quality_heads import head_free_init
-    saved = {'arg:face_rpn_bbox_pred_stride8_weight': mx.nd.ones((8, 4, 1, 1)),
-             'arg:face_rpn_landmark_pred_stride8_bias': mx.nd.ones((20,)),
-             'arg:face_rpn_cls_score_stride8_weight': mx.nd.ones((4, 4, 1, 1)),
+    from tools.measure_quality_heads import widened_init
+    # 2 anchors: box rows a*4+k -> a*5+k (the 5th of each anchor, the blur, is new); landmark
+    # rows a*10 + 2p + c -> a*15 + 3p + c (each point's 3rd value, the visibility, is new)
+    box_weight = np.arange(8 * 3, dtype=np.float32).reshape(8, 3, 1, 1)
+    landmark_bias = np.arange(1, 21, dtype=np.float32)
+    saved = {'arg:face_rpn_bbox_pred_stride8_weight': mx.nd.array(box_weight),
+             'arg:face_rpn_landmark_pred_stride8_bias': mx.nd.array(landmark_bias),
+             'arg:face_rpn_cls_score_stride8_weight': mx.nd.ones((4, 3, 1, 1)),
              'aux:mobilenet0_batchnorm0_moving_mean': mx.nd.zeros((4,))}
     mx.nd.save(str(tmp_path / 'released-0003.params'), saved)
-    init = head_free_init(str(tmp_path / 'released'), 3, str(tmp_path / 'out' / 'mnet'))
+    init = widened_init(str(tmp_path / 'released'), 3, str(tmp_path / 'out' / 'mnet'))
     assert init == str(tmp_path / 'out' / 'mnet-init')
-    kept = mx.nd.load(init + '-0000.params')
-    # the class scores keep their width (2 per anchor) and start from the checkpoint
-    assert sorted(kept) == ['arg:face_rpn_cls_score_stride8_weight',
-                            'aux:mobilenet0_batchnorm0_moving_mean']
+    widened = {k: v.asnumpy() for k, v in mx.nd.load(init + '-0000.params').items()}
+    assert sorted(widened) == sorted(saved)
+    box = widened['arg:face_rpn_bbox_pred_stride8_weight']
+    assert box.shape == (10, 3, 1, 1)
+    np.testing.assert_array_equal(box[[0, 1, 2, 3, 5, 6, 7, 8]], box_weight)
+    # new weights are small and random, not zero (a zero row would leave the head dead)
+    fresh = box[[4, 9]]
+    assert 0 < np.abs(fresh).max() < 0.1
+    landmark = widened['arg:face_rpn_landmark_pred_stride8_bias']
+    expected = np.zeros(30, np.float32)
+    for a in range(2):
+        for p in range(5):
+            expected[a * 15 + 3 * p:a * 15 + 3 * p + 2] = landmark_bias[a * 10 + 2 * p:
+                                                                          a * 10 + 2 * p + 2]
+    np.testing.assert_array_equal(landmark, expected)
+    # the other arrays are as saved
+    np.testing.assert_array_equal(widened['arg:face_rpn_cls_score_stride8_weight'], 1)
     with pytest.raises(FileNotFoundError, match='released-0001.params'):
-        head_free_init(str(tmp_path / 'released'), 1, str(tmp_path / 'out' / 'mnet'))
+        widened_init(str(tmp_path / 'released'), 1, str(tmp_path / 'out' / 'mnet'))
+    # an output whose rows do not fit the layout is named
+    mx.nd.save(str(tmp_path / 'odd-0000.params'),
+               {'arg:face_rpn_bbox_pred_stride8_bias': mx.nd.ones((6,))})
+    with pytest.raises(ValueError, match='face_rpn_bbox_pred_stride8_bias: 6 output rows'):
+        widened_init(str(tmp_path / 'odd'), 0, str(tmp_path / 'out' / 'odd'))
+
+
+def test_a_sample_set_drawn_otherwise_is_refused(tmp_path):
+    from tools.measure_quality_heads import build_parser, ensure_sample_set
+    from tools.sample_data import make_sample_dataset
+    make_sample_dataset(tmp_path / 'set', n_train=1, n_val=1, seed=0, progress=False)
+    args = build_parser().parse_args(['--data', str(tmp_path / 'set'), '--val-images', '1'])
+    # the tool draws half of the faces blurred and half occluded; the standard set has neither
+    with pytest.raises(ValueError, match=r'face_blur 0.0, occlusion 0.15; pass --face-blur 0.0 '
+                                         r'--occlusion 0.15'):
+        ensure_sample_set(args)
+    standard = build_parser().parse_args(['--data', str(tmp_path / 'set'), '--val-images', '1',
+                                          '--face-blur', '0', '--occlusion', '0.15'])
+    ensure_sample_set(standard)

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from rcnn.dataset.label_file import format_face_line, write_label_file
 from tools.sample_data.face import SETTING_RULES, SETTINGS
-from tools.sample_data.scene import render_scene
+from tools.sample_data.scene import OCCLUSION, render_scene
 
 __all__ = ['EVENTS', 'SPLIT_CODES', 'MARKER_NAME', 'GENERATOR_NAME', 'image_rng', 'image_name',
            'make_sample_dataset', 'format_train_line', 'format_val_line', 'write_wider_mat_files']
@@ -52,8 +52,8 @@ def image_name(split, index):
 
 def _generate_image(task):
     """Worker: draw, encode and write one image; return its label record (a dict)."""
-    out_dir, split, index, seed, jpeg_quality = task
-    scene = render_scene(image_rng(seed, split, index))
+    out_dir, split, index, seed, jpeg_quality, face_blur, occlusion = task
+    scene = render_scene(image_rng(seed, split, index), face_blur=face_blur, occlusion=occlusion)
     event, name = image_name(split, index)
     ok, encoded = cv2.imencode('.jpg', scene.image, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
     if not ok:
@@ -173,10 +173,13 @@ def _check_count(name, value):
 
 
 def make_sample_dataset(out_dir, n_train=400, n_val=100, seed=0, workers=1, jpeg_quality=90,
-                        progress=True):
+                        progress=True, face_blur=0.0, occlusion=OCCLUSION):
     """Generate the WIDER-format sample set under ``out_dir`` (see the module docstring).
 
-    ``workers`` > 1 draws images in that many processes (same bytes as 1). Returns a summary
+    ``workers`` > 1 draws images in that many processes (same bytes as 1). ``face_blur`` in
+    [0, 1] is the share of faces blurred on their own at a known level (for training and
+    measuring a blur head; 0, the default, draws the standard set); ``occlusion`` the share of
+    faces with an occluder over them (0.15 in the standard set). Returns a summary
     dict: ``out_dir``, ``images``/``faces`` per split, ``faces_per_setting`` (val),
     ``seconds`` and ``images_per_s``.
     """
@@ -186,12 +189,18 @@ def make_sample_dataset(out_dir, n_train=400, n_val=100, seed=0, workers=1, jpeg
     _check_count('workers', workers)
     if not 1 <= int(jpeg_quality) <= 100:
         raise ValueError('jpeg_quality must be in 1..100, got %r' % (jpeg_quality,))
+    for name, share in (('face_blur', face_blur), ('occlusion', occlusion)):
+        if isinstance(share, bool) or not isinstance(share, (int, float, np.floating)) \
+                or not 0.0 <= float(share) <= 1.0:
+            raise ValueError('%s must be a share in [0, 1], got %r' % (name, share))
+    face_blur, occlusion = float(face_blur), float(occlusion)
     out_dir = os.fspath(out_dir)
     start = time.perf_counter()
     _prepare_output(out_dir)
 
-    tasks = ([(out_dir, 'train', i, seed, jpeg_quality) for i in range(n_train)]
-             + [(out_dir, 'val', i, seed, jpeg_quality) for i in range(n_val)])
+    drawing = (face_blur, occlusion)
+    tasks = ([(out_dir, 'train', i, seed, jpeg_quality) + drawing for i in range(n_train)]
+             + [(out_dir, 'val', i, seed, jpeg_quality) + drawing for i in range(n_val)])
     bar = tqdm(total=len(tasks), desc='sample set', unit='img', disable=not progress)
     records = []
     if workers > 1 and len(tasks) > 1:
@@ -219,7 +228,8 @@ def make_sample_dataset(out_dir, n_train=400, n_val=100, seed=0, workers=1, jpeg
     write_wider_mat_files(os.path.join(out_dir, 'val', 'gt'), val)
     with open(os.path.join(out_dir, MARKER_NAME), 'w') as handle:
         json.dump({'generator': GENERATOR_NAME, 'seed': int(seed), 'train': int(n_train),
-                   'val': int(n_val), 'jpeg_quality': int(jpeg_quality),
+                   'val': int(n_val), 'jpeg_quality': int(jpeg_quality), 'face_blur': face_blur,
+                   'occlusion': occlusion,
                    'settings': SETTING_RULES}, handle, indent=1, sort_keys=True)
 
     seconds = time.perf_counter() - start

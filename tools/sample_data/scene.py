@@ -12,7 +12,7 @@ from tools.sample_data.face import (HAIR_COLOURS, IRIS_COLOURS, SKIN_TONES, Face
                                     box_inside_fraction, clipped_pixel_box, draw_eye, draw_face,
                                     draw_occluder, face_box, label_face, to_image)
 
-__all__ = ['Scene', 'render_scene']
+__all__ = ['Scene', 'render_scene', 'face_blur_sigma', 'FACE_BLUR_LEVELS', 'OCCLUSION']
 
 MIN_FACE_HEIGHT, MAX_FACE_HEIGHT = 8.0, 300.0
 SMALL_FACE_HEIGHT = 24.0          # upper bound of the "small face" mode
@@ -36,11 +36,13 @@ _FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_CO
 @dataclasses.dataclass
 class Scene:
     """One rendered image: ``image`` (H, W, 3) uint8 BGR, ``faces`` labels and the ``specs``
-    they were drawn from (same order), ``blur_sigma`` of the final blur (0 = none)."""
+    they were drawn from (same order), ``blur_sigma`` of the final blur (0 = none) and
+    ``face_blur_sigmas`` (one per spec) of the blur each face got on its own (0 = none)."""
     image: np.ndarray
     faces: list
     specs: list = dataclasses.field(default_factory=list)
     blur_sigma: float = 0.0
+    face_blur_sigmas: tuple = ()
 
 
 _NOISE_BANK = None
@@ -237,12 +239,71 @@ def _draw_distractor(canvas, id_map, kind, spec, object_id, antialias=True):
         draw_eye(painter, (spec.cx, spec.cy), half_w, spec.angle, spec.iris)
 
 
-def render_scene(rng, post_effects=True, antialias=True):
+#: blur levels (labels) a face blurred on its own is drawn at: uniform in this range
+FACE_BLUR_LEVELS = (0.3, 0.9)
+#: the soft mask of a face's own blur covers its head ellipse grown by this factor (hair too)
+FACE_BLUR_REACH = 1.3
+
+
+def face_blur_sigma(level, face_height):
+    """The Gaussian sigma (px) that :func:`tools.sample_data.blur_score` maps to ``level`` for a
+    face ``face_height`` px tall: the inverse of its rule, ``level`` in [0.2, 0.9]."""
+    return (level - 0.2) / 0.7 * face_height / 10.0
+
+
+def _blur_face(canvas, spec, sigma):
+    """Blur ``canvas`` in place around one face: a Gaussian of ``sigma`` blended in through a
+    soft elliptical mask, so the face is blurred and the rest of the scene is not."""
+    half_w, half_h = spec.half_axes
+    reach = FACE_BLUR_REACH * max(half_w, half_h) + 3.0 * sigma
+    height, width = canvas.shape[:2]
+    x1, y1 = max(0, int(spec.cx - reach)), max(0, int(spec.cy - reach))
+    x2, y2 = min(width, int(math.ceil(spec.cx + reach)) + 1), \
+        min(height, int(math.ceil(spec.cy + reach)) + 1)
+    if x2 <= x1 or y2 <= y1:
+        return
+    region = canvas[y1:y2, x1:x2]
+    mask = np.zeros(region.shape[:2], np.float32)
+    cv2.ellipse(mask, (int(round(spec.cx - x1)), int(round(spec.cy - y1))),
+                (max(1, int(round(FACE_BLUR_REACH * half_w))),
+                 max(1, int(round(FACE_BLUR_REACH * half_h)))), spec.angle, 0, 360, 1.0, -1)
+    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, sigma))[:, :, None]
+    blurred = cv2.GaussianBlur(region, (0, 0), sigma).astype(np.float32)
+    region[...] = np.clip(np.rint(mask * blurred + (1.0 - mask) * region), 0, 255).astype(np.uint8)
+
+
+def _draw_face_blur(rng, canvas, specs, face_blur):
+    """Blur each face on its own with probability ``face_blur``, at a level drawn uniformly in
+    :data:`FACE_BLUR_LEVELS` of its label rule. Returns the (len(specs),) sigmas (0 = not
+    blurred). Draws nothing from ``rng`` when ``face_blur`` is 0, so such scenes are the ones
+    drawn without the option."""
+    sigmas = np.zeros(len(specs))
+    if face_blur <= 0 or not specs:
+        return sigmas
+    chosen = rng.random(len(specs)) < face_blur
+    levels = rng.uniform(*FACE_BLUR_LEVELS, size=len(specs))
+    for k in np.flatnonzero(chosen):
+        box = face_box(specs[k])
+        sigmas[k] = face_blur_sigma(levels[k], box[3] - box[1])
+        _blur_face(canvas, specs[k], sigmas[k])
+    return sigmas
+
+
+#: share of faces that get an occluder drawn over them in the standard set
+OCCLUSION = 0.15
+
+
+def render_scene(rng, post_effects=True, antialias=True, face_blur=0.0, occlusion=OCCLUSION):
     """Draw one random scene with ``rng`` (numpy Generator): :class:`Scene`.
 
     ``post_effects=False`` skips the final blur and fine noise (so drawn colours stay exact);
-    ``antialias=False`` draws everything aliased.
+    ``antialias=False`` draws everything aliased; ``face_blur`` in [0, 1] is the share of faces
+    blurred on their own at a drawn level (:func:`_draw_face_blur`; 0 draws no such blur);
+    ``occlusion`` in [0, 1] the share of faces with an occluder over them.
     """
+    for name, share in (('face_blur', face_blur), ('occlusion', occlusion)):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError('%s must be in [0, 1], got %r' % (name, share))
     image_h, width = _sample_image_size(rng)
     canvas = _draw_background(rng, image_h, width)
     id_map = np.zeros((image_h, width), np.uint16)
@@ -253,7 +314,7 @@ def render_scene(rng, post_effects=True, antialias=True):
              if spec is not None]
     distractors = [d for d in (_place_distractor(rng, width, image_h, footprints)
                                for _ in range(int(rng.integers(0, 5)))) if d is not None]
-    occluded = rng.random(len(specs)) < 0.15
+    occluded = rng.random(len(specs)) < occlusion
 
     # draw faces and distractors in random order; an occluder right after its face
     items = ([('face', k) for k in range(len(specs))]
@@ -267,6 +328,7 @@ def render_scene(rng, post_effects=True, antialias=True):
         else:
             _draw_distractor(canvas, id_map, *distractors[k], 1000 + k, antialias)
 
+    face_sigmas = _draw_face_blur(rng, canvas, specs, face_blur)
     blur_sigma = 0.0
     if post_effects:
         if rng.random() < 0.2:
@@ -274,5 +336,8 @@ def render_scene(rng, post_effects=True, antialias=True):
             canvas = cv2.GaussianBlur(canvas, (0, 0), blur_sigma)
         amplitude = float(rng.uniform(0.0, 12.0))
         canvas = _add_fine_noise(rng, canvas, amplitude)
-    faces = [label_face(spec, id_map, k + 1, blur_sigma) for k, spec in enumerate(specs)]
-    return Scene(image=canvas, faces=faces, specs=specs, blur_sigma=blur_sigma)
+    # a face blurred on its own and then with the whole image: the two Gaussians compose
+    faces = [label_face(spec, id_map, k + 1, math.hypot(blur_sigma, face_sigmas[k]))
+             for k, spec in enumerate(specs)]
+    return Scene(image=canvas, faces=faces, specs=specs, blur_sigma=blur_sigma,
+                 face_blur_sigmas=tuple(float(v) for v in face_sigmas))
