@@ -237,6 +237,8 @@ def test_bad_overrides_are_one_line_errors_naming_the_key():
              ('TRAIN.RPN_FG_FRACTION=1.5', 'TRAIN.RPN_FG_FRACTION must lie in [0, 1]'),
              ('TRAIN.RPN_BATCH_SIZE=0', 'TRAIN.RPN_BATCH_SIZE must be positive'),
              ('TRAIN.LANDMARK_STD=1e999', 'must be finite'),
+             ('TRAIN.BLUR_WEIGHT=0', 'TRAIN.BLUR_WEIGHT must be positive'),
+             ('TRAIN.VISIBILITY_WEIGHT=-1.0', 'TRAIN.VISIBILITY_WEIGHT must be positive'),
              ('RPN_ANCHOR_CFG.8.SCALES=(2, 1, 0.5)', 'same number of anchors')]
     for item, message in cases:
         with pytest.raises(ConfigError) as info:

@@ -46,7 +46,6 @@ Medium / Hard AP 0.99 / 0.95 / 0.82; at half that speed it is 5 epochs and still
 import argparse
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -391,7 +390,7 @@ def measure_command(plan):
 def commands(plan, epoch='<final>', pictures=()):
     """The command lines of the steps (argv lists), keyed train / test / evaluate / draw /
     plot; ``plan.run`` must be set. ``epoch``: the checkpoint the test and drawing use."""
-    args, run = plan.args, plan.run
+    run = plan.run
     extra = ['--lr_step', '%d,%d' % (run.decay_epoch, run.epochs),
              '--max_iters', str(run.iterations),
              '--max_minutes', '%.1f' % run.train_cap_minutes]

@@ -1,16 +1,19 @@
-"""Train an mnet with the blur and visibility heads on the generated sample set and measure them
+"""Train an mnet with the blur and visibility heads on a generated sample set and measure them
 on its val split.
 
-    python tools/measure_quality_heads.py --data data/sample --prefix model/quality/mnet \\
-        --pretrained ../shared/models/mnet.25/mnet.25 --iters 5000 --max-minutes 17 \\
-        --thresh 0.3 --set 'SCALES=[(320, 320)]'
+    python tools/measure_quality_heads.py --prefix model/quality/mnet \\
+        --pretrained ../shared/models/mnet.25/mnet.25 --iters 240 --lr 0.02 --thresh 0.3 \\
+        --train-images 160 --val-images 40 --set 'SCALES=[(256, 256)]' TRAIN.BATCH_IMAGES=8 \\
+        TRAIN.BLUR_WEIGHT=1.0 TRAIN.VISIBILITY_WEIGHT=1.0
 
-Steps: the sample set (:func:`tools.sample_data.make_sample_dataset`; reused when ``--data``
-already holds one); ``train.py --network mnet --set USE_BLUR=True USE_OCCLUSION=True`` for
-``--iters`` iterations or ``--max-minutes``, from scratch or from ``--pretrained`` (a checkpoint
-without the heads, e.g. the released mnet.25: every array but the box and landmark output
-convolutions, which the heads widen; ``--set`` adds config overrides; ``--skip-train`` measures
-the checkpoint already at ``--prefix``, the final one or ``--epoch N``); then
+Steps: the sample set (:func:`tools.sample_data.make_sample_dataset` with half of the faces
+blurred on their own at known levels and half occluded, ``--face-blur`` / ``--occlusion``;
+reused when ``--data`` already holds one drawn so); ``train.py --network mnet --set
+USE_BLUR=True USE_OCCLUSION=True`` for ``--iters`` iterations or ``--max-minutes``, from
+scratch or from ``--pretrained`` (a checkpoint without the heads, e.g. the released mnet.25,
+its box and landmark output convolutions widened by :func:`widened_init`); ``--set`` adds
+config overrides; ``--skip-train`` measures the checkpoint already at ``--prefix``, the final
+one or ``--epoch N``; then
 on every val image the detector's faces (``--thresh``) are matched to the generator's exact
 labels of that image (greedy by score, IoU >= 0.5; the val label file has boxes only, so the
 labels are drawn again from the same seed), and over the matched faces that have landmarks:
@@ -214,10 +217,15 @@ def build_parser():
                              '--max_minutes)')
     parser.add_argument('--lr', type=cli.positive_float, default=None,
                         help="train.py's --lr (default: train.py's)")
+    parser.add_argument('--seed', type=cli.non_negative_int, default=None,
+                        help="train.py's --seed, of the initialisation and the loader; also "
+                             "seeds the widened output rows (default: random, rows seed 0)")
     parser.add_argument('--pretrained', default=None, metavar='PREFIX',
-                        help='start from this checkpoint (epoch --pretrained-epoch), e.g. the '
-                             'released ../shared/models/mnet.25/mnet.25: every array but the box '
-                             'and landmark output convolutions, whose width the heads change')
+                        help='start from this checkpoint without the heads (epoch '
+                             '--pretrained-epoch), e.g. the released '
+                             '../shared/models/mnet.25/mnet.25: its box and landmark outputs are '
+                             'widened, the released values kept and only the blur and visibility '
+                             'rows new')
     parser.add_argument('--pretrained-epoch', type=cli.non_negative_int, default=0,
                         help='epoch of --pretrained (default %(default)s)')
     parser.add_argument('--set', nargs='+', action='extend', default=[], metavar='KEY=VALUE',
@@ -352,9 +360,12 @@ def train(args):
         command += ['--max_minutes', str(args.max_minutes)]
     if args.lr is not None:
         command += ['--lr', repr(args.lr)]
+    if args.seed is not None:
+        command += ['--seed', str(args.seed)]
     if args.pretrained:
-        command += ['--pretrained', widened_init(args.pretrained, args.pretrained_epoch,
-                                                 args.prefix), '--pretrained_epoch', '0']
+        init = widened_init(args.pretrained, args.pretrained_epoch, args.prefix,
+                            seed=args.seed or 0)
+        command += ['--pretrained', init, '--pretrained_epoch', '0']
     command += ['--set'] + list(HEAD_SWITCHES) + list(args.overrides)
     logger.info('training: %s', ' '.join(command))
     subprocess.run(command, check=True)

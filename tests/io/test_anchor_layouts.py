@@ -110,6 +110,17 @@ def test_blur_and_visibility_are_scaled_as_the_originals_std_columns():
     np.testing.assert_allclose(generator.coder.decode_visibility(points[:, 2]), [1, 0, 1, 1, 0])
 
 
+def test_blur_and_visibility_weights_follow_their_keys():
+    cfg = _cfg(USE_BLUR=True, USE_OCCLUSION=True, **{'TRAIN.BLUR_WEIGHT': 1.0,
+                                                     'TRAIN.VISIBILITY_WEIGHT': 0.5})
+    visibility = np.array([1.0, 0.0, 1.0, -1.0, 0.0], np.float32)
+    labels = assign_anchor_fpn(_feat((32, 16, 8)), _gt_label([FACE], _points(visibility), [0.7]),
+                               IM_INFO, landmark=True, cfg=cfg)
+    np.testing.assert_allclose(labels['face_bbox_weight_stride8'][0][5:10, CELL], [1] * 5)
+    landmark_weight = labels['face_landmark_weight_stride8'][0][15:30, CELL].reshape(5, 3)
+    np.testing.assert_allclose(landmark_weight, [[1, 1, 0.5]] * 3 + [[0, 0, 0]] + [[1, 1, 0.5]])
+
+
 def test_without_faces_blur_targets_are_zero():
     cfg = _cfg(USE_BLUR=True)
     labels = assign_anchor_fpn(_feat((32, 16, 8)), _gt_label(np.zeros((0, 4))), IM_INFO,

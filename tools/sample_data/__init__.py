@@ -19,11 +19,11 @@ Scenes
     skin-toned head ellipse (in-plane rotation within +-20 deg, height/width 1.12..1.40) with
     optional hair drawn behind it, two eyes (sclera, iris, pupil), a nose ending in a darker
     tip, and a mouth (lips plus a slit between the two corners); some faces get an occluder
-    drawn over them, some are cut by the image border. Face heights run from 8 to 300 px,
-    log-uniform between bounds that shrink with the number of faces, so most images hold a few
-    mid-sized or large faces and crowds hold small ones; about 15% of faces are small
-    (8..24 px). Faces and distractors are placed so that two footprints (box + 15% margin)
-    never overlap by more than 15% of the smaller one.
+    drawn over them (the share ``occlusion``, 0.15 by default), some are cut by the image
+    border. Face heights run from 8 to 300 px, log-uniform between bounds that shrink with the
+    number of faces, so most images hold a few mid-sized or large faces and crowds hold small
+    ones; about 15% of faces are small (8..24 px). Faces and distractors are placed so that
+    two footprints (box + 15% margin) never overlap by more than 15% of the smaller one.
 
 Labels (exact by construction)
     * box: the tight box of the rotated head ellipse (hair excluded), widened to whole pixels
@@ -39,7 +39,11 @@ Labels (exact by construction)
       for all five points.
     * blur: ``-1`` for faces without landmarks, else ``0.2 + 0.7 * min(1, 10 * sigma / h)``
       rounded to 2 decimals, where ``sigma`` is the Gaussian blur applied to the whole image
-      (0 for about 80% of the images) and ``h`` the face height: higher means blurrier.
+      (0 for about 80% of the images) and ``h`` the face height: higher means blurrier. With
+      ``face_blur`` > 0 (``make_sample_data.py --face-blur``) that share of the faces is also
+      blurred on its own, at a level drawn uniformly in 0.3..0.9 whose sigma the rule gives
+      back, blended in through a soft mask over the face; the two blurs compose
+      (``sigma = hypot(scene sigma, face sigma)``). The default 0 draws no such blur.
 
 Evaluation settings (by size; nested, hard >= medium >= easy), from the clipped label box
     * hard:   ``min(w, h) >= 6``
