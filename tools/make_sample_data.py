@@ -21,7 +21,7 @@ from rcnn.utils import cli  # noqa: E402
 from tools.sample_data import (LANDMARK_MIN_HEIGHT, make_sample_dataset,  # noqa: E402
                                 settings_description)
 from rcnn.utils.cli import non_negative_int, positive_int  # noqa: E402
-from tools.sample_data.scene import OCCLUSION  # noqa: E402
+from tools.sample_data.dataset import add_drawing_arguments  # noqa: E402
 
 __all__ = ['make_sample_dataset', 'parse_args', 'main']
 
@@ -30,13 +30,6 @@ def _jpeg_quality(text):
     value = int(text)
     if not 1 <= value <= 100:
         raise argparse.ArgumentTypeError('must be in 1..100, got %d' % value)
-    return value
-
-
-def _share(text):
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError('must be a share in [0, 1], got %s' % text)
     return value
 
 
@@ -73,13 +66,7 @@ def parse_args(argv=None):
                              '(default: %(default)s)')
     parser.add_argument('--jpeg-quality', type=_jpeg_quality, default=90,
                         help='JPEG quality of the written images, 1..100 (default: %(default)s)')
-    parser.add_argument('--face-blur', type=_share, default=0.0, metavar='SHARE',
-                        help='share of faces blurred on their own at a known level (labels '
-                             '0.3..0.9), for training and measuring a blur head; 0 draws the '
-                             'standard set (default: %(default)s)')
-    parser.add_argument('--occlusion', type=_share, default=OCCLUSION, metavar='SHARE',
-                        help='share of faces with an occluder drawn over them (default: '
-                             '%(default)s)')
+    add_drawing_arguments(parser)
     parser.add_argument('--quiet', action='store_true',
                         help='no progress bar and no log lines, only the final summary')
     return parser.parse_args(argv)

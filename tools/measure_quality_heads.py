@@ -191,6 +191,7 @@ def summarise(pairs):
 
 def build_parser():
     from rcnn.utils import cli
+    from tools.sample_data.dataset import add_drawing_arguments
     parser = cli.ArgumentParser(prog='measure_quality_heads.py', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--data', default='data/sample-blur',
@@ -201,13 +202,7 @@ def build_parser():
                         help='val images when generating (default %(default)s)')
     parser.add_argument('--data-seed', type=cli.non_negative_int, default=0,
                         help='generator seed (default %(default)s)')
-    parser.add_argument('--face-blur', type=float, default=FACE_BLUR, metavar='SHARE',
-                        help='share of faces the generator blurs on their own at a known '
-                             'level when generating (make_sample_data.py --face-blur; default '
-                             '%(default)s)')
-    parser.add_argument('--occlusion', type=float, default=OCCLUSION, metavar='SHARE',
-                        help='share of faces with an occluder over them when generating '
-                             '(make_sample_data.py --occlusion; default %(default)s)')
+    add_drawing_arguments(parser, FACE_BLUR, OCCLUSION)       # when generating
     parser.add_argument('--prefix', default='model/quality/mnet',
                         help='checkpoint prefix to train into (default %(default)s)')
     parser.add_argument('--iters', type=cli.positive_int, default=2000,
@@ -432,11 +427,7 @@ def measure(args, epoch):
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    for flag, share in (('--face-blur', args.face_blur), ('--occlusion', args.occlusion)):
-        if not 0.0 <= share <= 1.0:
-            parser.error('%s must be a share in [0, 1], got %s' % (flag, share))
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     try:
         ensure_sample_set(args)

@@ -12,7 +12,7 @@ import re
 
 __all__ = ['ArgumentParser', 'DefaultsHelpFormatter', 'flag_spellings', 'add_spelling_aliases',
            'multi_word_flags', 'has_multi_word_flags', 'spelling_note', 'positive_int',
-           'non_negative_int', 'positive_float']
+           'non_negative_int', 'positive_float', 'share']
 
 #: the note at the end of --help, with one of the tool's own multi-word flags as the example
 SPELLING_NOTE = 'Flags: "_" and "-" are the same (%s or %s).'
@@ -152,4 +152,12 @@ def positive_float(text):
     value = float(text)
     if not value > 0 or value == float('inf'):
         raise argparse.ArgumentTypeError('must be > 0, got %s' % text)
+    return value
+
+
+def share(text):
+    """A float in [0, 1] (a share of something)."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError('must be a share in [0, 1], got %s' % text)
     return value

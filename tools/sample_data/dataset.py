@@ -20,6 +20,7 @@ from tools.sample_data.face import SETTING_RULES, SETTINGS
 from tools.sample_data.scene import OCCLUSION, render_scene
 
 __all__ = ['EVENTS', 'SPLIT_CODES', 'MARKER_NAME', 'GENERATOR_NAME', 'image_rng', 'image_name',
+           'add_drawing_arguments',
            'make_sample_dataset', 'format_train_line', 'format_val_line', 'write_wider_mat_files']
 
 logger = logging.getLogger(__name__)
@@ -165,6 +166,19 @@ def _prepare_output(out_dir):
     for split in SPLIT_CODES:
         for event in EVENTS:
             os.makedirs(os.path.join(out_dir, split, 'images', event), exist_ok=True)
+
+
+def add_drawing_arguments(parser, face_blur=0.0, occlusion=OCCLUSION):
+    """``--face-blur`` and ``--occlusion``, the drawing shares of :func:`make_sample_dataset`,
+    on an argparse ``parser`` with these defaults."""
+    from rcnn.utils.cli import share
+    parser.add_argument('--face-blur', type=share, default=face_blur, metavar='SHARE',
+                        help='share of faces blurred on their own at a known level (labels '
+                             '0.3..0.9), for training and measuring a blur head; 0 draws the '
+                             'standard set (default: %(default)s)')
+    parser.add_argument('--occlusion', type=share, default=occlusion, metavar='SHARE',
+                        help='share of faces with an occluder drawn over them; the standard '
+                             'set has %s (default: %%(default)s)' % OCCLUSION)
 
 
 def _check_count(name, value):
