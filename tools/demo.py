@@ -240,19 +240,17 @@ class DemoPlan(object):
 
 
 def sample_set_ready(folder, n_train, n_val, seed):
-    """True when ``folder`` holds a generated set with these sizes and seed."""
-    from tools.sample_data import MARKER_NAME
-    from tools.sample_data.scene import OCCLUSION
+    """True when ``folder`` holds a standard generated set with these sizes and seed."""
+    from tools.sample_data.dataset import STANDARD_DRAWING, read_marker
     try:
-        with open(os.path.join(folder, MARKER_NAME)) as handle:
-            info = json.load(handle)
+        info = read_marker(folder)
     except (OSError, ValueError):
         return False
-    wanted = {'train': n_train, 'val': n_val, 'seed': seed}
-    # a set drawn with other blur or occlusion shares is another data set (sets drawn before
-    # those options have no such keys: the standard set)
-    standard = not info.get('face_blur') and info.get('occlusion', OCCLUSION) == OCCLUSION
-    return all(info.get(k) == v for k, v in wanted.items()) and standard and all(
+    if info is None:
+        return False
+    # a set drawn with other blur or occlusion shares is another data set
+    wanted = dict(STANDARD_DRAWING, train=n_train, val=n_val, seed=seed)
+    return all(info.get(k) == v for k, v in wanted.items()) and all(
         os.path.isfile(os.path.join(folder, split, 'label.txt')) for split in ('train', 'val'))
 
 

@@ -41,6 +41,9 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from rcnn.model_layout import (BLUR_BOX_LEN, BOX_LEN, LANDMARK_LEN,  # noqa: E402
+                               OCCLUSION_LANDMARK_LEN)
+
 logger = logging.getLogger('measure_quality_heads')
 
 MATCH_IOU = 0.5
@@ -250,14 +253,10 @@ def _drawing(args):
 
 
 def ensure_sample_set(args):
-    from tools.sample_data import MARKER_NAME, make_sample_dataset
-    from tools.sample_data.scene import OCCLUSION
-    marker = os.path.join(args.data, MARKER_NAME)
-    if os.path.isfile(marker):
-        with open(marker) as f:
-            made = json.load(f)
-        # sets drawn before the blur / occlusion options have the standard shares
-        made = dict({'face_blur': 0.0, 'occlusion': OCCLUSION}, **made)
+    from tools.sample_data import make_sample_dataset
+    from tools.sample_data.dataset import read_marker
+    made = read_marker(args.data)
+    if made is not None:
         wanted = _drawing(args)
         differ = [key for key in wanted if made.get(key) != wanted[key]]
         if differ:
@@ -274,9 +273,6 @@ _FLAGS = {'seed': 'data-seed', 'val': 'val-images', 'face_blur': 'face-blur',
           'occlusion': 'occlusion'}
 
 
-#: values per anchor of the box and landmark output convolutions without and with the heads
-BOX_VALUES, BLUR_BOX_VALUES = 4, 5
-LANDMARK_VALUES, VISIBILITY_LANDMARK_VALUES = 10, 15
 #: standard deviation of the new channels' weights (the head convolutions' Normal(0.01))
 NEW_CHANNEL_STD = 0.01
 
@@ -308,9 +304,9 @@ def widen_output(array, old_per_anchor, new_per_anchor, kept, rng):
 
 #: (name part, values per anchor without / with the head, new index of each old value): the
 #: blur is the box's 5th value; each point's visibility follows its x and y
-WIDENED_OUTPUTS = (('_bbox_pred_', BOX_VALUES, BLUR_BOX_VALUES, range(BOX_VALUES)),
-                   ('_landmark_pred_', LANDMARK_VALUES, VISIBILITY_LANDMARK_VALUES,
-                    [3 * (k // 2) + k % 2 for k in range(LANDMARK_VALUES)]))
+WIDENED_OUTPUTS = (('_bbox_pred_', BOX_LEN, BLUR_BOX_LEN, range(BOX_LEN)),
+                   ('_landmark_pred_', LANDMARK_LEN, OCCLUSION_LANDMARK_LEN,
+                    [3 * (k // 2) + k % 2 for k in range(LANDMARK_LEN)]))
 
 
 def widened_init(source, epoch, prefix, seed=0):
@@ -326,7 +322,7 @@ def widened_init(source, epoch, prefix, seed=0):
         raise FileNotFoundError('--pretrained %s: %s not found' % (source, path))
     saved = mx.nd.load(path)
     rng = np.random.default_rng(seed)
-    widened = {}
+    widened = 0
     for name in sorted(saved):
         array = saved[name]
         for part, old, new, kept in WIDENED_OUTPUTS:
@@ -336,14 +332,13 @@ def widened_init(source, epoch, prefix, seed=0):
                                         dtype=array.dtype)
                 except ValueError as err:
                     raise ValueError('--pretrained %s: %s: %s' % (path, name, err))
-                widened[name] = True
+                widened += 1
         saved[name] = array
     init_prefix = prefix + '-init'
     os.makedirs(os.path.dirname(os.path.abspath(init_prefix)), exist_ok=True)
     mx.nd.save(params_path(init_prefix, 0), saved)
     logger.info('pretrained %s: %d output convolution arrays widened for the blur and '
-                'visibility heads, %d arrays as saved', path, len(widened),
-                len(saved) - len(widened))
+                'visibility heads, %d arrays as saved', path, widened, len(saved) - widened)
     return init_prefix
 
 

@@ -12,17 +12,18 @@ from scipy.stats import spearmanr
 from conftest import ROOT
 from tools.sample_data import (FaceSpec, blur_score, draw_face, face_box, image_rng,
                                make_sample_dataset, render_scene)
-from tools.sample_data.scene import FACE_BLUR_LEVELS, _blur_face, face_blur_sigma
+from tools.sample_data.face import blur_sigma_for
+from tools.sample_data.scene import FACE_BLUR_LEVELS, _blur_face
 
 SKIN = (120, 165, 215)
 
 
 def test_sigma_is_the_inverse_of_the_label_rule():
     # blur_score: 0.2 + 0.7 * min(1, 10 * sigma / h); a 100 px face at label 0.55 -> sigma 5
-    assert face_blur_sigma(0.55, 100.0) == pytest.approx(5.0)
+    assert blur_sigma_for(0.55, 100.0) == pytest.approx(5.0)
     for level in (0.3, 0.47, 0.9):
         for height in (20.0, 64.0, 250.0):
-            assert blur_score(face_blur_sigma(level, height), height) == pytest.approx(level)
+            assert blur_score(blur_sigma_for(level, height), height) == pytest.approx(level)
 
 
 def test_the_face_gets_the_gaussian_and_the_rest_stays():
@@ -109,3 +110,14 @@ def test_cli_flag():
     bad = subprocess.run([sys.executable, script, '--face-blur', '2'], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and '--face-blur' in bad.stderr and 'Traceback' not in bad.stderr
+
+
+def test_a_marker_without_the_shares_is_a_standard_sets(tmp_path):
+    from tools.sample_data.dataset import STANDARD_DRAWING, read_marker
+    assert read_marker(str(tmp_path)) is None
+    (tmp_path / 'sample_set.json').write_text(json.dumps({'seed': 4, 'train': 2, 'val': 1}))
+    assert read_marker(str(tmp_path)) == dict(STANDARD_DRAWING, seed=4, train=2, val=1)
+    assert STANDARD_DRAWING == {'face_blur': 0.0, 'occlusion': 0.15}
+    (tmp_path / 'sample_set.json').write_text('{not json')
+    with pytest.raises(ValueError, match=r'sample_set\.json: not a sample-set marker'):
+        read_marker(str(tmp_path))

@@ -20,7 +20,7 @@ from tools.sample_data.face import SETTING_RULES, SETTINGS
 from tools.sample_data.scene import OCCLUSION, render_scene
 
 __all__ = ['EVENTS', 'SPLIT_CODES', 'MARKER_NAME', 'GENERATOR_NAME', 'image_rng', 'image_name',
-           'add_drawing_arguments',
+           'add_drawing_arguments', 'read_marker', 'STANDARD_DRAWING',
            'make_sample_dataset', 'format_train_line', 'format_val_line', 'write_wider_mat_files']
 
 logger = logging.getLogger(__name__)
@@ -166,6 +166,28 @@ def _prepare_output(out_dir):
     for split in SPLIT_CODES:
         for event in EVENTS:
             os.makedirs(os.path.join(out_dir, split, 'images', event), exist_ok=True)
+
+
+#: the drawing shares of the standard set, also those of a marker that does not record them
+STANDARD_DRAWING = {'face_blur': 0.0, 'occlusion': OCCLUSION}
+
+
+def read_marker(folder):
+    """The generator settings of the sample set in ``folder`` (its marker file as a dict, the
+    :data:`STANDARD_DRAWING` shares filled in where it has none), or None without a marker.
+
+    Raises:
+        ValueError naming the file when the marker is not JSON.
+    """
+    path = os.path.join(folder, MARKER_NAME)
+    try:
+        with open(path) as handle:
+            recorded = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except ValueError as err:
+        raise ValueError('%s: not a sample-set marker (%s)' % (path, err))
+    return dict(STANDARD_DRAWING, **recorded)
 
 
 def add_drawing_arguments(parser, face_blur=0.0, occlusion=OCCLUSION):

@@ -11,6 +11,7 @@ import numpy as np
 __all__ = ['SETTINGS', 'LANDMARK_MIN_HEIGHT', 'SETTING_RULES', 'FaceSpec', 'FaceLabel',
            'ellipse_bounds', 'face_box', 'face_landmarks', 'draw_face', 'draw_occluder',
            'draw_eye', 'clipped_pixel_box', 'box_inside_fraction', 'label_face', 'blur_score',
+           'blur_sigma_for',
            'settings_description', 'Painter', 'to_image', 'PUPIL_COLOUR', 'MOUTH_SLIT_COLOUR',
            'SKIN_TONES', 'HAIR_COLOURS', 'IRIS_COLOURS']
 
@@ -320,9 +321,20 @@ def _points_visible(points, id_map, object_id):
     return visible
 
 
+#: the blur label rule: ``SHARP_BLUR + BLUR_RANGE * min(1, BLUR_PER_SIGMA * sigma / h)``
+SHARP_BLUR, BLUR_RANGE, BLUR_PER_SIGMA = 0.2, 0.7, 10.0
+
+
 def blur_score(blur_sigma, face_height):
     """Label blur in [0.2, 0.9]: higher = blurrier relative to the face's height."""
-    return round(0.2 + 0.7 * min(1.0, 10.0 * blur_sigma / max(face_height, 1.0)), 2)
+    return round(SHARP_BLUR + BLUR_RANGE * min(
+        1.0, BLUR_PER_SIGMA * blur_sigma / max(face_height, 1.0)), 2)
+
+
+def blur_sigma_for(level, face_height):
+    """The Gaussian sigma (px) that :func:`blur_score` maps to ``level`` (in [0.2, 0.9]) for a
+    face ``face_height`` px tall: the inverse of its rule."""
+    return (level - SHARP_BLUR) / BLUR_RANGE * face_height / BLUR_PER_SIGMA
 
 
 def label_face(spec, id_map, object_id, blur_sigma=0.0):

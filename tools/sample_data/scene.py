@@ -9,10 +9,11 @@ import cv2
 import numpy as np
 
 from tools.sample_data.face import (HAIR_COLOURS, IRIS_COLOURS, SKIN_TONES, FaceSpec, Painter,
-                                    box_inside_fraction, clipped_pixel_box, draw_eye, draw_face,
-                                    draw_occluder, face_box, label_face, to_image)
+                                    blur_sigma_for, box_inside_fraction, clipped_pixel_box,
+                                    draw_eye, draw_face, draw_occluder, face_box, label_face,
+                                    to_image)
 
-__all__ = ['Scene', 'render_scene', 'face_blur_sigma', 'FACE_BLUR_LEVELS', 'OCCLUSION']
+__all__ = ['Scene', 'render_scene', 'FACE_BLUR_LEVELS', 'OCCLUSION']
 
 MIN_FACE_HEIGHT, MAX_FACE_HEIGHT = 8.0, 300.0
 SMALL_FACE_HEIGHT = 24.0          # upper bound of the "small face" mode
@@ -245,12 +246,6 @@ FACE_BLUR_LEVELS = (0.3, 0.9)
 FACE_BLUR_REACH = 1.3
 
 
-def face_blur_sigma(level, face_height):
-    """The Gaussian sigma (px) that :func:`tools.sample_data.blur_score` maps to ``level`` for a
-    face ``face_height`` px tall: the inverse of its rule, ``level`` in [0.2, 0.9]."""
-    return (level - 0.2) / 0.7 * face_height / 10.0
-
-
 def _blur_face(canvas, spec, sigma):
     """Blur ``canvas`` in place around one face: a Gaussian of ``sigma`` blended in through a
     soft elliptical mask, so the face is blurred and the rest of the scene is not."""
@@ -284,7 +279,7 @@ def _draw_face_blur(rng, canvas, specs, face_blur):
     levels = rng.uniform(*FACE_BLUR_LEVELS, size=len(specs))
     for k in np.flatnonzero(chosen):
         box = face_box(specs[k])
-        sigmas[k] = face_blur_sigma(levels[k], box[3] - box[1])
+        sigmas[k] = blur_sigma_for(levels[k], box[3] - box[1])
         _blur_face(canvas, specs[k], sigmas[k])
     return sigmas
 
